@@ -1,0 +1,1 @@
+//! Intel AESM wire protocol, the quote-helper server with its backends, and the client.

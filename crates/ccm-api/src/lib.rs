@@ -1,0 +1,1 @@
+//! Request and response types of the manager REST API and the node-agent API.

@@ -1,0 +1,1 @@
+//! DCAP quote verification with collateral and policy, and the simulated SGX platform.

@@ -1,0 +1,1 @@
+//! OCI pull and push, layer application, the enclave manifest, conversion and runc bundles.

@@ -1,0 +1,3 @@
+//! The in-image launcher: verifies the enclave image, attests, obtains its certificate and starts the app.
+
+fn main() {}

@@ -1,0 +1,1 @@
+//! The ccm control plane: REST API, web console, authentication, workflows and jobs.

@@ -1,0 +1,1 @@
+//! Zone certificate authorities, CSR checks, certificate issuance and the attestation-evidence extension.

@@ -1,0 +1,1 @@
+//! SGX and DCAP byte structures, MRENCLAVE measurement and SIGSTRUCT signing. No I/O.

@@ -1,0 +1,1 @@
+//! Persistence for the manager: SQLite and PostgreSQL through sqlx, migrations, typed queries.

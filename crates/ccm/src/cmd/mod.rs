@@ -1,0 +1,31 @@
+//! Subcommand implementations, one module per group.
+
+pub mod version;
+
+use std::process::ExitCode;
+
+/// Turns a command's result into the process exit code, printing the error chain on one line.
+///
+/// Commands that need a specific non-zero code (for example `ccm quote verify`, which exits 1 on a
+/// refused quote) return [`Failure`] inside the `anyhow::Error`.
+pub fn exit(result: anyhow::Result<()>) -> ExitCode {
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(err) => {
+            let code = err.downcast_ref::<Failure>().map_or(2, |f| f.code);
+            let chain: Vec<String> = err.chain().map(ToString::to_string).collect();
+            eprintln!("error: {}", chain.join(": "));
+            ExitCode::from(code)
+        }
+    }
+}
+
+/// An error with a chosen exit code (1 is "the answer is no", 2 is "the command failed").
+#[derive(Debug, thiserror::Error)]
+#[error("{message}")]
+pub struct Failure {
+    /// The process exit code.
+    pub code: u8,
+    /// The one-line reason.
+    pub message: String,
+}

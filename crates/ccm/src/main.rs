@@ -1,0 +1,31 @@
+//! The `ccm` command: manager, agent, quote helper, conversion and client commands.
+//!
+//! Every subcommand group lives in its own module under `src/cmd/` and is a thin layer over the
+//! library crates; `main` only parses arguments, sets up logging and maps errors to exit codes.
+
+use clap::{Parser, Subcommand};
+
+mod cmd;
+
+/// Confidential Computing Manager.
+#[derive(Debug, Parser)]
+#[command(name = "ccm", version, about, propagate_version = true)]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// The top-level subcommands. Add one variant per group; implement it in `src/cmd/<group>.rs`.
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Print the version of this ccm build.
+    Version,
+}
+
+fn main() -> std::process::ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Version => cmd::version::run(),
+    };
+    cmd::exit(result)
+}
