@@ -1,1 +1,258 @@
-//! Persistence for the manager: SQLite and PostgreSQL through sqlx, migrations, typed queries.
+//! Persistence for the manager: one [`Store`] over SQLite or PostgreSQL.
+//!
+//! Design:
+//! - **One code path for both databases.** The store uses sqlx's `Any` driver, so every query and
+//!   the embedded migrations (`migrations/`) are the same text on SQLite and PostgreSQL. The
+//!   schema keeps to what both understand: UUIDs are hyphenated `TEXT`, timestamps Unix seconds
+//!   in `BIGINT`, booleans `0`/`1`, lists and objects JSON `TEXT`; parameters are `$1`, `$2`...
+//!   (which sqlx's SQLite driver also binds by number).
+//! - **Workflows are transactions.** Each method that changes state runs in one transaction that
+//!   also applies the workflow's effects (tasks, auto-approval, whitelisting) and appends the
+//!   audit entry, so the API never shows a half-applied change and every change is audited.
+//! - **Writers are serialised where they must be.** On SQLite, write transactions start with
+//!   `BEGIN IMMEDIATE` behind an in-process mutex (one writer at a time, no lock-upgrade
+//!   deadlocks, no busy-waiting). On PostgreSQL, the audit chain's head row
+//!   (`audit_head`) is updated first in every write transaction; its row lock orders concurrent
+//!   writers from any number of manager replicas. Races on business state are decided by
+//!   conditional `UPDATE ... WHERE status = ...` statements whose row counts tell who won.
+//! - **Durability.** SQLite runs in WAL mode with `synchronous = FULL`: with NORMAL, a power
+//!   loss may roll back the last transactions that the API already acknowledged; FULL syncs the
+//!   WAL on every commit, which is what "acknowledged writes survive a crash" requires.
+//! - **Time is an input.** Methods take `now` (Unix seconds); the store never reads the clock.
+#![deny(missing_docs)]
+
+mod accounts;
+mod apps;
+mod audit;
+mod builds;
+mod error;
+mod sessions;
+mod tasks;
+mod users;
+mod util;
+mod zones;
+
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
+use sqlx::{Any, AnyPool, Executor, Transaction};
+use tokio::sync::{Mutex, MutexGuard};
+
+pub use accounts::{AccountRecord, NewAccount, NewZone};
+pub use error::Error;
+pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
+pub use tasks::TaskFilter;
+pub use users::{NewUser, UserRecord};
+pub use zones::{JoinTokenUse, NewJoinToken, ZoneRecord};
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The database behind a [`Store`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    /// An SQLite file.
+    Sqlite,
+    /// A PostgreSQL server.
+    Postgres,
+}
+
+impl Backend {
+    /// `sqlite` or `postgres`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Sqlite => "sqlite",
+            Self::Postgres => "postgres",
+        }
+    }
+}
+
+/// Who performs a change, for the audit log and task records.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Actor {
+    /// The user, if a user acts.
+    pub user_id: Option<uuid::Uuid>,
+    /// The user's e-mail, `apikey:<name>`, or `system`.
+    pub name: String,
+}
+
+impl Actor {
+    /// The manager itself (startup, policies).
+    pub fn system() -> Self {
+        Self { user_id: None, name: "system".into() }
+    }
+}
+
+/// Options for [`Store::connect`].
+#[derive(Debug, Clone)]
+pub struct StoreOptions {
+    /// Maximum pool connections (SQLite caps it at 8; reads run in parallel under WAL).
+    pub max_connections: u32,
+    /// How long to wait for a pool connection.
+    pub acquire_timeout: Duration,
+}
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        Self { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
+    }
+}
+
+/// The manager's persistent state. Cheap to clone (shares one pool).
+#[derive(Clone)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+    write_lock: Option<Arc<Mutex<()>>>,
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+    }
+}
+
+/// A write transaction; on SQLite it also holds the process-wide writer lock.
+pub(crate) struct WriteTx<'a> {
+    pub(crate) tx: Transaction<'static, Any>,
+    _guard: Option<MutexGuard<'a, ()>>,
+}
+
+impl WriteTx<'_> {
+    pub(crate) async fn commit(self) -> Result<()> {
+        self.tx.commit().await?;
+        Ok(())
+    }
+}
+
+static INSTALL_DRIVERS: std::sync::Once = std::sync::Once::new();
+
+impl Store {
+    /// Connects to `url` (`sqlite://PATH` — the file is created if missing — or
+    /// `postgres://...`), then applies pending migrations.
+    pub async fn connect(url: &str, options: &StoreOptions) -> Result<Self> {
+        INSTALL_DRIVERS.call_once(sqlx::any::install_default_drivers);
+        let backend = if url.starts_with("sqlite:") {
+            Backend::Sqlite
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            Backend::Postgres
+        } else {
+            return Err(Error::UnsupportedUrl(redact_url(url)));
+        };
+        let url = match backend {
+            Backend::Sqlite if !url.contains('?') => format!("{url}?mode=rwc"),
+            _ => url.to_string(),
+        };
+        let connect_options = AnyConnectOptions::from_str(&url).map_err(Error::Database)?;
+        let mut pool_options = AnyPoolOptions::new().acquire_timeout(options.acquire_timeout);
+        pool_options = match backend {
+            Backend::Sqlite => pool_options
+                .max_connections(options.max_connections.clamp(1, 8))
+                .after_connect(|conn, _meta| {
+                    Box::pin(async move {
+                        // journal_mode is persistent; the others are per connection.
+                        conn.execute("PRAGMA journal_mode = WAL").await?;
+                        conn.execute("PRAGMA synchronous = FULL").await?;
+                        conn.execute("PRAGMA foreign_keys = ON").await?;
+                        conn.execute("PRAGMA busy_timeout = 10000").await?;
+                        Ok(())
+                    })
+                }),
+            Backend::Postgres => pool_options.max_connections(options.max_connections.max(1)),
+        };
+        let pool = pool_options.connect_with(connect_options).await?;
+        let store = Self {
+            pool,
+            backend,
+            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    async fn migrate(&self) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == Backend::Postgres {
+            // Two replicas starting together must not both run the migrations.
+            sqlx::query("SELECT pg_advisory_lock(7347004)").execute(&mut *conn).await?;
+        }
+        let result = sqlx::migrate!("./migrations").run(&mut *conn).await;
+        if self.backend == Backend::Postgres {
+            sqlx::query("SELECT pg_advisory_unlock(7347004)").execute(&mut *conn).await?;
+        }
+        result?;
+        Ok(())
+    }
+
+    /// Which database this store uses.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// Checks that the database answers (for `/readyz`).
+    pub async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    /// Closes the pool, waiting for connections in use to be returned.
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
+    pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
+        let guard = match &self.write_lock {
+            Some(lock) => Some(lock.lock().await),
+            None => None,
+        };
+        let tx = match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        };
+        let mut w = WriteTx { tx, _guard: guard };
+        // Take the audit chain head's row lock first: every write transaction appends to the
+        // audit log, and taking this one lock before any other makes writers on PostgreSQL
+        // queue in order instead of deadlocking on each other's rows.
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *w.tx).await?;
+        Ok(w)
+    }
+
+    /// Reads a value from the `meta` table.
+    pub async fn get_meta(&self, key: &str) -> Result<Option<String>> {
+        let v: Option<(String,)> = sqlx::query_as("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(v.map(|(v,)| v))
+    }
+
+    /// Stores `value` under `key` unless the key exists; returns the value now stored.
+    pub async fn set_meta_if_absent(&self, key: &str, value: &str) -> Result<String> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("INSERT INTO meta (key, value) VALUES ($1, $2) ON CONFLICT (key) DO NOTHING")
+            .bind(key)
+            .bind(value)
+            .execute(&mut *w.tx)
+            .await?;
+        let (v,): (String,) = sqlx::query_as("SELECT value FROM meta WHERE key = $1")
+            .bind(key)
+            .fetch_one(&mut *w.tx)
+            .await?;
+        w.commit().await?;
+        Ok(v)
+    }
+}
+
+/// Removes a password from a database URL for error messages and logs.
+pub fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(scheme_end), Some(at)) if at > scheme_end => {
+            let userinfo = &url[scheme_end + 3..at];
+            let user = userinfo.split(':').next().unwrap_or("");
+            format!("{}://{}:***@{}", &url[..scheme_end], user, &url[at + 1..])
+        }
+        _ => url.to_string(),
+    }
+}

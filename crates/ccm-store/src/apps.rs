@@ -1,0 +1,291 @@
+//! Applications and their domain-whitelisting workflow.
+
+use std::collections::BTreeSet;
+
+use ccm_api::apps::App;
+use ccm_api::tasks::TaskType;
+use serde_json::json;
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::error::on_unique;
+use crate::tasks::{self, NewTask};
+use crate::util::{json, opt_uuid, to_json, uuid};
+use crate::{Actor, Error, Result, Store, audit};
+
+#[derive(sqlx::FromRow)]
+struct AppRow {
+    app_id: String,
+    acct_id: String,
+    name: String,
+    description: Option<String>,
+    input_image_name: String,
+    output_image_name: String,
+    isvprodid: i64,
+    isvsvn: i64,
+    mem_size: i64,
+    threads: i64,
+    allowed_domains: String,
+    whitelisted_domains: String,
+    pending_task_id: Option<String>,
+    certificate: Option<String>,
+    advanced_settings: String,
+    labels: String,
+    created_at: i64,
+    updated_at: i64,
+}
+
+const APP_COLS: &str = "app_id, acct_id, name, description, input_image_name, output_image_name, \
+     isvprodid, isvsvn, mem_size, threads, allowed_domains, whitelisted_domains, pending_task_id, \
+     certificate, advanced_settings, labels, created_at, updated_at";
+
+impl AppRow {
+    fn into_app(self) -> Result<App> {
+        Ok(App {
+            app_id: uuid("apps.app_id", &self.app_id)?,
+            acct_id: uuid("apps.acct_id", &self.acct_id)?,
+            name: self.name,
+            description: self.description,
+            input_image_name: self.input_image_name,
+            output_image_name: self.output_image_name,
+            isvprodid: self.isvprodid,
+            isvsvn: self.isvsvn,
+            mem_size: self.mem_size,
+            threads: self.threads,
+            allowed_domains: json("apps.allowed_domains", &self.allowed_domains)?,
+            whitelisted_domains: json("apps.whitelisted_domains", &self.whitelisted_domains)?,
+            pending_task_id: opt_uuid("apps.pending_task_id", self.pending_task_id.as_deref())?,
+            certificate: self.certificate.as_deref().map(|c| json("apps.certificate", c)).transpose()?,
+            advanced_settings: json("apps.advanced_settings", &self.advanced_settings)?,
+            labels: json("apps.labels", &self.labels)?,
+            created_at: self.created_at,
+            updated_at: self.updated_at,
+        })
+    }
+}
+
+async fn load(conn: &mut AnyConnection, acct_id: Uuid, app_id: Uuid) -> Result<Option<App>> {
+    let row: Option<AppRow> =
+        sqlx::query_as(&format!("SELECT {APP_COLS} FROM apps WHERE app_id = $1 AND acct_id = $2"))
+            .bind(app_id.to_string())
+            .bind(acct_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.map(AppRow::into_app).transpose()
+}
+
+/// Writes every mutable column of `app`.
+async fn write(conn: &mut AnyConnection, app: &App) -> Result<()> {
+    sqlx::query(
+        "UPDATE apps SET name = $1, description = $2, input_image_name = $3, output_image_name = $4, \
+         isvprodid = $5, isvsvn = $6, mem_size = $7, threads = $8, allowed_domains = $9, \
+         whitelisted_domains = $10, pending_task_id = $11, certificate = $12, advanced_settings = $13, \
+         labels = $14, updated_at = $15 WHERE app_id = $16 AND acct_id = $17",
+    )
+    .bind(&app.name)
+    .bind(&app.description)
+    .bind(&app.input_image_name)
+    .bind(&app.output_image_name)
+    .bind(app.isvprodid)
+    .bind(app.isvsvn)
+    .bind(app.mem_size)
+    .bind(app.threads)
+    .bind(to_json("apps.allowed_domains", &app.allowed_domains)?)
+    .bind(to_json("apps.whitelisted_domains", &app.whitelisted_domains)?)
+    .bind(app.pending_task_id.map(|u| u.to_string()))
+    .bind(app.certificate.as_ref().map(|c| to_json("apps.certificate", c)).transpose()?)
+    .bind(to_json("apps.advanced_settings", &app.advanced_settings)?)
+    .bind(to_json("apps.labels", &app.labels)?)
+    .bind(app.updated_at)
+    .bind(app.app_id.to_string())
+    .bind(app.acct_id.to_string())
+    .execute(&mut *conn)
+    .await
+    .map_err(on_unique("app", "name"))?;
+    Ok(())
+}
+
+fn summary(app: &App) -> serde_json::Value {
+    json!({
+        "name": app.name,
+        "allowed_domains": app.allowed_domains,
+        "whitelisted_domains": app.whitelisted_domains,
+        "isvprodid": app.isvprodid,
+        "isvsvn": app.isvsvn,
+        "mem_size": app.mem_size,
+        "threads": app.threads,
+    })
+}
+
+/// Reconciles the app's pending DOMAIN_WHITELIST task with its domains: domains that are
+/// allowed but not whitelisted need approval; the pending task is updated to cover exactly them,
+/// or a new one is created, or (when none are left) the pending task is closed as FAILED.
+async fn reconcile_domain_task(conn: &mut AnyConnection, app: &mut App, actor: &Actor, now: i64) -> Result<()> {
+    let wl: BTreeSet<&String> = app.whitelisted_domains.iter().collect();
+    let needed: Vec<String> = app.allowed_domains.iter().filter(|d| !wl.contains(d)).cloned().collect();
+    if let Some(pending) = app.pending_task_id {
+        let status = if needed.is_empty() { "FAILED" } else { "INPROGRESS" };
+        let n = sqlx::query(
+            "UPDATE tasks SET domains_added = $1, status = $2, status_updated_at = $3 \
+             WHERE task_id = $4 AND status = 'INPROGRESS'",
+        )
+        .bind(to_json("tasks.domains_added", &needed)?)
+        .bind(status)
+        .bind(now)
+        .bind(pending.to_string())
+        .execute(&mut *conn)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            if needed.is_empty() {
+                app.pending_task_id = None;
+                write(conn, app).await?;
+            }
+            return Ok(());
+        }
+        app.pending_task_id = None;
+    }
+    if needed.is_empty() {
+        return write(conn, app).await;
+    }
+    let task_id = Uuid::new_v4();
+    app.pending_task_id = Some(task_id);
+    write(conn, app).await?;
+    let description = format!("Whitelist domains {} for app {}", needed.join(", "), app.name);
+    tasks::create(
+        conn,
+        NewTask {
+            acct_id: app.acct_id,
+            task_id,
+            entity_id: app.app_id,
+            task_type: TaskType::DomainWhitelist,
+            description,
+            requester: actor,
+            domains_added: needed,
+        },
+        now,
+    )
+    .await?;
+    Ok(())
+}
+
+impl Store {
+    /// Creates an app; allowed domains raise a DOMAIN_WHITELIST task (approved at once under the
+    /// AUTO_APPROVE policy). `app.whitelisted_domains` and `pending_task_id` are ignored.
+    pub async fn create_app(&self, app: &App, actor: &Actor, now: i64) -> Result<App> {
+        let mut w = self.begin_write().await?;
+        sqlx::query(&format!(
+            "INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', NULL, \
+             NULL, '{{}}', '{{}}', $12, $12)"
+        ))
+        .bind(app.app_id.to_string())
+        .bind(app.acct_id.to_string())
+        .bind(&app.name)
+        .bind(&app.description)
+        .bind(&app.input_image_name)
+        .bind(&app.output_image_name)
+        .bind(app.isvprodid)
+        .bind(app.isvsvn)
+        .bind(app.mem_size)
+        .bind(app.threads)
+        .bind(to_json("apps.allowed_domains", &app.allowed_domains)?)
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(on_unique("app", "name"))?;
+        let mut new = App {
+            whitelisted_domains: Vec::new(),
+            pending_task_id: None,
+            created_at: now,
+            updated_at: now,
+            ..app.clone()
+        };
+        audit::append(&mut w.tx, now, actor, Some(app.acct_id), "app.create", "app", Some(app.app_id), json!({"after": summary(&new)}))
+            .await?;
+        reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
+        let app = load(&mut w.tx, app.acct_id, app.app_id).await?.ok_or(Error::NotFound("app"))?;
+        w.commit().await?;
+        Ok(app)
+    }
+
+    /// Lists an account's apps by name.
+    pub async fn list_apps(&self, acct_id: Uuid) -> Result<Vec<App>> {
+        let rows: Vec<AppRow> =
+            sqlx::query_as(&format!("SELECT {APP_COLS} FROM apps WHERE acct_id = $1 ORDER BY name"))
+                .bind(acct_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(AppRow::into_app).collect()
+    }
+
+    /// An app of an account.
+    pub async fn get_app(&self, acct_id: Uuid, app_id: Uuid) -> Result<Option<App>> {
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, acct_id, app_id).await
+    }
+
+    /// Updates an app in one transaction: `edit` gets the current app and returns the new one
+    /// (or a validation error, which is passed back and changes nothing). Domains removed from
+    /// `allowed_domains` leave the whitelist at once; added ones need approval.
+    pub async fn update_app<E>(
+        &self,
+        acct_id: Uuid,
+        app_id: Uuid,
+        actor: &Actor,
+        now: i64,
+        edit: impl FnOnce(App) -> std::result::Result<App, E>,
+    ) -> Result<std::result::Result<App, E>> {
+        let mut w = self.begin_write().await?;
+        let old = load(&mut w.tx, acct_id, app_id).await?.ok_or(Error::NotFound("app"))?;
+        let mut new = match edit(old.clone()) {
+            Ok(new) => new,
+            Err(e) => return Ok(Err(e)),
+        };
+        // Fields the caller may not change.
+        new.app_id = old.app_id;
+        new.acct_id = old.acct_id;
+        new.created_at = old.created_at;
+        new.pending_task_id = old.pending_task_id;
+        new.updated_at = now;
+        new.whitelisted_domains =
+            old.whitelisted_domains.iter().filter(|d| new.allowed_domains.contains(d)).cloned().collect();
+        write(&mut w.tx, &new).await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "app.update",
+            "app",
+            Some(app_id),
+            json!({"before": summary(&old), "after": summary(&new)}),
+        )
+        .await?;
+        reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
+        let app = load(&mut w.tx, acct_id, app_id).await?.ok_or(Error::NotFound("app"))?;
+        w.commit().await?;
+        Ok(Ok(app))
+    }
+
+    /// Deletes an app with its images and their tasks.
+    pub async fn delete_app(&self, acct_id: Uuid, app_id: Uuid, actor: &Actor, now: i64) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        let old = load(&mut w.tx, acct_id, app_id).await?.ok_or(Error::NotFound("app"))?;
+        sqlx::query(
+            "DELETE FROM tasks WHERE acct_id = $1 AND (entity_id = $2 OR entity_id IN \
+             (SELECT build_id FROM builds WHERE app_id = $2))",
+        )
+        .bind(acct_id.to_string())
+        .bind(app_id.to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        sqlx::query("DELETE FROM apps WHERE app_id = $1 AND acct_id = $2")
+            .bind(app_id.to_string())
+            .bind(acct_id.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        audit::append(&mut w.tx, now, actor, Some(acct_id), "app.delete", "app", Some(app_id), json!({"before": summary(&old)}))
+            .await?;
+        w.commit().await
+    }
+}

@@ -1,0 +1,153 @@
+//! The hash-chained audit log.
+
+use ccm_api::audit::{AuditEntry, entry_hash};
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::util::{opt_uuid, uuid};
+use crate::{Actor, Result, Store};
+
+/// Appends one entry in the caller's transaction. The first statement updates the chain head, so
+/// on PostgreSQL its row lock orders concurrent writers; on SQLite the writer lock already does.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn append(
+    conn: &mut AnyConnection,
+    now: i64,
+    actor: &Actor,
+    acct_id: Option<Uuid>,
+    action: &str,
+    object_type: &str,
+    object_id: Option<Uuid>,
+    details: serde_json::Value,
+) -> Result<()> {
+    let (seq, prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
+            .fetch_one(&mut *conn)
+            .await?;
+    let entry_id = Uuid::new_v4();
+    let hash = entry_hash(
+        seq,
+        entry_id,
+        now,
+        actor.user_id,
+        &actor.name,
+        acct_id,
+        action,
+        object_type,
+        object_id,
+        &details,
+        &prev_hash,
+    );
+    sqlx::query(
+        "INSERT INTO audit_log (seq, entry_id, at, actor_user_id, actor, acct_id, action, \
+         object_type, object_id, details, prev_hash, hash) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)",
+    )
+    .bind(seq)
+    .bind(entry_id.to_string())
+    .bind(now)
+    .bind(actor.user_id.map(|u| u.to_string()))
+    .bind(&actor.name)
+    .bind(acct_id.map(|u| u.to_string()))
+    .bind(action)
+    .bind(object_type)
+    .bind(object_id.map(|u| u.to_string()))
+    .bind(details.to_string())
+    .bind(&prev_hash)
+    .bind(&hash)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
+#[derive(sqlx::FromRow)]
+struct Row {
+    seq: i64,
+    entry_id: String,
+    at: i64,
+    actor_user_id: Option<String>,
+    actor: String,
+    acct_id: Option<String>,
+    action: String,
+    object_type: String,
+    object_id: Option<String>,
+    details: String,
+    prev_hash: String,
+    hash: String,
+}
+
+impl Row {
+    fn into_entry(self) -> Result<AuditEntry> {
+        Ok(AuditEntry {
+            seq: self.seq,
+            entry_id: uuid("audit_log.entry_id", &self.entry_id)?,
+            at: self.at,
+            actor_user_id: opt_uuid("audit_log.actor_user_id", self.actor_user_id.as_deref())?,
+            actor: self.actor,
+            acct_id: opt_uuid("audit_log.acct_id", self.acct_id.as_deref())?,
+            action: self.action,
+            object_type: self.object_type,
+            object_id: opt_uuid("audit_log.object_id", self.object_id.as_deref())?,
+            details: crate::util::json("audit_log.details", &self.details)?,
+            prev_hash: self.prev_hash,
+            hash: self.hash,
+        })
+    }
+}
+
+impl Store {
+    /// Lists audit entries with `seq > after` in ascending order, at most `limit`; only those of
+    /// `acct_id` when given.
+    pub async fn list_audit(
+        &self,
+        acct_id: Option<Uuid>,
+        after: i64,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        const COLS: &str = "seq, entry_id, at, actor_user_id, actor, acct_id, action, object_type, \
+                            object_id, details, prev_hash, hash";
+        let rows: Vec<Row> = match acct_id {
+            Some(a) => {
+                sqlx::query_as(&format!(
+                    "SELECT {COLS} FROM audit_log WHERE acct_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+                ))
+                .bind(a.to_string())
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
+                ))
+                .bind(after)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(Row::into_entry).collect()
+    }
+
+    /// Appends an audit entry on its own (for events that change no other table, such as a
+    /// failed login lockout or a manager start).
+    pub async fn audit_event(
+        &self,
+        now: i64,
+        actor: &Actor,
+        acct_id: Option<Uuid>,
+        action: &str,
+        object_type: &str,
+        object_id: Option<Uuid>,
+        details: serde_json::Value,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        append(&mut w.tx, now, actor, acct_id, action, object_type, object_id, details).await?;
+        w.commit().await
+    }
+}

@@ -1,0 +1,190 @@
+//! Users.
+
+use ccm_api::accounts::AccessRole;
+use ccm_api::users::User;
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::error::on_unique;
+use crate::util::{enum_value, uuid};
+use crate::{Actor, Result, Store, audit};
+
+/// A user to create.
+#[derive(Clone)]
+pub struct NewUser {
+    /// New id.
+    pub user_id: Uuid,
+    /// E-mail as given (validated by the caller).
+    pub email: String,
+    /// PHC-format password hash.
+    pub password_hash: String,
+    /// First name.
+    pub first_name: Option<String>,
+    /// Last name.
+    pub last_name: Option<String>,
+}
+
+impl std::fmt::Debug for NewUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NewUser").field("user_id", &self.user_id).field("email", &self.email).finish_non_exhaustive()
+    }
+}
+
+/// A stored user with its password hash.
+#[derive(Clone)]
+pub struct UserRecord {
+    /// The user as the API shows it (roles empty).
+    pub user: User,
+    /// PHC-format password hash.
+    pub password_hash: String,
+}
+
+impl std::fmt::Debug for UserRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UserRecord").field("user", &self.user).finish_non_exhaustive()
+    }
+}
+
+#[derive(sqlx::FromRow)]
+pub(crate) struct UserRow {
+    user_id: String,
+    email: String,
+    password_hash: String,
+    first_name: Option<String>,
+    last_name: Option<String>,
+    is_sysadmin: i64,
+    created_at: i64,
+    last_logged_in_at: Option<i64>,
+}
+
+pub(crate) const USER_COLS: &str = "users.user_id, users.email, users.password_hash, users.first_name, \
+     users.last_name, users.is_sysadmin, users.created_at, users.last_logged_in_at";
+
+impl UserRow {
+    pub(crate) fn into_record(self) -> Result<UserRecord> {
+        Ok(UserRecord {
+            user: User {
+                user_id: uuid("users.user_id", &self.user_id)?,
+                user_email: self.email,
+                first_name: self.first_name,
+                last_name: self.last_name,
+                created_at: self.created_at,
+                last_logged_in_at: self.last_logged_in_at,
+                is_sysadmin: self.is_sysadmin != 0,
+                status: "ACTIVE".into(),
+                roles: Vec::new(),
+            },
+            password_hash: self.password_hash,
+        })
+    }
+}
+
+impl Store {
+    /// Creates a user. The first user ever created becomes system administrator (decided inside
+    /// the transaction, so two simultaneous first sign-ups cannot both win).
+    pub async fn create_user(&self, new: NewUser, now: i64) -> Result<User> {
+        let mut w = self.begin_write().await?;
+        let claimed = sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('sysadmin_user_id', $1) ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(new.user_id.to_string())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected()
+            == 1;
+        sqlx::query(
+            "INSERT INTO users (user_id, email, email_lower, password_hash, first_name, last_name, \
+             is_sysadmin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        )
+        .bind(new.user_id.to_string())
+        .bind(&new.email)
+        .bind(new.email.to_lowercase())
+        .bind(&new.password_hash)
+        .bind(&new.first_name)
+        .bind(&new.last_name)
+        .bind(i64::from(claimed))
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(on_unique("user", "user_email"))?;
+        let actor = Actor { user_id: Some(new.user_id), name: new.email.clone() };
+        audit::append(
+            &mut w.tx,
+            now,
+            &actor,
+            None,
+            "user.create",
+            "user",
+            Some(new.user_id),
+            json!({"user_email": new.email, "is_sysadmin": claimed}),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(User {
+            user_id: new.user_id,
+            user_email: new.email,
+            first_name: new.first_name,
+            last_name: new.last_name,
+            created_at: now,
+            last_logged_in_at: None,
+            is_sysadmin: claimed,
+            status: "ACTIVE".into(),
+            roles: Vec::new(),
+        })
+    }
+
+    /// Looks a user up by e-mail (case-insensitive).
+    pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE email_lower = $1"))
+                .bind(email.to_lowercase())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(UserRow::into_record).transpose()
+    }
+
+    /// Looks a user up by id.
+    pub async fn get_user(&self, user_id: Uuid) -> Result<Option<UserRecord>> {
+        let row: Option<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE user_id = $1"))
+                .bind(user_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        row.map(UserRow::into_record).transpose()
+    }
+
+    /// Lists every user (for system administrators).
+    pub async fn list_users(&self) -> Result<Vec<User>> {
+        let rows: Vec<UserRow> =
+            sqlx::query_as(&format!("SELECT {USER_COLS} FROM users ORDER BY created_at, email_lower"))
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(|r| r.into_record().map(|r| r.user)).collect()
+    }
+
+    /// Lists an account's members with their role.
+    pub async fn list_members(&self, acct_id: Uuid) -> Result<Vec<User>> {
+        #[derive(sqlx::FromRow)]
+        struct RoleRow {
+            #[sqlx(flatten)]
+            user: UserRow,
+            role: String,
+        }
+        let rows: Vec<RoleRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLS}, memberships.role FROM users \
+             JOIN memberships ON memberships.user_id = users.user_id \
+             WHERE memberships.acct_id = $1 ORDER BY users.email_lower"
+        ))
+        .bind(acct_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| {
+                let role = enum_value("memberships.role", &r.role, AccessRole::parse)?;
+                let mut u = r.user.into_record()?.user;
+                u.roles = vec![role];
+                Ok(u)
+            })
+            .collect()
+    }
+}

@@ -1,0 +1,232 @@
+//! Zones and their join tokens.
+
+use ccm_api::accounts::ZoneCaKeyType;
+use ccm_api::zones::{JoinTokenInfo, Zone};
+use serde_json::json;
+use uuid::Uuid;
+
+use crate::util::{opt_uuid, uuid};
+use crate::{Actor, Error, Result, Store, audit};
+
+/// A stored zone with its sealed CA key.
+#[derive(Clone)]
+pub struct ZoneRecord {
+    /// The zone as the API shows it.
+    pub zone: Zone,
+    /// The CA private key, sealed by the manager's secrets module.
+    pub ca_key_sealed: Vec<u8>,
+}
+
+impl std::fmt::Debug for ZoneRecord {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneRecord").field("zone", &self.zone).finish_non_exhaustive()
+    }
+}
+
+/// A join token to store.
+#[derive(Debug, Clone)]
+pub struct NewJoinToken {
+    /// The token's metadata.
+    pub info: JoinTokenInfo,
+    /// Hex SHA-256 of the token secret.
+    pub secret_hash: String,
+}
+
+/// The outcome of a successful join-token use.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JoinTokenUse {
+    /// The zone the node joins.
+    pub zone_id: Uuid,
+    /// The zone's account.
+    pub acct_id: Uuid,
+}
+
+#[derive(sqlx::FromRow)]
+struct ZoneRow {
+    zone_id: String,
+    acct_id: String,
+    name: String,
+    description: Option<String>,
+    ca_cert_pem: String,
+    ca_key_sealed: Vec<u8>,
+    ca_key_type: String,
+    created_at: i64,
+}
+
+impl ZoneRow {
+    fn into_record(self) -> Result<ZoneRecord> {
+        let ca_key_type = match self.ca_key_type.as_str() {
+            "EC_P256" => ZoneCaKeyType::EcP256,
+            "EC_P384" => ZoneCaKeyType::EcP384,
+            other => return Err(Error::corrupt("zones.ca_key_type", format!("unknown value {other:?}"))),
+        };
+        Ok(ZoneRecord {
+            zone: Zone {
+                zone_id: uuid("zones.zone_id", &self.zone_id)?,
+                acct_id: uuid("zones.acct_id", &self.acct_id)?,
+                name: self.name,
+                description: self.description,
+                certificate: self.ca_cert_pem,
+                ca_key_type,
+                created_at: self.created_at,
+            },
+            ca_key_sealed: self.ca_key_sealed,
+        })
+    }
+}
+
+const ZONE_COLS: &str =
+    "zone_id, acct_id, name, description, ca_cert_pem, ca_key_sealed, ca_key_type, created_at";
+
+#[derive(sqlx::FromRow)]
+struct TokenRow {
+    token_id: String,
+    zone_id: String,
+    created_at: i64,
+    expires_at: i64,
+    single_use: i64,
+    use_count: i64,
+    last_used_at: Option<i64>,
+    revoked_at: Option<i64>,
+    created_by: Option<String>,
+    description: Option<String>,
+}
+
+impl TokenRow {
+    fn into_info(self) -> Result<JoinTokenInfo> {
+        Ok(JoinTokenInfo {
+            token_id: uuid("join_tokens.token_id", &self.token_id)?,
+            zone_id: uuid("join_tokens.zone_id", &self.zone_id)?,
+            created_at: self.created_at,
+            expires_at: self.expires_at,
+            single_use: self.single_use != 0,
+            use_count: self.use_count,
+            last_used_at: self.last_used_at,
+            revoked_at: self.revoked_at,
+            created_by: opt_uuid("join_tokens.created_by", self.created_by.as_deref())?,
+            description: self.description,
+        })
+    }
+}
+
+const TOKEN_COLS: &str = "token_id, zone_id, created_at, expires_at, single_use, use_count, \
+     last_used_at, revoked_at, created_by, description";
+
+impl Store {
+    /// The zones of an account (one per account today).
+    pub async fn list_zones(&self, acct_id: Uuid) -> Result<Vec<ZoneRecord>> {
+        let rows: Vec<ZoneRow> =
+            sqlx::query_as(&format!("SELECT {ZONE_COLS} FROM zones WHERE acct_id = $1 ORDER BY name"))
+                .bind(acct_id.to_string())
+                .fetch_all(&self.pool)
+                .await?;
+        rows.into_iter().map(ZoneRow::into_record).collect()
+    }
+
+    /// A zone of an account; `None` if it does not exist in that account.
+    pub async fn get_zone(&self, acct_id: Uuid, zone_id: Uuid) -> Result<Option<ZoneRecord>> {
+        let row: Option<ZoneRow> = sqlx::query_as(&format!(
+            "SELECT {ZONE_COLS} FROM zones WHERE zone_id = $1 AND acct_id = $2"
+        ))
+        .bind(zone_id.to_string())
+        .bind(acct_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(ZoneRow::into_record).transpose()
+    }
+
+    /// Stores a join token for a zone of `acct_id`.
+    pub async fn create_join_token(&self, acct_id: Uuid, t: &NewJoinToken, actor: &Actor, now: i64) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query(&format!(
+            "INSERT INTO join_tokens ({TOKEN_COLS}, acct_id, secret_hash) \
+             SELECT $1, $2, $3, $4, $5, 0, NULL, NULL, $6, $7, $8, $9 \
+             WHERE EXISTS (SELECT 1 FROM zones WHERE zone_id = $2 AND acct_id = $8)"
+        ))
+        .bind(t.info.token_id.to_string())
+        .bind(t.info.zone_id.to_string())
+        .bind(t.info.created_at)
+        .bind(t.info.expires_at)
+        .bind(i64::from(t.info.single_use))
+        .bind(t.info.created_by.map(|u| u.to_string()))
+        .bind(&t.info.description)
+        .bind(acct_id.to_string())
+        .bind(&t.secret_hash)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if n == 0 {
+            return Err(Error::NotFound("zone"));
+        }
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "join_token.create",
+            "join_token",
+            Some(t.info.token_id),
+            json!({"zone_id": t.info.zone_id, "expires_at": t.info.expires_at, "single_use": t.info.single_use}),
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// Lists a zone's join tokens, newest first.
+    pub async fn list_join_tokens(&self, acct_id: Uuid, zone_id: Uuid) -> Result<Vec<JoinTokenInfo>> {
+        let rows: Vec<TokenRow> = sqlx::query_as(&format!(
+            "SELECT {TOKEN_COLS} FROM join_tokens WHERE zone_id = $1 AND acct_id = $2 \
+             ORDER BY created_at DESC, token_id"
+        ))
+        .bind(zone_id.to_string())
+        .bind(acct_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(TokenRow::into_info).collect()
+    }
+
+    /// Revokes a join token at once. Revoking a revoked token is a no-op.
+    pub async fn revoke_join_token(&self, acct_id: Uuid, zone_id: Uuid, token_id: Uuid, actor: &Actor, now: i64) -> Result<JoinTokenInfo> {
+        let mut w = self.begin_write().await?;
+        let row: Option<TokenRow> = sqlx::query_as(&format!(
+            "UPDATE join_tokens SET revoked_at = COALESCE(revoked_at, $1) \
+             WHERE token_id = $2 AND zone_id = $3 AND acct_id = $4 RETURNING {TOKEN_COLS}"
+        ))
+        .bind(now)
+        .bind(token_id.to_string())
+        .bind(zone_id.to_string())
+        .bind(acct_id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let info = row.ok_or(Error::NotFound("join token"))?.into_info()?;
+        audit::append(&mut w.tx, now, actor, Some(acct_id), "join_token.revoke", "join_token", Some(token_id), json!({"zone_id": zone_id}))
+            .await?;
+        w.commit().await?;
+        Ok(info)
+    }
+
+    /// Uses a join token: succeeds only if the secret hash matches and the token is neither
+    /// expired, revoked, nor (if single-use) already used. Decided by one conditional UPDATE, so
+    /// a single-use token admits exactly one node even across replicas.
+    pub async fn use_join_token(&self, token_id: Uuid, secret_hash: &str, now: i64) -> Result<Option<JoinTokenUse>> {
+        let mut w = self.begin_write().await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE join_tokens SET use_count = use_count + 1, last_used_at = $1 \
+             WHERE token_id = $2 AND secret_hash = $3 AND revoked_at IS NULL AND expires_at > $1 \
+             AND (single_use = 0 OR use_count = 0) RETURNING zone_id, acct_id",
+        )
+        .bind(now)
+        .bind(token_id.to_string())
+        .bind(secret_hash)
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let Some((zone_id, acct_id)) = row else {
+            return Ok(None);
+        };
+        let used = JoinTokenUse { zone_id: uuid("join_tokens.zone_id", &zone_id)?, acct_id: uuid("join_tokens.acct_id", &acct_id)? };
+        audit::append(&mut w.tx, now, &Actor::system(), Some(used.acct_id), "join_token.use", "join_token", Some(token_id), json!({"zone_id": used.zone_id}))
+            .await?;
+        w.commit().await?;
+        Ok(Some(used))
+    }
+}
