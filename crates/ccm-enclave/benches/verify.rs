@@ -3,6 +3,7 @@
 //! `cargo bench -p ccm-enclave --bench verify`
 
 #![allow(clippy::expect_used)] // Benchmark setup: a failure should abort the run.
+#![allow(missing_docs)] // criterion_group! generates undocumented functions.
 
 use std::hint::black_box;
 
