@@ -25,7 +25,7 @@
 mod backend;
 mod forward;
 mod service;
-// mod sim;
+mod sim;
 
 use std::future::Future;
 use std::io;
@@ -41,7 +41,7 @@ use tokio::sync::Semaphore;
 pub use backend::{Answer, Backend, LocalBackend};
 pub use forward::{DEFAULT_UPSTREAM_TIMEOUT, ForwardBackend};
 pub use service::{QuoteService, QuotingEnclave};
-// pub use sim::{SIM_CPU_KEY_FILE, SimBackend, SimEnclave, write_platform_secret};
+pub use sim::{SIM_CPU_KEY_FILE, SimBackend, SimEnclave, write_platform_secret};
 
 use crate::frame::{MAX_REQUEST_LEN, tokio_io};
 use crate::proto::{Request, Response};
