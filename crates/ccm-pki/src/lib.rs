@@ -1,1 +1,259 @@
-//! Zone certificate authorities, CSR checks, certificate issuance and the attestation-evidence extension.
+//! Zone certificate authorities, the manager's own TLS identity, and (in later steps) CSR checks,
+//! attested issuance and the attestation-evidence extension.
+//!
+//! Design:
+//! - A [`ZoneCa`] is an ECDSA P-256 or P-384 CA (`basicConstraints CA:TRUE, pathlen:0`,
+//!   `keyUsage keyCertSign, cRLSign, digitalSignature`) that will sign node and application
+//!   certificates of one account. Its private key leaves this crate only as PKCS#8 DER in a
+//!   [`Zeroizing`] buffer, for the manager to seal (AES-256-GCM) before storing it;
+//!   [`ZoneCa::from_parts`] loads it back and checks that key and certificate belong together.
+//! - Time is an input: validity windows start at the `now` the caller passes.
+//! - Issuance (issue 5) will take a CSR, the checked attestation evidence and a profile, and sign
+//!   with the loaded key; the evidence extension will be added here so that the manager and any
+//!   verifier share one encoder/decoder.
+#![deny(missing_docs)]
+
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
+    KeyPair, KeyUsagePurpose, SerialNumber, SignatureAlgorithm,
+};
+use sha2::{Digest, Sha256};
+use time::OffsetDateTime;
+use zeroize::Zeroizing;
+
+/// Errors of this crate.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// Key generation, parsing or signing failed.
+    #[error("certificate operation failed: {0}")]
+    Rcgen(#[from] rcgen::Error),
+    /// A certificate could not be parsed.
+    #[error("invalid certificate: {0}")]
+    InvalidCertificate(String),
+    /// The private key does not belong to the certificate.
+    #[error("the private key does not match the certificate's public key")]
+    KeyMismatch,
+    /// A timestamp is out of range.
+    #[error("timestamp {0} is out of range")]
+    InvalidTime(i64),
+}
+
+/// Result type of this crate.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// The curve of a CA key.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CaKeyType {
+    /// ECDSA P-256 with SHA-256.
+    P256,
+    /// ECDSA P-384 with SHA-384.
+    P384,
+}
+
+impl CaKeyType {
+    fn algorithm(self) -> &'static SignatureAlgorithm {
+        match self {
+            Self::P256 => &rcgen::PKCS_ECDSA_P256_SHA256,
+            Self::P384 => &rcgen::PKCS_ECDSA_P384_SHA384,
+        }
+    }
+}
+
+/// SHA-256 of a DER certificate: the fingerprint clients pin.
+pub fn fingerprint_sha256(der: &[u8]) -> [u8; 32] {
+    Sha256::digest(der).into()
+}
+
+/// Formats a fingerprint as colon-separated uppercase hex (`AB:CD:...`), as `openssl x509
+/// -fingerprint` prints it.
+pub fn format_fingerprint(fp: &[u8; 32]) -> String {
+    fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+}
+
+/// Parses a fingerprint given as 64 hex digits, with or without colons, any case.
+pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
+    let s = s.trim();
+    let s = s.strip_prefix("sha256:").or_else(|| s.strip_prefix("SHA256:")).unwrap_or(s);
+    let hex_digits: String = s.chars().filter(|c| *c != ':').collect();
+    if hex_digits.len() != 64 {
+        return None;
+    }
+    hex::decode(hex_digits).ok()?.try_into().ok()
+}
+
+fn datetime(unix: i64) -> Result<OffsetDateTime> {
+    OffsetDateTime::from_unix_timestamp(unix).map_err(|_| Error::InvalidTime(unix))
+}
+
+fn random_serial() -> SerialNumber {
+    let mut bytes: [u8; 16] = rand::random();
+    // Positive and non-zero, as RFC 5280 requires.
+    bytes[0] = (bytes[0] & 0x7f) | 0x01;
+    SerialNumber::from_slice(&bytes)
+}
+
+/// A zone certificate authority.
+pub struct ZoneCa {
+    cert_pem: String,
+    cert_der: Vec<u8>,
+    key: KeyPair,
+    key_type: CaKeyType,
+}
+
+impl std::fmt::Debug for ZoneCa {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ZoneCa").field("key_type", &self.key_type).finish_non_exhaustive()
+    }
+}
+
+impl ZoneCa {
+    /// Generates a new CA named `common_name`, valid from `now` for `validity_days`.
+    pub fn generate(common_name: &str, key_type: CaKeyType, now: i64, validity_days: i64) -> Result<Self> {
+        let key = KeyPair::generate_for(key_type.algorithm())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        dn.push(DnType::OrganizationName, "ccm");
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.not_before = datetime(now.saturating_sub(300))?;
+        params.not_after = datetime(now.saturating_add(validity_days.saturating_mul(86_400)))?;
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = false;
+        let cert = params.self_signed(&key)?;
+        Ok(Self { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key, key_type })
+    }
+
+    /// Loads a CA from its certificate (PEM) and PKCS#8 private key (DER), checking that they
+    /// belong together.
+    pub fn from_parts(cert_pem: &str, key_pkcs8_der: &[u8]) -> Result<Self> {
+        let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
+            .map_err(|e| Error::InvalidCertificate(e.to_string()))?;
+        let cert = pem.parse_x509().map_err(|e| Error::InvalidCertificate(e.to_string()))?;
+        let key = KeyPair::try_from(key_pkcs8_der)?;
+        let key_type = if key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
+            CaKeyType::P256
+        } else if key.is_compatible(&rcgen::PKCS_ECDSA_P384_SHA384) {
+            CaKeyType::P384
+        } else {
+            return Err(Error::InvalidCertificate("the CA key is neither P-256 nor P-384".into()));
+        };
+        if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
+            return Err(Error::KeyMismatch);
+        }
+        Ok(Self { cert_pem: cert_pem.to_string(), cert_der: pem.contents.clone(), key, key_type })
+    }
+
+    /// The CA certificate (PEM).
+    pub fn certificate_pem(&self) -> &str {
+        &self.cert_pem
+    }
+
+    /// The CA certificate (DER).
+    pub fn certificate_der(&self) -> &[u8] {
+        &self.cert_der
+    }
+
+    /// The key type.
+    pub fn key_type(&self) -> CaKeyType {
+        self.key_type
+    }
+
+    /// The private key as PKCS#8 DER, for sealing.
+    pub fn key_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
+        Zeroizing::new(self.key.serialize_der())
+    }
+}
+
+/// The manager's TLS identity: a self-signed server certificate and its key.
+pub struct ServerIdentity {
+    /// Certificate (PEM).
+    pub cert_pem: String,
+    /// Private key (PKCS#8 PEM).
+    pub key_pem: Zeroizing<String>,
+}
+
+impl std::fmt::Debug for ServerIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerIdentity").finish_non_exhaustive()
+    }
+}
+
+/// Generates a self-signed ECDSA P-256 server certificate for `names` (DNS names or IP
+/// addresses), valid from `now` for `validity_days`.
+pub fn self_signed_server(names: &[String], now: i64, validity_days: i64) -> Result<ServerIdentity> {
+    let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
+    let mut params = CertificateParams::new(names.to_vec())?;
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::CommonName, "ccm manager");
+    dn.push(DnType::OrganizationName, "ccm");
+    params.distinguished_name = dn;
+    params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+    params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ServerAuth];
+    params.not_before = datetime(now.saturating_sub(300))?;
+    params.not_after = datetime(now.saturating_add(validity_days.saturating_mul(86_400)))?;
+    params.serial_number = Some(random_serial());
+    let cert = params.self_signed(&key)?;
+    Ok(ServerIdentity { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use x509_parser::prelude::*;
+
+    const NOW: i64 = 1_800_000_000;
+
+    #[test]
+    fn zone_ca_is_a_constrained_ca_and_round_trips() {
+        for kt in [CaKeyType::P256, CaKeyType::P384] {
+            let ca = ZoneCa::generate("acme zone CA", kt, NOW, 3650).unwrap();
+            let (_, cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
+            let bc = cert.basic_constraints().unwrap().unwrap().value;
+            assert!(bc.ca);
+            assert_eq!(bc.path_len_constraint, Some(0));
+            assert!(cert.key_usage().unwrap().unwrap().value.key_cert_sign());
+            assert_eq!(cert.validity().not_before.timestamp(), NOW - 300);
+            assert!(cert.subject().to_string().contains("acme zone CA"));
+            cert.verify_signature(None).unwrap();
+            let loaded = ZoneCa::from_parts(ca.certificate_pem(), &ca.key_pkcs8_der()).unwrap();
+            assert_eq!(loaded.key_type(), kt);
+            assert_eq!(loaded.certificate_der(), ca.certificate_der());
+        }
+    }
+
+    #[test]
+    fn from_parts_rejects_a_foreign_key_and_garbage() {
+        let a = ZoneCa::generate("a", CaKeyType::P256, NOW, 1).unwrap();
+        let b = ZoneCa::generate("b", CaKeyType::P256, NOW, 1).unwrap();
+        assert!(matches!(ZoneCa::from_parts(a.certificate_pem(), &b.key_pkcs8_der()), Err(Error::KeyMismatch)));
+        assert!(matches!(ZoneCa::from_parts("not pem", &a.key_pkcs8_der()), Err(Error::InvalidCertificate(_))));
+        assert!(ZoneCa::from_parts(a.certificate_pem(), b"junk").is_err());
+    }
+
+    #[test]
+    fn fingerprints_format_and_parse() {
+        let fp = fingerprint_sha256(b"x");
+        let s = format_fingerprint(&fp);
+        assert_eq!(s.len(), 95);
+        assert_eq!(parse_fingerprint(&s), Some(fp));
+        assert_eq!(parse_fingerprint(&hex::encode(fp)), Some(fp));
+        assert_eq!(parse_fingerprint(&format!("sha256:{}", hex::encode(fp))), Some(fp));
+        assert_eq!(parse_fingerprint("abcd"), None);
+        assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
+    }
+
+    #[test]
+    fn server_certificate_names_and_usage() {
+        let id = self_signed_server(&["localhost".into(), "127.0.0.1".into()], NOW, 365).unwrap();
+        let (_, pem) = x509_parser::pem::parse_x509_pem(id.cert_pem.as_bytes()).unwrap();
+        let cert = pem.parse_x509().unwrap();
+        let san = cert.subject_alternative_name().unwrap().unwrap().value;
+        assert_eq!(san.general_names.len(), 2);
+        assert!(!cert.is_ca());
+        assert!(id.key_pem.contains("PRIVATE KEY"));
+    }
+}
