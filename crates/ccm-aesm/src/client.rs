@@ -15,8 +15,8 @@ use prost::Message;
 use crate::frame::{self, MAX_RESPONSE_LEN};
 use crate::proto::{
     GetQuoteExRequest, GetQuoteSizeExRequest, GetSupportedAttKeyIdNumRequest,
-    GetSupportedAttKeyIdsRequest, InitQuoteExRequest, Request, RequestKind, Response,
-    ResponseKind, SelectAttKeyIdRequest,
+    GetSupportedAttKeyIdsRequest, InitQuoteExRequest, Request, RequestKind, Response, ResponseKind,
+    SelectAttKeyIdRequest,
 };
 use crate::{AesmError, Error, keylist};
 
@@ -94,8 +94,12 @@ impl AesmClient {
         let mut stream = UnixStream::connect(&self.socket)
             .map_err(|e| Error::io(format!("connect {}", self.socket.display()), e))?;
         let context = |e| Error::io(format!("configure {}", self.socket.display()), e);
-        stream.set_read_timeout(Some(self.timeout)).map_err(context)?;
-        stream.set_write_timeout(Some(self.timeout)).map_err(context)?;
+        stream
+            .set_read_timeout(Some(self.timeout))
+            .map_err(context)?;
+        stream
+            .set_write_timeout(Some(self.timeout))
+            .map_err(context)?;
         frame::write_frame(&mut stream, request, "request")?;
         frame::read_frame(&mut stream, self.max_response_len, "response")
     }

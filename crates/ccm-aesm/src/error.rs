@@ -251,8 +251,14 @@ mod tests {
             assert!(!matches!(e, AesmError::Unknown(_)), "{code}");
         }
         assert_eq!(AesmError::from_code(3), Some(AesmError::Parameter));
-        assert_eq!(AesmError::from_code(38), Some(AesmError::UnsupportedAttKeyId));
-        assert_eq!(AesmError::from_code(42), Some(AesmError::AttKeyNotInitialized));
+        assert_eq!(
+            AesmError::from_code(38),
+            Some(AesmError::UnsupportedAttKeyId)
+        );
+        assert_eq!(
+            AesmError::from_code(42),
+            Some(AesmError::AttKeyNotInitialized)
+        );
         assert_eq!(AesmError::from_code(47), Some(AesmError::InvalidReport));
         assert_eq!(AesmError::from_code(51), Some(AesmError::Unknown(51)));
         assert_eq!(AesmError::Unknown(51).code(), 51);

@@ -172,7 +172,10 @@ mod tests {
     fn round_trip_and_every_truncation() {
         let frame = encode_frame(b"hello").unwrap();
         assert_eq!(&frame[..4], &[5, 0, 0, 0]);
-        assert_eq!(read_frame(&mut frame.as_slice(), 16, "t").unwrap(), b"hello");
+        assert_eq!(
+            read_frame(&mut frame.as_slice(), 16, "t").unwrap(),
+            b"hello"
+        );
         for cut in 0..frame.len() {
             let err = read_frame(&mut &frame[..cut], 16, "t").unwrap_err();
             assert!(matches!(err, Error::Truncated { .. }), "{cut}: {err}");
@@ -185,7 +188,14 @@ mod tests {
         let header = u32::MAX.to_le_bytes();
         let err = read_frame(&mut header.as_slice(), MAX_REQUEST_LEN, "request").unwrap_err();
         assert!(
-            matches!(err, Error::FrameTooLarge { declared: u32::MAX, limit: MAX_REQUEST_LEN, .. }),
+            matches!(
+                err,
+                Error::FrameTooLarge {
+                    declared: u32::MAX,
+                    limit: MAX_REQUEST_LEN,
+                    ..
+                }
+            ),
             "{err}"
         );
         let at_limit = (MAX_REQUEST_LEN).to_le_bytes();

@@ -45,7 +45,9 @@ pub fn parse(bytes: &[u8]) -> Result<Vec<AttKeyId>, ListError> {
     if bytes.len() < HEADER_LEN.saturating_add(ID_LEN) {
         return Err(ListError::TooShort);
     }
-    let (header, rest) = bytes.split_at_checked(HEADER_LEN).ok_or(ListError::TooShort)?;
+    let (header, rest) = bytes
+        .split_at_checked(HEADER_LEN)
+        .ok_or(ListError::TooShort)?;
     let field = |range: std::ops::Range<usize>| header.get(range).unwrap_or_default();
     if field(0..2) != [0, 0] || field(2..4) != [0, 0] {
         return Err(ListError::BadHeader);

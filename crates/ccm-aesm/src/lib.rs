@@ -29,5 +29,7 @@ pub mod proto;
 #[cfg(feature = "server")]
 pub mod server;
 
-pub use client::{AesmClient, DEFAULT_SOCKET, DEFAULT_TIMEOUT, PUB_KEY_ID_LEN, QeTarget, QuoteResult};
+pub use client::{
+    AesmClient, DEFAULT_SOCKET, DEFAULT_TIMEOUT, PUB_KEY_ID_LEN, QeTarget, QuoteResult,
+};
 pub use error::{AesmError, Error};

@@ -576,7 +576,9 @@ mod tests {
             let back = Response::decode(zero.as_slice()).unwrap();
             assert_eq!(back.kind.unwrap().error_code(), 0);
             // Wire round trip of the request keeps its kind.
-            let req = Request { kind: Some(kind.clone()) };
+            let req = Request {
+                kind: Some(kind.clone()),
+            };
             let back = Request::decode(encode(&req).as_slice()).unwrap();
             assert_eq!(back.kind.unwrap().field(), kind.field());
         }

@@ -2,6 +2,9 @@
 //! concurrent clients, every refusal with its AESM code, uid filtering, socket lifecycle and
 //! the forwarding backend in front of a second daemon.
 
+// Test code: panicking on unexpected results is the point (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 mod common;
 
 use std::io::{Read, Write};
@@ -70,15 +73,20 @@ fn quote_and_check(c: &AesmClient, platform: &Platform, tag: u8, n: u8) {
     data[63] = 0xee;
     let r = report(&cpu, &qe.target_info, &identity, data);
     let app_target = TargetInfo::for_enclave(&r.body);
-    let mut info = QeReportInfo::default();
-    info.nonce = [n ^ tag; 16];
-    info.app_target_info = app_target;
+    let info = QeReportInfo {
+        nonce: [n ^ tag; 16],
+        app_target_info: app_target,
+        ..QeReportInfo::default()
+    };
     let result = c.get_quote(&key, &r, Some(&info)).unwrap();
 
     let (verifier, collateral) = platform.verifier();
     let verified = verifier.verify(&result.quote, &collateral, NOW).unwrap();
     assert!(verified.simulated);
-    assert_eq!(verified.report, r.body, "the quote carries the REPORT body exactly");
+    assert_eq!(
+        verified.report, r.body,
+        "the quote carries the REPORT body exactly"
+    );
     assert_eq!(verified.report.report_data.0, data);
     assert_eq!(verified.report.mr_enclave, identity.mr_enclave);
     assert_eq!(verified.report.isv_svn.get(), 3);
@@ -133,7 +141,11 @@ fn quote_ex_family_follows_aesmd() {
     assert_eq!(c.get_supported_att_key_id_num().unwrap(), 1);
     assert_eq!(ids.len(), 1);
     let key = ids[0];
-    assert_eq!(key, AttKeyId::intel_ecdsa_p256(), "unmodified clients select it");
+    assert_eq!(
+        key,
+        AttKeyId::intel_ecdsa_p256(),
+        "unmodified clients select it"
+    );
 
     // Select: no list → the key; a list naming it (second) → that entry; no match → 38.
     assert_eq!(c.select_att_key_id(None).unwrap(), key);
@@ -167,12 +179,17 @@ fn quote_ex_family_follows_aesmd() {
             timeout: Some(30_000),
         }),
     );
-    let ResponseKind::InitQuoteEx(first) = first else { panic!() };
+    let ResponseKind::InitQuoteEx(first) = first else {
+        panic!()
+    };
     assert_eq!(first.error_code, Some(0));
     assert_eq!(first.pub_key_id_size, Some(32));
     assert_eq!(first.pub_key_id, None);
     let qe = c.init_quote_ex(&key).unwrap();
-    assert_eq!(first.target_info.as_deref(), Some(qe.target_info.as_bytes()));
+    assert_eq!(
+        first.target_info.as_deref(),
+        Some(qe.target_info.as_bytes())
+    );
     assert_eq!(qe.pub_key_id.len(), 32);
     // Second call with a wrong buffer size, a wrong key, a short key, no key.
     let init = |key: Option<Vec<u8>>, b: Option<bool>, size: Option<u64>| {
@@ -192,7 +209,10 @@ fn quote_ex_family_follows_aesmd() {
     assert_eq!(init(k(), Some(true), None), 3);
     assert_eq!(init(k(), None, None), 3);
     assert_eq!(init(Some(other.as_bytes().to_vec()), Some(false), None), 38);
-    assert_eq!(init(Some(key.as_bytes()[..255].to_vec()), Some(false), None), 3);
+    assert_eq!(
+        init(Some(key.as_bytes()[..255].to_vec()), Some(false), None),
+        3
+    );
     assert_eq!(init(None, Some(false), None), 3);
     assert_eq!(init(k(), Some(true), Some(32)), 0);
 
@@ -225,7 +245,9 @@ fn quote_ex_family_follows_aesmd() {
             timeout: None,
         }),
     );
-    let ResponseKind::GetQuoteEx(padded) = padded else { panic!() };
+    let ResponseKind::GetQuoteEx(padded) = padded else {
+        panic!()
+    };
     let quote = padded.quote.unwrap();
     assert_eq!(quote.len(), size as usize + 100);
     assert!(quote[size as usize..].iter().all(|b| *b == 0));
@@ -250,11 +272,17 @@ fn bad_reports_and_sizes_get_their_codes_and_the_daemon_keeps_serving() {
     // Wrong MAC.
     let mut forged = good;
     forged.mac[0] ^= 1;
-    assert_eq!(aesm_code(c.get_quote(&key, &forged, None)), AesmError::InvalidReport);
+    assert_eq!(
+        aesm_code(c.get_quote(&key, &forged, None)),
+        AesmError::InvalidReport
+    );
     // Tampered body (REPORTDATA changed after EREPORT).
     let mut tampered = good;
     tampered.body.report_data.0[0] ^= 1;
-    assert_eq!(aesm_code(c.get_quote(&key, &tampered, None)), AesmError::InvalidReport);
+    assert_eq!(
+        aesm_code(c.get_quote(&key, &tampered, None)),
+        AesmError::InvalidReport
+    );
     // Targeted at another enclave.
     let mut other_target = qe.target_info;
     other_target.mr_enclave.0[0] ^= 0xff;
@@ -272,7 +300,10 @@ fn bad_reports_and_sizes_get_their_codes_and_the_daemon_keeps_serving() {
         &ccm_sgx::ReportData([1; 64]),
     )
     .unwrap();
-    assert_eq!(aesm_code(c.get_quote(&key, &foreign, None)), AesmError::InvalidReport);
+    assert_eq!(
+        aesm_code(c.get_quote(&key, &foreign, None)),
+        AesmError::InvalidReport
+    );
     // Unsupported key.
     let other = AttKeyId::ecdsa_p256([3; 32], 1);
     assert_eq!(
@@ -280,7 +311,10 @@ fn bad_reports_and_sizes_get_their_codes_and_the_daemon_keeps_serving() {
         AesmError::UnsupportedAttKeyId
     );
     // Buffers too small and too large.
-    assert_eq!(aesm_code(c.get_quote_ex(&key, &good, None, size - 1)), AesmError::Parameter);
+    assert_eq!(
+        aesm_code(c.get_quote_ex(&key, &good, None, size - 1)),
+        AesmError::Parameter
+    );
     assert_eq!(
         aesm_code(c.get_quote_ex(&key, &good, None, ccm_aesm::frame::MAX_QUOTE_BUFFER + 1)),
         AesmError::Parameter
@@ -300,7 +334,10 @@ fn bad_reports_and_sizes_get_their_codes_and_the_daemon_keeps_serving() {
         (r.field(), r.error_code())
     };
     let rb = || Some(good.as_bytes().to_vec());
-    assert_eq!(get(Some(good.as_bytes()[..431].to_vec()), None, Some(size)), (17, 3));
+    assert_eq!(
+        get(Some(good.as_bytes()[..431].to_vec()), None, Some(size)),
+        (17, 3)
+    );
     let mut long = good.as_bytes().to_vec();
     long.push(0);
     assert_eq!(get(Some(long), None, Some(size)), (17, 3));
@@ -331,7 +368,8 @@ fn bad_frames_get_answers_or_a_closed_connection() {
     assert_eq!((r.field(), r.error_code()), (20, 3));
     let mut s = UnixStream::connect(&d.socket).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
-    s.write_all(&(ccm_aesm::frame::MAX_REQUEST_LEN + 1).to_le_bytes()).unwrap();
+    s.write_all(&(ccm_aesm::frame::MAX_REQUEST_LEN + 1).to_le_bytes())
+        .unwrap();
     let r = read_answer(&mut s).unwrap();
     assert_eq!((r.field(), r.error_code()), (20, 3));
 
@@ -386,7 +424,11 @@ fn bad_frames_get_answers_or_a_closed_connection() {
         }
         payload.push(0);
         let r = raw_call(&d.socket, &payload);
-        assert_eq!((r.field(), r.error_code()), (field, 30), "legacy field {field}");
+        assert_eq!(
+            (r.field(), r.error_code()),
+            (field, 30),
+            "legacy field {field}"
+        );
     }
 
     // Still serving.
@@ -410,7 +452,10 @@ fn callers_outside_allow_uid_are_refused() {
         },
     );
     let c = client(&d);
-    assert_eq!(aesm_code(c.select_att_key_id(None)), AesmError::ServiceUnavailable);
+    assert_eq!(
+        aesm_code(c.select_att_key_id(None)),
+        AesmError::ServiceUnavailable
+    );
     assert_eq!(
         aesm_code(c.get_quote_size_ex(&AttKeyId::intel_ecdsa_p256())),
         AesmError::ServiceUnavailable
@@ -438,7 +483,12 @@ fn socket_lifecycle_stale_live_and_shutdown() {
 
     // A stale socket file from a crash (bound, never served) is replaced.
     drop(std::os::unix::net::UnixListener::bind(&cfg.socket).unwrap());
-    assert!(std::fs::metadata(&cfg.socket).unwrap().file_type().is_socket());
+    assert!(
+        std::fs::metadata(&cfg.socket)
+            .unwrap()
+            .file_type()
+            .is_socket()
+    );
     assert!(UnixStream::connect(&cfg.socket).is_err());
     let d = Daemon::sim(&platform, cfg.clone());
     let meta = std::fs::metadata(&d.socket).unwrap();
@@ -464,7 +514,9 @@ fn socket_lifecycle_stale_live_and_shutdown() {
     // A path that is not a socket is never removed.
     std::fs::write(&cfg.socket, b"keep me").unwrap();
     let dir3 = platform.path().to_path_buf();
-    match Daemon::start(cfg.clone(), move || ccm_aesm::server::SimBackend::open(&dir3)) {
+    match Daemon::start(cfg.clone(), move || {
+        ccm_aesm::server::SimBackend::open(&dir3)
+    }) {
         Err(Error::Setup(m)) => assert!(m.contains("not a socket"), "{m}"),
         other => panic!("expected a refusal, got {:?}", other.map(|_| ())),
     }
@@ -473,7 +525,10 @@ fn socket_lifecycle_stale_live_and_shutdown() {
     // A platform directory that is not one is a setup error naming it.
     let empty = TempDir::new().unwrap();
     let e = ccm_aesm::server::SimBackend::open(empty.path()).unwrap_err();
-    assert!(e.to_string().contains(&empty.path().display().to_string()), "{e}");
+    assert!(
+        e.to_string().contains(&empty.path().display().to_string()),
+        "{e}"
+    );
 }
 
 #[test]
@@ -504,9 +559,17 @@ fn forward_mode_relays_to_a_second_daemon() {
     // Upstream answers pass through, codes included.
     let key = c.select_att_key_id(None).unwrap();
     let qe = c.init_quote_ex(&key).unwrap();
-    let mut forged = report(&cpu_from_socket_dir(&front.socket), &qe.target_info, &app_identity(1), [0; 64]);
+    let mut forged = report(
+        &cpu_from_socket_dir(&front.socket),
+        &qe.target_info,
+        &app_identity(1),
+        [0; 64],
+    );
     forged.mac[3] ^= 1;
-    assert_eq!(aesm_code(c.get_quote(&key, &forged, None)), AesmError::InvalidReport);
+    assert_eq!(
+        aesm_code(c.get_quote(&key, &forged, None)),
+        AesmError::InvalidReport
+    );
     let r = raw_call(&front.socket, &[0x0a, 0x00]); // legacy InitQuote
     assert_eq!((r.field(), r.error_code()), (1, 30));
     // Garbage is refused by the forwarder itself.
@@ -515,8 +578,14 @@ fn forward_mode_relays_to_a_second_daemon() {
 
     // The real aesmd gone: service unavailable in the request's own field.
     real.stop().unwrap();
-    assert_eq!(aesm_code(c.select_att_key_id(None)), AesmError::ServiceUnavailable);
-    assert_eq!(aesm_code(c.get_quote_size_ex(&key)), AesmError::ServiceUnavailable);
+    assert_eq!(
+        aesm_code(c.select_att_key_id(None)),
+        AesmError::ServiceUnavailable
+    );
+    assert_eq!(
+        aesm_code(c.get_quote_size_ex(&key)),
+        AesmError::ServiceUnavailable
+    );
 }
 
 /// An upstream that answers every connection with `reply` (or nothing), to check that the
@@ -554,11 +623,17 @@ fn forwarder_checks_upstream_responses() {
     let key = AttKeyId::intel_ecdsa_p256();
     let cases: [(Option<Vec<u8>>, AesmError); 4] = [
         // Not protobuf.
-        (Some([3u32.to_le_bytes().to_vec(), vec![0xff, 0xff, 0xff]].concat()), AesmError::Unexpected),
+        (
+            Some([3u32.to_le_bytes().to_vec(), vec![0xff, 0xff, 0xff]].concat()),
+            AesmError::Unexpected,
+        ),
         // A frame above the response cap.
         (Some(u32::MAX.to_le_bytes().to_vec()), AesmError::Unexpected),
         // Cut short.
-        (Some([50u32.to_le_bytes().to_vec(), vec![0x82, 0x01]].concat()), AesmError::Unexpected),
+        (
+            Some([50u32.to_le_bytes().to_vec(), vec![0x82, 0x01]].concat()),
+            AesmError::Unexpected,
+        ),
         // No answer in time.
         (None, AesmError::ServiceUnavailable),
     ];
@@ -566,7 +641,11 @@ fn forwarder_checks_upstream_responses() {
         let dir = TempDir::new().unwrap();
         let upstream = misbehaving_upstream(dir.path(), reply);
         let front_dir = TempDir::new().unwrap();
-        let front = Daemon::forward(config(front_dir.path()), upstream, Duration::from_millis(300));
+        let front = Daemon::forward(
+            config(front_dir.path()),
+            upstream,
+            Duration::from_millis(300),
+        );
         let c = client(&front);
         assert_eq!(aesm_code(c.get_quote_size_ex(&key)), expected);
     }

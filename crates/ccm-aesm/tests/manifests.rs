@@ -3,6 +3,9 @@
 //! with the original), and the example Jobs mount the very hostPath the quote-helper DaemonSets
 //! serve.
 
+// Test code: panicking on unexpected results is the point (clippy.toml only covers #[test] fns).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use std::path::{Path, PathBuf};
 
 use k8s_openapi::api::apps::v1::{DaemonSet, Deployment, StatefulSet};
@@ -125,8 +128,8 @@ fn load_all() -> Vec<(String, Object)> {
         let text = std::fs::read_to_string(&file).unwrap();
         for (i, doc) in serde_norway::Deserializer::from_str(&text).enumerate() {
             let origin = format!("{} document {i}", file.display());
-            let value = Value::deserialize(doc)
-                .unwrap_or_else(|e| panic!("{origin}: not YAML: {e}"));
+            let value =
+                Value::deserialize(doc).unwrap_or_else(|e| panic!("{origin}: not YAML: {e}"));
             if value.is_null() {
                 continue;
             }
@@ -162,7 +165,10 @@ fn every_manifest_parses_strictly() {
         .iter()
         .filter(|(_, o)| matches!(o, Object::DaemonSet(_)))
         .count();
-    let jobs = all.iter().filter(|(_, o)| matches!(o, Object::Job(_))).count();
+    let jobs = all
+        .iter()
+        .filter(|(_, o)| matches!(o, Object::Job(_)))
+        .count();
     assert!(daemonsets >= 2, "sim and forward DaemonSets");
     assert!(jobs >= 2, "Intel and Azure example Jobs");
 }
@@ -191,7 +197,11 @@ fn jobs_share_the_quote_helper_host_path() {
             let volumes = spec.volumes.as_deref().unwrap();
             let socket_volume = volumes
                 .iter()
-                .find(|v| v.host_path.as_ref().is_some_and(|h| h.path == "/var/run/aesmd"))
+                .find(|v| {
+                    v.host_path
+                        .as_ref()
+                        .is_some_and(|h| h.path == "/var/run/aesmd")
+                })
                 .unwrap();
             assert_eq!(
                 socket_volume.host_path.as_ref().unwrap().type_.as_deref(),
@@ -234,7 +244,13 @@ fn jobs_share_the_quote_helper_host_path() {
             let env = container.env.as_deref().unwrap();
             let aesm_addr = env.iter().find(|e| e.name == "SGX_AESM_ADDR").unwrap();
             assert_eq!(aesm_addr.value.as_deref(), Some("1"), "{origin}");
-            let limits = container.resources.as_ref().unwrap().limits.as_ref().unwrap();
+            let limits = container
+                .resources
+                .as_ref()
+                .unwrap()
+                .limits
+                .as_ref()
+                .unwrap();
             let epc: Vec<&String> = limits
                 .keys()
                 .filter(|k| {
@@ -248,7 +264,10 @@ fn jobs_share_the_quote_helper_host_path() {
     epc_kinds.sort();
     assert_eq!(
         epc_kinds,
-        ["kubernetes.azure.com/sgx_epc_mem_in_MiB", "sgx.intel.com/epc"],
+        [
+            "kubernetes.azure.com/sgx_epc_mem_in_MiB",
+            "sgx.intel.com/epc"
+        ],
         "both EPC resource variants have an example"
     );
 }

@@ -273,10 +273,8 @@ async fn serve_connection<B: Backend>(mut stream: UnixStream, backend: &B, confi
         Ok(Err(e)) => {
             tracing::warn!(pid = ?peer.pid, uid = ?peer.uid, error = %e, "bad request frame");
             if matches!(e, Error::FrameTooLarge { .. } | Error::Truncated { .. }) {
-                let answer = Answer::from_response(&Response::status_for(
-                    None,
-                    AesmError::Parameter.code(),
-                ));
+                let answer =
+                    Answer::from_response(&Response::status_for(None, AesmError::Parameter.code()));
                 respond(&mut stream, &answer, config, peer).await;
             }
             return;
@@ -336,8 +334,8 @@ async fn respond(stream: &mut UnixStream, answer: &Answer, config: &ServerConfig
 /// Completes on SIGINT or SIGTERM (the signals an operator or the kubelet sends).
 pub async fn shutdown_signal() -> Result<(), Error> {
     use tokio::signal::unix::{SignalKind, signal};
-    let mut term = signal(SignalKind::terminate())
-        .map_err(|e| Error::io("install SIGTERM handler", e))?;
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| Error::io("install SIGTERM handler", e))?;
     let mut int =
         signal(SignalKind::interrupt()).map_err(|e| Error::io("install SIGINT handler", e))?;
     tokio::select! {

@@ -27,9 +27,9 @@ use crate::AesmError;
 use crate::frame::MAX_QUOTE_BUFFER;
 use crate::keylist;
 use crate::proto::{
-    GetQuoteExRequest, GetQuoteExResponse, GetQuoteSizeExResponse,
-    GetSupportedAttKeyIdNumResponse, GetSupportedAttKeyIdsResponse, InitQuoteExRequest,
-    InitQuoteExResponse, RequestKind, Response, ResponseKind, SelectAttKeyIdResponse,
+    GetQuoteExRequest, GetQuoteExResponse, GetQuoteSizeExResponse, GetSupportedAttKeyIdNumResponse,
+    GetSupportedAttKeyIdsResponse, InitQuoteExRequest, InitQuoteExResponse, RequestKind, Response,
+    ResponseKind, SelectAttKeyIdResponse,
 };
 
 /// Size of a public key id.

@@ -36,7 +36,10 @@ impl SimEnclave {
         let qe = SimQuotingEnclave::load(dir)
             .map_err(|e| Error::Setup(format!("simulated platform {}: {e}", dir.display())))?;
         let quote_size = u32::try_from(qe.quote_size()).map_err(|_| {
-            Error::Setup(format!("simulated platform {}: quote size overflows", dir.display()))
+            Error::Setup(format!(
+                "simulated platform {}: quote size overflows",
+                dir.display()
+            ))
         })?;
         Ok(Self {
             qe,
@@ -96,8 +99,8 @@ impl SimBackend {
 /// directory can read it), written under a temporary name and renamed into place.
 pub fn write_platform_secret(platform_dir: &Path, socket_dir: &Path) -> Result<PathBuf, Error> {
     let source = platform_dir.join(CPU_SECRET_FILE);
-    let secret = std::fs::read(&source)
-        .map_err(|e| Error::io(format!("read {}", source.display()), e))?;
+    let secret =
+        std::fs::read(&source).map_err(|e| Error::io(format!("read {}", source.display()), e))?;
     if secret.len() != 32 {
         return Err(Error::Setup(format!(
             "{} must hold exactly 32 bytes, it has {}",

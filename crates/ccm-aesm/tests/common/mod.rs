@@ -9,10 +9,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 use ccm_aesm::Error;
-use ccm_aesm::server::{Backend, ForwardBackend, SIM_CPU_KEY_FILE, Server, ServerConfig, SimBackend};
+use ccm_aesm::server::{
+    Backend, ForwardBackend, SIM_CPU_KEY_FILE, Server, ServerConfig, SimBackend,
+};
 use ccm_attest::sim::{EnclaveIdentity, PlatformOptions, SimCpu};
 use ccm_attest::{Collateral, Verifier};
-use ccm_sgx::{Attributes, AttributeFlags, Measurement, Report, ReportData, TargetInfo};
+use ccm_sgx::{AttributeFlags, Attributes, Measurement, Report, ReportData, TargetInfo};
 use tempfile::TempDir;
 
 /// Creation and verification time of the test platforms (fixed: tests do not read the clock).
@@ -37,7 +39,10 @@ impl Platform {
     pub fn verifier(&self) -> (Verifier, Collateral) {
         let root = ccm_attest::sim::load_root(self.path()).unwrap();
         let verifier = Verifier::new(ccm_attest::TrustRoots::empty().with(root));
-        (verifier, ccm_attest::sim::load_collateral(self.path()).unwrap())
+        (
+            verifier,
+            ccm_attest::sim::load_collateral(self.path()).unwrap(),
+        )
     }
 }
 
@@ -143,10 +148,7 @@ pub fn app_identity(tag: u8) -> EnclaveIdentity {
     EnclaveIdentity {
         mr_enclave: Measurement([tag; 32]),
         mr_signer: Measurement([0x5a; 32]),
-        attributes: Attributes::new(
-            AttributeFlags::INIT | AttributeFlags::MODE64BIT,
-            0x3,
-        ),
+        attributes: Attributes::new(AttributeFlags::INIT | AttributeFlags::MODE64BIT, 0x3),
         isv_prod_id: 7,
         isv_svn: 3,
         ..EnclaveIdentity::default()
@@ -160,6 +162,11 @@ pub fn cpu_from_socket_dir(socket: &Path) -> SimCpu {
 }
 
 /// A REPORT of `identity` for `target` carrying `data`.
-pub fn report(cpu: &SimCpu, target: &TargetInfo, identity: &EnclaveIdentity, data: [u8; 64]) -> Report {
+pub fn report(
+    cpu: &SimCpu,
+    target: &TargetInfo,
+    identity: &EnclaveIdentity,
+    data: [u8; 64],
+) -> Report {
     cpu.ereport(target, identity, &ReportData(data))
 }
