@@ -20,12 +20,15 @@ struct Cli {
 enum Command {
     /// Print the version of this ccm build.
     Version,
+    /// Run the quote helper: an AESM-protocol daemon on a Unix socket.
+    Aesmd(cmd::aesmd::AesmdArgs),
 }
 
 fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Aesmd(args) => cmd::aesmd::run(args),
     };
     cmd::exit(result)
 }

@@ -1,5 +1,6 @@
 //! Subcommand implementations, one module per group.
 
+pub mod aesmd;
 pub mod version;
 
 use std::process::ExitCode;
