@@ -114,6 +114,18 @@ pub struct MrEnclaveBuilder {
     sgxs: Option<Vec<u8>>,
 }
 
+impl core::fmt::Debug for MrEnclaveBuilder {
+    fn fmt(&self, f: &mut core::fmt::Formatter<'_>) -> core::fmt::Result {
+        f.debug_struct("MrEnclaveBuilder")
+            .field("ssa_frame_size", &self.ssa_frame_size)
+            .field("size", &format_args!("{:#x}", self.size))
+            .field("pages", &self.pages)
+            .field("measured_chunks", &self.measured_chunks)
+            .field("records_sgxs", &self.sgxs.is_some())
+            .finish_non_exhaustive()
+    }
+}
+
 /// The result of a finished measurement.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Measured {
