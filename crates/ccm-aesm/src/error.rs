@@ -196,6 +196,13 @@ pub enum Error {
         /// Bytes that arrived.
         received: usize,
     },
+    /// The peer closed the connection before sending a single byte of the frame (a readiness
+    /// probe, or a daemon that hung up without answering).
+    #[error("{what}: the peer closed the connection before sending anything")]
+    Closed {
+        /// `request` or `response`.
+        what: &'static str,
+    },
     /// The frame is not a protobuf message of the expected type.
     #[error("{what} is not a valid protobuf message: {source}")]
     Decode {

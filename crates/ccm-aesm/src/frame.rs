@@ -57,6 +57,16 @@ pub fn body_len(header: [u8; HEADER_LEN], limit: u32, what: &'static str) -> Res
     })
 }
 
+/// A frame cut short before its first byte is a connection closed without a message.
+fn closed_if_empty(e: Error) -> Error {
+    match e {
+        Error::Truncated {
+            what, received: 0, ..
+        } => Error::Closed { what },
+        other => other,
+    }
+}
+
 /// Writes one frame to a blocking stream.
 pub fn write_frame<W: Write>(w: &mut W, payload: &[u8], what: &'static str) -> Result<(), Error> {
     let frame = encode_frame(payload)?;
@@ -92,7 +102,7 @@ fn read_full<R: Read>(r: &mut R, buf: &mut [u8], what: &'static str) -> Result<(
 /// Reads one frame from a blocking stream, refusing bodies above `limit` before allocating.
 pub fn read_frame<R: Read>(r: &mut R, limit: u32, what: &'static str) -> Result<Vec<u8>, Error> {
     let mut header = [0u8; HEADER_LEN];
-    read_full(r, &mut header, what)?;
+    read_full(r, &mut header, what).map_err(closed_if_empty)?;
     let len = body_len(header, limit, what)?;
     let mut body = vec![0u8; len];
     read_full(r, &mut body, what)?;
@@ -141,7 +151,9 @@ pub mod tokio_io {
         what: &'static str,
     ) -> Result<Vec<u8>, Error> {
         let mut header = [0u8; HEADER_LEN];
-        read_full(r, &mut header, what).await?;
+        read_full(r, &mut header, what)
+            .await
+            .map_err(super::closed_if_empty)?;
         let len = body_len(header, limit, what)?;
         let mut body = vec![0u8; len];
         read_full(r, &mut body, what).await?;
@@ -176,7 +188,9 @@ mod tests {
             read_frame(&mut frame.as_slice(), 16, "t").unwrap(),
             b"hello"
         );
-        for cut in 0..frame.len() {
+        let err = read_frame(&mut &frame[..0], 16, "t").unwrap_err();
+        assert!(matches!(err, Error::Closed { .. }), "{err}");
+        for cut in 1..frame.len() {
             let err = read_frame(&mut &frame[..cut], 16, "t").unwrap_err();
             assert!(matches!(err, Error::Truncated { .. }), "{cut}: {err}");
         }

@@ -270,6 +270,10 @@ async fn serve_connection<B: Backend>(mut stream: UnixStream, backend: &B, confi
             tracing::warn!(pid = ?peer.pid, uid = ?peer.uid, timeout = ?config.read_timeout, "request not received in time; closing");
             return;
         }
+        Ok(Err(Error::Closed { .. })) => {
+            tracing::debug!(pid = ?peer.pid, uid = ?peer.uid, "connection closed without a request");
+            return;
+        }
         Ok(Err(e)) => {
             tracing::warn!(pid = ?peer.pid, uid = ?peer.uid, error = %e, "bad request frame");
             if matches!(e, Error::FrameTooLarge { .. } | Error::Truncated { .. }) {
