@@ -15,8 +15,11 @@ fn backend() -> &'static SimBackend {
     &BACKEND
         .get_or_init(|| {
             let dir = tempfile::TempDir::new().expect("tempdir");
-            ccm_attest::sim::init(dir.path(), &ccm_attest::sim::PlatformOptions::new(1_750_000_000))
-                .expect("simulated platform");
+            ccm_attest::sim::init(
+                dir.path(),
+                &ccm_attest::sim::PlatformOptions::new(1_750_000_000),
+            )
+            .expect("simulated platform");
             let backend = SimBackend::open(dir.path()).expect("sim backend");
             (dir, backend)
         })
@@ -24,7 +27,8 @@ fn backend() -> &'static SimBackend {
 }
 
 fuzz_target!(|data: &[u8]| {
-    let _ = ccm_aesm::frame::read_frame(&mut &data[..], ccm_aesm::frame::MAX_REQUEST_LEN, "request");
+    let _ =
+        ccm_aesm::frame::read_frame(&mut &data[..], ccm_aesm::frame::MAX_REQUEST_LEN, "request");
     let _ = ccm_aesm::keylist::parse(data);
     let _ = Response::decode(data);
     if let Ok(request) = Request::decode(data) {

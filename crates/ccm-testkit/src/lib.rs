@@ -6,6 +6,8 @@
 #![deny(missing_docs)]
 
 pub mod postgres;
+pub mod registry;
+pub mod runc;
 
 use std::path::PathBuf;
 
@@ -14,7 +16,9 @@ use std::path::PathBuf;
 #[non_exhaustive]
 pub enum Error {
     /// PostgreSQL is not installed.
-    #[error("PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (install the Debian package `postgresql`, or set CCM_TEST_PG_BIN)")]
+    #[error(
+        "PostgreSQL server binaries not found under /usr/lib/postgresql/*/bin (install the Debian package `postgresql`, or set CCM_TEST_PG_BIN)"
+    )]
     PostgresMissing,
     /// A program could not be started.
     #[error("cannot run {program}: {source}")]
@@ -33,6 +37,22 @@ pub enum Error {
         status: String,
         /// Its standard error.
         stderr: String,
+    },
+    /// A program a harness needs is not installed.
+    #[error("{program} not found (install the Debian package `{package}`)")]
+    Missing {
+        /// The program.
+        program: &'static str,
+        /// The Debian package that provides it.
+        package: &'static str,
+    },
+    /// A started program did not become ready in time.
+    #[error("{what} not ready after {after:?}")]
+    Timeout {
+        /// What was waited for.
+        what: String,
+        /// How long.
+        after: std::time::Duration,
     },
     /// A file operation failed.
     #[error("{}: {source}", path.display())]
