@@ -429,3 +429,203 @@ fn integer_content(n: u32) -> Result<Vec<u8>, PckExtensionError> {
     let any = AnyRef::from_der(&der).map_err(der_err("INTEGER"))?;
     Ok(any.value().to_vec())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sample(platform_ca: bool) -> SgxExtension {
+        let mut comp_svn = [0u8; 16];
+        for (i, c) in comp_svn.iter_mut().enumerate() {
+            *c = (i as u8).wrapping_mul(37);
+        }
+        SgxExtension {
+            ppid: [1; 16],
+            tcb: PckTcb {
+                comp_svn,
+                pce_svn: 0xffff,
+                cpu_svn: CpuSvn([0x80; 16]),
+            },
+            pce_id: [0, 0],
+            fmspc: [0x00, 0x90, 0x6e, 0xa1, 0x00, 0x00],
+            sgx_type: if platform_ca {
+                SgxType::SCALABLE
+            } else {
+                SgxType(7)
+            },
+            platform_instance_id: platform_ca.then_some([9; 16]),
+            configuration: platform_ca.then_some(PlatformConfiguration {
+                dynamic_platform: Some(true),
+                cached_keys: Some(false),
+                smt_enabled: None,
+            }),
+        }
+    }
+
+    /// An extension made of the given (arc, tag, content) entries; `None` content means
+    /// "the standard TCB sequence of `sample`".
+    fn with_entries(entries: &[(u32, Tag, Option<&[u8]>)]) -> Vec<u8> {
+        let tcb_der = sample(false).to_der().unwrap();
+        let standard = decode_entries(&tcb_der, "t").unwrap();
+        let tcb = standard
+            .iter()
+            .find(|e| child_arc(&e.id, &SGX_EXTENSION_OID) == Some(ARC_TCB))
+            .unwrap()
+            .value;
+        let list: Vec<Entry<'_>> = entries
+            .iter()
+            .map(|(arc, tag, content)| Entry {
+                id: SGX_EXTENSION_OID.push_arc(*arc).unwrap(),
+                value: match content {
+                    Some(c) => AnyRef::new(*tag, c).unwrap(),
+                    None => tcb,
+                },
+            })
+            .collect();
+        list.to_der().unwrap()
+    }
+
+    fn minimal(skip: u32) -> Vec<(u32, Tag, Option<&'static [u8]>)> {
+        [
+            (ARC_PPID, Tag::OctetString, Some(&[1u8; 16][..])),
+            (ARC_TCB, Tag::Sequence, None),
+            (ARC_PCEID, Tag::OctetString, Some(&[0u8, 0][..])),
+            (ARC_FMSPC, Tag::OctetString, Some(&[1u8, 2, 3, 4, 5, 6][..])),
+            (ARC_SGX_TYPE, Tag::Enumerated, Some(&[0u8][..])),
+        ]
+        .into_iter()
+        .filter(|(arc, _, _)| *arc != skip)
+        .collect()
+    }
+
+    #[test]
+    fn round_trips() {
+        for platform_ca in [false, true] {
+            let ext = sample(platform_ca);
+            let der = ext.to_der().unwrap();
+            assert_eq!(SgxExtension::from_der(&der).unwrap(), ext);
+            for len in 0..der.len() {
+                assert!(SgxExtension::from_der(&der[..len]).is_err(), "prefix {len}");
+            }
+        }
+        // SVNs >= 128 need a leading zero octet in DER.
+        let der = sample(false).to_der().unwrap();
+        assert!(der.windows(4).any(|w| w == [0x02, 0x02, 0x00, 0x94]));
+    }
+
+    #[test]
+    fn minimal_extension_parses_and_unknown_entries_are_skipped() {
+        let ext = SgxExtension::from_der(&with_entries(&minimal(0))).unwrap();
+        assert_eq!(ext.fmspc, [1, 2, 3, 4, 5, 6]);
+        assert_eq!(ext.sgx_type, SgxType::STANDARD);
+        assert_eq!(ext.platform_instance_id, None);
+        let mut entries = minimal(0);
+        entries.push((99, Tag::Utf8String, Some(b"future")));
+        assert_eq!(
+            SgxExtension::from_der(&with_entries(&entries)).unwrap(),
+            ext
+        );
+    }
+
+    #[test]
+    fn bad_extensions_are_refused_by_name() {
+        for (arc, name) in [
+            (ARC_PPID, "PPID"),
+            (ARC_TCB, "TCB"),
+            (ARC_PCEID, "PCE-ID"),
+            (ARC_FMSPC, "FMSPC"),
+            (ARC_SGX_TYPE, "SGX type"),
+        ] {
+            assert!(matches!(
+                SgxExtension::from_der(&with_entries(&minimal(arc))),
+                Err(PckExtensionError::Missing(n)) if n == name
+            ));
+        }
+        let mut dup = minimal(0);
+        dup.push((ARC_PPID, Tag::OctetString, Some(&[2u8; 16][..])));
+        assert!(matches!(
+            SgxExtension::from_der(&with_entries(&dup)),
+            Err(PckExtensionError::Duplicate("PPID"))
+        ));
+        let mut short = minimal(ARC_FMSPC);
+        short.push((ARC_FMSPC, Tag::OctetString, Some(&[1u8, 2, 3, 4, 5][..])));
+        assert!(matches!(
+            SgxExtension::from_der(&with_entries(&short)),
+            Err(PckExtensionError::Invalid { field: "FMSPC", .. })
+        ));
+        let mut integer_type = minimal(ARC_SGX_TYPE);
+        integer_type.push((ARC_SGX_TYPE, Tag::Integer, Some(&[0u8][..])));
+        assert!(matches!(
+            SgxExtension::from_der(&with_entries(&integer_type)),
+            Err(PckExtensionError::Invalid {
+                field: "SGX type",
+                ..
+            })
+        ));
+        let mut wrong_tag = minimal(ARC_PPID);
+        wrong_tag.push((ARC_PPID, Tag::Utf8String, Some(&[b'a'; 16][..])));
+        assert!(matches!(
+            SgxExtension::from_der(&with_entries(&wrong_tag)),
+            Err(PckExtensionError::Der { field: "PPID", .. })
+        ));
+        assert!(matches!(
+            SgxExtension::from_der(b"\x04\x02ab"),
+            Err(PckExtensionError::Der {
+                field: "SGX extension",
+                ..
+            })
+        ));
+    }
+
+    #[test]
+    fn bad_tcb_entries_are_refused() {
+        let tcb_oid = SGX_EXTENSION_OID.push_arc(ARC_TCB).unwrap();
+        let tcb = |comps: &[(u32, Tag, &[u8])]| -> Vec<u8> {
+            let entries: Vec<Entry<'_>> = comps
+                .iter()
+                .map(|(arc, tag, c)| Entry {
+                    id: tcb_oid.push_arc(*arc).unwrap(),
+                    value: AnyRef::new(*tag, c).unwrap(),
+                })
+                .collect();
+            entries.to_der().unwrap()
+        };
+        let full = |svn16: &'static [u8]| {
+            let mut v: Vec<(u32, Tag, &[u8])> =
+                (1..16).map(|a| (a, Tag::Integer, &[1u8][..])).collect();
+            v.push((16, Tag::Integer, svn16));
+            v.push((ARC_PCESVN, Tag::Integer, &[0x0d]));
+            v.push((ARC_CPUSVN, Tag::OctetString, &[1u8; 16]));
+            v
+        };
+        let decode = |tcb_der: &[u8]| decode_tcb(AnyRef::from_der(tcb_der).unwrap());
+        assert_eq!(decode(&tcb(&full(&[7]))).unwrap().comp_svn[15], 7);
+        // SVN 256 does not fit a component.
+        assert!(matches!(
+            decode(&tcb(&full(&[1, 0]))),
+            Err(PckExtensionError::Der {
+                field: "TCB component SVN",
+                ..
+            })
+        ));
+        // Component 16 missing.
+        let mut missing = full(&[7]);
+        missing.retain(|(a, _, _)| *a != 16);
+        assert!(matches!(
+            decode(&tcb(&missing)),
+            Err(PckExtensionError::Missing("TCB component SVN"))
+        ));
+        let mut dup = full(&[7]);
+        dup.push((3, Tag::Integer, &[1]));
+        assert!(matches!(
+            decode(&tcb(&dup)),
+            Err(PckExtensionError::Duplicate("TCB component SVN"))
+        ));
+        let mut no_cpusvn = full(&[7]);
+        no_cpusvn.retain(|(a, _, _)| *a != ARC_CPUSVN);
+        assert!(matches!(
+            decode(&tcb(&no_cpusvn)),
+            Err(PckExtensionError::Missing("CPUSVN"))
+        ));
+    }
+}
