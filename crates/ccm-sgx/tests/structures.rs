@@ -1,6 +1,9 @@
 //! Fixed structures against `sgx-isa`, and quotes built from scratch (as the simulator builds
 //! them) round-tripping through our encoder and parser.
 
+// Helpers outside #[test] functions unwrap too (clippy.toml allows it only inside tests).
+#![allow(clippy::unwrap_used)]
+
 use ccm_sgx::{
     AttestationKeyType, CertDataType, CertificationData, Error, PckExtensionError, Quote,
     QuoteBody, QuoteHeader, QuoteSignatureData, Report, ReportBody, ReportData, SgxExtension,
