@@ -22,6 +22,12 @@ enum Command {
     Version,
     /// Run the quote helper: an AESM-protocol daemon on a Unix socket.
     Aesmd(cmd::aesmd::AesmdArgs),
+    /// Simulated SGX platforms (SIMULATED: for development and tests, no security).
+    #[command(subcommand)]
+    Sim(cmd::sim::SimCommand),
+    /// Generate (simulated), fetch and verify DCAP quotes.
+    #[command(subcommand)]
+    Quote(cmd::quote::QuoteCommand),
 }
 
 fn main() -> std::process::ExitCode {
@@ -29,6 +35,8 @@ fn main() -> std::process::ExitCode {
     let result = match cli.command {
         Command::Version => cmd::version::run(),
         Command::Aesmd(args) => cmd::aesmd::run(args),
+        Command::Sim(command) => cmd::sim::run(command),
+        Command::Quote(command) => cmd::quote::run(command),
     };
     cmd::exit(result)
 }

@@ -1,6 +1,9 @@
 //! Subcommand implementations, one module per group.
 
 pub mod aesmd;
+pub mod quote;
+pub mod quote_fetch;
+pub mod sim;
 pub mod version;
 
 use std::process::ExitCode;
