@@ -28,6 +28,10 @@ enum Command {
     /// Generate (simulated), fetch and verify DCAP quotes.
     #[command(subcommand)]
     Quote(cmd::quote::QuoteCommand),
+    /// Convert a container image into an enclave image (measured, signed, pushed).
+    Convert(Box<cmd::convert::ConvertArgs>),
+    /// Pull an image and run it with runc (as `docker run` would).
+    Run(Box<cmd::run::RunArgs>),
 }
 
 fn main() -> std::process::ExitCode {
@@ -37,6 +41,8 @@ fn main() -> std::process::ExitCode {
         Command::Aesmd(args) => cmd::aesmd::run(args),
         Command::Sim(command) => cmd::sim::run(command),
         Command::Quote(command) => cmd::quote::run(command),
+        Command::Convert(args) => cmd::convert::run(*args),
+        Command::Run(args) => cmd::run::run(*args),
     };
     cmd::exit(result)
 }

@@ -1,8 +1,10 @@
 //! Subcommand implementations, one module per group.
 
 pub mod aesmd;
+pub mod convert;
 pub mod quote;
 pub mod quote_fetch;
+pub mod run;
 pub mod sim;
 pub mod version;
 
