@@ -20,6 +20,9 @@ struct Cli {
 enum Command {
     /// Print the version of this ccm build.
     Version,
+    /// Inspect SGX artefacts: MRENCLAVE of SGXS streams, SIGSTRUCT fields and signatures.
+    #[command(subcommand)]
+    Sgx(cmd::sgx::SgxCommand),
     /// Run the quote helper: an AESM-protocol daemon on a Unix socket.
     Aesmd(cmd::aesmd::AesmdArgs),
     /// Simulated SGX platforms (SIMULATED: for development and tests, no security).
@@ -38,6 +41,7 @@ fn main() -> std::process::ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Version => cmd::version::run(),
+        Command::Sgx(command) => cmd::sgx::run(command),
         Command::Aesmd(args) => cmd::aesmd::run(args),
         Command::Sim(command) => cmd::sim::run(command),
         Command::Quote(command) => cmd::quote::run(command),

@@ -5,6 +5,7 @@ pub mod convert;
 pub mod quote;
 pub mod quote_fetch;
 pub mod run;
+pub mod sgx;
 pub mod sim;
 pub mod version;
 
