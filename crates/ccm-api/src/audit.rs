@@ -139,9 +139,15 @@ pub enum ChainFault {
 impl std::fmt::Display for ChainFault {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            Self::HashMismatch { seq } => write!(f, "entry {seq}: hash does not match its contents"),
+            Self::HashMismatch { seq } => {
+                write!(f, "entry {seq}: hash does not match its contents")
+            }
             Self::BrokenLink { seq } => {
-                write!(f, "entry {seq}: prev_hash is not the hash of entry {}", seq - 1)
+                write!(
+                    f,
+                    "entry {seq}: prev_hash is not the hash of entry {}",
+                    seq - 1
+                )
             }
             Self::Gap { expected, found } => {
                 write!(f, "entries missing: expected {expected}, found {found}")
@@ -160,7 +166,10 @@ pub fn verify_chain(
 ) -> Result<String, ChainFault> {
     for e in entries {
         if e.seq != expect_seq {
-            return Err(ChainFault::Gap { expected: expect_seq, found: e.seq });
+            return Err(ChainFault::Gap {
+                expected: expect_seq,
+                found: e.seq,
+            });
         }
         if e.computed_hash() != e.hash {
             return Err(ChainFault::HashMismatch { seq: e.seq });
@@ -209,14 +218,26 @@ mod tests {
         assert_eq!(verify_chain(&c, GENESIS_HASH.into(), 1).unwrap(), c[4].hash);
         let mut t = c.clone();
         t[2].details = serde_json::json!({"name": "evil"});
-        assert_eq!(verify_chain(&t, GENESIS_HASH.into(), 1), Err(ChainFault::HashMismatch { seq: 3 }));
+        assert_eq!(
+            verify_chain(&t, GENESIS_HASH.into(), 1),
+            Err(ChainFault::HashMismatch { seq: 3 })
+        );
         let mut t = c.clone();
         t.remove(1);
-        assert_eq!(verify_chain(&t, GENESIS_HASH.into(), 1), Err(ChainFault::Gap { expected: 2, found: 3 }));
+        assert_eq!(
+            verify_chain(&t, GENESIS_HASH.into(), 1),
+            Err(ChainFault::Gap {
+                expected: 2,
+                found: 3
+            })
+        );
         // Rewriting an entry and its hash still breaks the next link.
         let mut t = c.clone();
         t[1].actor = "mallory".into();
         t[1].hash = t[1].computed_hash();
-        assert_eq!(verify_chain(&t, GENESIS_HASH.into(), 1), Err(ChainFault::BrokenLink { seq: 3 }));
+        assert_eq!(
+            verify_chain(&t, GENESIS_HASH.into(), 1),
+            Err(ChainFault::BrokenLink { seq: 3 })
+        );
     }
 }

@@ -113,7 +113,10 @@ impl std::fmt::Debug for JoinToken {
         f.debug_struct("JoinToken")
             .field("token_id", &self.token_id)
             .field("secret", &"<redacted>")
-            .field("manager_fingerprint", &self.manager_fingerprint.map(hex::encode))
+            .field(
+                "manager_fingerprint",
+                &self.manager_fingerprint.map(hex::encode),
+            )
             .finish()
     }
 }
@@ -126,18 +129,26 @@ impl JoinToken {
         if parts.next() != Some(JOIN_TOKEN_PREFIX) {
             return Err(Error::InvalidJoinToken("it does not start with `ccmjt1.`"));
         }
-        let id = parts.next().ok_or(Error::InvalidJoinToken("the token id is missing"))?;
+        let id = parts
+            .next()
+            .ok_or(Error::InvalidJoinToken("the token id is missing"))?;
         if id.len() != 32 || !id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) {
-            return Err(Error::InvalidJoinToken("the token id is not 32 lowercase hex digits"));
+            return Err(Error::InvalidJoinToken(
+                "the token id is not 32 lowercase hex digits",
+            ));
         }
         let token_id = Uuid::try_parse(id)
             .map_err(|_| Error::InvalidJoinToken("the token id is not a UUID"))?;
-        let secret_text = parts.next().ok_or(Error::InvalidJoinToken("the secret is missing"))?;
+        let secret_text = parts
+            .next()
+            .ok_or(Error::InvalidJoinToken("the secret is missing"))?;
         let secret: [u8; 32] = URL_SAFE_NO_PAD
             .decode(secret_text)
             .ok()
             .and_then(|v| v.try_into().ok())
-            .ok_or(Error::InvalidJoinToken("the secret is not 32 bytes of unpadded base64url"))?;
+            .ok_or(Error::InvalidJoinToken(
+                "the secret is not 32 bytes of unpadded base64url",
+            ))?;
         let manager_fingerprint = match parts.next() {
             None => None,
             Some(fp) => {
@@ -154,7 +165,11 @@ impl JoinToken {
         if parts.next().is_some() {
             return Err(Error::InvalidJoinToken("it has more than four parts"));
         }
-        Ok(Self { token_id, secret, manager_fingerprint })
+        Ok(Self {
+            token_id,
+            secret,
+            manager_fingerprint,
+        })
     }
 
     /// Formats the token string.
@@ -208,7 +223,10 @@ mod tests {
         }
         let bad = [
             ("ccmjt2.x", "start with"),
-            ("ccmjt1.0123456789ABCDEF0123456789ABCDEF.AAAA", "lowercase hex"),
+            (
+                "ccmjt1.0123456789ABCDEF0123456789ABCDEF.AAAA",
+                "lowercase hex",
+            ),
             ("ccmjt1.0123456789abcdef0123456789abcdef.AAAA", "32 bytes"),
             (&format!("{s}.extra"), "more than four"),
             (&format!("{}.zz", sample(false).encode()), "fingerprint"),

@@ -13,6 +13,8 @@
 //!   verifier share one encoder/decoder.
 #![deny(missing_docs)]
 
+pub mod pinning;
+
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
     KeyPair, KeyUsagePurpose, SerialNumber, SignatureAlgorithm,
@@ -68,13 +70,19 @@ pub fn fingerprint_sha256(der: &[u8]) -> [u8; 32] {
 /// Formats a fingerprint as colon-separated uppercase hex (`AB:CD:...`), as `openssl x509
 /// -fingerprint` prints it.
 pub fn format_fingerprint(fp: &[u8; 32]) -> String {
-    fp.iter().map(|b| format!("{b:02X}")).collect::<Vec<_>>().join(":")
+    fp.iter()
+        .map(|b| format!("{b:02X}"))
+        .collect::<Vec<_>>()
+        .join(":")
 }
 
 /// Parses a fingerprint given as 64 hex digits, with or without colons, any case.
 pub fn parse_fingerprint(s: &str) -> Option<[u8; 32]> {
     let s = s.trim();
-    let s = s.strip_prefix("sha256:").or_else(|| s.strip_prefix("SHA256:")).unwrap_or(s);
+    let s = s
+        .strip_prefix("sha256:")
+        .or_else(|| s.strip_prefix("SHA256:"))
+        .unwrap_or(s);
     let hex_digits: String = s.chars().filter(|c| *c != ':').collect();
     if hex_digits.len() != 64 {
         return None;
@@ -103,13 +111,20 @@ pub struct ZoneCa {
 
 impl std::fmt::Debug for ZoneCa {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZoneCa").field("key_type", &self.key_type).finish_non_exhaustive()
+        f.debug_struct("ZoneCa")
+            .field("key_type", &self.key_type)
+            .finish_non_exhaustive()
     }
 }
 
 impl ZoneCa {
     /// Generates a new CA named `common_name`, valid from `now` for `validity_days`.
-    pub fn generate(common_name: &str, key_type: CaKeyType, now: i64, validity_days: i64) -> Result<Self> {
+    pub fn generate(
+        common_name: &str,
+        key_type: CaKeyType,
+        now: i64,
+        validity_days: i64,
+    ) -> Result<Self> {
         let key = KeyPair::generate_for(key_type.algorithm())?;
         let mut params = CertificateParams::default();
         let mut dn = DistinguishedName::new();
@@ -117,14 +132,22 @@ impl ZoneCa {
         dn.push(DnType::OrganizationName, "ccm");
         params.distinguished_name = dn;
         params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
-        params.key_usages =
-            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
         params.not_before = datetime(now.saturating_sub(300))?;
         params.not_after = datetime(now.saturating_add(validity_days.saturating_mul(86_400)))?;
         params.serial_number = Some(random_serial());
         params.use_authority_key_identifier_extension = false;
         let cert = params.self_signed(&key)?;
-        Ok(Self { cert_pem: cert.pem(), cert_der: cert.der().to_vec(), key, key_type })
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key,
+            key_type,
+        })
     }
 
     /// Loads a CA from its certificate (PEM) and PKCS#8 private key (DER), checking that they
@@ -132,19 +155,28 @@ impl ZoneCa {
     pub fn from_parts(cert_pem: &str, key_pkcs8_der: &[u8]) -> Result<Self> {
         let (_, pem) = x509_parser::pem::parse_x509_pem(cert_pem.as_bytes())
             .map_err(|e| Error::InvalidCertificate(e.to_string()))?;
-        let cert = pem.parse_x509().map_err(|e| Error::InvalidCertificate(e.to_string()))?;
+        let cert = pem
+            .parse_x509()
+            .map_err(|e| Error::InvalidCertificate(e.to_string()))?;
         let key = KeyPair::try_from(key_pkcs8_der)?;
         let key_type = if key.is_compatible(&rcgen::PKCS_ECDSA_P256_SHA256) {
             CaKeyType::P256
         } else if key.is_compatible(&rcgen::PKCS_ECDSA_P384_SHA384) {
             CaKeyType::P384
         } else {
-            return Err(Error::InvalidCertificate("the CA key is neither P-256 nor P-384".into()));
+            return Err(Error::InvalidCertificate(
+                "the CA key is neither P-256 nor P-384".into(),
+            ));
         };
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(Error::KeyMismatch);
         }
-        Ok(Self { cert_pem: cert_pem.to_string(), cert_der: pem.contents.clone(), key, key_type })
+        Ok(Self {
+            cert_pem: cert_pem.to_string(),
+            cert_der: pem.contents.clone(),
+            key,
+            key_type,
+        })
     }
 
     /// The CA certificate (PEM).
@@ -184,7 +216,11 @@ impl std::fmt::Debug for ServerIdentity {
 
 /// Generates a self-signed ECDSA P-256 server certificate for `names` (DNS names or IP
 /// addresses), valid from `now` for `validity_days`.
-pub fn self_signed_server(names: &[String], now: i64, validity_days: i64) -> Result<ServerIdentity> {
+pub fn self_signed_server(
+    names: &[String],
+    now: i64,
+    validity_days: i64,
+) -> Result<ServerIdentity> {
     let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
     let mut params = CertificateParams::new(names.to_vec())?;
     let mut dn = DistinguishedName::new();
@@ -197,7 +233,10 @@ pub fn self_signed_server(names: &[String], now: i64, validity_days: i64) -> Res
     params.not_after = datetime(now.saturating_add(validity_days.saturating_mul(86_400)))?;
     params.serial_number = Some(random_serial());
     let cert = params.self_signed(&key)?;
-    Ok(ServerIdentity { cert_pem: cert.pem(), key_pem: Zeroizing::new(key.serialize_pem()) })
+    Ok(ServerIdentity {
+        cert_pem: cert.pem(),
+        key_pem: Zeroizing::new(key.serialize_pem()),
+    })
 }
 
 #[cfg(test)]
@@ -229,8 +268,14 @@ mod tests {
     fn from_parts_rejects_a_foreign_key_and_garbage() {
         let a = ZoneCa::generate("a", CaKeyType::P256, NOW, 1).unwrap();
         let b = ZoneCa::generate("b", CaKeyType::P256, NOW, 1).unwrap();
-        assert!(matches!(ZoneCa::from_parts(a.certificate_pem(), &b.key_pkcs8_der()), Err(Error::KeyMismatch)));
-        assert!(matches!(ZoneCa::from_parts("not pem", &a.key_pkcs8_der()), Err(Error::InvalidCertificate(_))));
+        assert!(matches!(
+            ZoneCa::from_parts(a.certificate_pem(), &b.key_pkcs8_der()),
+            Err(Error::KeyMismatch)
+        ));
+        assert!(matches!(
+            ZoneCa::from_parts("not pem", &a.key_pkcs8_der()),
+            Err(Error::InvalidCertificate(_))
+        ));
         assert!(ZoneCa::from_parts(a.certificate_pem(), b"junk").is_err());
     }
 
@@ -241,7 +286,10 @@ mod tests {
         assert_eq!(s.len(), 95);
         assert_eq!(parse_fingerprint(&s), Some(fp));
         assert_eq!(parse_fingerprint(&hex::encode(fp)), Some(fp));
-        assert_eq!(parse_fingerprint(&format!("sha256:{}", hex::encode(fp))), Some(fp));
+        assert_eq!(
+            parse_fingerprint(&format!("sha256:{}", hex::encode(fp))),
+            Some(fp)
+        );
         assert_eq!(parse_fingerprint("abcd"), None);
         assert_eq!(parse_fingerprint(&"zz".repeat(32)), None);
     }

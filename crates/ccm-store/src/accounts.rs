@@ -25,7 +25,10 @@ pub struct NewZone {
 
 impl std::fmt::Debug for NewZone {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewZone").field("zone_id", &self.zone_id).field("name", &self.name).finish_non_exhaustive()
+        f.debug_struct("NewZone")
+            .field("zone_id", &self.zone_id)
+            .field("name", &self.name)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,9 +95,19 @@ const ACCOUNT_SELECT: &str = "SELECT accounts.acct_id, accounts.name, accounts.a
      accounts.created_at, accounts.updated_at, zones.zone_id FROM accounts \
      JOIN zones ON zones.acct_id = accounts.acct_id";
 
+const ACCOUNT_WITH_ROLE: &str = "SELECT accounts.acct_id, accounts.name, accounts.approval_policy, \
+     accounts.created_at, accounts.updated_at, zones.zone_id, memberships.role FROM accounts \
+     JOIN zones ON zones.acct_id = accounts.acct_id \
+     JOIN memberships ON memberships.acct_id = accounts.acct_id";
+
 impl Store {
     /// Creates an account with its zone; the creator becomes MANAGER.
-    pub async fn create_account(&self, a: &NewAccount, actor: &Actor, now: i64) -> Result<AccountRecord> {
+    pub async fn create_account(
+        &self,
+        a: &NewAccount,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<AccountRecord> {
         let mut w = self.begin_write().await?;
         audit::append(
             &mut w.tx,
@@ -118,13 +131,15 @@ impl Store {
         .execute(&mut *w.tx)
         .await
         .map_err(on_unique("account", "name"))?;
-        sqlx::query("INSERT INTO memberships (acct_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(a.acct_id.to_string())
-            .bind(a.creator.to_string())
-            .bind(AccessRole::Manager.as_str())
-            .bind(now)
-            .execute(&mut *w.tx)
-            .await?;
+        sqlx::query(
+            "INSERT INTO memberships (acct_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(a.acct_id.to_string())
+        .bind(a.creator.to_string())
+        .bind(AccessRole::Manager.as_str())
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await?;
         let key_type = match a.zone.ca_key_type {
             ZoneCaKeyType::EcP256 => "EC_P256",
             ZoneCaKeyType::EcP384 => "EC_P384",
@@ -154,7 +169,11 @@ impl Store {
     }
 
     /// An account and the user's role in it; `None` if it does not exist or the user is no member.
-    pub async fn account_for_user(&self, acct_id: Uuid, user_id: Uuid) -> Result<Option<(AccountRecord, AccessRole)>> {
+    pub async fn account_for_user(
+        &self,
+        acct_id: Uuid,
+        user_id: Uuid,
+    ) -> Result<Option<(AccountRecord, AccessRole)>> {
         #[derive(sqlx::FromRow)]
         struct RoleRow {
             #[sqlx(flatten)]
@@ -162,15 +181,19 @@ impl Store {
             role: String,
         }
         let row: Option<RoleRow> = sqlx::query_as(&format!(
-            "{ACCOUNT_SELECT}, memberships WHERE memberships.acct_id = accounts.acct_id \
-             AND accounts.acct_id = $1 AND memberships.user_id = $2"
+            "{ACCOUNT_WITH_ROLE} WHERE accounts.acct_id = $1 AND memberships.user_id = $2"
         ))
         .bind(acct_id.to_string())
         .bind(user_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(|r| Ok((r.a.into_record()?, enum_value("memberships.role", &r.role, AccessRole::parse)?)))
-            .transpose()
+        row.map(|r| {
+            Ok((
+                r.a.into_record()?,
+                enum_value("memberships.role", &r.role, AccessRole::parse)?,
+            ))
+        })
+        .transpose()
     }
 
     /// The user's role in an account, if a member.
@@ -181,11 +204,15 @@ impl Store {
                 .bind(user_id.to_string())
                 .fetch_optional(&self.pool)
                 .await?;
-        row.map(|(r,)| enum_value("memberships.role", &r, AccessRole::parse)).transpose()
+        row.map(|(r,)| enum_value("memberships.role", &r, AccessRole::parse))
+            .transpose()
     }
 
     /// The accounts a user belongs to, with the user's role, by name.
-    pub async fn accounts_for_user(&self, user_id: Uuid) -> Result<Vec<(AccountRecord, AccessRole)>> {
+    pub async fn accounts_for_user(
+        &self,
+        user_id: Uuid,
+    ) -> Result<Vec<(AccountRecord, AccessRole)>> {
         #[derive(sqlx::FromRow)]
         struct RoleRow {
             #[sqlx(flatten)]
@@ -193,14 +220,18 @@ impl Store {
             role: String,
         }
         let rows: Vec<RoleRow> = sqlx::query_as(&format!(
-            "{ACCOUNT_SELECT}, memberships WHERE memberships.acct_id = accounts.acct_id \
-             AND memberships.user_id = $1 ORDER BY accounts.name"
+            "{ACCOUNT_WITH_ROLE} WHERE memberships.user_id = $1 ORDER BY accounts.name"
         ))
         .bind(user_id.to_string())
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter()
-            .map(|r| Ok((r.a.into_record()?, enum_value("memberships.role", &r.role, AccessRole::parse)?)))
+            .map(|r| {
+                Ok((
+                    r.a.into_record()?,
+                    enum_value("memberships.role", &r.role, AccessRole::parse)?,
+                ))
+            })
             .collect()
     }
 
@@ -215,7 +246,12 @@ impl Store {
         .bind(acct_id.to_string())
         .fetch_one(&self.pool)
         .await?;
-        Ok(ObjectCounts { apps, builds, pending_tasks, users })
+        Ok(ObjectCounts {
+            apps,
+            builds,
+            pending_tasks,
+            users,
+        })
     }
 
     /// Renames an account and/or changes its approval policy.
@@ -259,7 +295,12 @@ impl Store {
         )
         .await?;
         w.commit().await?;
-        Ok(AccountRecord { name: new_name.to_string(), approval_policy: new_policy, updated_at: now, ..before })
+        Ok(AccountRecord {
+            name: new_name.to_string(),
+            approval_policy: new_policy,
+            updated_at: now,
+            ..before
+        })
     }
 
     /// Deletes an account and everything it owns (apps, images, tasks, zone, join tokens, API
@@ -298,25 +339,52 @@ impl Store {
     }
 
     /// Adds a user to an account with a role.
-    pub async fn add_member(&self, acct_id: Uuid, user_id: Uuid, role: AccessRole, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn add_member(
+        &self,
+        acct_id: Uuid,
+        user_id: Uuid,
+        role: AccessRole,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
-        sqlx::query("INSERT INTO memberships (acct_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)")
-            .bind(acct_id.to_string())
-            .bind(user_id.to_string())
-            .bind(role.as_str())
-            .bind(now)
-            .execute(&mut *w.tx)
-            .await
-            .map_err(on_unique("membership", "user_email"))?;
-        audit::append(&mut w.tx, now, actor, Some(acct_id), "member.add", "user", Some(user_id), json!({"role": role.as_str()}))
-            .await?;
+        sqlx::query(
+            "INSERT INTO memberships (acct_id, user_id, role, created_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(acct_id.to_string())
+        .bind(user_id.to_string())
+        .bind(role.as_str())
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await
+        .map_err(on_unique("membership", "user_email"))?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "member.add",
+            "user",
+            Some(user_id),
+            json!({"role": role.as_str()}),
+        )
+        .await?;
         w.commit().await
     }
 
     /// Changes a member's role; refuses to leave the account without a MANAGER.
-    pub async fn set_member_role(&self, acct_id: Uuid, user_id: Uuid, role: AccessRole, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn set_member_role(
+        &self,
+        acct_id: Uuid,
+        user_id: Uuid,
+        role: AccessRole,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
-        let before = member_role(&mut w.tx, acct_id, user_id).await?.ok_or(Error::NotFound("user"))?;
+        let before = member_role(&mut w.tx, acct_id, user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
         if before == AccessRole::Manager && role != AccessRole::Manager {
             ensure_other_manager(&mut w.tx, acct_id, user_id).await?;
         }
@@ -341,9 +409,17 @@ impl Store {
     }
 
     /// Removes a member; refuses to remove the last MANAGER. Their API keys for the account go too.
-    pub async fn remove_member(&self, acct_id: Uuid, user_id: Uuid, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn remove_member(
+        &self,
+        acct_id: Uuid,
+        user_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
-        let before = member_role(&mut w.tx, acct_id, user_id).await?.ok_or(Error::NotFound("user"))?;
+        let before = member_role(&mut w.tx, acct_id, user_id)
+            .await?
+            .ok_or(Error::NotFound("user"))?;
         if before == AccessRole::Manager {
             ensure_other_manager(&mut w.tx, acct_id, user_id).await?;
         }
@@ -352,24 +428,47 @@ impl Store {
             "DELETE FROM api_keys WHERE acct_id = $1 AND user_id = $2",
             "UPDATE sessions SET selected_acct_id = NULL WHERE selected_acct_id = $1 AND user_id = $2",
         ] {
-            sqlx::query(sql).bind(acct_id.to_string()).bind(user_id.to_string()).execute(&mut *w.tx).await?;
+            sqlx::query(sql)
+                .bind(acct_id.to_string())
+                .bind(user_id.to_string())
+                .execute(&mut *w.tx)
+                .await?;
         }
-        audit::append(&mut w.tx, now, actor, Some(acct_id), "member.remove", "user", Some(user_id), json!({"role": before.as_str()}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "member.remove",
+            "user",
+            Some(user_id),
+            json!({"role": before.as_str()}),
+        )
+        .await?;
         w.commit().await
     }
 }
 
-async fn member_role(conn: &mut sqlx::AnyConnection, acct_id: Uuid, user_id: Uuid) -> Result<Option<AccessRole>> {
-    let row: Option<(String,)> = sqlx::query_as("SELECT role FROM memberships WHERE acct_id = $1 AND user_id = $2")
-        .bind(acct_id.to_string())
-        .bind(user_id.to_string())
-        .fetch_optional(&mut *conn)
-        .await?;
-    row.map(|(r,)| enum_value("memberships.role", &r, AccessRole::parse)).transpose()
+async fn member_role(
+    conn: &mut sqlx::AnyConnection,
+    acct_id: Uuid,
+    user_id: Uuid,
+) -> Result<Option<AccessRole>> {
+    let row: Option<(String,)> =
+        sqlx::query_as("SELECT role FROM memberships WHERE acct_id = $1 AND user_id = $2")
+            .bind(acct_id.to_string())
+            .bind(user_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
+    row.map(|(r,)| enum_value("memberships.role", &r, AccessRole::parse))
+        .transpose()
 }
 
-async fn ensure_other_manager(conn: &mut sqlx::AnyConnection, acct_id: Uuid, user_id: Uuid) -> Result<()> {
+async fn ensure_other_manager(
+    conn: &mut sqlx::AnyConnection,
+    acct_id: Uuid,
+    user_id: Uuid,
+) -> Result<()> {
     let (n,): (i64,) = sqlx::query_as(
         "SELECT COUNT(*) FROM memberships WHERE acct_id = $1 AND role = 'MANAGER' AND user_id <> $2",
     )
@@ -378,7 +477,9 @@ async fn ensure_other_manager(conn: &mut sqlx::AnyConnection, acct_id: Uuid, use
     .fetch_one(&mut *conn)
     .await?;
     if n == 0 {
-        return Err(Error::InvalidState("an account must keep at least one MANAGER".into()));
+        return Err(Error::InvalidState(
+            "an account must keep at least one MANAGER".into(),
+        ));
     }
     Ok(())
 }

@@ -55,7 +55,11 @@ impl AppRow {
             allowed_domains: json("apps.allowed_domains", &self.allowed_domains)?,
             whitelisted_domains: json("apps.whitelisted_domains", &self.whitelisted_domains)?,
             pending_task_id: opt_uuid("apps.pending_task_id", self.pending_task_id.as_deref())?,
-            certificate: self.certificate.as_deref().map(|c| json("apps.certificate", c)).transpose()?,
+            certificate: self
+                .certificate
+                .as_deref()
+                .map(|c| json("apps.certificate", c))
+                .transpose()?,
             advanced_settings: json("apps.advanced_settings", &self.advanced_settings)?,
             labels: json("apps.labels", &self.labels)?,
             created_at: self.created_at,
@@ -65,12 +69,13 @@ impl AppRow {
 }
 
 async fn load(conn: &mut AnyConnection, acct_id: Uuid, app_id: Uuid) -> Result<Option<App>> {
-    let row: Option<AppRow> =
-        sqlx::query_as(&format!("SELECT {APP_COLS} FROM apps WHERE app_id = $1 AND acct_id = $2"))
-            .bind(app_id.to_string())
-            .bind(acct_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row: Option<AppRow> = sqlx::query_as(&format!(
+        "SELECT {APP_COLS} FROM apps WHERE app_id = $1 AND acct_id = $2"
+    ))
+    .bind(app_id.to_string())
+    .bind(acct_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     row.map(AppRow::into_app).transpose()
 }
 
@@ -120,11 +125,25 @@ fn summary(app: &App) -> serde_json::Value {
 /// Reconciles the app's pending DOMAIN_WHITELIST task with its domains: domains that are
 /// allowed but not whitelisted need approval; the pending task is updated to cover exactly them,
 /// or a new one is created, or (when none are left) the pending task is closed as FAILED.
-async fn reconcile_domain_task(conn: &mut AnyConnection, app: &mut App, actor: &Actor, now: i64) -> Result<()> {
+async fn reconcile_domain_task(
+    conn: &mut AnyConnection,
+    app: &mut App,
+    actor: &Actor,
+    now: i64,
+) -> Result<()> {
     let wl: BTreeSet<&String> = app.whitelisted_domains.iter().collect();
-    let needed: Vec<String> = app.allowed_domains.iter().filter(|d| !wl.contains(d)).cloned().collect();
+    let needed: Vec<String> = app
+        .allowed_domains
+        .iter()
+        .filter(|d| !wl.contains(d))
+        .cloned()
+        .collect();
     if let Some(pending) = app.pending_task_id {
-        let status = if needed.is_empty() { "FAILED" } else { "INPROGRESS" };
+        let status = if needed.is_empty() {
+            "FAILED"
+        } else {
+            "INPROGRESS"
+        };
         let n = sqlx::query(
             "UPDATE tasks SET domains_added = $1, status = $2, status_updated_at = $3 \
              WHERE task_id = $4 AND status = 'INPROGRESS'",
@@ -151,7 +170,11 @@ async fn reconcile_domain_task(conn: &mut AnyConnection, app: &mut App, actor: &
     let task_id = Uuid::new_v4();
     app.pending_task_id = Some(task_id);
     write(conn, app).await?;
-    let description = format!("Whitelist domains {} for app {}", needed.join(", "), app.name);
+    let description = format!(
+        "Whitelist domains {} for app {}",
+        needed.join(", "),
+        app.name
+    );
     tasks::create(
         conn,
         NewTask {
@@ -200,21 +223,33 @@ impl Store {
             updated_at: now,
             ..app.clone()
         };
-        audit::append(&mut w.tx, now, actor, Some(app.acct_id), "app.create", "app", Some(app.app_id), json!({"after": summary(&new)}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(app.acct_id),
+            "app.create",
+            "app",
+            Some(app.app_id),
+            json!({"after": summary(&new)}),
+        )
+        .await?;
         reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
-        let app = load(&mut w.tx, app.acct_id, app.app_id).await?.ok_or(Error::NotFound("app"))?;
+        let app = load(&mut w.tx, app.acct_id, app.app_id)
+            .await?
+            .ok_or(Error::NotFound("app"))?;
         w.commit().await?;
         Ok(app)
     }
 
     /// Lists an account's apps by name.
     pub async fn list_apps(&self, acct_id: Uuid) -> Result<Vec<App>> {
-        let rows: Vec<AppRow> =
-            sqlx::query_as(&format!("SELECT {APP_COLS} FROM apps WHERE acct_id = $1 ORDER BY name"))
-                .bind(acct_id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<AppRow> = sqlx::query_as(&format!(
+            "SELECT {APP_COLS} FROM apps WHERE acct_id = $1 ORDER BY name"
+        ))
+        .bind(acct_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(AppRow::into_app).collect()
     }
 
@@ -236,7 +271,9 @@ impl Store {
         edit: impl FnOnce(App) -> std::result::Result<App, E>,
     ) -> Result<std::result::Result<App, E>> {
         let mut w = self.begin_write().await?;
-        let old = load(&mut w.tx, acct_id, app_id).await?.ok_or(Error::NotFound("app"))?;
+        let old = load(&mut w.tx, acct_id, app_id)
+            .await?
+            .ok_or(Error::NotFound("app"))?;
         let mut new = match edit(old.clone()) {
             Ok(new) => new,
             Err(e) => return Ok(Err(e)),
@@ -247,8 +284,12 @@ impl Store {
         new.created_at = old.created_at;
         new.pending_task_id = old.pending_task_id;
         new.updated_at = now;
-        new.whitelisted_domains =
-            old.whitelisted_domains.iter().filter(|d| new.allowed_domains.contains(d)).cloned().collect();
+        new.whitelisted_domains = old
+            .whitelisted_domains
+            .iter()
+            .filter(|d| new.allowed_domains.contains(d))
+            .cloned()
+            .collect();
         write(&mut w.tx, &new).await?;
         audit::append(
             &mut w.tx,
@@ -262,15 +303,25 @@ impl Store {
         )
         .await?;
         reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
-        let app = load(&mut w.tx, acct_id, app_id).await?.ok_or(Error::NotFound("app"))?;
+        let app = load(&mut w.tx, acct_id, app_id)
+            .await?
+            .ok_or(Error::NotFound("app"))?;
         w.commit().await?;
         Ok(Ok(app))
     }
 
     /// Deletes an app with its images and their tasks.
-    pub async fn delete_app(&self, acct_id: Uuid, app_id: Uuid, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn delete_app(
+        &self,
+        acct_id: Uuid,
+        app_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
-        let old = load(&mut w.tx, acct_id, app_id).await?.ok_or(Error::NotFound("app"))?;
+        let old = load(&mut w.tx, acct_id, app_id)
+            .await?
+            .ok_or(Error::NotFound("app"))?;
         sqlx::query(
             "DELETE FROM tasks WHERE acct_id = $1 AND (entity_id = $2 OR entity_id IN \
              (SELECT build_id FROM builds WHERE app_id = $2))",
@@ -284,8 +335,17 @@ impl Store {
             .bind(acct_id.to_string())
             .execute(&mut *w.tx)
             .await?;
-        audit::append(&mut w.tx, now, actor, Some(acct_id), "app.delete", "app", Some(app_id), json!({"before": summary(&old)}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "app.delete",
+            "app",
+            Some(app_id),
+            json!({"before": summary(&old)}),
+        )
+        .await?;
         w.commit().await
     }
 }

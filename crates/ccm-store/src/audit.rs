@@ -111,16 +111,14 @@ impl Store {
         const COLS: &str = "seq, entry_id, at, actor_user_id, actor, acct_id, action, object_type, \
                             object_id, details, prev_hash, hash";
         let rows: Vec<Row> = match acct_id {
-            Some(a) => {
-                sqlx::query_as(&format!(
-                    "SELECT {COLS} FROM audit_log WHERE acct_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
-                ))
-                .bind(a.to_string())
-                .bind(after)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await?
-            }
+            Some(a) => sqlx::query_as(&format!(
+                "SELECT {COLS} FROM audit_log WHERE acct_id = $1 AND seq > $2 ORDER BY seq LIMIT $3"
+            ))
+            .bind(a.to_string())
+            .bind(after)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
             None => {
                 sqlx::query_as(&format!(
                     "SELECT {COLS} FROM audit_log WHERE seq > $1 ORDER BY seq LIMIT $2"
@@ -132,22 +130,5 @@ impl Store {
             }
         };
         rows.into_iter().map(Row::into_entry).collect()
-    }
-
-    /// Appends an audit entry on its own (for events that change no other table, such as a
-    /// failed login lockout or a manager start).
-    pub async fn audit_event(
-        &self,
-        now: i64,
-        actor: &Actor,
-        acct_id: Option<Uuid>,
-        action: &str,
-        object_type: &str,
-        object_id: Option<Uuid>,
-        details: serde_json::Value,
-    ) -> Result<()> {
-        let mut w = self.begin_write().await?;
-        append(&mut w.tx, now, actor, acct_id, action, object_type, object_id, details).await?;
-        w.commit().await
     }
 }

@@ -72,12 +72,13 @@ impl BuildRow {
 }
 
 async fn load(conn: &mut AnyConnection, acct_id: Uuid, build_id: Uuid) -> Result<Option<Build>> {
-    let row: Option<BuildRow> =
-        sqlx::query_as(&format!("{BUILD_SELECT} WHERE b.build_id = $1 AND b.acct_id = $2"))
-            .bind(build_id.to_string())
-            .bind(acct_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
+    let row: Option<BuildRow> = sqlx::query_as(&format!(
+        "{BUILD_SELECT} WHERE b.build_id = $1 AND b.acct_id = $2"
+    ))
+    .bind(build_id.to_string())
+    .bind(acct_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
     row.map(BuildRow::into_build).transpose()
 }
 
@@ -86,11 +87,12 @@ impl Store {
     /// AUTO_APPROVE policy). The app must belong to the build's account.
     pub async fn create_build(&self, b: &Build, actor: &Actor, now: i64) -> Result<Build> {
         let mut w = self.begin_write().await?;
-        let app: Option<(String,)> = sqlx::query_as("SELECT name FROM apps WHERE app_id = $1 AND acct_id = $2")
-            .bind(b.app_id.to_string())
-            .bind(b.acct_id.to_string())
-            .fetch_optional(&mut *w.tx)
-            .await?;
+        let app: Option<(String,)> =
+            sqlx::query_as("SELECT name FROM apps WHERE app_id = $1 AND acct_id = $2")
+                .bind(b.app_id.to_string())
+                .bind(b.acct_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await?;
         let (app_name,) = app.ok_or(Error::NotFound("app"))?;
         let task_id = Uuid::new_v4();
         sqlx::query(
@@ -147,7 +149,9 @@ impl Store {
             now,
         )
         .await?;
-        let build = load(&mut w.tx, b.acct_id, b.build_id).await?.ok_or(Error::NotFound("image"))?;
+        let build = load(&mut w.tx, b.acct_id, b.build_id)
+            .await?
+            .ok_or(Error::NotFound("image"))?;
         w.commit().await?;
         Ok(build)
     }
@@ -181,9 +185,17 @@ impl Store {
     }
 
     /// Deletes an image and its tasks.
-    pub async fn delete_build(&self, acct_id: Uuid, build_id: Uuid, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn delete_build(
+        &self,
+        acct_id: Uuid,
+        build_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
-        let old = load(&mut w.tx, acct_id, build_id).await?.ok_or(Error::NotFound("image"))?;
+        let old = load(&mut w.tx, acct_id, build_id)
+            .await?
+            .ok_or(Error::NotFound("image"))?;
         sqlx::query("DELETE FROM tasks WHERE acct_id = $1 AND entity_id = $2")
             .bind(acct_id.to_string())
             .bind(build_id.to_string())

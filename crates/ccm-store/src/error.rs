@@ -39,7 +39,10 @@ pub enum Error {
 
 impl Error {
     pub(crate) fn corrupt(column: &'static str, detail: impl std::fmt::Display) -> Self {
-        Self::Corrupt { column, detail: detail.to_string() }
+        Self::Corrupt {
+            column,
+            detail: detail.to_string(),
+        }
     }
 }
 

@@ -81,7 +81,10 @@ pub struct Actor {
 impl Actor {
     /// The manager itself (startup, policies).
     pub fn system() -> Self {
-        Self { user_id: None, name: "system".into() }
+        Self {
+            user_id: None,
+            name: "system".into(),
+        }
     }
 }
 
@@ -96,7 +99,10 @@ pub struct StoreOptions {
 
 impl Default for StoreOptions {
     fn default() -> Self {
-        Self { max_connections: 10, acquire_timeout: Duration::from_secs(10) }
+        Self {
+            max_connections: 10,
+            acquire_timeout: Duration::from_secs(10),
+        }
     }
 }
 
@@ -110,7 +116,9 @@ pub struct Store {
 
 impl std::fmt::Debug for Store {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Store").field("backend", &self.backend).finish_non_exhaustive()
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
     }
 }
 
@@ -176,11 +184,15 @@ impl Store {
         let mut conn = self.pool.acquire().await?;
         if self.backend == Backend::Postgres {
             // Two replicas starting together must not both run the migrations.
-            sqlx::query("SELECT pg_advisory_lock(7347004)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock(7347004)")
+                .execute(&mut *conn)
+                .await?;
         }
         let result = sqlx::migrate!("./migrations").run(&mut *conn).await;
         if self.backend == Backend::Postgres {
-            sqlx::query("SELECT pg_advisory_unlock(7347004)").execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock(7347004)")
+                .execute(&mut *conn)
+                .await?;
         }
         result?;
         Ok(())
@@ -215,7 +227,9 @@ impl Store {
         // Take the audit chain head's row lock first: every write transaction appends to the
         // audit log, and taking this one lock before any other makes writers on PostgreSQL
         // queue in order instead of deadlocking on each other's rows.
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1").execute(&mut *w.tx).await?;
+        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+            .execute(&mut *w.tx)
+            .await?;
         Ok(w)
     }
 

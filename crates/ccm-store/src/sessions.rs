@@ -53,7 +53,10 @@ impl SessionRow {
         Ok(SessionRecord {
             session_id: uuid("sessions.session_id", &self.session_id)?,
             user_id: uuid("sessions.user_id", &self.user_id)?,
-            selected_acct_id: opt_uuid("sessions.selected_acct_id", self.selected_acct_id.as_deref())?,
+            selected_acct_id: opt_uuid(
+                "sessions.selected_acct_id",
+                self.selected_acct_id.as_deref(),
+            )?,
             token_expires_at: self.token_expires_at,
             session_expires_at: self.session_expires_at,
         })
@@ -127,18 +130,28 @@ impl Store {
             .bind(s.user_id.to_string())
             .execute(&mut *w.tx)
             .await?;
-        audit::append(&mut w.tx, now, actor, None, "session.create", "session", Some(s.session_id), json!({}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            None,
+            "session.create",
+            "session",
+            Some(s.session_id),
+            json!({}),
+        )
+        .await?;
         w.commit().await
     }
 
     /// Finds the session of a token hash (expiry is checked by the caller against its clock).
     pub async fn session_by_token_hash(&self, token_hash: &str) -> Result<Option<SessionRecord>> {
-        let row: Option<SessionRow> =
-            sqlx::query_as(&format!("SELECT {SESSION_COLS} FROM sessions WHERE token_hash = $1"))
-                .bind(token_hash)
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<SessionRow> = sqlx::query_as(&format!(
+            "SELECT {SESSION_COLS} FROM sessions WHERE token_hash = $1"
+        ))
+        .bind(token_hash)
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(SessionRow::into_record).transpose()
     }
 
@@ -165,8 +178,17 @@ impl Store {
         .fetch_optional(&mut *w.tx)
         .await?;
         let Some(row) = row else { return Ok(None) };
-        audit::append(&mut w.tx, now, actor, None, "session.refresh", "session", Some(session_id), json!({}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            None,
+            "session.refresh",
+            "session",
+            Some(session_id),
+            json!({}),
+        )
+        .await?;
         w.commit().await?;
         row.into_record().map(Some)
     }
@@ -178,22 +200,39 @@ impl Store {
             .bind(session_id.to_string())
             .execute(&mut *w.tx)
             .await?;
-        audit::append(&mut w.tx, now, actor, None, "session.terminate", "session", Some(session_id), json!({}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            None,
+            "session.terminate",
+            "session",
+            Some(session_id),
+            json!({}),
+        )
+        .await?;
         w.commit().await
     }
 
     /// Deletes sessions whose session lifetime is over.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
-        Ok(sqlx::query("DELETE FROM sessions WHERE session_expires_at <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?
-            .rows_affected())
+        Ok(
+            sqlx::query("DELETE FROM sessions WHERE session_expires_at <= $1")
+                .bind(now)
+                .execute(&self.pool)
+                .await?
+                .rows_affected(),
+        )
     }
 
     /// Selects an account for a session; the caller has checked membership.
-    pub async fn select_account(&self, session_id: Uuid, acct_id: Uuid, actor: &Actor, now: i64) -> Result<SessionRecord> {
+    pub async fn select_account(
+        &self,
+        session_id: Uuid,
+        acct_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<SessionRecord> {
         let mut w = self.begin_write().await?;
         let row: Option<SessionRow> = sqlx::query_as(&format!(
             "UPDATE sessions SET selected_acct_id = $1 WHERE session_id = $2 RETURNING {SESSION_COLS}"
@@ -202,9 +241,21 @@ impl Store {
         .bind(session_id.to_string())
         .fetch_optional(&mut *w.tx)
         .await?;
-        let rec = row.map(SessionRow::into_record).transpose()?.ok_or(Error::NotFound("session"))?;
-        audit::append(&mut w.tx, now, actor, Some(acct_id), "session.select_account", "session", Some(session_id), json!({}))
-            .await?;
+        let rec = row
+            .map(SessionRow::into_record)
+            .transpose()?
+            .ok_or(Error::NotFound("session"))?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "session.select_account",
+            "session",
+            Some(session_id),
+            json!({}),
+        )
+        .await?;
         w.commit().await?;
         Ok(rec)
     }
@@ -242,12 +293,16 @@ impl Store {
 
     /// Finds an API key by the hash of its secret.
     pub async fn api_key_by_hash(&self, secret_hash: &str) -> Result<Option<ApiKeyRecord>> {
-        let row: Option<ApiKeyRow> =
-            sqlx::query_as(&format!("SELECT {API_KEY_COLS} FROM api_keys WHERE secret_hash = $1"))
-                .bind(secret_hash)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(row.map(ApiKeyRow::into_key).transpose()?.map(|key| ApiKeyRecord { key }))
+        let row: Option<ApiKeyRow> = sqlx::query_as(&format!(
+            "SELECT {API_KEY_COLS} FROM api_keys WHERE secret_hash = $1"
+        ))
+        .bind(secret_hash)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row
+            .map(ApiKeyRow::into_key)
+            .transpose()?
+            .map(|key| ApiKeyRecord { key }))
     }
 
     /// Lists a user's API keys.
@@ -262,7 +317,13 @@ impl Store {
     }
 
     /// Deletes one of a user's API keys.
-    pub async fn delete_api_key(&self, user_id: Uuid, api_key_id: Uuid, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn delete_api_key(
+        &self,
+        user_id: Uuid,
+        api_key_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
         let acct: Option<(String,)> = sqlx::query_as(
             "DELETE FROM api_keys WHERE api_key_id = $1 AND user_id = $2 RETURNING acct_id",
@@ -273,8 +334,17 @@ impl Store {
         .await?;
         let (acct,) = acct.ok_or(Error::NotFound("api key"))?;
         let acct = uuid("api_keys.acct_id", &acct)?;
-        audit::append(&mut w.tx, now, actor, Some(acct), "apikey.delete", "api_key", Some(api_key_id), json!({}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct),
+            "apikey.delete",
+            "api_key",
+            Some(api_key_id),
+            json!({}),
+        )
+        .await?;
         w.commit().await
     }
 }

@@ -41,12 +41,18 @@ pub(crate) struct NewTask<'a> {
 /// Inserts a task. Under the AUTO_APPROVE policy it is approved at once (by `system`) and its
 /// effect applied; returns whether that happened. The entity must already exist.
 pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -> Result<bool> {
-    let (policy,): (String,) = sqlx::query_as("SELECT approval_policy FROM accounts WHERE acct_id = $1")
-        .bind(t.acct_id.to_string())
-        .fetch_one(&mut *conn)
-        .await?;
-    let auto = enum_value("accounts.approval_policy", &policy, ApprovalPolicy::parse)? == ApprovalPolicy::AutoApprove;
-    let status = if auto { TaskStatusType::Success } else { TaskStatusType::Inprogress };
+    let (policy,): (String,) =
+        sqlx::query_as("SELECT approval_policy FROM accounts WHERE acct_id = $1")
+            .bind(t.acct_id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    let auto = enum_value("accounts.approval_policy", &policy, ApprovalPolicy::parse)?
+        == ApprovalPolicy::AutoApprove;
+    let status = if auto {
+        TaskStatusType::Success
+    } else {
+        TaskStatusType::Inprogress
+    };
     sqlx::query(
         "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
          requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
@@ -77,8 +83,25 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
     .await?;
     if auto {
         let system = Actor::system();
-        record_decision(conn, t.task_id, &system, ApprovalStatus::Approved, None, now).await?;
-        apply_effect(conn, t.task_type, t.task_id, t.entity_id, ApprovalStatus::Approved, &t.domains_added, now).await?;
+        record_decision(
+            conn,
+            t.task_id,
+            &system,
+            ApprovalStatus::Approved,
+            None,
+            now,
+        )
+        .await?;
+        apply_effect(
+            conn,
+            t.task_type,
+            t.task_id,
+            t.entity_id,
+            ApprovalStatus::Approved,
+            &t.domains_added,
+            now,
+        )
+        .await?;
         audit::append(
             conn,
             now,
@@ -146,11 +169,12 @@ async fn apply_effect(
             .await?;
         }
         TaskType::DomainWhitelist => {
-            let row: Option<(String, String)> =
-                sqlx::query_as("SELECT allowed_domains, whitelisted_domains FROM apps WHERE app_id = $1")
-                    .bind(entity_id.to_string())
-                    .fetch_optional(&mut *conn)
-                    .await?;
+            let row: Option<(String, String)> = sqlx::query_as(
+                "SELECT allowed_domains, whitelisted_domains FROM apps WHERE app_id = $1",
+            )
+            .bind(entity_id.to_string())
+            .fetch_optional(&mut *conn)
+            .await?;
             let Some((allowed, whitelisted)) = row else {
                 return Ok(());
             };
@@ -272,7 +296,10 @@ async fn load_task(conn: &mut AnyConnection, acct_id: Uuid, task_id: Uuid) -> Re
     .bind(task_id.to_string())
     .fetch_all(&mut *conn)
     .await?;
-    let approvals = approvals.into_iter().map(|a| a.into_info().map(|(_, a)| a)).collect::<Result<_>>()?;
+    let approvals = approvals
+        .into_iter()
+        .map(|a| a.into_info().map(|(_, a)| a))
+        .collect::<Result<_>>()?;
     row.into_task(approvals).map(Some)
 }
 
@@ -369,14 +396,19 @@ impl Store {
                     .await?;
             return Err(match current {
                 None => Error::NotFound("task"),
-                Some((s,)) => Error::InvalidState(format!("task was already decided: its status is {s}")),
+                Some((s,)) => {
+                    Error::InvalidState(format!("task was already decided: its status is {s}"))
+                }
             });
         };
         let task_type = enum_value("tasks.task_type", &task_type, TaskType::parse)?;
         let entity_id = uuid("tasks.entity_id", &entity_id)?;
         let domains: Vec<String> = json("tasks.domains_added", &domains)?;
         record_decision(&mut w.tx, task_id, actor, decision, denial_reason, now).await?;
-        apply_effect(&mut w.tx, task_type, task_id, entity_id, decision, &domains, now).await?;
+        apply_effect(
+            &mut w.tx, task_type, task_id, entity_id, decision, &domains, now,
+        )
+        .await?;
         let action = match decision {
             ApprovalStatus::Approved => "task.approve",
             ApprovalStatus::Denied => "task.deny",
@@ -392,7 +424,9 @@ impl Store {
             json!({"task_type": task_type.as_str(), "entity_id": entity_id, "denial_reason": denial_reason}),
         )
         .await?;
-        let task = load_task(&mut w.tx, acct_id, task_id).await?.ok_or(Error::NotFound("task"))?;
+        let task = load_task(&mut w.tx, acct_id, task_id)
+            .await?
+            .ok_or(Error::NotFound("task"))?;
         w.commit().await?;
         Ok(task)
     }

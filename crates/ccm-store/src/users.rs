@@ -26,7 +26,10 @@ pub struct NewUser {
 
 impl std::fmt::Debug for NewUser {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("NewUser").field("user_id", &self.user_id).field("email", &self.email).finish_non_exhaustive()
+        f.debug_struct("NewUser")
+            .field("user_id", &self.user_id)
+            .field("email", &self.email)
+            .finish_non_exhaustive()
     }
 }
 
@@ -41,7 +44,9 @@ pub struct UserRecord {
 
 impl std::fmt::Debug for UserRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UserRecord").field("user", &self.user).finish_non_exhaustive()
+        f.debug_struct("UserRecord")
+            .field("user", &self.user)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,7 +112,10 @@ impl Store {
         .execute(&mut *w.tx)
         .await
         .map_err(on_unique("user", "user_email"))?;
-        let actor = Actor { user_id: Some(new.user_id), name: new.email.clone() };
+        let actor = Actor {
+            user_id: Some(new.user_id),
+            name: new.email.clone(),
+        };
         audit::append(
             &mut w.tx,
             now,
@@ -135,11 +143,12 @@ impl Store {
 
     /// Looks a user up by e-mail (case-insensitive).
     pub async fn user_by_email(&self, email: &str) -> Result<Option<UserRecord>> {
-        let row: Option<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLS} FROM users WHERE email_lower = $1"))
-                .bind(email.to_lowercase())
-                .fetch_optional(&self.pool)
-                .await?;
+        let row: Option<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLS} FROM users WHERE email_lower = $1"
+        ))
+        .bind(email.to_lowercase())
+        .fetch_optional(&self.pool)
+        .await?;
         row.map(UserRow::into_record).transpose()
     }
 
@@ -155,11 +164,14 @@ impl Store {
 
     /// Lists every user (for system administrators).
     pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> =
-            sqlx::query_as(&format!("SELECT {USER_COLS} FROM users ORDER BY created_at, email_lower"))
-                .fetch_all(&self.pool)
-                .await?;
-        rows.into_iter().map(|r| r.into_record().map(|r| r.user)).collect()
+        let rows: Vec<UserRow> = sqlx::query_as(&format!(
+            "SELECT {USER_COLS} FROM users ORDER BY created_at, email_lower"
+        ))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|r| r.into_record().map(|r| r.user))
+            .collect()
     }
 
     /// Lists an account's members with their role.

@@ -20,6 +20,10 @@ pub(crate) fn to_json<T: serde::Serialize>(column: &'static str, v: &T) -> Resul
     serde_json::to_string(v).map_err(|e| Error::corrupt(column, e))
 }
 
-pub(crate) fn enum_value<T>(column: &'static str, s: &str, parse: fn(&str) -> Option<T>) -> Result<T> {
+pub(crate) fn enum_value<T>(
+    column: &'static str,
+    s: &str,
+    parse: fn(&str) -> Option<T>,
+) -> Result<T> {
     parse(s).ok_or_else(|| Error::corrupt(column, format!("unknown value {s:?}")))
 }

@@ -19,7 +19,9 @@ pub struct ZoneRecord {
 
 impl std::fmt::Debug for ZoneRecord {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ZoneRecord").field("zone", &self.zone).finish_non_exhaustive()
+        f.debug_struct("ZoneRecord")
+            .field("zone", &self.zone)
+            .finish_non_exhaustive()
     }
 }
 
@@ -58,7 +60,12 @@ impl ZoneRow {
         let ca_key_type = match self.ca_key_type.as_str() {
             "EC_P256" => ZoneCaKeyType::EcP256,
             "EC_P384" => ZoneCaKeyType::EcP384,
-            other => return Err(Error::corrupt("zones.ca_key_type", format!("unknown value {other:?}"))),
+            other => {
+                return Err(Error::corrupt(
+                    "zones.ca_key_type",
+                    format!("unknown value {other:?}"),
+                ));
+            }
         };
         Ok(ZoneRecord {
             zone: Zone {
@@ -115,11 +122,12 @@ const TOKEN_COLS: &str = "token_id, zone_id, created_at, expires_at, single_use,
 impl Store {
     /// The zones of an account (one per account today).
     pub async fn list_zones(&self, acct_id: Uuid) -> Result<Vec<ZoneRecord>> {
-        let rows: Vec<ZoneRow> =
-            sqlx::query_as(&format!("SELECT {ZONE_COLS} FROM zones WHERE acct_id = $1 ORDER BY name"))
-                .bind(acct_id.to_string())
-                .fetch_all(&self.pool)
-                .await?;
+        let rows: Vec<ZoneRow> = sqlx::query_as(&format!(
+            "SELECT {ZONE_COLS} FROM zones WHERE acct_id = $1 ORDER BY name"
+        ))
+        .bind(acct_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
         rows.into_iter().map(ZoneRow::into_record).collect()
     }
 
@@ -136,7 +144,13 @@ impl Store {
     }
 
     /// Stores a join token for a zone of `acct_id`.
-    pub async fn create_join_token(&self, acct_id: Uuid, t: &NewJoinToken, actor: &Actor, now: i64) -> Result<()> {
+    pub async fn create_join_token(
+        &self,
+        acct_id: Uuid,
+        t: &NewJoinToken,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
         let mut w = self.begin_write().await?;
         let n = sqlx::query(&format!(
             "INSERT INTO join_tokens ({TOKEN_COLS}, acct_id, secret_hash) \
@@ -173,7 +187,11 @@ impl Store {
     }
 
     /// Lists a zone's join tokens, newest first.
-    pub async fn list_join_tokens(&self, acct_id: Uuid, zone_id: Uuid) -> Result<Vec<JoinTokenInfo>> {
+    pub async fn list_join_tokens(
+        &self,
+        acct_id: Uuid,
+        zone_id: Uuid,
+    ) -> Result<Vec<JoinTokenInfo>> {
         let rows: Vec<TokenRow> = sqlx::query_as(&format!(
             "SELECT {TOKEN_COLS} FROM join_tokens WHERE zone_id = $1 AND acct_id = $2 \
              ORDER BY created_at DESC, token_id"
@@ -186,7 +204,14 @@ impl Store {
     }
 
     /// Revokes a join token at once. Revoking a revoked token is a no-op.
-    pub async fn revoke_join_token(&self, acct_id: Uuid, zone_id: Uuid, token_id: Uuid, actor: &Actor, now: i64) -> Result<JoinTokenInfo> {
+    pub async fn revoke_join_token(
+        &self,
+        acct_id: Uuid,
+        zone_id: Uuid,
+        token_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<JoinTokenInfo> {
         let mut w = self.begin_write().await?;
         let row: Option<TokenRow> = sqlx::query_as(&format!(
             "UPDATE join_tokens SET revoked_at = COALESCE(revoked_at, $1) \
@@ -199,8 +224,17 @@ impl Store {
         .fetch_optional(&mut *w.tx)
         .await?;
         let info = row.ok_or(Error::NotFound("join token"))?.into_info()?;
-        audit::append(&mut w.tx, now, actor, Some(acct_id), "join_token.revoke", "join_token", Some(token_id), json!({"zone_id": zone_id}))
-            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "join_token.revoke",
+            "join_token",
+            Some(token_id),
+            json!({"zone_id": zone_id}),
+        )
+        .await?;
         w.commit().await?;
         Ok(info)
     }
@@ -208,7 +242,12 @@ impl Store {
     /// Uses a join token: succeeds only if the secret hash matches and the token is neither
     /// expired, revoked, nor (if single-use) already used. Decided by one conditional UPDATE, so
     /// a single-use token admits exactly one node even across replicas.
-    pub async fn use_join_token(&self, token_id: Uuid, secret_hash: &str, now: i64) -> Result<Option<JoinTokenUse>> {
+    pub async fn use_join_token(
+        &self,
+        token_id: Uuid,
+        secret_hash: &str,
+        now: i64,
+    ) -> Result<Option<JoinTokenUse>> {
         let mut w = self.begin_write().await?;
         let row: Option<(String, String)> = sqlx::query_as(
             "UPDATE join_tokens SET use_count = use_count + 1, last_used_at = $1 \
@@ -223,9 +262,21 @@ impl Store {
         let Some((zone_id, acct_id)) = row else {
             return Ok(None);
         };
-        let used = JoinTokenUse { zone_id: uuid("join_tokens.zone_id", &zone_id)?, acct_id: uuid("join_tokens.acct_id", &acct_id)? };
-        audit::append(&mut w.tx, now, &Actor::system(), Some(used.acct_id), "join_token.use", "join_token", Some(token_id), json!({"zone_id": used.zone_id}))
-            .await?;
+        let used = JoinTokenUse {
+            zone_id: uuid("join_tokens.zone_id", &zone_id)?,
+            acct_id: uuid("join_tokens.acct_id", &acct_id)?,
+        };
+        audit::append(
+            &mut w.tx,
+            now,
+            &Actor::system(),
+            Some(used.acct_id),
+            "join_token.use",
+            "join_token",
+            Some(token_id),
+            json!({"zone_id": used.zone_id}),
+        )
+        .await?;
         w.commit().await?;
         Ok(Some(used))
     }

@@ -6,7 +6,9 @@ use ccm_api::audit::{GENESIS_HASH, verify_chain};
 use ccm_api::builds::{Build, BuildStatus, BuildStatusType, DockerInfo, EnclaveInfo};
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
-use ccm_store::{Actor, Error, NewAccount, NewJoinToken, NewUser, NewZone, Store, StoreOptions, TaskFilter};
+use ccm_store::{
+    Actor, Error, NewAccount, NewJoinToken, NewUser, NewZone, Store, StoreOptions, TaskFilter,
+};
 use uuid::Uuid;
 
 enum Db {
@@ -34,7 +36,9 @@ fn pg() -> Db {
 const NOW: i64 = 1_800_000_000;
 
 async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
-    let store = Store::connect(&db.url(), &StoreOptions::default()).await.unwrap();
+    let store = Store::connect(&db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
     let user_id = Uuid::new_v4();
     store
         .create_user(
@@ -49,7 +53,10 @@ async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
         )
         .await
         .unwrap();
-    let actor = Actor { user_id: Some(user_id), name: "alice@example.com".into() };
+    let actor = Actor {
+        user_id: Some(user_id),
+        name: "alice@example.com".into(),
+    };
     let acct = store
         .create_account(
             &NewAccount {
@@ -108,10 +115,18 @@ fn build(acct_id: Uuid, app_id: Uuid, tag: &str) -> Build {
             docker_image_sha: None,
             docker_image_size: None,
         },
-        enclave_info: EnclaveInfo { mrenclave: "a".repeat(64), mrsigner: "b".repeat(64), isvprodid: 1, isvsvn: 2 },
+        enclave_info: EnclaveInfo {
+            mrenclave: "a".repeat(64),
+            mrsigner: "b".repeat(64),
+            isvprodid: 1,
+            isvsvn: 2,
+        },
         mem_size: 1024,
         threads: 128,
-        status: BuildStatus { status: BuildStatusType::Pending, status_updated_at: 0 },
+        status: BuildStatus {
+            status: BuildStatusType::Pending,
+            status_updated_at: 0,
+        },
         pending_task_id: None,
         created_at: 0,
         updated_at: 0,
@@ -120,20 +135,63 @@ fn build(acct_id: Uuid, app_id: Uuid, tag: &str) -> Build {
 
 async fn workflow(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
-    let user = store.user_by_email("ALICE@example.COM").await.unwrap().unwrap();
-    assert!(user.user.is_sysadmin, "the first user is system administrator");
+    let user = store
+        .user_by_email("ALICE@example.COM")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(
+        user.user.is_sysadmin,
+        "the first user is system administrator"
+    );
 
-    let a = store.create_app(&app(acct, "flask", &["a.example", "b.example"]), &actor, NOW).await.unwrap();
+    let a = store
+        .create_app(
+            &app(acct, "flask", &["a.example", "b.example"]),
+            &actor,
+            NOW,
+        )
+        .await
+        .unwrap();
     let task_id = a.pending_task_id.expect("domain task");
     assert!(a.whitelisted_domains.is_empty());
-    assert_eq!(a.description.as_deref(), Some("it's a '; DROP TABLE apps; --"));
-    let dup = store.create_app(&app(acct, "flask", &[]), &actor, NOW).await.unwrap_err();
-    assert!(matches!(dup, Error::Conflict { field: "name", .. }), "{dup}");
+    assert_eq!(
+        a.description.as_deref(),
+        Some("it's a '; DROP TABLE apps; --")
+    );
+    let dup = store
+        .create_app(&app(acct, "flask", &[]), &actor, NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(dup, Error::Conflict { field: "name", .. }),
+        "{dup}"
+    );
 
-    let t = store.decide_task(acct, task_id, ApprovalStatus::Approved, None, &actor, NOW + 1).await.unwrap();
+    let t = store
+        .decide_task(
+            acct,
+            task_id,
+            ApprovalStatus::Approved,
+            None,
+            &actor,
+            NOW + 1,
+        )
+        .await
+        .unwrap();
     assert_eq!(t.status.status, TaskStatusType::Success);
     assert_eq!(t.approvals.len(), 1);
-    let again = store.decide_task(acct, task_id, ApprovalStatus::Denied, Some("no"), &actor, NOW + 2).await.unwrap_err();
+    let again = store
+        .decide_task(
+            acct,
+            task_id,
+            ApprovalStatus::Denied,
+            Some("no"),
+            &actor,
+            NOW + 2,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(again, Error::InvalidState(_)), "{again}");
     let a = store.get_app(acct, a.app_id).await.unwrap().unwrap();
     assert_eq!(a.whitelisted_domains, vec!["a.example", "b.example"]);
@@ -150,16 +208,40 @@ async fn workflow(db: Db) {
         .unwrap();
     assert_eq!(a.whitelisted_domains, vec!["b.example"]);
     let t2 = a.pending_task_id.unwrap();
-    assert_eq!(store.get_task(acct, t2).await.unwrap().unwrap().domains_added, vec!["c.example"]);
-    store.decide_task(acct, t2, ApprovalStatus::Denied, Some("not ours"), &actor, NOW + 4).await.unwrap();
+    assert_eq!(
+        store
+            .get_task(acct, t2)
+            .await
+            .unwrap()
+            .unwrap()
+            .domains_added,
+        vec!["c.example"]
+    );
+    store
+        .decide_task(
+            acct,
+            t2,
+            ApprovalStatus::Denied,
+            Some("not ours"),
+            &actor,
+            NOW + 4,
+        )
+        .await
+        .unwrap();
     let a = store.get_app(acct, a.app_id).await.unwrap().unwrap();
     assert_eq!(a.allowed_domains, vec!["b.example"]);
 
-    let b = store.create_build(&build(acct, a.app_id, "1.0"), &actor, NOW + 5).await.unwrap();
+    let b = store
+        .create_build(&build(acct, a.app_id, "1.0"), &actor, NOW + 5)
+        .await
+        .unwrap();
     assert_eq!(b.status.status, BuildStatusType::Pending);
     assert_eq!(b.app_name, "flask");
     let bt = b.pending_task_id.unwrap();
-    store.decide_task(acct, bt, ApprovalStatus::Approved, None, &actor, NOW + 6).await.unwrap();
+    store
+        .decide_task(acct, bt, ApprovalStatus::Approved, None, &actor, NOW + 6)
+        .await
+        .unwrap();
     let b = store.get_build(acct, b.build_id).await.unwrap().unwrap();
     assert_eq!(b.status.status, BuildStatusType::Whitelisted);
     assert_eq!(b.pending_task_id, None);
@@ -167,12 +249,28 @@ async fn workflow(db: Db) {
     // Other accounts see nothing.
     let other = Uuid::new_v4();
     assert!(store.get_app(other, a.app_id).await.unwrap().is_none());
-    assert!(matches!(store.decide_task(other, bt, ApprovalStatus::Approved, None, &actor, NOW).await, Err(Error::NotFound("task"))));
+    assert!(matches!(
+        store
+            .decide_task(other, bt, ApprovalStatus::Approved, None, &actor, NOW)
+            .await,
+        Err(Error::NotFound("task"))
+    ));
 
-    let filter = TaskFilter { limit: 100, ..Default::default() };
+    let filter = TaskFilter {
+        limit: 100,
+        ..Default::default()
+    };
     assert_eq!(store.list_tasks(acct, &filter).await.unwrap().len(), 3);
     let counts = store.account_counts(acct).await.unwrap();
-    assert_eq!((counts.apps, counts.builds, counts.pending_tasks, counts.users), (1, 1, 0, 1));
+    assert_eq!(
+        (
+            counts.apps,
+            counts.builds,
+            counts.pending_tasks,
+            counts.users
+        ),
+        (1, 1, 0, 1)
+    );
 
     // Delete cascades in one transaction and is audited; the chain verifies.
     store.delete_account(acct, &actor, NOW + 7).await.unwrap();
@@ -185,12 +283,21 @@ async fn workflow(db: Db) {
 
 async fn auto_approve_and_tokens(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::AutoApprove).await;
-    let a = store.create_app(&app(acct, "x", &["x.example"]), &actor, NOW).await.unwrap();
+    let a = store
+        .create_app(&app(acct, "x", &["x.example"]), &actor, NOW)
+        .await
+        .unwrap();
     assert_eq!(a.whitelisted_domains, vec!["x.example"]);
     assert_eq!(a.pending_task_id, None);
-    let b = store.create_build(&build(acct, a.app_id, "2"), &actor, NOW).await.unwrap();
+    let b = store
+        .create_build(&build(acct, a.app_id, "2"), &actor, NOW)
+        .await
+        .unwrap();
     assert_eq!(b.status.status, BuildStatusType::Whitelisted);
-    let dup = store.create_build(&build(acct, a.app_id, "2"), &actor, NOW).await.unwrap_err();
+    let dup = store
+        .create_build(&build(acct, a.app_id, "2"), &actor, NOW)
+        .await
+        .unwrap_err();
     assert!(matches!(dup, Error::Conflict { .. }));
 
     let zone = store.list_zones(acct).await.unwrap().remove(0).zone;
@@ -207,30 +314,94 @@ async fn auto_approve_and_tokens(db: Db) {
         created_by: actor.user_id,
         description: None,
     };
-    store.create_join_token(acct, &NewJoinToken { info, secret_hash: "h".into() }, &actor, NOW).await.unwrap();
-    assert!(store.use_join_token(token_id, "wrong", NOW + 1).await.unwrap().is_none());
-    assert!(store.use_join_token(token_id, "h", NOW + 100).await.unwrap().is_none(), "expired");
-    let used = store.use_join_token(token_id, "h", NOW + 1).await.unwrap().unwrap();
+    store
+        .create_join_token(
+            acct,
+            &NewJoinToken {
+                info,
+                secret_hash: "h".into(),
+            },
+            &actor,
+            NOW,
+        )
+        .await
+        .unwrap();
+    assert!(
+        store
+            .use_join_token(token_id, "wrong", NOW + 1)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    assert!(
+        store
+            .use_join_token(token_id, "h", NOW + 100)
+            .await
+            .unwrap()
+            .is_none(),
+        "expired"
+    );
+    let used = store
+        .use_join_token(token_id, "h", NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!((used.acct_id, used.zone_id), (acct, zone.zone_id));
-    assert!(store.use_join_token(token_id, "h", NOW + 2).await.unwrap().is_none(), "single use");
+    assert!(
+        store
+            .use_join_token(token_id, "h", NOW + 2)
+            .await
+            .unwrap()
+            .is_none(),
+        "single use"
+    );
     let listed = store.list_join_tokens(acct, zone.zone_id).await.unwrap();
     assert_eq!(listed[0].use_count, 1);
-    store.revoke_join_token(acct, zone.zone_id, token_id, &actor, NOW + 3).await.unwrap();
-    assert_eq!(store.role_of(actor.user_id.unwrap(), acct).await.unwrap(), Some(AccessRole::Manager));
-    let err = store.set_member_role(acct, actor.user_id.unwrap(), AccessRole::Reader, &actor, NOW).await.unwrap_err();
+    store
+        .revoke_join_token(acct, zone.zone_id, token_id, &actor, NOW + 3)
+        .await
+        .unwrap();
+    assert_eq!(
+        store.role_of(actor.user_id.unwrap(), acct).await.unwrap(),
+        Some(AccessRole::Manager)
+    );
+    let err = store
+        .set_member_role(
+            acct,
+            actor.user_id.unwrap(),
+            AccessRole::Reader,
+            &actor,
+            NOW,
+        )
+        .await
+        .unwrap_err();
     assert!(matches!(err, Error::InvalidState(_)));
 }
 
 async fn concurrent_decisions_one_winner(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
-    let a = store.create_app(&app(acct, "c", &[]), &actor, NOW).await.unwrap();
-    let b = store.create_build(&build(acct, a.app_id, "1"), &actor, NOW).await.unwrap();
+    let a = store
+        .create_app(&app(acct, "c", &[]), &actor, NOW)
+        .await
+        .unwrap();
+    let b = store
+        .create_build(&build(acct, a.app_id, "1"), &actor, NOW)
+        .await
+        .unwrap();
     let task = b.pending_task_id.unwrap();
     let mut handles = Vec::new();
     for i in 0..8 {
         let (store, actor) = (store.clone(), actor.clone());
-        let decision = if i % 2 == 0 { ApprovalStatus::Approved } else { ApprovalStatus::Denied };
-        handles.push(tokio::spawn(async move { store.decide_task(acct, task, decision, None, &actor, NOW).await }));
+        let decision = if i % 2 == 0 {
+            ApprovalStatus::Approved
+        } else {
+            ApprovalStatus::Denied
+        };
+        handles.push(tokio::spawn(async move {
+            store
+                .decide_task(acct, task, decision, None, &actor, NOW)
+                .await
+        }));
     }
     let mut ok = 0;
     for h in handles {
@@ -272,7 +443,12 @@ async fn concurrent_decisions_one_winner_postgres() {
 
 #[tokio::test]
 async fn rejects_unknown_database_urls() {
-    let err = Store::connect("mysql://root:hunter2@db/x", &StoreOptions::default()).await.unwrap_err();
+    let err = Store::connect("mysql://root:hunter2@db/x", &StoreOptions::default())
+        .await
+        .unwrap_err();
     let msg = err.to_string();
-    assert!(msg.contains("unsupported database URL") && !msg.contains("hunter2"), "{msg}");
+    assert!(
+        msg.contains("unsupported database URL") && !msg.contains("hunter2"),
+        "{msg}"
+    );
 }

@@ -37,7 +37,10 @@ pub struct TestDatabase {
 impl Drop for TestDatabase {
     fn drop(&mut self) {
         // Best effort: a leftover database in a throwaway test cluster harms nothing.
-        let _ = self.cluster.psql(&format!("DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)", self.name));
+        let _ = self.cluster.psql(&format!(
+            "DROP DATABASE IF EXISTS \"{}\" WITH (FORCE)",
+            self.name
+        ));
     }
 }
 
@@ -62,14 +65,30 @@ impl Cluster {
     /// Runs one SQL statement against the `postgres` database.
     pub fn psql(&self, sql: &str) -> Result<String, Error> {
         let out = Command::new(self.bin.join("psql"))
-            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres"])
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
             .arg("-p")
             .arg(self.port.to_string())
             .arg("-c")
             .arg(sql)
             .env("PGCONNECT_TIMEOUT", "5")
             .output()
-            .map_err(|e| Error::Spawn { program: "psql".into(), source: e })?;
+            .map_err(|e| Error::Spawn {
+                program: "psql".into(),
+                source: e,
+            })?;
         check("psql", out).map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
     }
 
@@ -87,7 +106,11 @@ impl Cluster {
             nanos
         );
         self.psql(&format!("CREATE DATABASE \"{name}\""))?;
-        Ok(TestDatabase { url: self.url(&name), name, cluster: self.clone() })
+        Ok(TestDatabase {
+            url: self.url(&name),
+            name,
+            cluster: self.clone(),
+        })
     }
 }
 
@@ -109,43 +132,77 @@ pub fn cluster() -> Result<Cluster, Error> {
         Some(d) => PathBuf::from(d),
         None => std::env::temp_dir().join(format!("ccm-testkit-pg{version}-{}", uid_string())),
     };
-    fs::create_dir_all(&dir).map_err(|e| Error::Io { path: dir.clone(), source: e })?;
+    fs::create_dir_all(&dir).map_err(|e| Error::Io {
+        path: dir.clone(),
+        source: e,
+    })?;
     let lock_path = dir.join("lock");
     let lock = File::options()
         .create(true)
         .truncate(false)
         .write(true)
         .open(&lock_path)
-        .map_err(|e| Error::Io { path: lock_path.clone(), source: e })?;
-    lock.lock().map_err(|e| Error::Io { path: lock_path.clone(), source: e })?;
+        .map_err(|e| Error::Io {
+            path: lock_path.clone(),
+            source: e,
+        })?;
+    lock.lock().map_err(|e| Error::Io {
+        path: lock_path.clone(),
+        source: e,
+    })?;
 
     let port_file = dir.join("port");
-    if let Some(port) = fs::read_to_string(&port_file).ok().and_then(|p| p.trim().parse().ok()) {
-        let c = Cluster { bin: bin.clone(), port };
+    if let Some(port) = fs::read_to_string(&port_file)
+        .ok()
+        .and_then(|p| p.trim().parse().ok())
+    {
+        let c = Cluster {
+            bin: bin.clone(),
+            port,
+        };
         if c.psql("SELECT 1").is_ok() {
             return Ok(c);
         }
     }
 
     if as_root {
-        run(Command::new("chown").arg("-R").arg("postgres:postgres").arg(&dir), "chown")?;
+        run(
+            Command::new("chown")
+                .arg("-R")
+                .arg("postgres:postgres")
+                .arg(&dir),
+            "chown",
+        )?;
     }
     let data = dir.join("data");
     let sock = dir.join("sock");
-    fs::create_dir_all(&sock).map_err(|e| Error::Io { path: sock.clone(), source: e })?;
+    fs::create_dir_all(&sock).map_err(|e| Error::Io {
+        path: sock.clone(),
+        source: e,
+    })?;
     if as_root {
-        run(Command::new("chown").arg("postgres:postgres").arg(&sock), "chown")?;
+        run(
+            Command::new("chown").arg("postgres:postgres").arg(&sock),
+            "chown",
+        )?;
     }
     let pg_ctl = bin.join("pg_ctl");
     if !data.join("PG_VERSION").exists() {
         if data.exists() {
-            fs::remove_dir_all(&data).map_err(|e| Error::Io { path: data.clone(), source: e })?;
+            fs::remove_dir_all(&data).map_err(|e| Error::Io {
+                path: data.clone(),
+                source: e,
+            })?;
         }
         let mut initdb = server_command(&bin.join("initdb"), as_root);
-        initdb
-            .arg("-D")
-            .arg(&data)
-            .args(["-U", "postgres", "--auth=trust", "--encoding=UTF8", "--no-sync", "--locale=C"]);
+        initdb.arg("-D").arg(&data).args([
+            "-U",
+            "postgres",
+            "--auth=trust",
+            "--encoding=UTF8",
+            "--no-sync",
+            "--locale=C",
+        ]);
         run(&mut initdb, "initdb")?;
     } else {
         // A stale server of an earlier run (e.g. after a crash) may still hold the data dir.
@@ -169,7 +226,10 @@ pub fn cluster() -> Result<Cluster, Error> {
         .arg(opts)
         .args(["-w", "-t", "60", "start"]);
     run(&mut start, "pg_ctl start")?;
-    fs::write(&port_file, port.to_string()).map_err(|e| Error::Io { path: port_file.clone(), source: e })?;
+    fs::write(&port_file, port.to_string()).map_err(|e| Error::Io {
+        path: port_file.clone(),
+        source: e,
+    })?;
     let c = Cluster { bin, port };
     c.psql("SELECT 1")?;
     Ok(c)
@@ -186,7 +246,10 @@ fn server_command(program: &Path, as_root: bool) -> Command {
 }
 
 fn run(cmd: &mut Command, what: &str) -> Result<(), Error> {
-    let out = cmd.output().map_err(|e| Error::Spawn { program: what.into(), source: e })?;
+    let out = cmd.output().map_err(|e| Error::Spawn {
+        program: what.into(),
+        source: e,
+    })?;
     check(what, out).map(|_| ())
 }
 
@@ -220,8 +283,14 @@ fn find_bin() -> Result<PathBuf, Error> {
 }
 
 fn free_port() -> Result<u16, Error> {
-    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Io { path: "127.0.0.1:0".into(), source: e })?;
-    l.local_addr().map(|a| a.port()).map_err(|e| Error::Io { path: "127.0.0.1:0".into(), source: e })
+    let l = TcpListener::bind("127.0.0.1:0").map_err(|e| Error::Io {
+        path: "127.0.0.1:0".into(),
+        source: e,
+    })?;
+    l.local_addr().map(|a| a.port()).map_err(|e| Error::Io {
+        path: "127.0.0.1:0".into(),
+        source: e,
+    })
 }
 
 fn uid_string() -> String {

@@ -1,0 +1,286 @@
+//! Authentication: Argon2id passwords, bearer tokens (sessions and API keys) and the extractors
+//! that turn a request's `Authorization` header into a [`Caller`] and an account context
+//! ([`Acct`]).
+//!
+//! Tokens are 32 random bytes (base64url) behind a prefix (`ccmst1_` for sessions, `ccmak1_` for
+//! API keys). Only their SHA-256 is stored, so a database leak reveals no usable token; being
+//! high-entropy, they need no slow hash. Sessions live in the database: they survive a restart,
+//! work on every replica sharing it, and end at once when terminated. Expiry is checked against
+//! the state's clock on every request.
+
+use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
+use axum::extract::FromRequestParts;
+use axum::http::header::AUTHORIZATION;
+use axum::http::request::Parts;
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ccm_api::accounts::AccessRole;
+use ccm_api::auth::{API_KEY_PREFIX, ApiKey, SESSION_TOKEN_PREFIX};
+use ccm_store::{Actor, SessionRecord};
+use ring::rand::{SecureRandom, SystemRandom};
+use sha2::{Digest, Sha256};
+use uuid::Uuid;
+
+use crate::error::{ApiError, ApiResult};
+use crate::{AppState, Error};
+
+/// Hashes a password with Argon2id (the crate's defaults: m = 19 MiB, t = 2, p = 1).
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    let mut salt = [0u8; 16];
+    SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| Error::Crypto("no randomness"))?;
+    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::PasswordHash(e.to_string()))?;
+    Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::PasswordHash(e.to_string()))
+}
+
+/// Checks a password against a PHC hash; a malformed hash verifies nothing.
+pub fn verify_password(password: &str, hash: &str) -> bool {
+    PasswordHash::new(hash).is_ok_and(|h| {
+        Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A new random token with `prefix`.
+pub fn new_token(prefix: &str) -> Result<String, Error> {
+    let mut bytes = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut bytes)
+        .map_err(|_| Error::Crypto("no randomness"))?;
+    Ok(format!("{prefix}{}", URL_SAFE_NO_PAD.encode(bytes)))
+}
+
+/// Hex SHA-256 of a token, as stored.
+pub fn token_hash(token: &str) -> String {
+    hex::encode(Sha256::digest(token.as_bytes()))
+}
+
+/// Parses an HTTP Basic `Authorization` header into user and password.
+pub fn parse_basic(headers: &axum::http::HeaderMap) -> Option<(String, String)> {
+    let value = headers.get(AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, rest) = value.split_once(' ')?;
+    if !scheme.eq_ignore_ascii_case("basic") {
+        return None;
+    }
+    let decoded = String::from_utf8(STANDARD.decode(rest.trim()).ok()?).ok()?;
+    let (user, pass) = decoded.split_once(':')?;
+    Some((user.to_string(), pass.to_string()))
+}
+
+/// How the caller authenticated.
+#[derive(Debug, Clone)]
+pub enum CallerAuth {
+    /// A session bearer token.
+    Session {
+        /// The session.
+        session: SessionRecord,
+        /// SHA-256 of the presented token.
+        token_hash: String,
+    },
+    /// An API key.
+    ApiKey(ApiKey),
+}
+
+/// The authenticated caller of a request.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    /// The user.
+    pub user_id: Uuid,
+    /// The user's e-mail.
+    pub email: String,
+    /// Whether the user administers the manager.
+    pub is_sysadmin: bool,
+    /// How they authenticated.
+    pub auth: CallerAuth,
+}
+
+impl Caller {
+    /// The caller as recorded in the audit log.
+    pub fn actor(&self) -> Actor {
+        match &self.auth {
+            CallerAuth::Session { .. } => Actor {
+                user_id: Some(self.user_id),
+                name: self.email.clone(),
+            },
+            CallerAuth::ApiKey(k) => Actor {
+                user_id: Some(self.user_id),
+                name: format!("apikey:{}", k.name),
+            },
+        }
+    }
+
+    /// The session, or 403 for API keys (which have none).
+    pub fn session(&self) -> ApiResult<(&SessionRecord, &str)> {
+        match &self.auth {
+            CallerAuth::Session {
+                session,
+                token_hash,
+            } => Ok((session, token_hash)),
+            CallerAuth::ApiKey(_) => Err(ApiError::forbidden(
+                "API keys have no session; log in with a user",
+            )),
+        }
+    }
+}
+
+impl FromRequestParts<AppState> for Caller {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let value = parts.headers.get(AUTHORIZATION).ok_or_else(|| {
+            ApiError::unauthorized(
+                "missing_token",
+                "an Authorization: Bearer token is required",
+            )
+        })?;
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, t)| t.trim())
+            .ok_or_else(|| {
+                ApiError::unauthorized(
+                    "invalid_token",
+                    "the Authorization header is not a Bearer token",
+                )
+            })?;
+        let now = state.clock.now();
+        let hash = token_hash(token);
+        let invalid = || ApiError::unauthorized("invalid_token", "the token is not valid");
+        let (user_id, auth) = if token.starts_with(SESSION_TOKEN_PREFIX) {
+            let session = state
+                .store
+                .session_by_token_hash(&hash)
+                .await?
+                .ok_or_else(invalid)?;
+            if session.token_expires_at <= now || session.session_expires_at <= now {
+                return Err(ApiError::unauthorized(
+                    "token_expired",
+                    "the token has expired; log in again",
+                ));
+            }
+            (
+                session.user_id,
+                CallerAuth::Session {
+                    session,
+                    token_hash: hash,
+                },
+            )
+        } else if token.starts_with(API_KEY_PREFIX) {
+            let key = state
+                .store
+                .api_key_by_hash(&hash)
+                .await?
+                .ok_or_else(invalid)?
+                .key;
+            if key.expires_at.is_some_and(|e| e <= now) {
+                return Err(ApiError::unauthorized(
+                    "token_expired",
+                    "the API key has expired",
+                ));
+            }
+            (key.user_id, CallerAuth::ApiKey(key))
+        } else {
+            return Err(invalid());
+        };
+        let user = state
+            .store
+            .get_user(user_id)
+            .await?
+            .ok_or_else(invalid)?
+            .user;
+        Ok(Caller {
+            user_id,
+            email: user.user_email,
+            is_sysadmin: user.is_sysadmin,
+            auth,
+        })
+    }
+}
+
+/// The caller acting in an account: the session's selected account, or the API key's account.
+#[derive(Debug, Clone)]
+pub struct Acct {
+    /// The account.
+    pub acct_id: Uuid,
+    /// The caller's effective role in it.
+    pub role: AccessRole,
+    /// The caller.
+    pub caller: Caller,
+}
+
+impl Acct {
+    /// 403 unless the caller's role is at least `min`.
+    pub fn require(&self, min: AccessRole) -> ApiResult<()> {
+        if self.role >= min {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "this needs the {} role in the account; you have {}",
+                min.as_str(),
+                self.role.as_str()
+            )))
+        }
+    }
+
+    /// The caller as recorded in the audit log.
+    pub fn actor(&self) -> Actor {
+        self.caller.actor()
+    }
+}
+
+impl Acct {
+    /// Resolves the account context of an authenticated caller.
+    pub async fn of(caller: Caller, state: &AppState) -> ApiResult<Self> {
+        let (acct_id, cap) = match &caller.auth {
+            CallerAuth::Session { session, .. } => (
+                session.selected_acct_id.ok_or_else(|| {
+                    ApiError::bad_request(
+                        "no_account_selected",
+                        "select an account first: POST /v1/sys/session/select_account/{acct_id}",
+                    )
+                })?,
+                AccessRole::Manager,
+            ),
+            CallerAuth::ApiKey(k) => (k.acct_id, k.role),
+        };
+        let member = state
+            .store
+            .role_of(caller.user_id, acct_id)
+            .await?
+            .ok_or_else(|| ApiError::forbidden("you are not a member of the selected account"))?;
+        Ok(Acct {
+            acct_id,
+            role: member.min(cap),
+            caller,
+        })
+    }
+}
+
+impl FromRequestParts<AppState> for Acct {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(
+        parts: &mut Parts,
+        state: &AppState,
+    ) -> Result<Self, Self::Rejection> {
+        let caller = Caller::from_request_parts(parts, state).await?;
+        Acct::of(caller, state).await
+    }
+}
+
+/// A fixed Argon2id hash to verify against when a login names an unknown user, so the response
+/// time does not reveal which e-mail addresses are registered.
+pub fn dummy_hash() -> Result<String, Error> {
+    hash_password("ccm-dummy-password-for-timing")
+}

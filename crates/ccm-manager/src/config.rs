@@ -1,0 +1,270 @@
+//! Manager configuration: defaults, then a TOML file, then `CCM_*` environment variables, then
+//! command-line flags (applied by the caller), each overriding the previous.
+//!
+//! | TOML key | environment | default |
+//! |---|---|---|
+//! | `listen` | `CCM_LISTEN` | `127.0.0.1:8443` |
+//! | `data_dir` | `CCM_DATA_DIR` | `/var/lib/ccm` as root, else `$XDG_DATA_HOME/ccm` or `~/.local/share/ccm` |
+//! | `database_url` | `CCM_DATABASE_URL` | `sqlite://<data_dir>/ccm.db` |
+//! | `insecure_http` | `CCM_INSECURE_HTTP` | `false` (serve HTTPS) |
+//! | `tls_names` | `CCM_TLS_NAMES` (comma-separated) | `localhost, 127.0.0.1, ::1` |
+//! | `tls_cert_file`, `tls_key_file` | `CCM_TLS_CERT_FILE`, `CCM_TLS_KEY_FILE` | generated in `<data_dir>/tls/` |
+//! | `master_key_file` | `CCM_MASTER_KEY_FILE` | `<data_dir>/master.key` |
+//! | `token_ttl_secs` | `CCM_TOKEN_TTL_SECS` | `3600` |
+//! | `session_ttl_secs` | `CCM_SESSION_TTL_SECS` | `86400` |
+//! | `allow_signup` | `CCM_ALLOW_SIGNUP` | `true` (the first user may always sign up) |
+//! | `max_body_bytes` | `CCM_MAX_BODY_BYTES` | `1048576` |
+//! | `db_max_connections` | `CCM_DB_MAX_CONNECTIONS` | `10` |
+//! | `zone_ca_validity_days` | `CCM_ZONE_CA_VALIDITY_DAYS` | `3650` |
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::Error;
+
+/// The manager's settings.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Address to listen on.
+    pub listen: SocketAddr,
+    /// Directory for the SQLite file, master key and TLS identity.
+    pub data_dir: PathBuf,
+    /// `sqlite://PATH` or `postgres://...`; default: SQLite in `data_dir`.
+    pub database_url: Option<String>,
+    /// Serve plain HTTP instead of HTTPS (local use only).
+    pub insecure_http: bool,
+    /// Names (DNS or IP) in the generated TLS certificate.
+    pub tls_names: Vec<String>,
+    /// Operator-provided certificate chain (PEM) instead of the generated one.
+    pub tls_cert_file: Option<PathBuf>,
+    /// Operator-provided private key (PEM).
+    pub tls_key_file: Option<PathBuf>,
+    /// Master key file; default `<data_dir>/master.key`.
+    pub master_key_file: Option<PathBuf>,
+    /// Lifetime of a bearer token (refresh issues a new one).
+    pub token_ttl_secs: i64,
+    /// Lifetime of a session (refresh cannot extend past it).
+    pub session_ttl_secs: i64,
+    /// Whether anyone may sign up (the first user always may).
+    pub allow_signup: bool,
+    /// Request body limit.
+    pub max_body_bytes: usize,
+    /// Database pool size.
+    pub db_max_connections: u32,
+    /// Validity of new zone CA certificates.
+    pub zone_ca_validity_days: i64,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            listen: SocketAddr::from(([127, 0, 0, 1], 8443)),
+            data_dir: default_data_dir(),
+            database_url: None,
+            insecure_http: false,
+            tls_names: vec!["localhost".into(), "127.0.0.1".into(), "::1".into()],
+            tls_cert_file: None,
+            tls_key_file: None,
+            master_key_file: None,
+            token_ttl_secs: 3600,
+            session_ttl_secs: 86_400,
+            allow_signup: true,
+            max_body_bytes: 1 << 20,
+            db_max_connections: 10,
+            zone_ca_validity_days: 3650,
+        }
+    }
+}
+
+fn default_data_dir() -> PathBuf {
+    let home = std::env::var_os("HOME").map(PathBuf::from);
+    if home.as_deref() == Some(Path::new("/root")) || home.is_none() {
+        return PathBuf::from("/var/lib/ccm");
+    }
+    match std::env::var_os("XDG_DATA_HOME") {
+        Some(x) if !x.is_empty() => PathBuf::from(x).join("ccm"),
+        _ => home
+            .map(|h| h.join(".local/share/ccm"))
+            .unwrap_or_else(|| PathBuf::from("/var/lib/ccm")),
+    }
+}
+
+fn invalid(field: &str, message: impl Into<String>) -> Error {
+    Error::Config {
+        field: field.into(),
+        message: message.into(),
+    }
+}
+
+impl Config {
+    /// Defaults, overridden by the TOML file (if given), overridden by `CCM_*` variables taken
+    /// from `env` (pass `std::env::vars()`).
+    pub fn load(
+        file: Option<&Path>,
+        env: impl IntoIterator<Item = (String, String)>,
+    ) -> Result<Self, Error> {
+        let mut c = match file {
+            Some(path) => {
+                let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
+                    path: path.into(),
+                    source: e,
+                })?;
+                toml::from_str(&text)
+                    .map_err(|e| invalid(&path.display().to_string(), e.message().to_string()))?
+            }
+            None => Self::default(),
+        };
+        for (k, v) in env {
+            c.apply_env(&k, &v)?;
+        }
+        c.validate()?;
+        Ok(c)
+    }
+
+    fn apply_env(&mut self, key: &str, v: &str) -> Result<(), Error> {
+        fn parse<T: std::str::FromStr>(key: &str, v: &str) -> Result<T, Error> {
+            v.trim()
+                .parse()
+                .map_err(|_| invalid(key, format!("cannot parse {v:?}")))
+        }
+        fn boolean(key: &str, v: &str) -> Result<bool, Error> {
+            match v.trim().to_ascii_lowercase().as_str() {
+                "1" | "true" | "yes" | "on" => Ok(true),
+                "0" | "false" | "no" | "off" | "" => Ok(false),
+                _ => Err(invalid(key, format!("expected true or false, got {v:?}"))),
+            }
+        }
+        match key {
+            "CCM_LISTEN" => self.listen = parse(key, v)?,
+            "CCM_DATA_DIR" => self.data_dir = PathBuf::from(v),
+            "CCM_DATABASE_URL" => self.database_url = Some(v.to_string()),
+            "CCM_INSECURE_HTTP" => self.insecure_http = boolean(key, v)?,
+            "CCM_TLS_NAMES" => {
+                self.tls_names = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "CCM_TLS_CERT_FILE" => self.tls_cert_file = Some(PathBuf::from(v)),
+            "CCM_TLS_KEY_FILE" => self.tls_key_file = Some(PathBuf::from(v)),
+            "CCM_MASTER_KEY_FILE" => self.master_key_file = Some(PathBuf::from(v)),
+            "CCM_TOKEN_TTL_SECS" => self.token_ttl_secs = parse(key, v)?,
+            "CCM_SESSION_TTL_SECS" => self.session_ttl_secs = parse(key, v)?,
+            "CCM_ALLOW_SIGNUP" => self.allow_signup = boolean(key, v)?,
+            "CCM_MAX_BODY_BYTES" => self.max_body_bytes = parse(key, v)?,
+            "CCM_DB_MAX_CONNECTIONS" => self.db_max_connections = parse(key, v)?,
+            "CCM_ZONE_CA_VALIDITY_DAYS" => self.zone_ca_validity_days = parse(key, v)?,
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Checks value ranges.
+    pub fn validate(&self) -> Result<(), Error> {
+        if !(60..=86_400 * 30).contains(&self.token_ttl_secs) {
+            return Err(invalid("token_ttl_secs", "must be between 60 and 2592000"));
+        }
+        if self.session_ttl_secs < self.token_ttl_secs || self.session_ttl_secs > 86_400 * 90 {
+            return Err(invalid(
+                "session_ttl_secs",
+                "must be at least token_ttl_secs and at most 7776000",
+            ));
+        }
+        if !(1024..=64 << 20).contains(&self.max_body_bytes) {
+            return Err(invalid(
+                "max_body_bytes",
+                "must be between 1024 and 67108864",
+            ));
+        }
+        if !(1..=1000).contains(&self.db_max_connections) {
+            return Err(invalid("db_max_connections", "must be between 1 and 1000"));
+        }
+        if !(1..=36_500).contains(&self.zone_ca_validity_days) {
+            return Err(invalid(
+                "zone_ca_validity_days",
+                "must be between 1 and 36500",
+            ));
+        }
+        if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
+            return Err(invalid(
+                "tls_cert_file",
+                "tls_cert_file and tls_key_file go together",
+            ));
+        }
+        if self.tls_names.is_empty() && !self.insecure_http && self.tls_cert_file.is_none() {
+            return Err(invalid(
+                "tls_names",
+                "at least one name is needed for the generated certificate",
+            ));
+        }
+        Ok(())
+    }
+
+    /// The database URL in effect.
+    pub fn database_url(&self) -> String {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ccm.db").display()))
+    }
+
+    /// The master key path in effect.
+    pub fn master_key_path(&self) -> PathBuf {
+        self.master_key_file
+            .clone()
+            .unwrap_or_else(|| crate::secrets::default_key_path(&self.data_dir))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    #[test]
+    fn file_then_env_override() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "listen = \"127.0.0.1:9000\"\ndata_dir = \"/d\"\ninsecure_http = true\n",
+        )
+        .unwrap();
+        let c = Config::load(
+            Some(&f),
+            env(&[("CCM_LISTEN", "127.0.0.1:9001"), ("UNRELATED", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.listen.port(), 9001);
+        assert!(c.insecure_http);
+        assert_eq!(c.database_url(), "sqlite:///d/ccm.db");
+        assert_eq!(c.master_key_path(), PathBuf::from("/d/master.key"));
+    }
+
+    #[test]
+    fn bad_values_name_the_setting() {
+        let e = Config::load(None, env(&[("CCM_TOKEN_TTL_SECS", "abc")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("CCM_TOKEN_TTL_SECS"), "{e}");
+        let e = Config::load(None, env(&[("CCM_TOKEN_TTL_SECS", "5")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("token_ttl_secs"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(&f, "lisen = \"x\"\n").unwrap();
+        let e = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("lisen"), "{e}");
+    }
+}

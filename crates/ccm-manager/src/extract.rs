@@ -1,0 +1,123 @@
+//! Extractors whose rejections use the API's error format.
+
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::header::CONTENT_TYPE;
+use axum::http::request::Parts;
+use bytes::Bytes;
+use serde::de::DeserializeOwned;
+
+use crate::error::ApiError;
+
+/// A JSON request body. Content type must be `application/json`; a body above the configured
+/// limit is 413; malformed JSON is 400 `invalid_json`; JSON of the wrong shape (wrong type,
+/// missing or unknown field) is 422 `invalid_field` naming the field's path.
+#[derive(Debug, Clone)]
+pub struct Json<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+    type Rejection = ApiError;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
+        let is_json = req
+            .headers()
+            .get(CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.split(';').next())
+            .is_some_and(|v| {
+                let v = v.trim().to_ascii_lowercase();
+                v == "application/json" || (v.starts_with("application/") && v.ends_with("+json"))
+            });
+        if !is_json {
+            return Err(ApiError::unsupported_media_type());
+        }
+        let limit = req.extensions().get::<BodyLimit>().map_or(0, |l| l.0);
+        let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
+            if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
+                ApiError::payload_too_large(limit)
+            } else {
+                ApiError::bad_request("invalid_body", "the request body could not be read")
+            }
+        })?;
+        parse_json(&bytes).map(Json)
+    }
+}
+
+/// The configured body limit, put into request extensions so rejections can name it.
+#[derive(Debug, Clone, Copy)]
+pub struct BodyLimit(pub usize);
+
+/// Parses JSON with the error classification of [`Json`].
+pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+    // Syntax first (the whole body must be one JSON value), then the shape.
+    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
+        return Err(ApiError::bad_request(
+            "invalid_json",
+            format!("malformed JSON: {e}"),
+        ));
+    }
+    let de = &mut serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(de) {
+        Ok(v) => Ok(v),
+        Err(e) => {
+            let path = e.path().to_string();
+            let inner = e.into_inner();
+            use serde_json::error::Category;
+            match inner.classify() {
+                Category::Syntax | Category::Eof | Category::Io => Err(ApiError::bad_request(
+                    "invalid_json",
+                    format!("malformed JSON: {inner}"),
+                )),
+                Category::Data => {
+                    let mut field = (path != ".").then_some(path);
+                    // serde reports a missing field at the enclosing object; name the field itself.
+                    let text = inner.to_string();
+                    for marker in ["missing field `"] {
+                        if let Some(rest) = text.strip_prefix(marker) {
+                            if let Some((name, _)) = rest.split_once('`') {
+                                field = Some(match field {
+                                    Some(p) => format!("{p}.{name}"),
+                                    None => name.to_string(),
+                                });
+                            }
+                        }
+                    }
+                    let msg = match &field {
+                        Some(f) => format!("{f}: {inner}"),
+                        None => inner.to_string(),
+                    };
+                    Err(ApiError::invalid_field(field, msg))
+                }
+            }
+        }
+    }
+}
+
+/// Path parameters; a malformed value (e.g. an id that is not a UUID) is 400 `invalid_path`.
+#[derive(Debug, Clone)]
+pub struct Path<T>(pub T);
+
+impl<T: DeserializeOwned + Send, S: Send + Sync> FromRequestParts<S> for Path<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Path::<T>::from_request_parts(parts, state)
+            .await
+            .map(|p| Path(p.0))
+            .map_err(|r| ApiError::bad_request("invalid_path", r.body_text()))
+    }
+}
+
+/// Query parameters; malformed ones are 400 `invalid_query`.
+#[derive(Debug, Clone)]
+pub struct Query<T>(pub T);
+
+impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, Self::Rejection> {
+        axum::extract::Query::<T>::from_request_parts(parts, state)
+            .await
+            .map(|q| Query(q.0))
+            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
+    }
+}

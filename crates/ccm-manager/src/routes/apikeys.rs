@@ -1,0 +1,91 @@
+//! `/v1/apikeys`: API keys for automation, bound to one account and a role.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use ccm_api::auth::{API_KEY_PREFIX, ApiKey, ApiKeyCreated, ApiKeyRequest};
+use ccm_store::NewApiKey;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, Acct, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json as Body, Path};
+use crate::validate::Checker;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_keys, create_key))
+        .routes(routes!(delete_key))
+}
+
+/// Creates an API key acting for the caller in the selected account, with a role no higher than
+/// the caller's. The secret is shown only in this response.
+#[utoipa::path(post, path = "/v1/apikeys", tag = "apikeys", security(("bearer" = [])), request_body = ApiKeyRequest,
+    responses((status = 201, body = ApiKeyCreated), (status = 403, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn create_key(
+    State(s): State<AppState>,
+    acct: Acct,
+    Body(req): Body<ApiKeyRequest>,
+) -> ApiResult<(StatusCode, Json<ApiKeyCreated>)> {
+    acct.caller.session()?;
+    let mut c = Checker::new();
+    c.text("name", &req.name, 1, 128, false);
+    if let Some(e) = req.expires_in {
+        c.range("expires_in", e, 60, 86_400 * 366);
+    }
+    c.finish()?;
+    if req.role > acct.role {
+        return Err(ApiError::forbidden(format!(
+            "an API key cannot have a higher role than yours ({})",
+            acct.role.as_str()
+        ))
+        .with_field("role"));
+    }
+    let now = s.clock.now();
+    let secret = auth::new_token(API_KEY_PREFIX)?;
+    let key = ApiKey {
+        api_key_id: Uuid::new_v4(),
+        name: req.name,
+        acct_id: acct.acct_id,
+        user_id: acct.caller.user_id,
+        role: req.role,
+        created_at: now,
+        expires_at: req.expires_in.map(|e| now.saturating_add(e)),
+    };
+    s.store
+        .create_api_key(
+            &NewApiKey {
+                key: key.clone(),
+                secret_hash: auth::token_hash(&secret),
+            },
+            &acct.actor(),
+            now,
+        )
+        .await?;
+    Ok((StatusCode::CREATED, Json(ApiKeyCreated { key, secret })))
+}
+
+/// The caller's API keys (without secrets).
+#[utoipa::path(get, path = "/v1/apikeys", tag = "apikeys", security(("bearer" = [])),
+    responses((status = 200, body = [ApiKey])))]
+async fn list_keys(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
+    Ok(Json(s.store.list_api_keys(caller.user_id).await?))
+}
+
+/// Deletes one of the caller's API keys; it stops working at once.
+#[utoipa::path(delete, path = "/v1/apikeys/{api_key_id}", tag = "apikeys", security(("bearer" = [])),
+    params(("api_key_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = ccm_api::ErrorBody)))]
+async fn delete_key(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    s.store
+        .delete_api_key(caller.user_id, id, &caller.actor(), s.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

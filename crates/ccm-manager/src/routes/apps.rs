@@ -1,0 +1,181 @@
+//! `/v1/apps`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use ccm_api::accounts::AccessRole;
+use ccm_api::apps::{App, AppRequest, AppUpdateRequest};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Acct;
+use crate::error::{ApiError, ApiResult};
+use crate::extract::{Json as Body, Path};
+use crate::validate::Checker;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(list_apps, create_app))
+        .routes(routes!(get_app, update_app, delete_app))
+}
+
+/// Every field of an app, checked together (cross-field rules included).
+fn check_app(app: &App) -> ApiResult<()> {
+    let mut c = Checker::new();
+    c.text("name", &app.name, 1, 128, false);
+    if let Some(d) = &app.description {
+        c.text("description", d, 0, 1024, true);
+    }
+    c.image("input_image_name", &app.input_image_name);
+    c.image("output_image_name", &app.output_image_name);
+    c.range("isvprodid", app.isvprodid, 0, 65535);
+    c.range("isvsvn", app.isvsvn, 0, 65535);
+    c.range("mem_size", app.mem_size, 16, 262_144);
+    c.range("threads", app.threads, 1, 4096);
+    c.domains("allowed_domains", &app.allowed_domains);
+    if let Some(cert) = &app.certificate {
+        c.certificate("certificate", cert, &app.allowed_domains);
+    }
+    c.advanced("advanced_settings", &app.advanced_settings);
+    c.labels("labels", &app.labels);
+    c.finish()
+}
+
+/// The selected account's apps, by name.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("bearer" = [])),
+    responses((status = 200, body = [App]), (status = 401, body = ccm_api::ErrorBody)))]
+async fn list_apps(State(s): State<AppState>, acct: Acct) -> ApiResult<Json<Vec<App>>> {
+    Ok(Json(s.store.list_apps(acct.acct_id).await?))
+}
+
+/// Adds an app (WRITER). Allowed domains raise a DOMAIN_WHITELIST task.
+#[utoipa::path(post, path = "/v1/apps", tag = "apps", security(("bearer" = [])), request_body = AppRequest,
+    responses((status = 201, body = App), (status = 403, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn create_app(
+    State(s): State<AppState>,
+    acct: Acct,
+    Body(req): Body<AppRequest>,
+) -> ApiResult<(StatusCode, Json<App>)> {
+    acct.require(AccessRole::Writer)?;
+    let now = s.clock.now();
+    let app = App {
+        app_id: Uuid::new_v4(),
+        acct_id: acct.acct_id,
+        name: req.name,
+        description: req.description.filter(|d| !d.is_empty()),
+        input_image_name: req.input_image_name,
+        output_image_name: req.output_image_name,
+        isvprodid: req.isvprodid,
+        isvsvn: req.isvsvn,
+        mem_size: req.mem_size,
+        threads: req.threads,
+        allowed_domains: req.allowed_domains,
+        whitelisted_domains: Vec::new(),
+        pending_task_id: None,
+        certificate: req.certificate,
+        advanced_settings: req.advanced_settings.unwrap_or_default(),
+        labels: req.labels,
+        created_at: now,
+        updated_at: now,
+    };
+    check_app(&app)?;
+    let app = s.store.create_app(&app, &acct.actor(), now).await?;
+    Ok((StatusCode::CREATED, Json(app)))
+}
+
+/// An app of the selected account.
+#[utoipa::path(get, path = "/v1/apps/{app_id}", tag = "apps", security(("bearer" = [])),
+    params(("app_id" = Uuid, Path)),
+    responses((status = 200, body = App), (status = 404, body = ccm_api::ErrorBody)))]
+async fn get_app(
+    State(s): State<AppState>,
+    acct: Acct,
+    Path(app_id): Path<Uuid>,
+) -> ApiResult<Json<App>> {
+    s.store
+        .get_app(acct.acct_id, app_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("app"))
+}
+
+/// Updates an app (WRITER); absent fields stay. Added domains need approval; removed ones leave
+/// the whitelist at once.
+#[utoipa::path(patch, path = "/v1/apps/{app_id}", tag = "apps", security(("bearer" = [])), request_body = AppUpdateRequest,
+    params(("app_id" = Uuid, Path)),
+    responses((status = 200, body = App), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn update_app(
+    State(s): State<AppState>,
+    acct: Acct,
+    Path(app_id): Path<Uuid>,
+    Body(p): Body<AppUpdateRequest>,
+) -> ApiResult<Json<App>> {
+    acct.require(AccessRole::Writer)?;
+    let result = s
+        .store
+        .update_app(
+            acct.acct_id,
+            app_id,
+            &acct.actor(),
+            s.clock.now(),
+            move |mut a| {
+                if let Some(v) = p.name {
+                    a.name = v;
+                }
+                if let Some(v) = p.description {
+                    a.description = Some(v).filter(|d| !d.is_empty());
+                }
+                if let Some(v) = p.input_image_name {
+                    a.input_image_name = v;
+                }
+                if let Some(v) = p.output_image_name {
+                    a.output_image_name = v;
+                }
+                if let Some(v) = p.isvprodid {
+                    a.isvprodid = v;
+                }
+                if let Some(v) = p.isvsvn {
+                    a.isvsvn = v;
+                }
+                if let Some(v) = p.mem_size {
+                    a.mem_size = v;
+                }
+                if let Some(v) = p.threads {
+                    a.threads = v;
+                }
+                if let Some(v) = p.allowed_domains {
+                    a.allowed_domains = v;
+                }
+                if let Some(v) = p.certificate {
+                    a.certificate = Some(v);
+                }
+                if let Some(v) = p.advanced_settings {
+                    a.advanced_settings = v;
+                }
+                if let Some(v) = p.labels {
+                    a.labels = v;
+                }
+                check_app(&a).map(|()| a)
+            },
+        )
+        .await?;
+    result.map(Json)
+}
+
+/// Deletes an app with its images and their tasks (WRITER).
+#[utoipa::path(delete, path = "/v1/apps/{app_id}", tag = "apps", security(("bearer" = [])),
+    params(("app_id" = Uuid, Path)),
+    responses((status = 204), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
+async fn delete_app(
+    State(s): State<AppState>,
+    acct: Acct,
+    Path(app_id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    acct.require(AccessRole::Writer)?;
+    s.store
+        .delete_app(acct.acct_id, app_id, &acct.actor(), s.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}

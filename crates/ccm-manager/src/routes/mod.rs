@@ -1,0 +1,87 @@
+//! Route modules, one per resource; each returns an [`OpenApiRouter`] of its handlers.
+
+mod accounts;
+mod apikeys;
+mod apps;
+mod audit;
+mod builds;
+mod sys;
+mod tasks;
+mod users;
+mod zones;
+
+use utoipa::Modify;
+use utoipa::OpenApi as _;
+use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+use utoipa_axum::router::OpenApiRouter;
+
+use crate::AppState;
+use crate::error::ApiError;
+
+#[derive(utoipa::OpenApi)]
+#[openapi(
+    info(
+        title = "ccm manager API",
+        description = "Confidential Computing Manager REST API. Authenticate with `POST /v1/sys/auth` \
+            (HTTP Basic) to obtain a bearer token, select an account with \
+            `POST /v1/sys/session/select_account/{acct_id}`; account-scoped endpoints act in the \
+            selected account (or the API key's account). Roles per account: READER (read), \
+            WRITER (also create/update/delete apps and images), MANAGER (also approve tasks, manage \
+            members, join tokens and the account). Objects of other accounts answer 404. Errors \
+            have the body `{\"code\", \"message\", \"field\"?, \"errors\"?}`."
+    ),
+    modifiers(&SecurityAddon),
+    components(schemas(ccm_api::ErrorBody, ccm_api::FieldError))
+)]
+struct ApiDoc;
+
+struct SecurityAddon;
+
+impl Modify for SecurityAddon {
+    fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        let components = openapi.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
+        );
+        components.add_security_scheme(
+            "basic",
+            SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Basic).build()),
+        );
+    }
+}
+
+pub(crate) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .merge(sys::router())
+        .merge(users::router())
+        .merge(accounts::router())
+        .merge(apikeys::router())
+        .merge(apps::router())
+        .merge(builds::router())
+        .merge(tasks::router())
+        .merge(zones::router())
+        .merge(audit::router())
+}
+
+pub(crate) async fn not_found() -> ApiError {
+    ApiError::not_found("endpoint")
+}
+
+pub(crate) async fn method_not_allowed() -> ApiError {
+    let mut e = ApiError::bad_request(
+        "method_not_allowed",
+        "this method is not allowed on this endpoint",
+    );
+    e = e.with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED);
+    e
+}
+
+/// Runs an Argon2 computation off the async workers.
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, ApiError> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ApiError::internal)
+}

@@ -1,0 +1,196 @@
+//! `/healthz`, `/readyz`, `/metrics`, `/v1/sys/version`, `/v1/sys/auth`, `/v1/sys/session/...`.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use ccm_api::auth::{AuthResponse, SESSION_TOKEN_PREFIX, SessionInfo};
+use ccm_api::sys::{HealthResponse, VersionResponse};
+use ccm_store::{Actor, NewSession, SessionRecord};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::{self, Caller};
+use crate::error::{ApiError, ApiResult};
+use crate::extract::Path;
+
+pub(super) fn router() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(healthz))
+        .routes(routes!(readyz))
+        .routes(routes!(metrics))
+        .routes(routes!(version))
+        .routes(routes!(login))
+        .routes(routes!(refresh))
+        .routes(routes!(terminate))
+        .routes(routes!(select_account))
+}
+
+/// Liveness: the process serves requests.
+#[utoipa::path(get, path = "/healthz", tag = "system", responses((status = 200, body = HealthResponse)))]
+async fn healthz() -> Json<HealthResponse> {
+    Json(HealthResponse {
+        status: "ok".into(),
+    })
+}
+
+/// Readiness: the database answers.
+#[utoipa::path(get, path = "/readyz", tag = "system",
+    responses((status = 200, body = HealthResponse), (status = 503, body = ccm_api::ErrorBody)))]
+async fn readyz(State(s): State<AppState>) -> ApiResult<Json<HealthResponse>> {
+    match s.store.ping().await {
+        Ok(()) => Ok(Json(HealthResponse {
+            status: "ok".into(),
+        })),
+        Err(e) => {
+            tracing::warn!(error = %e, "readiness check failed");
+            Err(ApiError::unavailable("the database is not reachable"))
+        }
+    }
+}
+
+/// Prometheus metrics (text exposition format).
+#[utoipa::path(get, path = "/metrics", tag = "system", responses((status = 200, body = String, content_type = "text/plain")))]
+async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
+    let body = s.metrics.encode().map_err(ApiError::internal)?;
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        body,
+    )
+        .into_response())
+}
+
+/// The manager's version.
+#[utoipa::path(get, path = "/v1/sys/version", tag = "system", responses((status = 200, body = VersionResponse)))]
+async fn version(State(s): State<AppState>) -> Json<VersionResponse> {
+    Json(VersionResponse {
+        version: env!("CARGO_PKG_VERSION").into(),
+        database: s.store.backend().as_str().into(),
+    })
+}
+
+fn session_info(s: &SessionRecord) -> SessionInfo {
+    SessionInfo {
+        subject_id: s.user_id,
+        session_expires_at: s.session_expires_at,
+        session_token_expires_at: s.token_expires_at,
+        selected_account_id: s.selected_acct_id,
+    }
+}
+
+/// Logs in with HTTP Basic credentials (e-mail and password) and returns a bearer token.
+#[utoipa::path(post, path = "/v1/sys/auth", tag = "session", security(("basic" = [])),
+    responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody)))]
+async fn login(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuthResponse>> {
+    let (email, password) = auth::parse_basic(&headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_credentials",
+            "HTTP Basic credentials (e-mail and password) are required",
+        )
+    })?;
+    let user = s.store.user_by_email(&email).await?;
+    let hash = user
+        .as_ref()
+        .map_or_else(|| s.dummy_hash.clone(), |u| u.password_hash.clone());
+    let ok = super::blocking(move || auth::verify_password(&password, &hash)).await?;
+    let user = match (ok, user) {
+        (true, Some(u)) => u.user,
+        _ => {
+            return Err(ApiError::unauthorized(
+                "invalid_credentials",
+                "wrong e-mail or password",
+            ));
+        }
+    };
+    let now = s.clock.now();
+    let token = auth::new_token(SESSION_TOKEN_PREFIX)?;
+    let session_expires_at = now.saturating_add(s.config.session_ttl_secs);
+    let new = NewSession {
+        session_id: Uuid::new_v4(),
+        token_hash: auth::token_hash(&token),
+        user_id: user.user_id,
+        token_expires_at: now
+            .saturating_add(s.config.token_ttl_secs)
+            .min(session_expires_at),
+        session_expires_at,
+    };
+    let actor = Actor {
+        user_id: Some(user.user_id),
+        name: user.user_email.clone(),
+    };
+    s.store.create_session(&new, &actor, now).await?;
+    Ok(Json(AuthResponse {
+        access_token: token,
+        session_info: SessionInfo {
+            subject_id: user.user_id,
+            session_expires_at,
+            session_token_expires_at: new.token_expires_at,
+            selected_account_id: None,
+        },
+    }))
+}
+
+/// Replaces the session's token with a new one (the old one stops working at once); the new
+/// token expires after the token lifetime, but never after the session.
+#[utoipa::path(post, path = "/v1/sys/session/refresh", tag = "session", security(("bearer" = [])),
+    responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody)))]
+async fn refresh(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<AuthResponse>> {
+    let (session, old_hash) = caller.session()?;
+    let now = s.clock.now();
+    let token = auth::new_token(SESSION_TOKEN_PREFIX)?;
+    let expires = now
+        .saturating_add(s.config.token_ttl_secs)
+        .min(session.session_expires_at);
+    let updated = s
+        .store
+        .rotate_session_token(
+            session.session_id,
+            old_hash,
+            &auth::token_hash(&token),
+            expires,
+            &caller.actor(),
+            now,
+        )
+        .await?
+        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the token is not valid"))?;
+    Ok(Json(AuthResponse {
+        access_token: token,
+        session_info: session_info(&updated),
+    }))
+}
+
+/// Ends the session; its token stops working at once, on every replica.
+#[utoipa::path(post, path = "/v1/sys/session/terminate", tag = "session", security(("bearer" = [])),
+    responses((status = 204), (status = 401, body = ccm_api::ErrorBody)))]
+async fn terminate(State(s): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
+    let (session, _) = caller.session()?;
+    s.store
+        .delete_session(session.session_id, &caller.actor(), s.clock.now())
+        .await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Selects the account the session works in.
+#[utoipa::path(post, path = "/v1/sys/session/select_account/{acct_id}", tag = "session", security(("bearer" = [])),
+    params(("acct_id" = Uuid, Path, description = "Account id")),
+    responses((status = 200, body = SessionInfo), (status = 404, body = ccm_api::ErrorBody)))]
+async fn select_account(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(acct_id): Path<Uuid>,
+) -> ApiResult<Json<SessionInfo>> {
+    let (session, _) = caller.session()?;
+    if s.store.role_of(caller.user_id, acct_id).await?.is_none() {
+        return Err(ApiError::not_found("account"));
+    }
+    let updated = s
+        .store
+        .select_account(session.session_id, acct_id, &caller.actor(), s.clock.now())
+        .await?;
+    Ok(Json(session_info(&updated)))
+}
