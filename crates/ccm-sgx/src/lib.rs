@@ -26,6 +26,20 @@
 //!   SIGSTRUCT families.
 //! * The crate denies `clippy::indexing_slicing` and `clippy::arithmetic_side_effects`: no
 //!   input can make it panic. Fuzz targets for every parser live in `fuzz/`.
+//!
+//! # Map
+//!
+//! | format | types |
+//! |---|---|
+//! | REPORT, TARGETINFO | [`Report`], [`ReportBody`], [`TargetInfo`], [`Attributes`] |
+//! | AESM key ids, QE report info | [`AttKeyId`], [`QeReportInfo`] |
+//! | DCAP quotes v3/v4 | [`Quote`], [`QuoteHeader`], [`QuoteBody`], [`QuoteSignatureData`], [`CertificationData`] |
+//! | PCK certificate extension | [`SgxExtension`], [`PckTcb`], [`SgxType`] |
+//! | MRENCLAVE and SGXS | [`MrEnclaveBuilder`], [`measure_sgxs`], [`SecInfo`] |
+//! | SIGSTRUCT and MRSIGNER | [`Sigstruct`], [`SigningKey`], [`mrsigner_of_modulus`] |
+//!
+//! Cross-checks with independent implementations (`sgx-isa`, `sgxs`, `dcap-qvl`) and real Intel
+//! quotes are in this crate's `tests/`.
 
 #![deny(missing_docs)]
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]

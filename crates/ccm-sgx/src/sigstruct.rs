@@ -111,9 +111,15 @@ impl Sigstruct {
     /// here; see [`Sigstruct::verify`].
     pub fn parse_checked(bytes: &[u8]) -> Result<Self, Error> {
         let s = Self::parse(bytes)?;
+        s.check_headers()?;
+        Ok(s)
+    }
+
+    /// Checks HEADER and HEADER2.
+    pub fn check_headers(&self) -> Result<(), Error> {
         for (field, found, expected) in [
-            ("sigstruct.header", &s.header, &Self::HEADER),
-            ("sigstruct.header2", &s.header2, &Self::HEADER2),
+            ("sigstruct.header", &self.header, &Self::HEADER),
+            ("sigstruct.header2", &self.header2, &Self::HEADER2),
         ] {
             if found != expected {
                 return Err(Error::BadConstant {
@@ -123,7 +129,7 @@ impl Sigstruct {
                 });
             }
         }
-        Ok(s)
+        Ok(())
     }
 
     /// The signed bytes: `[0, 128) ‖ [900, 1028)`.
@@ -178,9 +184,10 @@ impl Sigstruct {
         Ok(())
     }
 
-    /// Verifies as EINIT would: exponent 3, a 3072-bit modulus, the PKCS#1 v1.5 SHA-256
-    /// signature over the signed bytes, and Q1/Q2 consistent with it.
+    /// Verifies as EINIT would: HEADER and HEADER2, exponent 3, a 3072-bit modulus, the
+    /// PKCS#1 v1.5 SHA-256 signature over the signed bytes, and Q1/Q2 consistent with it.
     pub fn verify(&self) -> Result<(), Error> {
+        self.check_headers()?;
         let exponent = self.exponent.get();
         if exponent != EXPONENT {
             return Err(SigstructError::Exponent(exponent).into());

@@ -236,7 +236,16 @@ fn tampering_is_refused_with_specific_errors() {
     // Unsigned.
     assert!(Sigstruct::unsigned(Measurement([1; 32])).verify().is_err());
 
-    // Header constants are checked by parse_checked.
+    // Header constants are checked by verify and by parse_checked.
+    let mut b = bytes;
+    b[0] = 7;
+    assert!(matches!(
+        verify(&b),
+        Err(Error::BadConstant {
+            field: "sigstruct.header",
+            ..
+        })
+    ));
     let mut b = bytes;
     b[4] = 0xe2;
     assert!(matches!(

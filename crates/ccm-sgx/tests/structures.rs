@@ -4,6 +4,7 @@
 // Helpers outside #[test] functions unwrap too (clippy.toml allows it only inside tests).
 #![allow(clippy::unwrap_used)]
 
+use ccm_sgx::{AttKeyId, QeReportInfo, TdReport10};
 use ccm_sgx::{
     AttestationKeyType, CertDataType, CertificationData, Error, PckExtensionError, Quote,
     QuoteBody, QuoteHeader, QuoteSignatureData, Report, ReportBody, ReportData, SgxExtension,
@@ -205,4 +206,33 @@ fn pck_chains_tolerate_one_trailing_nul_only() {
             ..
         })
     ));
+}
+
+#[test]
+fn fixed_structures_refuse_every_other_length() {
+    macro_rules! lengths {
+        ($($ty:ty => $name:literal),*) => {$(
+            let full = <$ty>::default().to_bytes();
+            assert_eq!(full.len(), <$ty>::SIZE);
+            assert_eq!(<$ty>::parse(&full).unwrap(), <$ty>::default());
+            let mut long = full.to_vec();
+            long.push(0);
+            for input in (0..full.len()).map(|l| &full[..l]).chain([&long[..]]) {
+                assert!(matches!(
+                    <$ty>::parse(input),
+                    Err(Error::Length { structure: $name, expected, actual })
+                        if expected == full.len() && actual == input.len()
+                ));
+            }
+        )*};
+    }
+    lengths!(
+        Report => "REPORT",
+        ReportBody => "REPORT body",
+        TargetInfo => "TARGETINFO",
+        AttKeyId => "attestation key id",
+        QeReportInfo => "qe_report_info",
+        QuoteHeader => "quote header",
+        TdReport10 => "TDX 1.0 TD report"
+    );
 }
