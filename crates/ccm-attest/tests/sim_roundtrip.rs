@@ -228,8 +228,14 @@ fn repeat_quotes_are_served_from_the_caches() {
     let first = verifier.verify(&p.quote(), &collateral, NOW).unwrap();
     let stats = verifier.cache_stats();
     assert_eq!(
-        (stats.pck_chains, stats.collaterals, stats.qe_reports),
-        (1, 1, 1)
+        (
+            stats.pck_chains,
+            stats.collaterals,
+            stats.qe_reports,
+            stats.issuers
+        ),
+        (1, 1, 1, 2),
+        "one PCK chain, one collateral, one QE report, the PCK CA and the TCB signer"
     );
     // A different quote (new signature) from the same platform reuses every cached part.
     let second = verifier.verify(&p.quote(), &collateral, NOW).unwrap();
@@ -239,6 +245,11 @@ fn repeat_quotes_are_served_from_the_caches() {
     let cold = Verifier::with_cache_limits(TrustRoots::empty().with(p.root()), CacheLimits::NONE);
     assert_eq!(cold.verify(&p.quote(), &collateral, NOW).unwrap(), first);
     assert_eq!(cold.cache_stats().pck_chains, 0);
+    // A new platform under the same root reuses the verified PCK CA.
+    let sibling = add(&p, &PlatformOptions::new(T0));
+    verifier.verify(&sibling.quote(), &collateral, NOW).unwrap();
+    let after = verifier.cache_stats();
+    assert_eq!((after.pck_chains, after.issuers), (2, 2));
     verifier.clear_caches();
     assert_eq!(verifier.cache_stats().collaterals, 0);
 }

@@ -28,8 +28,10 @@
 //!
 //! What does not change between quotes of one platform is verified once and cached, keyed by a
 //! SHA-256 of the exact bytes it was verified from: PCK chains (by the raw certification data),
-//! collateral (by [`Collateral::digest`]) and QE reports (by PCK key, QE report, its signature,
-//! attestation key and auth data). Cached entries hold verification *results*, never decisions
+//! collateral (by [`Collateral::digest`]), QE reports (by PCK key, QE report, its signature,
+//! attestation key and auth data) and root-issued intermediates (PCK CAs and TCB signing
+//! certificates, by their DER; shared by every platform, so the first quote of a new platform
+//! under known collateral costs three ECDSA verifications: PCK certificate, QE report, quote). Cached entries hold verification *results*, never decisions
 //! that depend on `now`: validity windows are re-checked on every call. A repeat quote from a known
 //! platform therefore costs one ECDSA verification (the quote signature) plus hashing and
 //! lookups. Caches are bounded and shared behind read-mostly locks, so one `Verifier` can serve
@@ -53,6 +55,9 @@ use crate::roots::TrustRoots;
 use crate::x509::{Cert, Crl, P256Point, parse_pem_chain, verify_raw};
 use cache::BoundedCache;
 
+/// Certificates (by SHA-256 of their DER) verified as issued by trusted root number `usize`.
+type IssuerCache = BoundedCache<[u8; 32], usize>;
+
 /// How many entries each verifier cache holds.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct CacheLimits {
@@ -62,6 +67,9 @@ pub struct CacheLimits {
     pub collaterals: usize,
     /// Verified QE reports (one per platform and attestation key).
     pub qe_reports: usize,
+    /// Intermediate certificates verified as issued by a trusted root (PCK CAs, TCB signing
+    /// certificates: a handful, shared by every platform).
+    pub issuers: usize,
 }
 
 impl Default for CacheLimits {
@@ -70,6 +78,7 @@ impl Default for CacheLimits {
             pck_chains: 4096,
             collaterals: 256,
             qe_reports: 4096,
+            issuers: 64,
         }
     }
 }
@@ -80,6 +89,7 @@ impl CacheLimits {
         pck_chains: 0,
         collaterals: 0,
         qe_reports: 0,
+        issuers: 0,
     };
 }
 
@@ -92,6 +102,8 @@ pub struct CacheStats {
     pub collaterals: usize,
     /// Cached QE reports.
     pub qe_reports: usize,
+    /// Cached root-issued intermediate certificates.
+    pub issuers: usize,
 }
 
 /// A verified PCK certificate chain.
@@ -237,6 +249,7 @@ pub struct Verifier {
     pck_chains: BoundedCache<[u8; 32], VerifiedPck>,
     collaterals: BoundedCache<[u8; 32], VerifiedCollateral>,
     qe_reports: BoundedCache<[u8; 32], ()>,
+    issuers: BoundedCache<[u8; 32], usize>,
 }
 
 impl std::fmt::Debug for Verifier {
@@ -261,6 +274,7 @@ impl Verifier {
             pck_chains: BoundedCache::new(limits.pck_chains),
             collaterals: BoundedCache::new(limits.collaterals),
             qe_reports: BoundedCache::new(limits.qe_reports),
+            issuers: BoundedCache::new(limits.issuers),
         }
     }
 
@@ -275,6 +289,7 @@ impl Verifier {
             pck_chains: self.pck_chains.len(),
             collaterals: self.collaterals.len(),
             qe_reports: self.qe_reports.len(),
+            issuers: self.issuers.len(),
         }
     }
 
@@ -283,6 +298,7 @@ impl Verifier {
         self.pck_chains.clear();
         self.collaterals.clear();
         self.qe_reports.clear();
+        self.issuers.clear();
     }
 
     /// Verifies `quote` with `collateral` at time `now` (Unix seconds).
@@ -361,7 +377,7 @@ impl Verifier {
         if let Some(hit) = self.pck_chains.get(&key) {
             return Ok(hit);
         }
-        let verified = verify_pck_chain(&self.roots, cert_data)?;
+        let verified = verify_pck_chain(&self.roots, &self.issuers, cert_data)?;
         Ok(self.pck_chains.insert(key, verified))
     }
 
@@ -370,7 +386,7 @@ impl Verifier {
         if let Some(hit) = self.collaterals.get(collateral.digest()) {
             return Ok(hit);
         }
-        let verified = verify_collateral(&self.roots, collateral)?;
+        let verified = verify_collateral(&self.roots, &self.issuers, collateral)?;
         Ok(self.collaterals.insert(*collateral.digest(), verified))
     }
 
@@ -442,7 +458,11 @@ fn check_carried_root(
 }
 
 /// Step 2 (uncached): PCK leaf ← PCK CA ← trusted root, and the leaf's SGX extension.
-fn verify_pck_chain(roots: &TrustRoots, cert_data: &[u8]) -> Result<VerifiedPck, VerifyError> {
+fn verify_pck_chain(
+    roots: &TrustRoots,
+    issuers: &IssuerCache,
+    cert_data: &[u8],
+) -> Result<VerifiedPck, VerifyError> {
     let certs = parse_pem_chain(cert_data).map_err(cert(CertRole::PckLeaf))?;
     let (leaf, ca, carried_root) = match certs.as_slice() {
         [leaf, ca] => (leaf, ca, None),
@@ -472,12 +492,24 @@ fn verify_pck_chain(roots: &TrustRoots, cert_data: &[u8]) -> Result<VerifiedPck,
     }
     // No trusted root signed the CA: either an unknown root, or one with the same name as a
     // trusted root (every simulated root has the same name) or a tampered CA certificate.
-    let (root_index, root) = roots
-        .find_issuer(ca)
-        .ok_or_else(|| VerifyError::UntrustedRoot {
-            role: CertRole::PckCa,
-            issuer: ca.issuer_cn.clone(),
-        })?;
+    let ca_key = sha256(&[&ca.der]);
+    let cached_root = issuers
+        .get(&ca_key)
+        .and_then(|index| roots.get(*index).map(|root| (*index, root)));
+    let (root_index, root) = match cached_root {
+        Some(hit) => hit,
+        None => {
+            let (index, root) =
+                roots
+                    .find_issuer(ca)
+                    .ok_or_else(|| VerifyError::UntrustedRoot {
+                        role: CertRole::PckCa,
+                        issuer: ca.issuer_cn.clone(),
+                    })?;
+            issuers.insert(ca_key, index);
+            (index, root)
+        }
+    };
     check_carried_root(carried_root, &root.cert, CertRole::PckLeaf)?;
     let extension_der = leaf
         .sgx_extension
@@ -537,8 +569,9 @@ fn check_pck_validity(pck: &VerifiedPck, now: u64) -> Result<(), VerifyError> {
 fn verify_signer_chain(
     pem_chain: &str,
     role: CertRole,
-    root: &Cert,
+    (root_index, root): (usize, &Cert),
     root_crl: &Crl,
+    issuers: &IssuerCache,
 ) -> Result<Cert, VerifyError> {
     let certs = parse_pem_chain(pem_chain.as_bytes()).map_err(cert(role))?;
     let mut certs = certs.into_iter();
@@ -552,11 +585,15 @@ fn verify_signer_chain(
             });
         }
     };
-    if !signer.is_signed_by(root) {
-        return Err(VerifyError::UntrustedRoot {
-            role,
-            issuer: signer.issuer_cn.clone(),
-        });
+    let signer_key = sha256(&[&signer.der]);
+    if issuers.get(&signer_key).as_deref() != Some(&root_index) {
+        if !signer.is_signed_by(root) {
+            return Err(VerifyError::UntrustedRoot {
+                role,
+                issuer: signer.issuer_cn.clone(),
+            });
+        }
+        issuers.insert(signer_key, root_index);
     }
     check_carried_root(carried_root.as_ref(), root, role)?;
     if root_crl.revokes(&signer.serial) {
@@ -581,6 +618,7 @@ fn check_signature_len(field: &'static str, sig: &[u8]) -> Result<(), VerifyErro
 /// Step 3 (uncached): CRLs, signing chains, TCB info and QE identity signatures, parsed content.
 fn verify_collateral(
     roots: &TrustRoots,
+    issuers: &IssuerCache,
     collateral: &Collateral,
 ) -> Result<VerifiedCollateral, VerifyError> {
     let parts = collateral.parts();
@@ -596,7 +634,7 @@ fn verify_collateral(
         .ok_or(VerifyError::CrlSignature {
             crl: CrlKind::RootCa,
         })?;
-    let root = &root.cert;
+    let root = (root_index, &root.cert);
 
     // TCB info: signer chain, signature over the exact text, then content.
     let tcb_signer = verify_signer_chain(
@@ -604,6 +642,7 @@ fn verify_collateral(
         CertRole::TcbSigner,
         root,
         &root_crl,
+        issuers,
     )?;
     check_signature_len("tcb_info_signature", &parts.tcb_info_signature)?;
     if !verify_raw(
@@ -624,6 +663,7 @@ fn verify_collateral(
             CertRole::QeIdentitySigner,
             root,
             &root_crl,
+            issuers,
         )?
     };
     check_signature_len("qe_identity_signature", &parts.qe_identity_signature)?;
@@ -642,6 +682,7 @@ fn verify_collateral(
         CertRole::PckCrlIssuer,
         root,
         &root_crl,
+        issuers,
     )?;
     if !pck_ca.can_sign_crls() {
         return Err(VerifyError::NotCa {
