@@ -288,6 +288,12 @@ impl TcbInfo {
         })
     }
 
+    /// Checks what the verifier relies on: id `SGX`, version 3, TCB type 0, FMSPC and PCEID
+    /// sizes, 16 components per level, parseable dates, 1 to [`MAX_TCB_LEVELS`] levels.
+    pub fn validate(&self) -> Result<(), CollateralError> {
+        self.check().map(|_| ())
+    }
+
     /// Validates the fields the verifier relies on and sorts the levels highest first (by the 16
     /// components, then PCESVN, as Intel's QVL orders them).
     pub(crate) fn check(&self) -> Result<CheckedTcbInfo, CollateralError> {
@@ -351,6 +357,12 @@ impl QeIdentity {
             field: "qe_identity",
             reason: e.to_string(),
         })
+    }
+
+    /// Checks what the verifier relies on: id `QE`, version 2, field sizes, parseable dates, 1
+    /// to [`MAX_TCB_LEVELS`] levels.
+    pub fn validate(&self) -> Result<(), CollateralError> {
+        self.check().map(|_| ())
     }
 
     /// Validates the fields the verifier relies on and sorts the levels by ISVSVN, highest first.
