@@ -1,5 +1,5 @@
-//! Zone certificate authorities, the manager's own TLS identity, and (in later steps) CSR checks,
-//! attested issuance and the attestation-evidence extension.
+//! Zone certificate authorities, the manager's own TLS identity, CSR checks, attested issuance,
+//! the attestation-evidence extension and CRLs.
 //!
 //! Design:
 //! - A [`ZoneCa`] is an ECDSA P-256 or P-384 CA (`basicConstraints CA:TRUE, pathlen:0`,
@@ -8,12 +8,21 @@
 //!   [`Zeroizing`] buffer, for the manager to seal (AES-256-GCM) before storing it;
 //!   [`ZoneCa::from_parts`] loads it back and checks that key and certificate belong together.
 //! - Time is an input: validity windows start at the `now` the caller passes.
-//! - Issuance (issue 5) will take a CSR, the checked attestation evidence and a profile, and sign
-//!   with the loaded key; the evidence extension will be added here so that the manager and any
-//!   verifier share one encoder/decoder.
+//! - Issuance: [`ZoneCa::issue_node`] certifies a node's enrollment key (client authentication),
+//!   [`ZoneCa::issue_app`] an enclave application's key from a checked [`Csr`], with the
+//!   requested DNS names as SAN and the attestation [`Evidence`] as an X.509 extension
+//!   (interoperable RA-TLS form, see [`evidence`]). Certificates resting on a simulated platform
+//!   carry `OU=SIMULATED` in their subject (and the evidence's `ccm-simulated` claim). The CSR
+//!   only proves possession of the key: the profile (validity, usages, names) is the issuer's.
+//! - [`ZoneCa::crl`] signs a CRL of revoked serial numbers.
 #![deny(missing_docs)]
 
+pub mod csr;
+pub mod evidence;
 pub mod pinning;
+
+pub use csr::{Csr, CsrKeyType};
+pub use evidence::Evidence;
 
 use rcgen::{
     BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
@@ -39,6 +48,59 @@ pub enum Error {
     /// A timestamp is out of range.
     #[error("timestamp {0} is out of range")]
     InvalidTime(i64),
+    /// A certificate signing request is not acceptable.
+    #[error("invalid CSR: {0}")]
+    Csr(#[from] CsrError),
+    /// The attestation-evidence extension is malformed.
+    #[error("invalid attestation evidence: {0}")]
+    Evidence(#[from] EvidenceError),
+    /// A requested certificate name is not acceptable.
+    #[error("invalid certificate name: {0}")]
+    InvalidName(String),
+}
+
+/// Why a CSR was refused.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum CsrError {
+    /// Larger than the limit.
+    #[error("{len} bytes is larger than the {max}-byte limit")]
+    TooLarge {
+        /// Its size.
+        len: usize,
+        /// The limit.
+        max: usize,
+    },
+    /// Not one PEM CERTIFICATE REQUEST block.
+    #[error("not a PEM certificate request: {0}")]
+    Pem(String),
+    /// Not a DER PKCS#10 request.
+    #[error("not a PKCS#10 request: {0}")]
+    Der(String),
+    /// The self-signature does not verify.
+    #[error("its signature does not verify with its own public key")]
+    BadSignature,
+    /// A key type ccm does not issue for.
+    #[error("unsupported key: {0}")]
+    UnsupportedKey(String),
+    /// A subject or SAN name is not acceptable.
+    #[error("{0}")]
+    BadName(String),
+}
+
+/// Why an evidence extension could not be decoded.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum EvidenceError {
+    /// Not well-formed CBOR.
+    #[error("malformed CBOR: {0}")]
+    Cbor(String),
+    /// A CBOR tag other than the Intel quote tag.
+    #[error("unknown evidence CBOR tag {0}")]
+    UnknownTag(u64),
+    /// Well-formed CBOR of the wrong shape.
+    #[error("{0}")]
+    Format(String),
 }
 
 /// Result type of this crate.
@@ -107,6 +169,9 @@ pub struct ZoneCa {
     cert_der: Vec<u8>,
     key: KeyPair,
     key_type: CaKeyType,
+    /// The CA as rcgen's issuer (its name, key identifier and usages; the signature of this
+    /// re-signed copy is never published).
+    issuer: rcgen::Certificate,
 }
 
 impl std::fmt::Debug for ZoneCa {
@@ -147,6 +212,7 @@ impl ZoneCa {
             cert_der: cert.der().to_vec(),
             key,
             key_type,
+            issuer: cert,
         })
     }
 
@@ -171,11 +237,14 @@ impl ZoneCa {
         if cert.public_key().subject_public_key.data.as_ref() != key.public_key_raw() {
             return Err(Error::KeyMismatch);
         }
+        let issuer = CertificateParams::from_ca_cert_der(&pem.contents.as_slice().into())?
+            .self_signed(&key)?;
         Ok(Self {
             cert_pem: cert_pem.to_string(),
             cert_der: pem.contents.clone(),
             key,
             key_type,
+            issuer,
         })
     }
 
@@ -198,6 +267,149 @@ impl ZoneCa {
     pub fn key_pkcs8_der(&self) -> Zeroizing<Vec<u8>> {
         Zeroizing::new(self.key.serialize_der())
     }
+
+    fn sign(&self, params: CertificateParams, spki_der: &[u8]) -> Result<IssuedCert> {
+        let public_key = rcgen::SubjectPublicKeyInfo::from_der(spki_der)?;
+        let serial = params
+            .serial_number
+            .as_ref()
+            .map(|s| s.to_bytes())
+            .unwrap_or_default();
+        let not_before = params.not_before.unix_timestamp();
+        let not_after = params.not_after.unix_timestamp();
+        let cert = params.signed_by(&public_key, &self.issuer, &self.key)?;
+        Ok(IssuedCert {
+            pem: cert.pem(),
+            der: cert.der().to_vec(),
+            serial,
+            not_before,
+            not_after,
+        })
+    }
+
+    /// Certifies a node's enrollment key (`spki_der`, the node's SubjectPublicKeyInfo) for TLS
+    /// client authentication to the manager: subject `CN=ccm node <node_id>` (plus
+    /// `OU=SIMULATED` for simulated platforms), SAN URI `urn:ccm:node:<node_id>`.
+    pub fn issue_node(
+        &self,
+        spki_der: &[u8],
+        node_id: &str,
+        simulated: bool,
+        now: i64,
+        validity_secs: i64,
+    ) -> Result<IssuedCert> {
+        let uri = format!("urn:ccm:node:{node_id}");
+        let mut params = CertificateParams::default();
+        params.subject_alt_names = vec![rcgen::SanType::URI(
+            rcgen::Ia5String::try_from(uri).map_err(|e| Error::InvalidName(e.to_string()))?,
+        )];
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, format!("ccm node {node_id}"));
+        dn.push(DnType::OrganizationName, "ccm");
+        if simulated {
+            dn.push(DnType::OrganizationalUnitName, SIMULATED_OU);
+        }
+        params.distinguished_name = dn;
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
+        params.extended_key_usages = vec![ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = datetime(now.saturating_sub(300))?;
+        params.not_after = datetime(now.saturating_add(validity_secs))?;
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        self.sign(params, spki_der)
+    }
+
+    /// Certifies an enclave application's key: subject CN = the first name (plus
+    /// `OU=SIMULATED` for simulated platforms), every name as a DNS SAN, server and client
+    /// authentication, and the attestation evidence as an extension.
+    pub fn issue_app(
+        &self,
+        csr: &Csr,
+        names: &[String],
+        evidence: &Evidence,
+        now: i64,
+        validity_secs: i64,
+    ) -> Result<IssuedCert> {
+        let first = names
+            .first()
+            .ok_or_else(|| Error::InvalidName("no name to certify".into()))?;
+        let mut params = CertificateParams::new(names.to_vec())?;
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, first.as_str());
+        if evidence.simulated {
+            dn.push(DnType::OrganizationalUnitName, SIMULATED_OU);
+        }
+        params.distinguished_name = dn;
+        params.key_usages = match csr.key_type() {
+            CsrKeyType::Rsa(_) => vec![
+                KeyUsagePurpose::DigitalSignature,
+                KeyUsagePurpose::KeyEncipherment,
+            ],
+            _ => vec![KeyUsagePurpose::DigitalSignature],
+        };
+        params.extended_key_usages = vec![
+            ExtendedKeyUsagePurpose::ServerAuth,
+            ExtendedKeyUsagePurpose::ClientAuth,
+        ];
+        params.not_before = datetime(now.saturating_sub(300))?;
+        params.not_after = datetime(now.saturating_add(validity_secs))?;
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        params.custom_extensions = vec![rcgen::CustomExtension::from_oid_content(
+            evidence::EVIDENCE_OID,
+            evidence.encode()?,
+        )];
+        self.sign(params, csr.spki_der())
+    }
+
+    /// Signs a CRL listing `revoked` (serial number, revocation time), numbered `crl_number`,
+    /// valid from `now` for `validity_secs`. Returns the DER.
+    pub fn crl(
+        &self,
+        revoked: &[(Vec<u8>, i64)],
+        crl_number: u64,
+        now: i64,
+        validity_secs: i64,
+    ) -> Result<Vec<u8>> {
+        let revoked_certs = revoked
+            .iter()
+            .map(|(serial, at)| {
+                Ok(rcgen::RevokedCertParams {
+                    serial_number: SerialNumber::from_slice(serial),
+                    revocation_time: datetime(*at)?,
+                    reason_code: None,
+                    invalidity_date: None,
+                })
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let params = rcgen::CertificateRevocationListParams {
+            this_update: datetime(now)?,
+            next_update: datetime(now.saturating_add(validity_secs.max(1)))?,
+            crl_number: SerialNumber::from(crl_number),
+            issuing_distribution_point: None,
+            revoked_certs,
+            key_identifier_method: self.issuer.params().key_identifier_method.clone(),
+        };
+        Ok(params.signed_by(&self.issuer, &self.key)?.der().to_vec())
+    }
+}
+
+/// The subject organizational unit of certificates resting on a simulated platform.
+pub const SIMULATED_OU: &str = "SIMULATED";
+
+/// A certificate just issued.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IssuedCert {
+    /// PEM.
+    pub pem: String,
+    /// DER.
+    pub der: Vec<u8>,
+    /// The serial number (big-endian bytes).
+    pub serial: Vec<u8>,
+    /// Start of validity (Unix seconds).
+    pub not_before: i64,
+    /// End of validity (Unix seconds).
+    pub not_after: i64,
 }
 
 /// The manager's TLS identity: a self-signed server certificate and its key.
