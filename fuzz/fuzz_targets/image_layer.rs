@@ -7,7 +7,7 @@ use ccm_image::oci::{Compression, parse_manifest};
 use libfuzzer_sys::fuzz_target;
 
 fuzz_target!(|data: &[u8]| {
-    if let Ok(scan) = ccm_image::layer::scan_layer(data, Compression::None) {
+    if let Ok(scan) = ccm_image::layer::scan_layer(data, Compression::None, true) {
         let mut tree = ccm_image::FileTree::new();
         // Apply the layer twice, as two layers, so whiteouts meet lower-layer entries.
         for _ in 0..2 {

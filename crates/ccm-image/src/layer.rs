@@ -16,16 +16,20 @@ use crate::tree::{Action, Entry, EntryKind, FileTree};
 /// Read buffer for file contents.
 const BUF: usize = 256 * 1024;
 
-/// A reader that hashes everything read through it (the layer's diff id).
+/// A reader that counts, and optionally hashes, everything read through it (the layer's diff id).
 struct HashingReader<R> {
     inner: R,
-    hasher: Hasher,
+    hasher: Option<Hasher>,
+    len: u64,
 }
 
 impl<R: Read> Read for HashingReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
         let n = self.inner.read(buf)?;
-        self.hasher.update(buf.get(..n).unwrap_or(&[]));
+        if let Some(h) = self.hasher.as_mut() {
+            h.update(buf.get(..n).unwrap_or(&[]));
+        }
+        self.len = self.len.saturating_add(n as u64);
         Ok(n)
     }
 }
@@ -35,8 +39,8 @@ impl<R: Read> Read for HashingReader<R> {
 pub struct LayerScan {
     /// The entries in archive order, regular files with size and SHA-256.
     pub entries: Vec<Entry>,
-    /// SHA-256 of the uncompressed tar stream.
-    pub diff_id: Digest,
+    /// SHA-256 of the uncompressed tar stream, when requested.
+    pub diff_id: Option<Digest>,
     /// Size of the uncompressed tar stream.
     pub uncompressed_size: u64,
 }
@@ -105,11 +109,17 @@ fn drain(mut r: impl Read) -> Result<(), LayerError> {
         .map(|_| ())
 }
 
-/// Reads a whole layer, hashing every regular file, without writing anything.
-pub fn scan_layer(reader: impl Read, compression: Compression) -> Result<LayerScan, LayerError> {
+/// Reads a whole layer, hashing every regular file, without writing anything. With `diff_id`,
+/// the uncompressed stream is hashed too (one more SHA-256 pass over the layer).
+pub fn scan_layer(
+    reader: impl Read,
+    compression: Compression,
+    diff_id: bool,
+) -> Result<LayerScan, LayerError> {
     let hashing = HashingReader {
         inner: decompressor(reader, compression),
-        hasher: Hasher::new(),
+        hasher: diff_id.then(Hasher::new),
+        len: 0,
     };
     let mut archive = tar::Archive::new(hashing);
     let mut entries = Vec::new();
@@ -141,11 +151,10 @@ pub fn scan_layer(reader: impl Read, compression: Compression) -> Result<LayerSc
     }
     let mut inner = archive.into_inner();
     drain(&mut inner)?;
-    let uncompressed_size = inner.hasher.len();
     Ok(LayerScan {
         entries,
-        diff_id: inner.hasher.finish(),
-        uncompressed_size,
+        diff_id: inner.hasher.map(Hasher::finish),
+        uncompressed_size: inner.len,
     })
 }
 
@@ -163,7 +172,8 @@ pub fn extract_layer(
     tree.begin_layer();
     let hashing = HashingReader {
         inner: decompressor(reader, compression),
-        hasher: Hasher::new(),
+        hasher: Some(Hasher::new()),
+        len: 0,
     };
     let mut archive = tar::Archive::new(hashing);
     {
@@ -184,7 +194,7 @@ pub fn extract_layer(
     }
     let mut inner = archive.into_inner();
     drain(&mut inner)?;
-    Ok(inner.hasher.finish())
+    Ok(inner.hasher.unwrap_or_default().finish())
 }
 
 fn write_err(entry: &str) -> impl FnOnce(io::Error) -> LayerError + '_ {
@@ -320,8 +330,8 @@ mod tests {
             ("d/f", T::Regular, b"hello", ""),
             ("d/l", T::Symlink, b"", "f"),
         ]);
-        let scan = scan_layer(&raw[..], Compression::None).unwrap();
-        assert_eq!(scan.diff_id, Digest::of(&raw));
+        let scan = scan_layer(&raw[..], Compression::None, true).unwrap();
+        assert_eq!(scan.diff_id, Some(Digest::of(&raw)));
         assert_eq!(scan.uncompressed_size, raw.len() as u64);
         let EntryKind::File { size, sha256 } = &scan.entries[1].kind else {
             panic!()
@@ -332,10 +342,14 @@ mod tests {
         );
         let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
         io::Write::write_all(&mut gz, &raw).unwrap();
-        let scan2 = scan_layer(&gz.finish().unwrap()[..], Compression::Gzip).unwrap();
-        assert_eq!(scan2.diff_id, scan.diff_id);
+        let scan2 = scan_layer(&gz.finish().unwrap()[..], Compression::Gzip, false).unwrap();
+        assert_eq!(scan2.diff_id, None);
+        assert_eq!(
+            (scan2.uncompressed_size, scan2.entries),
+            (scan.uncompressed_size, scan.entries)
+        );
         assert!(matches!(
-            scan_layer(&b"garbage that is not gzip"[..], Compression::Gzip),
+            scan_layer(&b"garbage that is not gzip"[..], Compression::Gzip, true),
             Err(LayerError::Read(_))
         ));
     }
