@@ -2,7 +2,7 @@
 //!
 //! **SIMULATED.** A simulated platform proves nothing about hardware: anyone with its files can
 //! mint quotes for any enclave. Verifiers trust its root only when told to
-//! ([`RootKind::Simulated`](crate::RootKind::Simulated)), and mark results `simulated`.
+//! ([`RootKind::Simulated`](crate::RootKind)), and mark results `simulated`.
 //!
 //! [`init`] creates a root and a first platform in a directory; [`add_platform`] creates another
 //! platform under an existing root, as real platforms share Intel's root. A platform directory

@@ -4,24 +4,24 @@
 //!
 //! [`Verifier::verify`] runs these steps, each a small function named after it:
 //!
-//! 1. [`check_header`]: quote v3 or v4, SGX, ECDSA P-256 attestation key, Intel QE vendor,
+//! 1. `check_header`: quote v3 or v4, SGX, ECDSA P-256 attestation key, Intel QE vendor,
 //!    certification data type 5 (a PCK certificate chain).
-//! 2. [`Verifier::pck_chain`]: the PCK leaf and PCK CA chain to a trusted root; certificate
-//!    validity at `now` ([`check_pck_validity`]).
-//! 3. [`Verifier::collateral`]: the collateral's CRLs, TCB info and QE identity and their signing
+//! 2. `Verifier::pck_chain`: the PCK leaf and PCK CA chain to a trusted root; certificate
+//!    validity at `now` (`check_pck_validity`).
+//! 3. `Verifier::collateral`: the collateral's CRLs, TCB info and QE identity and their signing
 //!    chains verify under the *same* root as the PCK chain (a simulated root's TCB info can never
 //!    judge a hardware platform). Collateral is authenticated before any of its content is used.
-//! 4. [`check_revocation`]: the PCK CRL comes from the CA that issued the PCK certificate and does
+//! 4. `check_revocation`: the PCK CRL comes from the CA that issued the PCK certificate and does
 //!    not list it; the root CRL does not list the PCK CA.
-//! 5. [`check_fmspc_pceid`]: the PCK certificate's FMSPC and PCEID equal the TCB info's.
-//! 6. [`check_collateral_validity`]: TCB info, QE identity, both CRLs and the signing certificates
+//! 5. `check_fmspc_pceid`: the PCK certificate's FMSPC and PCEID equal the TCB info's.
+//! 6. `check_collateral_validity`: TCB info, QE identity, both CRLs and the signing certificates
 //!    are inside their validity windows at `now`.
-//! 7. [`Verifier::qe_report`]: the QE report is signed by the PCK key and its REPORTDATA binds
+//! 7. `Verifier::qe_report`: the QE report is signed by the PCK key and its REPORTDATA binds
 //!    SHA-256(attestation key ‖ QE authentication data).
-//! 8. [`check_qe_identity`]: MRSIGNER, ISVPRODID, masked MISCSELECT and ATTRIBUTES match the QE
+//! 8. `check_qe_identity`: MRSIGNER, ISVPRODID, masked MISCSELECT and ATTRIBUTES match the QE
 //!    identity; the QE's TCB status comes from its ISVSVN.
-//! 9. [`check_quote_signature`]: the attestation key signed header ‖ ISV report body.
-//! 10. [`match_tcb_level`] and [`TcbStatus::converge_with_qe`]: the first TCB level (highest
+//! 9. `check_quote_signature`: the attestation key signed header ‖ ISV report body.
+//! 10. `match_tcb_level` and [`TcbStatus::converge_with_qe`]: the first TCB level (highest
 //!     first) whose 16 components and PCESVN the platform meets, converged with the QE status.
 //!
 //! # Caches
