@@ -1,4 +1,4 @@
-//! Request and response types of the manager REST API (and, later, the node-agent API).
+//! Request and response types of the manager REST API and the node agent's local API.
 //!
 //! These types are the wire contract shared by the manager (`ccm-manager`), the `ccm` CLI client
 //! and the node agent. Names, paths and status values follow the resource model operators already
@@ -19,11 +19,14 @@
 #![deny(missing_docs)]
 
 pub mod accounts;
+pub mod agent;
 pub mod apps;
 pub mod audit;
 pub mod auth;
 pub mod builds;
+pub mod certificates;
 pub mod error;
+pub mod nodes;
 pub mod sys;
 pub mod tasks;
 pub mod users;

@@ -330,6 +330,14 @@ impl Store {
         .bind(app_id.to_string())
         .execute(&mut *w.tx)
         .await?;
+        crate::certificates::revoke_where(
+            &mut w.tx,
+            "app_id",
+            &app_id.to_string(),
+            "the app was deleted",
+            now,
+        )
+        .await?;
         sqlx::query("DELETE FROM apps WHERE app_id = $1 AND acct_id = $2")
             .bind(app_id.to_string())
             .bind(acct_id.to_string())

@@ -64,6 +64,86 @@ pub(crate) async fn append(
     Ok(())
 }
 
+/// An audit entry to append with [`append_many`].
+pub(crate) struct PendingEntry {
+    pub actor: Actor,
+    pub acct_id: Option<Uuid>,
+    pub action: &'static str,
+    pub object_type: &'static str,
+    pub object_id: Option<Uuid>,
+    pub details: serde_json::Value,
+}
+
+/// Appends several entries in the caller's transaction: the chain head is read and written once,
+/// the entries go in with one multi-row insert.
+pub(crate) async fn append_many(
+    conn: &mut AnyConnection,
+    now: i64,
+    entries: &[PendingEntry],
+) -> Result<()> {
+    let Ok(count) = i64::try_from(entries.len()) else {
+        return Ok(());
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    let (last_seq, mut prev_hash): (i64, String) =
+        sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
+            .bind(count)
+            .fetch_one(&mut *conn)
+            .await?;
+    let first_seq = last_seq - count + 1;
+    const COLS: usize = 12;
+    let rows: Vec<String> = (0..entries.len())
+        .map(|r| {
+            let cells: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect();
+    let sql = format!(
+        "INSERT INTO audit_log (seq, entry_id, at, actor_user_id, actor, acct_id, action, \
+         object_type, object_id, details, prev_hash, hash) VALUES {}",
+        rows.join(", ")
+    );
+    let mut q = sqlx::query(&sql);
+    for (i, e) in (0i64..).zip(entries) {
+        let seq = first_seq + i;
+        let entry_id = Uuid::new_v4();
+        let hash = entry_hash(
+            seq,
+            entry_id,
+            now,
+            e.actor.user_id,
+            &e.actor.name,
+            e.acct_id,
+            e.action,
+            e.object_type,
+            e.object_id,
+            &e.details,
+            &prev_hash,
+        );
+        q = q
+            .bind(seq)
+            .bind(entry_id.to_string())
+            .bind(now)
+            .bind(e.actor.user_id.map(|u| u.to_string()))
+            .bind(e.actor.name.clone())
+            .bind(e.acct_id.map(|u| u.to_string()))
+            .bind(e.action)
+            .bind(e.object_type)
+            .bind(e.object_id.map(|u| u.to_string()))
+            .bind(e.details.to_string())
+            .bind(std::mem::replace(&mut prev_hash, hash.clone()))
+            .bind(hash);
+    }
+    q.execute(&mut *conn).await?;
+    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+        .bind(&prev_hash)
+        .execute(&mut *conn)
+        .await?;
+    Ok(())
+}
+
 #[derive(sqlx::FromRow)]
 struct Row {
     seq: i64,

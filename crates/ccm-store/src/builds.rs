@@ -201,6 +201,14 @@ impl Store {
             .bind(build_id.to_string())
             .execute(&mut *w.tx)
             .await?;
+        crate::certificates::revoke_where(
+            &mut w.tx,
+            "build_id",
+            &build_id.to_string(),
+            "the image was deleted",
+            now,
+        )
+        .await?;
         sqlx::query("DELETE FROM builds WHERE build_id = $1 AND acct_id = $2")
             .bind(build_id.to_string())
             .bind(acct_id.to_string())

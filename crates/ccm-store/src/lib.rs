@@ -25,7 +25,9 @@ mod accounts;
 mod apps;
 mod audit;
 mod builds;
+mod certificates;
 mod error;
+mod nodes;
 mod sessions;
 mod tasks;
 mod users;
@@ -41,7 +43,11 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use accounts::{AccountRecord, NewAccount, NewZone};
+pub use certificates::{
+    EnclaveFacts, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate, PendingOutcome,
+};
 pub use error::Error;
+pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
 pub use tasks::TaskFilter;
 pub use users::{NewUser, UserRecord};

@@ -167,6 +167,16 @@ async fn apply_effect(
             .bind(entity_id.to_string())
             .execute(&mut *conn)
             .await?;
+            if decision == ApprovalStatus::Denied {
+                crate::certificates::revoke_where(
+                    conn,
+                    "build_id",
+                    &entity_id.to_string(),
+                    "the image was rejected",
+                    now,
+                )
+                .await?;
+            }
         }
         TaskType::DomainWhitelist => {
             let row: Option<(String, String)> = sqlx::query_as(
@@ -202,12 +212,53 @@ async fn apply_effect(
             .execute(&mut *conn)
             .await?;
         }
-        TaskType::NodeAttestation | TaskType::CertificateIssuance => {
-            return Err(Error::InvalidState(format!(
-                "{} tasks cannot be decided by this manager version",
-                task_type.as_str()
-            )));
-        }
+        TaskType::NodeAttestation => match decision {
+            ApprovalStatus::Approved => {
+                sqlx::query(
+                    "UPDATE nodes SET status = 'PROVISIONED', status_updated_at = $1, pending_task_id = NULL \
+                     WHERE node_id = $2 AND status = 'INPROGRESS'",
+                )
+                .bind(now)
+                .bind(entity_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+            }
+            ApprovalStatus::Denied => {
+                sqlx::query(
+                    "UPDATE nodes SET status = 'DEACTIVATED', status_updated_at = $1, pending_task_id = NULL \
+                     WHERE node_id = $2",
+                )
+                .bind(now)
+                .bind(entity_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+                crate::nodes::revoke_node_certificates(
+                    conn,
+                    entity_id,
+                    "the node's attestation was denied",
+                    now,
+                )
+                .await?;
+            }
+        },
+        TaskType::CertificateIssuance => match decision {
+            ApprovalStatus::Approved => {
+                return Err(Error::InvalidState(
+                    "a certificate is issued when its image and domains are approved; approve \
+                     those tasks instead"
+                        .into(),
+                ));
+            }
+            ApprovalStatus::Denied => {
+                crate::certificates::reject_for_task(
+                    conn,
+                    task_id,
+                    "the certificate request was denied",
+                    now,
+                )
+                .await?;
+            }
+        },
     }
     Ok(())
 }

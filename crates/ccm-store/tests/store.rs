@@ -1,4 +1,6 @@
 //! The store against real SQLite files and a real PostgreSQL: the same tests on both.
+// Shared test functions abort the test with the reason when a step fails.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use ccm_api::accounts::{AccessRole, ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::apps::{AdvancedSettings, App};

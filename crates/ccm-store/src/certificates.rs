@@ -1,0 +1,707 @@
+//! Application certificates and their CERTIFICATE_ISSUANCE tasks.
+//!
+//! Issuance is the manager's hot path, so its records are written in batches: one transaction
+//! stores many certificates, their tasks and their audit entries (multi-row inserts; the audit
+//! chain head is read and written once per batch). The manager acknowledges a request only after
+//! its batch committed (group commit), so acknowledged issuances survive a crash.
+
+use ccm_api::builds::EnclaveInfo;
+use ccm_api::certificates::{AppNodeInfo, Certificate, CertificateStatusType};
+use ccm_api::tasks::TaskType;
+use serde_json::json;
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
+use crate::{Actor, Error, Result, Store, audit};
+
+/// The enclave facts recorded with a certificate request.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EnclaveFacts {
+    /// Identity.
+    pub info: EnclaveInfo,
+    /// Debug enclave.
+    pub debug: bool,
+    /// CPUSVN, hex.
+    pub cpusvn: String,
+    /// Converged TCB status (wire spelling).
+    pub tcb_status: String,
+}
+
+/// One certificate request with its outcome, as written by [`Store::record_issuances`].
+#[derive(Debug, Clone)]
+pub struct IssuanceRecord {
+    /// Certificate id.
+    pub certificate_id: Uuid,
+    /// Task id.
+    pub task_id: Uuid,
+    /// Account.
+    pub acct_id: Uuid,
+    /// Zone whose CA issues.
+    pub zone_id: Uuid,
+    /// The requesting node.
+    pub node_id: Uuid,
+    /// The node's name (task requester).
+    pub node_name: String,
+    /// The app, if the MRENCLAVE matched one.
+    pub app_id: Option<Uuid>,
+    /// The image, if the MRENCLAVE matched one.
+    pub build_id: Option<Uuid>,
+    /// PENDING, REJECTED or ISSUED.
+    pub status: CertificateStatusType,
+    /// The CSR (PEM).
+    pub csr: String,
+    /// The quote.
+    pub quote: Vec<u8>,
+    /// Requested DNS names.
+    pub domains: Vec<String>,
+    /// What the quote says, when it verified.
+    pub enclave: Option<EnclaveFacts>,
+    /// Simulated platform.
+    pub simulated: bool,
+    /// Certificate chain (PEM) when issued.
+    pub cert_pem: Option<String>,
+    /// Serial (hex) when issued.
+    pub serial: Option<String>,
+    /// Validity start when issued.
+    pub valid_from: Option<i64>,
+    /// Validity end when issued.
+    pub valid_until: Option<i64>,
+    /// Denial reason or what it waits for.
+    pub message: Option<String>,
+    /// The task status (INPROGRESS, SUCCESS, DENIED, FAILED).
+    pub task_status: &'static str,
+}
+
+/// A certificate request waiting for approvals.
+#[derive(Debug, Clone)]
+pub struct PendingCertificate {
+    /// Certificate id.
+    pub certificate_id: Uuid,
+    /// Task id.
+    pub task_id: Uuid,
+    /// Account.
+    pub acct_id: Uuid,
+    /// Node.
+    pub node_id: Uuid,
+    /// CSR (PEM).
+    pub csr: String,
+    /// Quote.
+    pub quote: Vec<u8>,
+}
+
+/// The outcome of a pending request, decided later.
+#[derive(Debug, Clone)]
+pub struct PendingOutcome {
+    /// ISSUED, REJECTED or PENDING (still waiting, perhaps for something else).
+    pub status: CertificateStatusType,
+    /// App.
+    pub app_id: Option<Uuid>,
+    /// Image.
+    pub build_id: Option<Uuid>,
+    /// Chain when issued.
+    pub cert_pem: Option<String>,
+    /// Serial when issued.
+    pub serial: Option<String>,
+    /// Validity start.
+    pub valid_from: Option<i64>,
+    /// Validity end.
+    pub valid_until: Option<i64>,
+    /// Reason.
+    pub message: Option<String>,
+}
+
+#[derive(sqlx::FromRow)]
+struct CertRow {
+    certificate_id: String,
+    task_id: String,
+    acct_id: String,
+    node_id: String,
+    app_id: Option<String>,
+    build_id: Option<String>,
+    status: String,
+    csr: String,
+    domains: String,
+    mrenclave: Option<String>,
+    mrsigner: Option<String>,
+    isvprodid: Option<i64>,
+    isvsvn: Option<i64>,
+    simulated: i64,
+    cert_pem: Option<String>,
+    serial: Option<String>,
+    valid_from: Option<i64>,
+    valid_until: Option<i64>,
+    message: Option<String>,
+    created_at: i64,
+    revoked_at: Option<i64>,
+    last_reported_at: Option<i64>,
+}
+
+const CERT_COLS: &str = "certificate_id, task_id, acct_id, node_id, app_id, build_id, status, csr, \
+     domains, mrenclave, mrsigner, isvprodid, isvsvn, simulated, cert_pem, serial, valid_from, \
+     valid_until, message, created_at, revoked_at, last_reported_at";
+
+impl CertRow {
+    fn into_cert(self, now: i64) -> Result<Certificate> {
+        let mut status = enum_value(
+            "certificates.status",
+            &self.status,
+            CertificateStatusType::parse,
+        )?;
+        if status == CertificateStatusType::Issued && self.valid_until.is_some_and(|v| v <= now) {
+            status = CertificateStatusType::Expired;
+        }
+        let enclave_info = match (self.mrenclave, self.mrsigner) {
+            (Some(mrenclave), Some(mrsigner)) => Some(EnclaveInfo {
+                mrenclave,
+                mrsigner,
+                isvprodid: self.isvprodid.unwrap_or(0),
+                isvsvn: self.isvsvn.unwrap_or(0),
+            }),
+            _ => None,
+        };
+        Ok(Certificate {
+            certificate_id: uuid("certificates.certificate_id", &self.certificate_id)?,
+            acct_id: uuid("certificates.acct_id", &self.acct_id)?,
+            status,
+            csr: self.csr,
+            certificate: self.cert_pem,
+            node_id: uuid("certificates.node_id", &self.node_id)?,
+            app_id: opt_uuid("certificates.app_id", self.app_id.as_deref())?,
+            build_id: opt_uuid("certificates.build_id", self.build_id.as_deref())?,
+            task_id: uuid("certificates.task_id", &self.task_id)?,
+            domains: json("certificates.domains", &self.domains)?,
+            enclave_info,
+            serial: self.serial,
+            valid_from: self.valid_from,
+            valid_until: self.valid_until,
+            simulated: self.simulated != 0,
+            message: self.message,
+            created_at: self.created_at,
+            revoked_at: self.revoked_at,
+            last_reported_at: self.last_reported_at,
+        })
+    }
+}
+
+/// Revokes the ISSUED certificates and rejects the PENDING requests whose `column` (`node_id`,
+/// `app_id` or `build_id`) is `value`, closing their tasks.
+pub(crate) async fn revoke_where(
+    conn: &mut AnyConnection,
+    column: &'static str,
+    value: &str,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(&format!(
+        "UPDATE certificates SET status = 'REVOKED', revoked_at = $1, updated_at = $1, message = $2 \
+         WHERE {column} = $3 AND status = 'ISSUED'"
+    ))
+    .bind(now)
+    .bind(reason)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE tasks SET status = 'DENIED', status_updated_at = $1 WHERE status = 'INPROGRESS' \
+         AND task_id IN (SELECT task_id FROM certificates WHERE {column} = $2 AND status = 'PENDING')"
+    ))
+    .bind(now)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    sqlx::query(&format!(
+        "UPDATE certificates SET status = 'REJECTED', updated_at = $1, message = $2 \
+         WHERE {column} = $3 AND status = 'PENDING'"
+    ))
+    .bind(now)
+    .bind(reason)
+    .bind(value)
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Rejects a pending request whose CERTIFICATE_ISSUANCE task was denied by a user.
+pub(crate) async fn reject_for_task(
+    conn: &mut AnyConnection,
+    task_id: Uuid,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query(
+        "UPDATE certificates SET status = 'REJECTED', updated_at = $1, message = $2 \
+         WHERE task_id = $3 AND status = 'PENDING'",
+    )
+    .bind(now)
+    .bind(reason)
+    .bind(task_id.to_string())
+    .execute(&mut *conn)
+    .await?;
+    Ok(())
+}
+
+/// Largest batch [`Store::record_issuances`] writes in one statement.
+pub const MAX_ISSUANCE_BATCH: usize = 64;
+
+fn placeholders(rows: usize, cols: usize) -> String {
+    (0..rows)
+        .map(|r| {
+            let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
+            format!("({})", cells.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+impl Store {
+    /// Writes a batch of certificate requests with their tasks and audit entries in one
+    /// transaction. A task id that already exists is skipped (idempotent resubmission).
+    pub async fn record_issuances(&self, batch: &[IssuanceRecord], now: i64) -> Result<()> {
+        for chunk in batch.chunks(MAX_ISSUANCE_BATCH) {
+            self.record_chunk(chunk, now).await?;
+        }
+        Ok(())
+    }
+
+    async fn record_chunk(&self, batch: &[IssuanceRecord], now: i64) -> Result<()> {
+        if batch.is_empty() {
+            return Ok(());
+        }
+        let mut w = self.begin_write().await?;
+        // Certificates.
+        const CERT_INSERT_COLS: usize = 25;
+        let sql = format!(
+            "INSERT INTO certificates (certificate_id, task_id, acct_id, zone_id, node_id, app_id, \
+             build_id, status, csr, quote, domains, mrenclave, mrsigner, isvprodid, isvsvn, debug, \
+             cpusvn, tcb_status, simulated, cert_pem, serial, valid_from, valid_until, message, \
+             created_at) VALUES {} ON CONFLICT (task_id) DO NOTHING",
+            placeholders(batch.len(), CERT_INSERT_COLS)
+        );
+        let mut q = sqlx::query(&sql);
+        for r in batch {
+            let e = r.enclave.as_ref();
+            q = q
+                .bind(r.certificate_id.to_string())
+                .bind(r.task_id.to_string())
+                .bind(r.acct_id.to_string())
+                .bind(r.zone_id.to_string())
+                .bind(r.node_id.to_string())
+                .bind(r.app_id.map(|u| u.to_string()))
+                .bind(r.build_id.map(|u| u.to_string()))
+                .bind(r.status.as_str())
+                .bind(r.csr.clone())
+                .bind(r.quote.clone())
+                .bind(to_json("certificates.domains", &r.domains)?)
+                .bind(e.map(|e| e.info.mrenclave.clone()))
+                .bind(e.map(|e| e.info.mrsigner.clone()))
+                .bind(e.map(|e| e.info.isvprodid))
+                .bind(e.map(|e| e.info.isvsvn))
+                .bind(i64::from(e.is_some_and(|e| e.debug)))
+                .bind(e.map(|e| e.cpusvn.clone()))
+                .bind(e.map(|e| e.tcb_status.clone()))
+                .bind(i64::from(r.simulated))
+                .bind(r.cert_pem.clone())
+                .bind(r.serial.clone())
+                .bind(r.valid_from)
+                .bind(r.valid_until)
+                .bind(r.message.clone())
+                .bind(now);
+        }
+        q.execute(&mut *w.tx).await?;
+        // Tasks.
+        const TASK_COLS: usize = 8;
+        let rows: Vec<String> = (0..batch.len())
+            .map(|r| {
+                let b = r * TASK_COLS;
+                format!(
+                    "(${}, ${}, ${}, ${}, ${}, ${}, NULL, ${}, 'NODE', '[]', ${}, ${})",
+                    b + 1,
+                    b + 2,
+                    b + 3,
+                    b + 4,
+                    b + 5,
+                    b + 6,
+                    b + 7,
+                    b + 8,
+                    b + 8
+                )
+            })
+            .collect();
+        let sql = format!(
+            "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
+             requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
+             VALUES {} ON CONFLICT (task_id) DO NOTHING",
+            rows.join(", ")
+        );
+        let mut q = sqlx::query(&sql);
+        for r in batch {
+            let names = r.domains.join(", ");
+            let what = match &r.enclave {
+                Some(e) => format!("MRENCLAVE {}", e.info.mrenclave),
+                None => "unverified evidence".to_string(),
+            };
+            q = q
+                .bind(r.task_id.to_string())
+                .bind(r.acct_id.to_string())
+                .bind(r.certificate_id.to_string())
+                .bind(TaskType::CertificateIssuance.as_str())
+                .bind(r.task_status)
+                .bind(format!(
+                    "Certificate for {names} ({what}) on node {}{}",
+                    r.node_name,
+                    if r.simulated { ", SIMULATED" } else { "" }
+                ))
+                .bind(r.node_name.clone())
+                .bind(now);
+        }
+        q.execute(&mut *w.tx).await?;
+        // Audit entries, chained in order.
+        let entries: Vec<audit::PendingEntry> = batch
+            .iter()
+            .map(|r| audit::PendingEntry {
+                actor: Actor {
+                    user_id: None,
+                    name: format!("node:{}", r.node_name),
+                },
+                acct_id: Some(r.acct_id),
+                action: match r.status {
+                    CertificateStatusType::Issued => "certificate.issue",
+                    CertificateStatusType::Pending => "certificate.pending",
+                    _ => "certificate.deny",
+                },
+                object_type: "certificate",
+                object_id: Some(r.certificate_id),
+                details: json!({
+                    "task_id": r.task_id, "node_id": r.node_id, "app_id": r.app_id,
+                    "build_id": r.build_id, "domains": r.domains, "serial": r.serial,
+                    "mrenclave": r.enclave.as_ref().map(|e| &e.info.mrenclave),
+                    "simulated": r.simulated, "message": r.message,
+                }),
+            })
+            .collect();
+        audit::append_many(&mut w.tx, now, &entries).await?;
+        w.commit().await
+    }
+
+    /// A certificate request by task id, if it came through `node_id`.
+    pub async fn certificate_by_task(
+        &self,
+        node_id: Uuid,
+        task_id: Uuid,
+        now: i64,
+    ) -> Result<Option<Certificate>> {
+        let row: Option<CertRow> = sqlx::query_as(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE task_id = $1 AND node_id = $2"
+        ))
+        .bind(task_id.to_string())
+        .bind(node_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| r.into_cert(now)).transpose()
+    }
+
+    /// Whether a task id is taken (by any node).
+    pub async fn task_exists(&self, task_id: Uuid) -> Result<bool> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT task_id FROM tasks WHERE task_id = $1")
+            .bind(task_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        Ok(row.is_some())
+    }
+
+    /// A certificate of an account (any account when `acct_id` is `None`).
+    pub async fn get_certificate(
+        &self,
+        acct_id: Option<Uuid>,
+        certificate_id: Uuid,
+        now: i64,
+    ) -> Result<Option<Certificate>> {
+        let row: Option<CertRow> = match acct_id {
+            Some(a) => sqlx::query_as(&format!(
+                "SELECT {CERT_COLS} FROM certificates WHERE certificate_id = $1 AND acct_id = $2"
+            ))
+            .bind(certificate_id.to_string())
+            .bind(a.to_string())
+            .fetch_optional(&self.pool)
+            .await?,
+            None => {
+                sqlx::query_as(&format!(
+                    "SELECT {CERT_COLS} FROM certificates WHERE certificate_id = $1"
+                ))
+                .bind(certificate_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?
+            }
+        };
+        row.map(|r| r.into_cert(now)).transpose()
+    }
+
+    /// An account's certificates, newest first, optionally of one app or node.
+    pub async fn list_certificates(
+        &self,
+        acct_id: Uuid,
+        app_id: Option<Uuid>,
+        node_id: Option<Uuid>,
+        limit: i64,
+        now: i64,
+    ) -> Result<Vec<Certificate>> {
+        let rows: Vec<CertRow> = sqlx::query_as(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE acct_id = $1 \
+             AND ($2 = '' OR app_id = $2) AND ($3 = '' OR node_id = $3) \
+             ORDER BY created_at DESC, certificate_id LIMIT $4"
+        ))
+        .bind(acct_id.to_string())
+        .bind(app_id.map(|u| u.to_string()).unwrap_or_default())
+        .bind(node_id.map(|u| u.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(|r| r.into_cert(now)).collect()
+    }
+
+    /// The requests waiting for approvals, oldest first (all accounts when `acct_id` is `None`).
+    pub async fn pending_certificates(
+        &self,
+        acct_id: Option<Uuid>,
+        limit: i64,
+    ) -> Result<Vec<PendingCertificate>> {
+        let rows: Vec<(String, String, String, String, String, Vec<u8>)> = sqlx::query_as(
+            "SELECT certificate_id, task_id, acct_id, node_id, csr, quote FROM certificates \
+             WHERE status = 'PENDING' AND ($1 = '' OR acct_id = $1) ORDER BY created_at LIMIT $2",
+        )
+        .bind(acct_id.map(|u| u.to_string()).unwrap_or_default())
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(c, t, a, n, csr, quote)| {
+                Ok(PendingCertificate {
+                    certificate_id: uuid("certificates.certificate_id", &c)?,
+                    task_id: uuid("certificates.task_id", &t)?,
+                    acct_id: uuid("certificates.acct_id", &a)?,
+                    node_id: uuid("certificates.node_id", &n)?,
+                    csr,
+                    quote,
+                })
+            })
+            .collect()
+    }
+
+    /// Completes a pending request (only if it is still PENDING; returns whether it was).
+    pub async fn complete_pending(
+        &self,
+        certificate_id: Uuid,
+        o: &PendingOutcome,
+        now: i64,
+    ) -> Result<bool> {
+        let mut w = self.begin_write().await?;
+        let row: Option<(String, String)> = sqlx::query_as(
+            "UPDATE certificates SET status = $1, app_id = COALESCE($2, app_id), \
+             build_id = COALESCE($3, build_id), cert_pem = $4, serial = $5, valid_from = $6, \
+             valid_until = $7, message = $8, updated_at = $9 \
+             WHERE certificate_id = $10 AND status = 'PENDING' RETURNING task_id, acct_id",
+        )
+        .bind(o.status.as_str())
+        .bind(o.app_id.map(|u| u.to_string()))
+        .bind(o.build_id.map(|u| u.to_string()))
+        .bind(&o.cert_pem)
+        .bind(&o.serial)
+        .bind(o.valid_from)
+        .bind(o.valid_until)
+        .bind(&o.message)
+        .bind(now)
+        .bind(certificate_id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let Some((task_id, acct)) = row else {
+            return Ok(false);
+        };
+        let task_status = match o.status {
+            CertificateStatusType::Issued => "SUCCESS",
+            CertificateStatusType::Pending => "INPROGRESS",
+            _ => "DENIED",
+        };
+        sqlx::query("UPDATE tasks SET status = $1, status_updated_at = $2 WHERE task_id = $3")
+            .bind(task_status)
+            .bind(now)
+            .bind(&task_id)
+            .execute(&mut *w.tx)
+            .await?;
+        if o.status != CertificateStatusType::Pending {
+            audit::append(
+                &mut w.tx,
+                now,
+                &Actor::system(),
+                Some(uuid("certificates.acct_id", &acct)?),
+                if o.status == CertificateStatusType::Issued {
+                    "certificate.issue"
+                } else {
+                    "certificate.deny"
+                },
+                "certificate",
+                Some(certificate_id),
+                json!({"task_id": task_id, "serial": o.serial, "message": o.message, "after_approval": true}),
+            )
+            .await?;
+        }
+        w.commit().await?;
+        Ok(true)
+    }
+
+    /// Revokes an issued certificate (MANAGER action).
+    pub async fn revoke_certificate(
+        &self,
+        acct_id: Uuid,
+        certificate_id: Uuid,
+        reason: Option<&str>,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<Certificate> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE certificates SET status = 'REVOKED', revoked_at = $1, updated_at = $1, message = $2 \
+             WHERE certificate_id = $3 AND acct_id = $4 AND status = 'ISSUED'",
+        )
+        .bind(now)
+        .bind(reason.unwrap_or("revoked by an operator"))
+        .bind(certificate_id.to_string())
+        .bind(acct_id.to_string())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        let row: Option<CertRow> = sqlx::query_as(&format!(
+            "SELECT {CERT_COLS} FROM certificates WHERE certificate_id = $1 AND acct_id = $2"
+        ))
+        .bind(certificate_id.to_string())
+        .bind(acct_id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        let cert = row.ok_or(Error::NotFound("certificate"))?.into_cert(now)?;
+        if n == 0 {
+            return Err(Error::InvalidState(format!(
+                "only an issued certificate can be revoked; its status is {}",
+                cert.status.as_str()
+            )));
+        }
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "certificate.revoke",
+            "certificate",
+            Some(certificate_id),
+            json!({"serial": cert.serial, "reason": reason}),
+        )
+        .await?;
+        w.commit().await?;
+        Ok(cert)
+    }
+
+    /// Revoked serials (hex) of a zone with their revocation times: node and application
+    /// certificates that have not expired more than `keep_expired_secs` ago.
+    pub async fn crl_entries(
+        &self,
+        zone_id: Uuid,
+        now: i64,
+        keep_expired_secs: i64,
+    ) -> Result<Vec<(String, i64)>> {
+        let since = now.saturating_sub(keep_expired_secs);
+        let mut out: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT serial, revoked_at FROM node_certs WHERE zone_id = $1 AND revoked_at IS NOT NULL \
+             AND not_after > $2",
+        )
+        .bind(zone_id.to_string())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        let apps: Vec<(String, i64)> = sqlx::query_as(
+            "SELECT serial, revoked_at FROM certificates WHERE zone_id = $1 AND revoked_at IS NOT NULL \
+             AND serial IS NOT NULL AND valid_until > $2",
+        )
+        .bind(zone_id.to_string())
+        .bind(since)
+        .fetch_all(&self.pool)
+        .await?;
+        out.extend(apps);
+        out.sort();
+        Ok(out)
+    }
+
+    /// Application instances: valid issued certificates (newest per app, node and image),
+    /// optionally of one app or one node. An instance is RUNNING when the node reported it
+    /// within `running_window` seconds or it was issued within that window.
+    pub async fn app_instances(
+        &self,
+        acct_id: Uuid,
+        app_id: Option<Uuid>,
+        node_id: Option<Uuid>,
+        running_window: i64,
+        now: i64,
+    ) -> Result<Vec<AppNodeInfo>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            cert: CertRow,
+            app_name: String,
+            node_name: String,
+            debug: i64,
+        }
+        let rows: Vec<Row> = sqlx::query_as(&format!(
+            "SELECT {}, a.name AS app_name, n.name AS node_name, c.debug AS debug \
+             FROM certificates c JOIN apps a ON a.app_id = c.app_id JOIN nodes n ON n.node_id = c.node_id \
+             WHERE c.acct_id = $1 AND c.status = 'ISSUED' AND c.valid_until > $2 \
+             AND ($3 = '' OR c.app_id = $3) AND ($4 = '' OR c.node_id = $4) \
+             ORDER BY c.created_at DESC",
+            CERT_COLS
+                .split(", ")
+                .map(|c| format!("c.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ))
+        .bind(acct_id.to_string())
+        .bind(now)
+        .bind(app_id.map(|u| u.to_string()).unwrap_or_default())
+        .bind(node_id.map(|u| u.to_string()).unwrap_or_default())
+        .fetch_all(&self.pool)
+        .await?;
+        let mut seen = std::collections::HashSet::new();
+        let mut out = Vec::new();
+        for r in rows {
+            let key = (
+                r.cert.app_id.clone(),
+                r.cert.node_id.clone(),
+                r.cert.build_id.clone(),
+            );
+            if !seen.insert(key) {
+                continue;
+            }
+            let debug = r.debug != 0;
+            let cert = r.cert.into_cert(now)?;
+            let last = cert.last_reported_at.unwrap_or(cert.created_at);
+            out.push(AppNodeInfo {
+                app_id: cert.app_id.ok_or(Error::NotFound("app"))?,
+                app_name: r.app_name,
+                node_id: cert.node_id,
+                node_name: r.node_name,
+                build_id: cert.build_id,
+                mrenclave: cert
+                    .enclave_info
+                    .as_ref()
+                    .map(|e| e.mrenclave.clone())
+                    .unwrap_or_default(),
+                created_at: cert.created_at,
+                status: if now.saturating_sub(last) <= running_window {
+                    "RUNNING"
+                } else {
+                    "STOPPED"
+                }
+                .into(),
+                is_debug: debug,
+                certificate: cert,
+            });
+        }
+        Ok(out)
+    }
+}

@@ -1,0 +1,765 @@
+//! Compute nodes: enrollment (nonces, join-token use), status, heartbeats, deactivation, node
+//! certificates, zone node policy and verified platform collateral.
+
+use ccm_api::accounts::ApprovalPolicy;
+use ccm_api::nodes::{Node, NodeStatus, NodeStatusType, SgxInfo};
+use ccm_api::tasks::TaskType;
+use ccm_api::zones::JoinTokenInfo;
+use serde_json::json;
+use sqlx::AnyConnection;
+use uuid::Uuid;
+
+use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
+use crate::{Actor, Error, Result, Store, audit};
+
+/// A join token with what enrollment needs to check it.
+#[derive(Debug, Clone)]
+pub struct JoinTokenRecord {
+    /// The token's metadata.
+    pub info: JoinTokenInfo,
+    /// The zone's account.
+    pub acct_id: Uuid,
+    /// Hex SHA-256 of the secret.
+    pub secret_hash: String,
+}
+
+/// A node to enroll.
+#[derive(Debug, Clone)]
+pub struct NewNode {
+    /// Node id.
+    pub node_id: Uuid,
+    /// Account.
+    pub acct_id: Uuid,
+    /// Zone.
+    pub zone_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Description.
+    pub description: Option<String>,
+    /// Reported IP address.
+    pub ipaddress: Option<String>,
+    /// Reported platform software version.
+    pub version: Option<String>,
+    /// What the quote proved.
+    pub sgx_info: SgxInfo,
+    /// The node certificate (PEM).
+    pub cert_pem: String,
+    /// Its serial (hex).
+    pub cert_serial: String,
+    /// Its expiry.
+    pub cert_not_after: i64,
+    /// The join token used.
+    pub token_id: Uuid,
+    /// Hex SHA-256 of the join token secret presented.
+    pub secret_hash: String,
+    /// Hex SHA-256 of the enrollment nonce used.
+    pub nonce_hash: String,
+    /// Whether the zone requires a NODE_ATTESTATION approval.
+    pub require_approval: bool,
+}
+
+/// What the mTLS check needs to know about a node.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeAuth {
+    /// Node id.
+    pub node_id: Uuid,
+    /// Account.
+    pub acct_id: Uuid,
+    /// Zone.
+    pub zone_id: Uuid,
+    /// Name.
+    pub name: String,
+    /// Status.
+    pub status: NodeStatusType,
+    /// The platform.
+    pub sgx_info: SgxInfo,
+}
+
+/// A node certificate's record.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NodeCertRecord {
+    /// The node.
+    pub node_id: Uuid,
+    /// The zone whose CA issued it.
+    pub zone_id: Uuid,
+    /// Expiry.
+    pub not_after: i64,
+    /// Revocation time.
+    pub revoked_at: Option<i64>,
+}
+
+/// Outcome of an enrollment nonce lookup.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NonceState {
+    /// Unknown (never issued, or issued for another join token).
+    Unknown,
+    /// Past its expiry.
+    Expired,
+    /// Already used.
+    Used,
+    /// Usable.
+    Fresh,
+}
+
+#[derive(sqlx::FromRow)]
+struct NodeRow {
+    node_id: String,
+    acct_id: String,
+    zone_id: String,
+    name: String,
+    description: Option<String>,
+    ipaddress: Option<String>,
+    status: String,
+    created_at: i64,
+    status_updated_at: i64,
+    last_seen_at: Option<i64>,
+    last_seen_version: Option<String>,
+    attested_at: i64,
+    sgx_info: String,
+    cert_pem: String,
+    pending_task_id: Option<String>,
+}
+
+const NODE_COLS: &str = "node_id, acct_id, zone_id, name, description, ipaddress, status, created_at, \
+     status_updated_at, last_seen_at, last_seen_version, attested_at, sgx_info, cert_pem, pending_task_id";
+
+impl NodeRow {
+    fn into_node(self) -> Result<Node> {
+        let sgx_info: SgxInfo = json("nodes.sgx_info", &self.sgx_info)?;
+        Ok(Node {
+            node_id: uuid("nodes.node_id", &self.node_id)?,
+            acct_id: uuid("nodes.acct_id", &self.acct_id)?,
+            zone_id: uuid("nodes.zone_id", &self.zone_id)?,
+            name: self.name,
+            description: self.description,
+            ipaddress: self.ipaddress,
+            status: NodeStatus {
+                status: enum_value("nodes.status", &self.status, NodeStatusType::parse)?,
+                created_at: self.created_at,
+                status_updated_at: self.status_updated_at,
+                last_seen_at: self.last_seen_at,
+                last_seen_version: self.last_seen_version,
+            },
+            attested_at: self.attested_at,
+            certificate: Some(self.cert_pem),
+            attestation_type: "DCAP".into(),
+            platform: if sgx_info.simulated {
+                "SIMULATED"
+            } else {
+                "SGX"
+            }
+            .into(),
+            sgx_info,
+            apps: Vec::new(),
+            pending_task_id: opt_uuid("nodes.pending_task_id", self.pending_task_id.as_deref())?,
+        })
+    }
+}
+
+async fn load(conn: &mut AnyConnection, acct_id: Uuid, node_id: Uuid) -> Result<Option<Node>> {
+    let row: Option<NodeRow> = sqlx::query_as(&format!(
+        "SELECT {NODE_COLS} FROM nodes WHERE node_id = $1 AND acct_id = $2"
+    ))
+    .bind(node_id.to_string())
+    .bind(acct_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    row.map(NodeRow::into_node).transpose()
+}
+
+/// Revokes every certificate of a node (node certificates and application certificates issued
+/// through it) and closes its pending requests.
+pub(crate) async fn revoke_node_certificates(
+    conn: &mut AnyConnection,
+    node_id: Uuid,
+    reason: &str,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE node_certs SET revoked_at = $1 WHERE node_id = $2 AND revoked_at IS NULL")
+        .bind(now)
+        .bind(node_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    crate::certificates::revoke_where(conn, "node_id", &node_id.to_string(), reason, now).await
+}
+
+impl Store {
+    /// A join token by id, with its account and secret hash.
+    pub async fn join_token_record(&self, token_id: Uuid) -> Result<Option<JoinTokenRecord>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            token_id: String,
+            zone_id: String,
+            acct_id: String,
+            secret_hash: String,
+            created_at: i64,
+            expires_at: i64,
+            single_use: i64,
+            use_count: i64,
+            last_used_at: Option<i64>,
+            revoked_at: Option<i64>,
+            created_by: Option<String>,
+            description: Option<String>,
+        }
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT token_id, zone_id, acct_id, secret_hash, created_at, expires_at, single_use, \
+             use_count, last_used_at, revoked_at, created_by, description FROM join_tokens WHERE token_id = $1",
+        )
+        .bind(token_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|r| {
+            Ok(JoinTokenRecord {
+                info: JoinTokenInfo {
+                    token_id: uuid("join_tokens.token_id", &r.token_id)?,
+                    zone_id: uuid("join_tokens.zone_id", &r.zone_id)?,
+                    created_at: r.created_at,
+                    expires_at: r.expires_at,
+                    single_use: r.single_use != 0,
+                    use_count: r.use_count,
+                    last_used_at: r.last_used_at,
+                    revoked_at: r.revoked_at,
+                    created_by: opt_uuid("join_tokens.created_by", r.created_by.as_deref())?,
+                    description: r.description,
+                },
+                acct_id: uuid("join_tokens.acct_id", &r.acct_id)?,
+                secret_hash: r.secret_hash,
+            })
+        })
+        .transpose()
+    }
+
+    /// Stores an enrollment nonce (its hash) for a join token; expired nonces are purged.
+    pub async fn create_enroll_nonce(
+        &self,
+        token_id: Uuid,
+        nonce_hash: &str,
+        now: i64,
+        expires_at: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query("DELETE FROM enroll_nonces WHERE expires_at < $1")
+            .bind(now.saturating_sub(3600))
+            .execute(&mut *w.tx)
+            .await?;
+        sqlx::query(
+            "INSERT INTO enroll_nonces (nonce_hash, token_id, created_at, expires_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(nonce_hash)
+        .bind(token_id.to_string())
+        .bind(now)
+        .bind(expires_at)
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await
+    }
+
+    /// The state of an enrollment nonce presented with `token_id`.
+    pub async fn enroll_nonce_state(
+        &self,
+        token_id: Uuid,
+        nonce_hash: &str,
+        now: i64,
+    ) -> Result<NonceState> {
+        let row: Option<(i64, Option<i64>)> = sqlx::query_as(
+            "SELECT expires_at, used_at FROM enroll_nonces WHERE nonce_hash = $1 AND token_id = $2",
+        )
+        .bind(nonce_hash)
+        .bind(token_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(match row {
+            None => NonceState::Unknown,
+            Some((_, Some(_))) => NonceState::Used,
+            Some((exp, None)) if exp <= now => NonceState::Expired,
+            Some(_) => NonceState::Fresh,
+        })
+    }
+
+    /// Enrolls a node in one transaction: consumes the nonce, uses the join token (both by
+    /// conditional updates, so a nonce admits one node and a single-use token one node even
+    /// across replicas), stores the node and its certificate, raises the NODE_ATTESTATION task
+    /// when the zone requires approval (approved at once under AUTO_APPROVE), and audits.
+    pub async fn enroll_node(&self, n: &NewNode, now: i64) -> Result<Node> {
+        let mut w = self.begin_write().await?;
+        let used = sqlx::query(
+            "UPDATE enroll_nonces SET used_at = $1 WHERE nonce_hash = $2 AND token_id = $3 \
+             AND used_at IS NULL AND expires_at > $1",
+        )
+        .bind(now)
+        .bind(&n.nonce_hash)
+        .bind(n.token_id.to_string())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if used != 1 {
+            return Err(Error::InvalidState(
+                "the enrollment nonce was already used or has expired".into(),
+            ));
+        }
+        let token = sqlx::query(
+            "UPDATE join_tokens SET use_count = use_count + 1, last_used_at = $1 \
+             WHERE token_id = $2 AND secret_hash = $3 AND revoked_at IS NULL AND expires_at > $1 \
+             AND (single_use = 0 OR use_count = 0)",
+        )
+        .bind(now)
+        .bind(n.token_id.to_string())
+        .bind(&n.secret_hash)
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if token != 1 {
+            return Err(Error::InvalidState(
+                "the join token is no longer valid (revoked, expired or used up)".into(),
+            ));
+        }
+        let (policy,): (String,) =
+            sqlx::query_as("SELECT approval_policy FROM accounts WHERE acct_id = $1")
+                .bind(n.acct_id.to_string())
+                .fetch_one(&mut *w.tx)
+                .await?;
+        let auto = enum_value("accounts.approval_policy", &policy, ApprovalPolicy::parse)?
+            == ApprovalPolicy::AutoApprove;
+        let task_id = n.require_approval.then(Uuid::new_v4);
+        let status = if n.require_approval && !auto {
+            NodeStatusType::Inprogress
+        } else {
+            NodeStatusType::Provisioned
+        };
+        sqlx::query(&format!(
+            "INSERT INTO nodes ({NODE_COLS}, simulated, cert_serial, cert_not_after, token_id) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8, NULL, $9, $8, $10, $11, $12, $13, $14, $15, $16)"
+        ))
+        .bind(n.node_id.to_string())
+        .bind(n.acct_id.to_string())
+        .bind(n.zone_id.to_string())
+        .bind(&n.name)
+        .bind(&n.description)
+        .bind(&n.ipaddress)
+        .bind(status.as_str())
+        .bind(now)
+        .bind(&n.version)
+        .bind(to_json("nodes.sgx_info", &n.sgx_info)?)
+        .bind(&n.cert_pem)
+        .bind(task_id.filter(|_| !auto).map(|t| t.to_string()))
+        .bind(i64::from(n.sgx_info.simulated))
+        .bind(&n.cert_serial)
+        .bind(n.cert_not_after)
+        .bind(n.token_id.to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO node_certs (serial, node_id, zone_id, not_after) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(&n.cert_serial)
+        .bind(n.node_id.to_string())
+        .bind(n.zone_id.to_string())
+        .bind(n.cert_not_after)
+        .execute(&mut *w.tx)
+        .await?;
+        let actor = Actor {
+            user_id: None,
+            name: format!("node:{}", n.name),
+        };
+        audit::append(
+            &mut w.tx,
+            now,
+            &actor,
+            Some(n.acct_id),
+            "node.enroll",
+            "node",
+            Some(n.node_id),
+            json!({"zone_id": n.zone_id, "token_id": n.token_id, "fmspc": n.sgx_info.fmspc,
+                   "tcb_status": n.sgx_info.tcb_status, "simulated": n.sgx_info.simulated,
+                   "ppid_hash": n.sgx_info.ppid_hash, "status": status.as_str()}),
+        )
+        .await?;
+        if let Some(task_id) = task_id {
+            let task_status = if auto { "SUCCESS" } else { "INPROGRESS" };
+            sqlx::query(
+                "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
+                 requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, 'NODE', '[]', $8, $8)",
+            )
+            .bind(task_id.to_string())
+            .bind(n.acct_id.to_string())
+            .bind(n.node_id.to_string())
+            .bind(TaskType::NodeAttestation.as_str())
+            .bind(task_status)
+            .bind(format!(
+                "Admit node {} (FMSPC {}, TCB {:?}{})",
+                n.name,
+                n.sgx_info.fmspc,
+                n.sgx_info.tcb_status,
+                if n.sgx_info.simulated { ", SIMULATED" } else { "" }
+            ))
+            .bind(&n.name)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+            if auto {
+                sqlx::query(
+                    "INSERT INTO task_approvals (task_id, user_id, user_name, status, denial_reason, decided_at) \
+                     VALUES ($1, NULL, 'system', 'APPROVED', NULL, $2)",
+                )
+                .bind(task_id.to_string())
+                .bind(now)
+                .execute(&mut *w.tx)
+                .await?;
+            }
+        }
+        let node = load(&mut w.tx, n.acct_id, n.node_id)
+            .await?
+            .ok_or(Error::NotFound("node"))?;
+        w.commit().await?;
+        Ok(node)
+    }
+
+    /// An account's nodes, by name.
+    pub async fn list_nodes(&self, acct_id: Uuid) -> Result<Vec<Node>> {
+        let rows: Vec<NodeRow> = sqlx::query_as(&format!(
+            "SELECT {NODE_COLS} FROM nodes WHERE acct_id = $1 ORDER BY name, node_id"
+        ))
+        .bind(acct_id.to_string())
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(NodeRow::into_node).collect()
+    }
+
+    /// A node of an account.
+    pub async fn get_node(&self, acct_id: Uuid, node_id: Uuid) -> Result<Option<Node>> {
+        let mut conn = self.pool.acquire().await?;
+        load(&mut conn, acct_id, node_id).await
+    }
+
+    /// What the mTLS check needs to know about a node (any account).
+    pub async fn node_auth(&self, node_id: Uuid) -> Result<Option<NodeAuth>> {
+        let row: Option<(String, String, String, String, String)> = sqlx::query_as(
+            "SELECT acct_id, zone_id, name, status, sgx_info FROM nodes WHERE node_id = $1",
+        )
+        .bind(node_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(acct, zone, name, status, sgx)| {
+            Ok(NodeAuth {
+                node_id,
+                acct_id: uuid("nodes.acct_id", &acct)?,
+                zone_id: uuid("nodes.zone_id", &zone)?,
+                name,
+                status: enum_value("nodes.status", &status, NodeStatusType::parse)?,
+                sgx_info: json("nodes.sgx_info", &sgx)?,
+            })
+        })
+        .transpose()
+    }
+
+    /// A node certificate by serial (hex).
+    pub async fn node_cert(&self, serial: &str) -> Result<Option<NodeCertRecord>> {
+        let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
+            "SELECT node_id, zone_id, not_after, revoked_at FROM node_certs WHERE serial = $1",
+        )
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(|(node, zone, not_after, revoked_at)| {
+            Ok(NodeCertRecord {
+                node_id: uuid("node_certs.node_id", &node)?,
+                zone_id: uuid("node_certs.zone_id", &zone)?,
+                not_after,
+                revoked_at,
+            })
+        })
+        .transpose()
+    }
+
+    /// Deactivates a node at once: status DEACTIVATED, its node and application certificates
+    /// revoked, its pending requests closed. Deactivating a deactivated node is a no-op.
+    pub async fn deactivate_node(
+        &self,
+        acct_id: Uuid,
+        node_id: Uuid,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<Node> {
+        let mut w = self.begin_write().await?;
+        let before = load(&mut w.tx, acct_id, node_id)
+            .await?
+            .ok_or(Error::NotFound("node"))?;
+        if before.status.status != NodeStatusType::Deactivated {
+            sqlx::query(
+                "UPDATE nodes SET status = 'DEACTIVATED', status_updated_at = $1 WHERE node_id = $2",
+            )
+            .bind(now)
+            .bind(node_id.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+            revoke_node_certificates(&mut w.tx, node_id, "the node was deactivated", now).await?;
+            audit::append(
+                &mut w.tx,
+                now,
+                actor,
+                Some(acct_id),
+                "node.deactivate",
+                "node",
+                Some(node_id),
+                json!({"name": before.name, "status_before": before.status.status.as_str()}),
+            )
+            .await?;
+        }
+        let node = load(&mut w.tx, acct_id, node_id)
+            .await?
+            .ok_or(Error::NotFound("node"))?;
+        w.commit().await?;
+        Ok(node)
+    }
+
+    /// Records a heartbeat: last seen time and version, status RUNNING (from PROVISIONED or
+    /// STOPPED), and the running application instances (certificates of this node). Returns the
+    /// node's status, `None` for an unknown node.
+    pub async fn node_heartbeat(
+        &self,
+        node_id: Uuid,
+        version: Option<&str>,
+        running: &[Uuid],
+        now: i64,
+    ) -> Result<Option<NodeStatusType>> {
+        let mut w = self.begin_write().await?;
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT status, acct_id FROM nodes WHERE node_id = $1")
+                .bind(node_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await?;
+        let Some((status, acct)) = row else {
+            return Ok(None);
+        };
+        let mut status = enum_value("nodes.status", &status, NodeStatusType::parse)?;
+        if matches!(
+            status,
+            NodeStatusType::Provisioned | NodeStatusType::Stopped
+        ) {
+            audit::append(
+                &mut w.tx,
+                now,
+                &Actor::system(),
+                Some(uuid("nodes.acct_id", &acct)?),
+                "node.running",
+                "node",
+                Some(node_id),
+                json!({"from": status.as_str()}),
+            )
+            .await?;
+            status = NodeStatusType::Running;
+            sqlx::query(
+                "UPDATE nodes SET status = 'RUNNING', status_updated_at = $1 WHERE node_id = $2",
+            )
+            .bind(now)
+            .bind(node_id.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        sqlx::query("UPDATE nodes SET last_seen_at = $1, last_seen_version = COALESCE($2, last_seen_version) WHERE node_id = $3")
+            .bind(now)
+            .bind(version)
+            .bind(node_id.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        for cert in running {
+            sqlx::query(
+                "UPDATE certificates SET last_reported_at = $1 WHERE certificate_id = $2 AND node_id = $3",
+            )
+            .bind(now)
+            .bind(cert.to_string())
+            .bind(node_id.to_string())
+            .execute(&mut *w.tx)
+            .await?;
+        }
+        w.commit().await?;
+        Ok(Some(status))
+    }
+
+    /// Marks RUNNING nodes whose last heartbeat is older than `cutoff` as STOPPED; returns how
+    /// many changed.
+    pub async fn mark_stale_nodes(&self, cutoff: i64, now: i64) -> Result<u64> {
+        let stale: Vec<(String, String)> = sqlx::query_as(
+            "SELECT node_id, acct_id FROM nodes WHERE status = 'RUNNING' AND COALESCE(last_seen_at, created_at) < $1",
+        )
+        .bind(cutoff)
+        .fetch_all(&self.pool)
+        .await?;
+        if stale.is_empty() {
+            return Ok(0);
+        }
+        let mut w = self.begin_write().await?;
+        let mut n = 0;
+        for (node, acct) in stale {
+            let changed = sqlx::query(
+                "UPDATE nodes SET status = 'STOPPED', status_updated_at = $1 WHERE node_id = $2 \
+                 AND status = 'RUNNING' AND COALESCE(last_seen_at, created_at) < $3",
+            )
+            .bind(now)
+            .bind(&node)
+            .bind(cutoff)
+            .execute(&mut *w.tx)
+            .await?
+            .rows_affected();
+            if changed == 1 {
+                n += 1;
+                audit::append(
+                    &mut w.tx,
+                    now,
+                    &Actor::system(),
+                    Some(uuid("nodes.acct_id", &acct)?),
+                    "node.stopped",
+                    "node",
+                    Some(uuid("nodes.node_id", &node)?),
+                    json!({"last_seen_before": cutoff}),
+                )
+                .await?;
+            }
+        }
+        w.commit().await?;
+        Ok(n)
+    }
+
+    /// Records a renewed node certificate (the old ones stay valid until they expire).
+    pub async fn renew_node_cert(
+        &self,
+        node_id: Uuid,
+        zone_id: Uuid,
+        cert_pem: &str,
+        serial: &str,
+        not_after: i64,
+        now: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE nodes SET cert_pem = $1, cert_serial = $2, cert_not_after = $3 \
+             WHERE node_id = $4 AND status <> 'DEACTIVATED'",
+        )
+        .bind(cert_pem)
+        .bind(serial)
+        .bind(not_after)
+        .bind(node_id.to_string())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if n != 1 {
+            return Err(Error::InvalidState("the node is deactivated".into()));
+        }
+        sqlx::query(
+            "INSERT INTO node_certs (serial, node_id, zone_id, not_after) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(serial)
+        .bind(node_id.to_string())
+        .bind(zone_id.to_string())
+        .bind(not_after)
+        .execute(&mut *w.tx)
+        .await?;
+        let (acct,): (String,) = sqlx::query_as("SELECT acct_id FROM nodes WHERE node_id = $1")
+            .bind(node_id.to_string())
+            .fetch_one(&mut *w.tx)
+            .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            &Actor::system(),
+            Some(uuid("nodes.acct_id", &acct)?),
+            "node.certificate_renew",
+            "node",
+            Some(node_id),
+            json!({"serial": serial, "not_after": not_after}),
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// The zone's node policy (JSON), if one was set.
+    pub async fn zone_node_policy(&self, zone_id: Uuid) -> Result<Option<String>> {
+        let row: Option<(String,)> =
+            sqlx::query_as("SELECT policy FROM zone_node_policy WHERE zone_id = $1")
+                .bind(zone_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.map(|(p,)| p))
+    }
+
+    /// Sets the zone's node policy (JSON) of a zone in `acct_id`.
+    pub async fn set_zone_node_policy(
+        &self,
+        acct_id: Uuid,
+        zone_id: Uuid,
+        policy: &serde_json::Value,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT zone_id FROM zones WHERE zone_id = $1 AND acct_id = $2")
+                .bind(zone_id.to_string())
+                .bind(acct_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound("zone"));
+        }
+        sqlx::query(
+            "INSERT INTO zone_node_policy (zone_id, policy, updated_at) VALUES ($1, $2, $3) \
+             ON CONFLICT (zone_id) DO UPDATE SET policy = $2, updated_at = $3",
+        )
+        .bind(zone_id.to_string())
+        .bind(policy.to_string())
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await?;
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "zone.node_policy",
+            "zone",
+            Some(zone_id),
+            json!({"policy": policy}),
+        )
+        .await?;
+        w.commit().await
+    }
+
+    /// Stores verified collateral for a platform family unless newer collateral (a higher TCB
+    /// evaluation data number) is already stored.
+    pub async fn put_collateral(
+        &self,
+        fmspc: &str,
+        root_fingerprint: &str,
+        collateral_json: &str,
+        tcb_evaluation_data_number: i64,
+        now: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        sqlx::query(
+            "INSERT INTO platform_collateral (fmspc, root_fingerprint, collateral, tcb_evaluation_data_number, updated_at) \
+             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (fmspc, root_fingerprint) DO UPDATE \
+             SET collateral = $3, tcb_evaluation_data_number = $4, updated_at = $5 \
+             WHERE platform_collateral.tcb_evaluation_data_number <= $4",
+        )
+        .bind(fmspc)
+        .bind(root_fingerprint)
+        .bind(collateral_json)
+        .bind(tcb_evaluation_data_number)
+        .bind(now)
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await
+    }
+
+    /// Stored collateral for a platform family under every root (JSON texts).
+    pub async fn collateral_for(&self, fmspc: &str) -> Result<Vec<(String, String)>> {
+        Ok(sqlx::query_as(
+            "SELECT root_fingerprint, collateral FROM platform_collateral WHERE fmspc = $1 \
+             ORDER BY tcb_evaluation_data_number DESC",
+        )
+        .bind(fmspc)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+}
