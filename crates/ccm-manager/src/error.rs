@@ -61,9 +61,12 @@ pub enum Error {
     Join(String),
 }
 
-/// An error response of the API.
+/// An error response of the API (boxed: handlers return it on every error path).
 #[derive(Debug)]
-pub struct ApiError {
+pub struct ApiError(Box<Inner>);
+
+#[derive(Debug)]
+struct Inner {
     status: StatusCode,
     body: ErrorBody,
     internal: Option<String>,
@@ -71,7 +74,7 @@ pub struct ApiError {
 
 impl ApiError {
     fn new(status: StatusCode, code: &str, message: impl Into<String>) -> Self {
-        Self {
+        Self(Box::new(Inner {
             status,
             body: ErrorBody {
                 code: code.into(),
@@ -80,29 +83,29 @@ impl ApiError {
                 errors: Vec::new(),
             },
             internal: None,
-        }
+        }))
     }
 
     /// Adds the field at fault.
     pub fn with_field(mut self, field: impl Into<String>) -> Self {
-        self.body.field = Some(field.into());
+        self.0.body.field = Some(field.into());
         self
     }
 
     /// Replaces the status code.
     pub fn with_status(mut self, status: StatusCode) -> Self {
-        self.status = status;
+        self.0.status = status;
         self
     }
 
     /// The status code.
     pub fn status(&self) -> StatusCode {
-        self.status
+        self.0.status
     }
 
     /// The body.
     pub fn body(&self) -> &ErrorBody {
-        &self.body
+        &self.0.body
     }
 
     /// 400 with a specific code.
@@ -163,8 +166,8 @@ impl ApiError {
                 .map(|f| format!("{}: {}", f.field, f.message))
                 .unwrap_or_else(|| "invalid request".into()),
         );
-        e.body.field = first.map(|f| f.field);
-        e.body.errors = errors;
+        e.0.body.field = first.map(|f| f.field);
+        e.0.body.errors = errors;
         e
     }
 
@@ -172,7 +175,7 @@ impl ApiError {
     /// or unknown field).
     pub fn invalid_field(field: Option<String>, message: impl Into<String>) -> Self {
         let mut e = Self::new(StatusCode::UNPROCESSABLE_ENTITY, "invalid_field", message);
-        e.body.field = field;
+        e.0.body.field = field;
         e
     }
 
@@ -188,7 +191,7 @@ impl ApiError {
             "internal_error",
             "internal server error",
         );
-        e.internal = Some(err.to_string());
+        e.0.internal = Some(err.to_string());
         e
     }
 }
@@ -223,12 +226,17 @@ pub struct InternalCause(pub String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let mut resp = (self.status, axum::Json(self.body)).into_response();
-        if self.status == StatusCode::UNAUTHORIZED {
+        let Inner {
+            status,
+            body,
+            internal,
+        } = *self.0;
+        let mut resp = (status, axum::Json(body)).into_response();
+        if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
         }
-        if let Some(cause) = self.internal {
+        if let Some(cause) = internal {
             resp.extensions_mut().insert(InternalCause(cause));
         }
         resp

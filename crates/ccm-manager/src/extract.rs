@@ -72,13 +72,13 @@ pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
                     // serde reports a missing field at the enclosing object; name the field itself.
                     let text = inner.to_string();
                     for marker in ["missing field `"] {
-                        if let Some(rest) = text.strip_prefix(marker) {
-                            if let Some((name, _)) = rest.split_once('`') {
-                                field = Some(match field {
-                                    Some(p) => format!("{p}.{name}"),
-                                    None => name.to_string(),
-                                });
-                            }
+                        if let Some(rest) = text.strip_prefix(marker)
+                            && let Some((name, _)) = rest.split_once('`')
+                        {
+                            field = Some(match field {
+                                Some(p) => format!("{p}.{name}"),
+                                None => name.to_string(),
+                            });
                         }
                     }
                     let msg = match &field {

@@ -1,4 +1,6 @@
 //! The manager's REST API over real HTTP on 127.0.0.1, on SQLite and on PostgreSQL.
+// The scenario functions run under generated #[tokio::test]s; a failed step aborts with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
 

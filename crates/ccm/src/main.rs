@@ -35,6 +35,24 @@ enum Command {
     Convert(Box<cmd::convert::ConvertArgs>),
     /// Pull an image and run it with runc (as `docker run` would).
     Run(Box<cmd::run::RunArgs>),
+    /// Run the manager (control plane): REST API, accounts, apps, images, tasks, zones.
+    Manager(cmd::manager::ManagerArgs),
+    /// Log in to a manager (stores a token in the credentials file, mode 0600).
+    Login(cmd::client::LoginArgs),
+    /// End the session and forget the token.
+    Logout,
+    /// Manage accounts on the manager.
+    Account(cmd::account::AccountArgs),
+    /// Manage applications of the selected account.
+    App(cmd::app::AppArgs),
+    /// Manage images (builds) of the selected account.
+    Image(cmd::image::ImageArgs),
+    /// Review, approve and deny tasks of the selected account.
+    Task(cmd::task::TaskArgs),
+    /// The account's zone: CA certificate and join tokens.
+    Zone(cmd::zone::ZoneArgs),
+    /// Read and verify the hash-chained audit log.
+    Audit(cmd::audit::AuditArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -47,6 +65,15 @@ fn main() -> std::process::ExitCode {
         Command::Quote(command) => cmd::quote::run(command),
         Command::Convert(args) => cmd::convert::run(*args),
         Command::Run(args) => cmd::run::run(*args),
+        Command::Manager(args) => cmd::manager::run(args),
+        Command::Login(args) => cmd::client::login(args),
+        Command::Logout => cmd::client::logout(),
+        Command::Account(args) => cmd::account::run(args),
+        Command::App(args) => cmd::app::run(args),
+        Command::Image(args) => cmd::image::run(args),
+        Command::Task(args) => cmd::task::run(args),
+        Command::Zone(args) => cmd::zone::run(args),
+        Command::Audit(args) => cmd::audit::run(args),
     };
     cmd::exit(result)
 }

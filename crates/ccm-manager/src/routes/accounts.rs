@@ -51,10 +51,10 @@ async fn member_account(
     caller: &Caller,
     acct_id: Uuid,
 ) -> ApiResult<(AccountRecord, AccessRole)> {
-    if let CallerAuth::ApiKey(k) = &caller.auth {
-        if k.acct_id != acct_id {
-            return Err(ApiError::not_found("account"));
-        }
+    if let CallerAuth::ApiKey(k) = &caller.auth
+        && k.acct_id != acct_id
+    {
+        return Err(ApiError::not_found("account"));
     }
     let (rec, role) = s
         .store

@@ -125,16 +125,15 @@ async fn get_user(
         return Ok(Json(u));
     }
     let sysadmin = caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. });
-    if let Ok(acct) = Acct::of(caller, &s).await {
-        if let Some(u) = s
+    if let Ok(acct) = Acct::of(caller, &s).await
+        && let Some(u) = s
             .store
             .list_members(acct.acct_id)
             .await?
             .into_iter()
             .find(|u| u.user_id == user_id)
-        {
-            return Ok(Json(u));
-        }
+    {
+        return Ok(Json(u));
     }
     if sysadmin {
         return s

@@ -1,6 +1,7 @@
 //! A real manager on 127.0.0.1:0 with a real SQLite file or PostgreSQL database, a manual clock,
 //! and a small JSON client.
-#![allow(dead_code)]
+// Test support: a failed setup step should abort the test with its reason.
+#![allow(dead_code, clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 

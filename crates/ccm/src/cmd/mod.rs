@@ -1,13 +1,21 @@
 //! Subcommand implementations, one module per group.
 
+pub mod account;
 pub mod aesmd;
+pub mod app;
+pub mod audit;
+pub mod client;
 pub mod convert;
+pub mod image;
+pub mod manager;
 pub mod quote;
 pub mod quote_fetch;
 pub mod run;
 pub mod sgx;
 pub mod sim;
+pub mod task;
 pub mod version;
+pub mod zone;
 
 use std::process::ExitCode;
 

@@ -1,0 +1,264 @@
+//! Load benchmark of the manager's API: requests per second and p50/p99 latency for
+//! authenticated `GET /v1/apps` and task approval (`PATCH /v1/tasks/{id}`), on SQLite and on
+//! PostgreSQL, next to unauthenticated `GET /healthz` (no database) measured in the same run.
+//!
+//! The manager runs in this process on 127.0.0.1 (plain HTTP, so TLS cost is not measured) and
+//! the load generator shares the machine with it: the figures are a floor for a dedicated host.
+//!
+//!     cargo bench -p ccm-manager --bench api_load
+//!
+//! Environment: BENCH_SECS (default 5) per read measurement, BENCH_CONCURRENCY (default 16),
+//! BENCH_APPROVALS (default 1000) tasks approved per backend.
+
+// A benchmark has nobody to report setup failures to but the operator: abort with the reason.
+#![allow(clippy::expect_used)]
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use ccm_manager::{Config, SystemClock};
+use serde_json::{Value, json};
+
+struct Stats {
+    requests: usize,
+    errors: usize,
+    elapsed: Duration,
+    p50: Duration,
+    p99: Duration,
+}
+
+impl Stats {
+    fn line(&self, what: &str) -> String {
+        format!(
+            "| {what} | {:.0} | {:.2} | {:.2} | {} | {} |",
+            self.requests as f64 / self.elapsed.as_secs_f64(),
+            self.p50.as_secs_f64() * 1000.0,
+            self.p99.as_secs_f64() * 1000.0,
+            self.requests,
+            self.errors
+        )
+    }
+}
+
+fn stats(mut lat: Vec<Duration>, errors: usize, elapsed: Duration) -> Stats {
+    lat.sort();
+    let pick = |q: f64| {
+        lat.get(((lat.len() as f64 * q) as usize).min(lat.len().saturating_sub(1)))
+            .copied()
+            .unwrap_or_default()
+    };
+    Stats {
+        requests: lat.len(),
+        errors,
+        elapsed,
+        p50: pick(0.50),
+        p99: pick(0.99),
+    }
+}
+
+/// Runs `make(i)` requests from `conc` workers until `deadline` or `total` requests.
+async fn load<F, Fut>(conc: usize, duration: Duration, total: Option<usize>, make: F) -> Stats
+where
+    F: Fn(usize) -> Fut + Send + Sync + 'static,
+    Fut: std::future::Future<Output = bool> + Send,
+{
+    let make = Arc::new(make);
+    let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let start = Instant::now();
+    let mut handles = Vec::new();
+    for _ in 0..conc {
+        let (make, next) = (make.clone(), next.clone());
+        handles.push(tokio::spawn(async move {
+            let mut lat = Vec::new();
+            let mut errors = 0;
+            loop {
+                let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                if total.is_some_and(|t| i >= t) || (total.is_none() && start.elapsed() >= duration)
+                {
+                    break;
+                }
+                let t = Instant::now();
+                if make(i).await {
+                    lat.push(t.elapsed());
+                } else {
+                    errors += 1;
+                }
+            }
+            (lat, errors)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut errors = 0;
+    for h in handles {
+        if let Ok((l, e)) = h.await {
+            all.extend(l);
+            errors += e;
+        }
+    }
+    stats(all, errors, start.elapsed())
+}
+
+async fn bench_backend(
+    name: &str,
+    database_url: Option<String>,
+    secs: u64,
+    conc: usize,
+    approvals: usize,
+) -> Vec<String> {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let config = Config {
+        listen: "127.0.0.1:0".parse().expect("addr"),
+        data_dir: dir.path().to_path_buf(),
+        database_url,
+        insecure_http: true,
+        db_max_connections: 16,
+        ..Config::default()
+    };
+    let m = ccm_manager::start(config, Arc::new(SystemClock))
+        .await
+        .expect("manager starts");
+    let base = m.base_url();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(ccm_pki::pinning::client_config_with_roots(&[]).expect("tls"))
+        .pool_max_idle_per_host(conc)
+        .build()
+        .expect("client");
+    http.post(format!("{base}/v1/users"))
+        .json(&json!({"user_email": "bench@example.com", "user_password": "benchmark-password"}))
+        .send()
+        .await
+        .expect("signup");
+    let auth: Value = http
+        .post(format!("{base}/v1/sys/auth"))
+        .basic_auth("bench@example.com", Some("benchmark-password"))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login json");
+    let token = auth["access_token"].as_str().expect("token").to_string();
+    let acct: Value = http
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(&token)
+        .json(&json!({"name": "bench"}))
+        .send()
+        .await
+        .expect("account")
+        .json()
+        .await
+        .expect("json");
+    http.post(format!(
+        "{base}/v1/sys/session/select_account/{}",
+        acct["acct_id"].as_str().expect("id")
+    ))
+    .bearer_auth(&token)
+    .send()
+    .await
+    .expect("select");
+    let mut app_id = String::new();
+    for i in 0..20 {
+        let app: Value = http
+            .post(format!("{base}/v1/apps"))
+            .bearer_auth(&token)
+            .json(&json!({"name": format!("app-{i}"), "input_image_name": "registry.example/in", "output_image_name": "registry.example/out",
+                "isvprodid": 1, "isvsvn": 1, "mem_size": 1024, "threads": 16, "allowed_domains": [format!("app{i}.example.com")]}))
+            .send()
+            .await
+            .expect("app")
+            .json()
+            .await
+            .expect("json");
+        app_id = app["app_id"].as_str().expect("app id").to_string();
+    }
+    let mut tasks = Vec::with_capacity(approvals);
+    for i in 0..approvals {
+        let b: Value = http
+            .post(format!("{base}/v1/builds"))
+            .bearer_auth(&token)
+            .json(&json!({"app_id": app_id, "docker_info": {"docker_image_name": "registry.example/out", "docker_version": format!("v{i}")},
+                "mrenclave": format!("{:064x}", i), "mrsigner": "ab".repeat(32)}))
+            .send()
+            .await
+            .expect("build")
+            .json()
+            .await
+            .expect("json");
+        tasks.push(b["pending_task_id"].as_str().expect("task").to_string());
+    }
+    let dur = Duration::from_secs(secs);
+    let mut lines = Vec::new();
+    {
+        let (http, base) = (http.clone(), base.clone());
+        let s = load(conc, dur, None, move |_| {
+            let req = http.get(format!("{base}/healthz"));
+            async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        lines.push(s.line(&format!("{name}: GET /healthz (no auth, no DB; baseline)")));
+    }
+    {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let s = load(conc, dur, None, move |_| {
+            let req = http.get(format!("{base}/v1/apps")).bearer_auth(&token);
+            async move {
+                match req.send().await {
+                    Ok(r) if r.status().is_success() => r.bytes().await.is_ok(),
+                    _ => false,
+                }
+            }
+        })
+        .await;
+        lines.push(s.line(&format!("{name}: GET /v1/apps (20 apps, bearer token)")));
+    }
+    {
+        let (http, base, token) = (http.clone(), base.clone(), token.clone());
+        let tasks = Arc::new(tasks);
+        let s = load(conc, dur, Some(approvals), move |i| {
+            let req = http
+                .patch(format!("{base}/v1/tasks/{}", tasks[i]))
+                .bearer_auth(&token)
+                .json(&json!({"status": "APPROVED"}));
+            async move { req.send().await.is_ok_and(|r| r.status().is_success()) }
+        })
+        .await;
+        lines.push(s.line(&format!(
+            "{name}: PATCH /v1/tasks/{{id}} approve (write + audit, durable)"
+        )));
+    }
+    m.shutdown().await;
+    lines
+}
+
+fn main() {
+    let env = |k: &str, d: u64| {
+        std::env::var(k)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(d)
+    };
+    let secs = env("BENCH_SECS", 5);
+    let conc = env("BENCH_CONCURRENCY", 16) as usize;
+    let approvals = env("BENCH_APPROVALS", 1000) as usize;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    let pg = ccm_testkit::postgres::database().expect("PostgreSQL test cluster");
+    let mut lines = rt.block_on(bench_backend("SQLite", None, secs, conc, approvals));
+    lines.extend(rt.block_on(bench_backend(
+        "PostgreSQL",
+        Some(pg.url.clone()),
+        secs,
+        conc,
+        approvals,
+    )));
+    println!(
+        "concurrency {conc}, {secs} s per read measurement, {approvals} approvals per backend"
+    );
+    println!("| measurement | req/s | p50 ms | p99 ms | requests | errors |");
+    println!("|---|---|---|---|---|---|");
+    for l in lines {
+        println!("{l}");
+    }
+}

@@ -1,0 +1,109 @@
+//! `ccm manager`: run the control plane.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use anyhow::Context as _;
+use ccm_manager::{Config, SystemClock};
+
+/// Run the manager: REST API on 127.0.0.1:8443 over HTTPS with a generated self-signed
+/// certificate (its SHA-256 fingerprint is printed at start), state in one SQLite file in the
+/// data directory unless --database names PostgreSQL. Settings: defaults < --config FILE <
+/// CCM_* environment variables < flags.
+#[derive(Debug, clap::Args)]
+pub struct ManagerArgs {
+    /// TOML configuration file.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Data directory (SQLite database, master key, TLS identity).
+    #[arg(long, value_name = "DIR")]
+    data_dir: Option<PathBuf>,
+    /// Address to listen on (port 0 picks a free port; the address is printed).
+    #[arg(long, value_name = "ADDR:PORT")]
+    listen: Option<SocketAddr>,
+    /// Database URL: sqlite://PATH or postgres://USER@HOST:PORT/DB.
+    #[arg(long, value_name = "URL")]
+    database: Option<String>,
+    /// Serve plain HTTP instead of HTTPS (local use only: tokens travel in clear text).
+    #[arg(long)]
+    insecure_http: bool,
+    /// Log as JSON lines instead of text.
+    #[arg(long)]
+    log_json: bool,
+}
+
+fn init_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
+/// Runs the manager until SIGINT or SIGTERM, then shuts down gracefully.
+pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
+    init_logging(args.log_json);
+    let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
+    if let Some(d) = args.data_dir {
+        config.data_dir = d;
+    }
+    if let Some(l) = args.listen {
+        config.listen = l;
+    }
+    if let Some(db) = args.database {
+        config.database_url = Some(db);
+    }
+    if args.insecure_http {
+        config.insecure_http = true;
+    }
+    config.validate()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    runtime.block_on(async move {
+        let m = ccm_manager::start(config.clone(), Arc::new(SystemClock))
+            .await
+            .context("starting the manager")?;
+        println!("ccm manager listening on {}", m.base_url());
+        match m.fingerprint {
+            Some(fp) => println!(
+                "TLS certificate SHA-256 fingerprint: {}",
+                ccm_pki::format_fingerprint(&fp)
+            ),
+            None => println!(
+                "WARNING: plain HTTP (--insecure-http): use only on a trusted local machine"
+            ),
+        }
+        println!(
+            "database: {}",
+            ccm_store::redact_url(&config.database_url())
+        );
+        tracing::info!(addr = %m.local_addr, "manager started");
+        shutdown_signal().await;
+        tracing::info!("shutting down");
+        m.shutdown().await;
+        Ok::<_, anyhow::Error>(())
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    match signal(SignalKind::terminate()) {
+        Ok(mut term) => {
+            tokio::select! {
+                _ = tokio::signal::ctrl_c() => {}
+                _ = term.recv() => {}
+            }
+        }
+        Err(_) => {
+            let _ = tokio::signal::ctrl_c().await;
+        }
+    }
+}
