@@ -96,7 +96,10 @@ pub fn check(pem: &str, domain: &str, spki_der: Option<&[u8]>) -> Result<Issued,
         .skip(1)
         .map(|b| {
             let p = pem::Pem::new("CERTIFICATE", b.contents.clone());
-            pem::encode(&p)
+            pem::encode_config(
+                &p,
+                pem::EncodeConfig::new().set_line_ending(pem::LineEnding::LF),
+            )
         })
         .collect::<String>();
     Ok(Issued {

@@ -83,13 +83,13 @@ const OPTS: &[Opt] = &[
         name: "manifest",
         env: "CCM_LAUNCH_MANIFEST",
         takes_value: true,
-        help: "the enclave manifest (default /opt/ccm/enclave.json)",
+        help: "the enclave manifest (default /opt/ccm/enclave.json under the root)",
     },
     Opt {
         name: "sigstruct",
         env: "CCM_LAUNCH_SIGSTRUCT",
         takes_value: true,
-        help: "the SIGSTRUCT (default /opt/ccm/enclave.sig)",
+        help: "the SIGSTRUCT (default /opt/ccm/enclave.sig under the root)",
     },
     Opt {
         name: "root",
@@ -314,17 +314,19 @@ impl Config {
             .filter(|n| *n <= 256)
             .ok_or_else(|| usage_err("--ccm-verify-threads: at most 256"))?;
 
+        let root = value("root")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| PathBuf::from("/"));
+        let under_root = |p: &str| root.join(p.trim_start_matches('/'));
         Ok(Config {
             mode,
             manifest: value("manifest")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(ccm_enclave::MANIFEST_PATH)),
+                .unwrap_or_else(|| under_root(ccm_enclave::MANIFEST_PATH)),
             sigstruct: value("sigstruct")
                 .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from(ccm_enclave::SIGSTRUCT_PATH)),
-            root: value("root")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| PathBuf::from("/")),
+                .unwrap_or_else(|| under_root(ccm_enclave::SIGSTRUCT_PATH)),
+            root,
             quote_via,
             agent_url: env("NODE_AGENT_BASE_URL")
                 .and_then(|v| v.into_string().ok())
@@ -442,6 +444,8 @@ mod tests {
         )
         .unwrap();
         assert_eq!(c.root, PathBuf::from("/r"));
+        assert_eq!(c.manifest, PathBuf::from("/r/opt/ccm/enclave.json"));
+        assert_eq!(c.sigstruct, PathBuf::from("/r/opt/ccm/enclave.sig"));
         assert_eq!(c.cert_timeout, None);
         assert!(!c.renew);
         assert_eq!(

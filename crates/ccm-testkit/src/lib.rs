@@ -5,6 +5,7 @@
 //! must not pass by skipping.
 #![deny(missing_docs)]
 
+pub mod aesmd;
 pub mod postgres;
 pub mod registry;
 pub mod runc;
