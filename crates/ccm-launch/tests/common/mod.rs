@@ -127,7 +127,7 @@ impl TestImage {
     }
 }
 
-fn sign(bytes: &[u8]) -> SignedEnclave {
+pub fn sign(bytes: &[u8]) -> SignedEnclave {
     ccm_enclave::sign_enclave(
         bytes,
         &signing_key(),
@@ -140,7 +140,7 @@ fn sign(bytes: &[u8]) -> SignedEnclave {
     .unwrap()
 }
 
-fn sha(data: &[u8]) -> Sha256Hex {
+pub fn sha(data: &[u8]) -> Sha256Hex {
     let mut out = [0u8; 32];
     out.copy_from_slice(ring::digest::digest(&ring::digest::SHA256, data).as_ref());
     Sha256Hex(out)
