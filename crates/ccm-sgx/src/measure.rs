@@ -12,7 +12,7 @@
 //! pages added at strictly increasing, page-aligned offsets below SIZE; a page's EEXTENDs follow
 //! its EADD, each a distinct 256-byte chunk of that page. The same rules validate SGXS input.
 
-use sha2::{Digest, Sha256};
+use ring::digest;
 
 use crate::Error;
 use crate::error::MeasureError;
@@ -104,7 +104,7 @@ impl SecInfo {
 /// Builds MRENCLAVE step by step, optionally recording the SGXS stream at the same time.
 #[derive(Clone)]
 pub struct MrEnclaveBuilder {
-    hasher: Sha256,
+    hasher: digest::Context,
     size: u64,
     ssa_frame_size: u32,
     /// Offset of the last EADDed page and a bitmap of the chunks of it already seen.
@@ -164,7 +164,7 @@ impl MrEnclaveBuilder {
             return Err(MeasureError::ZeroSsaFrameSize.into());
         }
         let mut builder = Self {
-            hasher: Sha256::new(),
+            hasher: digest::Context::new(&digest::SHA256),
             size,
             ssa_frame_size,
             last_page: None,
@@ -282,7 +282,7 @@ impl MrEnclaveBuilder {
     /// Finishes the measurement (EINIT would now freeze MRENCLAVE).
     pub fn finish(self) -> Measured {
         Measured {
-            mrenclave: Measurement(self.hasher.finalize().into()),
+            mrenclave: Measurement(sha256_array(self.hasher.finish())),
             ssa_frame_size: self.ssa_frame_size,
             size: self.size,
             pages: self.pages,
@@ -290,6 +290,15 @@ impl MrEnclaveBuilder {
             sgxs: self.sgxs,
         }
     }
+}
+
+/// The 32 bytes of a SHA-256 digest.
+fn sha256_array(d: digest::Digest) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    if d.as_ref().len() == out.len() {
+        out.copy_from_slice(d.as_ref());
+    }
+    out
 }
 
 /// Copies `src` into `dst` at `at` (sizes are fixed by the callers above).

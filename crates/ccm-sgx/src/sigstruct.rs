@@ -9,7 +9,7 @@
 use rsa::pkcs1::{DecodeRsaPrivateKey, EncodeRsaPrivateKey};
 use rsa::pkcs8::{DecodePrivateKey, EncodePrivateKey, LineEnding};
 use rsa::traits::PublicKeyParts;
-use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey, RsaPublicKey};
+use rsa::{BigUint, Pkcs1v15Sign, RsaPrivateKey};
 use sha2::{Digest, Sha256};
 use zerocopy::little_endian::{U16, U32};
 use zerocopy::{FromBytes, Immutable, IntoBytes, KnownLayout, Unaligned};
@@ -200,22 +200,27 @@ impl Sigstruct {
         if s >= n {
             return Err(SigstructError::BadSignature.into());
         }
-        let public = RsaPublicKey::new(n.clone(), BigUint::from(EXPONENT))
-            .map_err(|e| SigstructError::Key(e.to_string()))?;
-        let digest = Sha256::digest(self.signed_data());
+        let mut n_be = self.modulus;
+        n_be.reverse();
         let mut s_be = self.signature;
         s_be.reverse();
-        public
-            .verify(Pkcs1v15Sign::new::<Sha256>(), &digest, &s_be)
-            .map_err(|_| SigstructError::BadSignature)?;
-        let (q1, q2) = q1_q2(&s, &n);
-        if to_le_384(&q1, "Q1")? != self.q1 {
-            return Err(SigstructError::BadQ("Q1").into());
+        // ring verifies PKCS#1 v1.5 (it hashes the signed bytes itself) and accepts e = 3.
+        ring::signature::RsaPublicKeyComponents {
+            n: &n_be[..],
+            e: &[3u8][..],
         }
-        if to_le_384(&q2, "Q2")? != self.q2 {
-            return Err(SigstructError::BadQ("Q2").into());
-        }
-        Ok(())
+        .verify(
+            &ring::signature::RSA_PKCS1_2048_8192_SHA256,
+            &self.signed_data(),
+            &s_be,
+        )
+        .map_err(|_| SigstructError::BadSignature)?;
+        check_q1_q2(
+            &s,
+            &n,
+            &BigUint::from_bytes_le(&self.q1),
+            &BigUint::from_bytes_le(&self.q2),
+        )
     }
 }
 
@@ -247,6 +252,25 @@ fn decode_bcd_date(v: u32) -> Result<(u16, u8, u8), Error> {
         return Err(bad());
     }
     Ok((year, month, day))
+}
+
+/// Checks Q1 and Q2 the way EINIT uses them, with multiplications only:
+/// r1 = s² − Q1·n must lie in [0, n), and r2 = s·r1 − Q2·n in [0, n). Those conditions hold for
+/// exactly one pair, ⌊s²/n⌋ and ⌊(s² mod n)·s/n⌋.
+#[allow(clippy::arithmetic_side_effects)] // BigUint arithmetic is arbitrary precision.
+fn check_q1_q2(s: &BigUint, n: &BigUint, q1: &BigUint, q2: &BigUint) -> Result<(), Error> {
+    let s2 = s * s;
+    let q1n = q1 * n;
+    if q1n > s2 || &s2 - &q1n >= *n {
+        return Err(SigstructError::BadQ("Q1").into());
+    }
+    let r1 = s2 - q1n;
+    let sr1 = s * r1;
+    let q2n = q2 * n;
+    if q2n > sr1 || &sr1 - &q2n >= *n {
+        return Err(SigstructError::BadQ("Q2").into());
+    }
+    Ok(())
 }
 
 #[allow(clippy::arithmetic_side_effects)] // BigUint arithmetic is arbitrary precision.
