@@ -2,7 +2,11 @@
 //! `ccm aesmd` serving a simulated platform, and a node-agent protocol peer on 127.0.0.1.
 
 // Test code: a failed unwrap is a failed test.
-#![allow(clippy::unwrap_used, clippy::expect_used)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 mod common;
 
@@ -81,7 +85,7 @@ fn tampered_manifest_and_sigstruct_are_refused() {
         "{line}"
     );
     assert!(
-        line.contains(&format!("does not match the manifest's MRENCLAVE")),
+        line.contains("does not match the manifest's MRENCLAVE"),
         "{line}"
     );
 
