@@ -154,6 +154,14 @@ impl FromRequestParts<AppState> for Caller {
                     "the Authorization header is not a Bearer token",
                 )
             })?;
+        Caller::from_token(state, token).await
+    }
+}
+
+impl Caller {
+    /// Resolves a session token or API key (from an `Authorization: Bearer` header or the
+    /// console's session cookie): 401 unless it exists and has not expired by the state's clock.
+    pub async fn from_token(state: &AppState, token: &str) -> ApiResult<Self> {
         let now = state.clock.now();
         let hash = token_hash(token);
         let invalid = || ApiError::unauthorized("invalid_token", "the token is not valid");

@@ -46,7 +46,7 @@ async fn view(s: &AppState, rec: AccountRecord, role: AccessRole) -> ApiResult<A
 
 /// The account and the caller's role, or 404 if the caller is no member (or, for an API key,
 /// it is not the key's account).
-async fn member_account(
+pub(crate) async fn member_account(
     s: &AppState,
     caller: &Caller,
     acct_id: Uuid,
@@ -95,14 +95,13 @@ async fn list_accounts(State(s): State<AppState>, caller: Caller) -> ApiResult<J
     Ok(Json(out))
 }
 
-/// Creates an account with its zone and zone CA; the caller becomes its MANAGER.
-#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = AccountRequest,
-    responses((status = 201, body = Account), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
-async fn create_account(
-    State(s): State<AppState>,
-    caller: Caller,
-    Body(req): Body<AccountRequest>,
-) -> ApiResult<(StatusCode, Json<Account>)> {
+/// Validates and creates an account with its zone and zone CA (key sealed with the master key);
+/// the caller becomes its MANAGER. Shared by the API and the console.
+pub(crate) async fn create(
+    s: &AppState,
+    caller: &Caller,
+    req: AccountRequest,
+) -> ApiResult<AccountRecord> {
     caller.session()?;
     let mut c = Checker::new();
     c.text("name", &req.name, 1, 128, false);
@@ -131,8 +130,7 @@ async fn create_account(
     let sealed = s
         .master_key
         .seal(&zone_key_context(zone_id), &ca.key_pkcs8_der())?;
-    let rec = s
-        .store
+    Ok(s.store
         .create_account(
             &NewAccount {
                 acct_id: Uuid::new_v4(),
@@ -150,7 +148,18 @@ async fn create_account(
             &caller.actor(),
             now,
         )
-        .await?;
+        .await?)
+}
+
+/// Creates an account with its zone and zone CA; the caller becomes its MANAGER.
+#[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = AccountRequest,
+    responses((status = 201, body = Account), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn create_account(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<AccountRequest>,
+) -> ApiResult<(StatusCode, Json<Account>)> {
+    let rec = create(&s, &caller, req).await?;
     Ok((
         StatusCode::CREATED,
         Json(view(&s, rec, AccessRole::Manager).await?),
@@ -200,6 +209,17 @@ async fn update_account(
     Ok(Json(view(&s, rec, role).await?))
 }
 
+/// Deletes an account and everything it owns, in one transaction (MANAGER; 404 for
+/// non-members). Shared by the API and the console.
+pub(crate) async fn delete(s: &AppState, caller: &Caller, acct_id: Uuid) -> ApiResult<()> {
+    let (_, role) = member_account(s, caller, acct_id).await?;
+    require(role, AccessRole::Manager)?;
+    s.store
+        .delete_account(acct_id, &caller.actor(), s.clock.now())
+        .await?;
+    Ok(())
+}
+
 /// Deletes an account and everything it owns, in one transaction (MANAGER).
 #[utoipa::path(delete, path = "/v1/accounts/{acct_id}", tag = "accounts", security(("bearer" = [])),
     params(("acct_id" = Uuid, Path)),
@@ -209,10 +229,6 @@ async fn delete_account(
     caller: Caller,
     Path(acct_id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    let (_, role) = member_account(&s, &caller, acct_id).await?;
-    require(role, AccessRole::Manager)?;
-    s.store
-        .delete_account(acct_id, &caller.actor(), s.clock.now())
-        .await?;
+    delete(&s, &caller, acct_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

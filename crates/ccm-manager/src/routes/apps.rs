@@ -58,6 +58,12 @@ async fn create_app(
     acct: Acct,
     Body(req): Body<AppRequest>,
 ) -> ApiResult<(StatusCode, Json<App>)> {
+    Ok((StatusCode::CREATED, Json(create(&s, &acct, req).await?)))
+}
+
+/// Validates and adds an app (WRITER); allowed domains raise a DOMAIN_WHITELIST task. Shared by
+/// the API and the console.
+pub(crate) async fn create(s: &AppState, acct: &Acct, req: AppRequest) -> ApiResult<App> {
     acct.require(AccessRole::Writer)?;
     let now = s.clock.now();
     let app = App {
@@ -81,8 +87,7 @@ async fn create_app(
         updated_at: now,
     };
     check_app(&app)?;
-    let app = s.store.create_app(&app, &acct.actor(), now).await?;
-    Ok((StatusCode::CREATED, Json(app)))
+    Ok(s.store.create_app(&app, &acct.actor(), now).await?)
 }
 
 /// An app of the selected account.
@@ -112,6 +117,17 @@ async fn update_app(
     Path(app_id): Path<Uuid>,
     Body(p): Body<AppUpdateRequest>,
 ) -> ApiResult<Json<App>> {
+    Ok(Json(update(&s, &acct, app_id, p).await?))
+}
+
+/// Applies a partial update to an app (WRITER), validating the result as a whole; nothing
+/// changes when it is invalid. Shared by the API and the console.
+pub(crate) async fn update(
+    s: &AppState,
+    acct: &Acct,
+    app_id: Uuid,
+    p: AppUpdateRequest,
+) -> ApiResult<App> {
     acct.require(AccessRole::Writer)?;
     let result = s
         .store
@@ -161,7 +177,7 @@ async fn update_app(
             },
         )
         .await?;
-    result.map(Json)
+    result
 }
 
 /// Deletes an app with its images and their tasks (WRITER).
@@ -173,9 +189,15 @@ async fn delete_app(
     acct: Acct,
     Path(app_id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
+    delete(&s, &acct, app_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an app with its images and their tasks (WRITER). Shared by the API and the console.
+pub(crate) async fn delete(s: &AppState, acct: &Acct, app_id: Uuid) -> ApiResult<()> {
     acct.require(AccessRole::Writer)?;
     s.store
         .delete_app(acct.acct_id, app_id, &acct.actor(), s.clock.now())
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

@@ -52,6 +52,12 @@ async fn create_build(
     acct: Acct,
     Body(req): Body<CreateBuildRequest>,
 ) -> ApiResult<(StatusCode, Json<Build>)> {
+    Ok((StatusCode::CREATED, Json(create(&s, &acct, req).await?)))
+}
+
+/// Validates and records an image from known values (WRITER) and raises its BUILD_WHITELIST
+/// task. Shared by the API and the console.
+pub(crate) async fn create(s: &AppState, acct: &Acct, req: CreateBuildRequest) -> ApiResult<Build> {
     acct.require(AccessRole::Writer)?;
     let mut c = Checker::new();
     c.image(
@@ -122,8 +128,7 @@ async fn create_build(
         created_at: now,
         updated_at: now,
     };
-    let build = s.store.create_build(&build, &acct.actor(), now).await?;
-    Ok((StatusCode::CREATED, Json(build)))
+    Ok(s.store.create_build(&build, &acct.actor(), now).await?)
 }
 
 /// An image of the selected account.
@@ -151,9 +156,15 @@ async fn delete_build(
     acct: Acct,
     Path(build_id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
+    delete(&s, &acct, build_id).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Deletes an image and its tasks (WRITER). Shared by the API and the console.
+pub(crate) async fn delete(s: &AppState, acct: &Acct, build_id: Uuid) -> ApiResult<()> {
     acct.require(AccessRole::Writer)?;
     s.store
         .delete_build(acct.acct_id, build_id, &acct.actor(), s.clock.now())
         .await?;
-    Ok(StatusCode::NO_CONTENT)
+    Ok(())
 }

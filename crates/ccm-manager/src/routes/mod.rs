@@ -1,14 +1,14 @@
 //! Route modules, one per resource; each returns an [`OpenApiRouter`] of its handlers.
 
-mod accounts;
+pub(crate) mod accounts;
 mod apikeys;
-mod apps;
+pub(crate) mod apps;
 mod audit;
-mod builds;
-mod sys;
-mod tasks;
-mod users;
-mod zones;
+pub(crate) mod builds;
+pub(crate) mod sys;
+pub(crate) mod tasks;
+pub(crate) mod users;
+pub(crate) mod zones;
 
 use utoipa::Modify;
 use utoipa::OpenApi as _;

@@ -83,17 +83,15 @@ fn session_info(s: &SessionRecord) -> SessionInfo {
     }
 }
 
-/// Logs in with HTTP Basic credentials (e-mail and password) and returns a bearer token.
-#[utoipa::path(post, path = "/v1/sys/auth", tag = "session", security(("basic" = [])),
-    responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody)))]
-async fn login(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuthResponse>> {
-    let (email, password) = auth::parse_basic(&headers).ok_or_else(|| {
-        ApiError::unauthorized(
-            "missing_credentials",
-            "HTTP Basic credentials (e-mail and password) are required",
-        )
-    })?;
-    let user = s.store.user_by_email(&email).await?;
+/// Checks an e-mail and password and opens a session; returns the bearer token and the session.
+/// An unknown e-mail costs the same Argon2 verification as a wrong password. Shared by the API
+/// login and the console's login form.
+pub(crate) async fn password_login(
+    s: &AppState,
+    email: &str,
+    password: String,
+) -> ApiResult<(String, AuthResponse)> {
+    let user = s.store.user_by_email(email).await?;
     let hash = user
         .as_ref()
         .map_or_else(|| s.dummy_hash.clone(), |u| u.password_hash.clone());
@@ -124,15 +122,32 @@ async fn login(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<
         name: user.user_email.clone(),
     };
     s.store.create_session(&new, &actor, now).await?;
-    Ok(Json(AuthResponse {
-        access_token: token,
-        session_info: SessionInfo {
-            subject_id: user.user_id,
-            session_expires_at,
-            session_token_expires_at: new.token_expires_at,
-            selected_account_id: None,
+    Ok((
+        token.clone(),
+        AuthResponse {
+            access_token: token,
+            session_info: SessionInfo {
+                subject_id: user.user_id,
+                session_expires_at,
+                session_token_expires_at: new.token_expires_at,
+                selected_account_id: None,
+            },
         },
-    }))
+    ))
+}
+
+/// Logs in with HTTP Basic credentials (e-mail and password) and returns a bearer token.
+#[utoipa::path(post, path = "/v1/sys/auth", tag = "session", security(("basic" = [])),
+    responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody)))]
+async fn login(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuthResponse>> {
+    let (email, password) = auth::parse_basic(&headers).ok_or_else(|| {
+        ApiError::unauthorized(
+            "missing_credentials",
+            "HTTP Basic credentials (e-mail and password) are required",
+        )
+    })?;
+    let (_, resp) = password_login(&s, &email, password).await?;
+    Ok(Json(resp))
 }
 
 /// Replaces the session's token with a new one (the old one stops working at once); the new
@@ -175,6 +190,21 @@ async fn terminate(State(s): State<AppState>, caller: Caller) -> ApiResult<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
+/// Selects the account a session works in; 404 unless the user is a member.
+pub(crate) async fn select_account_for(
+    s: &AppState,
+    caller: &Caller,
+    acct_id: Uuid,
+) -> ApiResult<SessionRecord> {
+    let (session, _) = caller.session()?;
+    if s.store.role_of(caller.user_id, acct_id).await?.is_none() {
+        return Err(ApiError::not_found("account"));
+    }
+    Ok(s.store
+        .select_account(session.session_id, acct_id, &caller.actor(), s.clock.now())
+        .await?)
+}
+
 /// Selects the account the session works in.
 #[utoipa::path(post, path = "/v1/sys/session/select_account/{acct_id}", tag = "session", security(("bearer" = [])),
     params(("acct_id" = Uuid, Path, description = "Account id")),
@@ -184,13 +214,6 @@ async fn select_account(
     caller: Caller,
     Path(acct_id): Path<Uuid>,
 ) -> ApiResult<Json<SessionInfo>> {
-    let (session, _) = caller.session()?;
-    if s.store.role_of(caller.user_id, acct_id).await?.is_none() {
-        return Err(ApiError::not_found("account"));
-    }
-    let updated = s
-        .store
-        .select_account(session.session_id, acct_id, &caller.actor(), s.clock.now())
-        .await?;
+    let updated = select_account_for(&s, &caller, acct_id).await?;
     Ok(Json(session_info(&updated)))
 }

@@ -94,6 +94,16 @@ async fn update_task(
     Path(task_id): Path<Uuid>,
     Body(req): Body<TaskUpdateRequest>,
 ) -> ApiResult<Json<Task>> {
+    Ok(Json(decide(&s, &acct, task_id, req).await?))
+}
+
+/// Validates and applies a decision on a task (MANAGER). Shared by the API and the console.
+pub(crate) async fn decide(
+    s: &AppState,
+    acct: &Acct,
+    task_id: Uuid,
+    req: TaskUpdateRequest,
+) -> ApiResult<Task> {
     acct.require(AccessRole::Manager)?;
     let mut c = Checker::new();
     if let Some(r) = &req.denial_reason {
@@ -103,7 +113,7 @@ async fn update_task(
         c.text("denial_reason", r, 1, 1024, true);
     }
     c.finish()?;
-    let task = s
+    Ok(s
         .store
         .decide_task(
             acct.acct_id,
@@ -113,8 +123,7 @@ async fn update_task(
             &acct.actor(),
             s.clock.now(),
         )
-        .await?;
-    Ok(Json(task))
+        .await?)
 }
 
 /// The status and result of a task.

@@ -25,14 +25,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_from_account))
 }
 
-/// Signs up. The first user becomes system administrator. When `allow_signup` is off, only the
-/// first user may sign up.
-#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = SignupRequest,
-    responses((status = 201, body = User), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
-async fn signup(
-    State(s): State<AppState>,
-    Body(req): Body<SignupRequest>,
-) -> ApiResult<(StatusCode, Json<User>)> {
+/// Validates a sign-up and creates the user (the first one becomes system administrator).
+/// Shared by the API and the console's sign-up form.
+pub(crate) async fn signup_user(s: &AppState, req: SignupRequest) -> ApiResult<User> {
     let mut c = Checker::new();
     c.email("user_email", &req.user_email);
     c.password("user_password", &req.user_password);
@@ -48,8 +43,7 @@ async fn signup(
     }
     let password = req.user_password;
     let password_hash = super::blocking(move || auth::hash_password(&password)).await??;
-    let user = s
-        .store
+    Ok(s.store
         .create_user(
             NewUser {
                 user_id: Uuid::new_v4(),
@@ -60,8 +54,18 @@ async fn signup(
             },
             s.clock.now(),
         )
-        .await?;
-    Ok((StatusCode::CREATED, Json(user)))
+        .await?)
+}
+
+/// Signs up. The first user becomes system administrator. When `allow_signup` is off, only the
+/// first user may sign up.
+#[utoipa::path(post, path = "/v1/users", tag = "users", request_body = SignupRequest,
+    responses((status = 201, body = User), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn signup(
+    State(s): State<AppState>,
+    Body(req): Body<SignupRequest>,
+) -> ApiResult<(StatusCode, Json<User>)> {
+    Ok((StatusCode::CREATED, Json(signup_user(&s, req).await?)))
 }
 
 async fn roles_in_selected(s: &AppState, caller: &Caller) -> ApiResult<Vec<AccessRole>> {

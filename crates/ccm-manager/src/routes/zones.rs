@@ -95,6 +95,20 @@ async fn create_token(
     Path(zone_id): Path<Uuid>,
     Body(req): Body<JoinTokenRequest>,
 ) -> ApiResult<(StatusCode, Json<ZoneJoinToken>)> {
+    Ok((
+        StatusCode::CREATED,
+        Json(create_join_token(&s, &acct, zone_id, req).await?),
+    ))
+}
+
+/// Validates and creates a join token for a zone of the account (MANAGER); the token string
+/// exists only in the result. Shared by the API and the console.
+pub(crate) async fn create_join_token(
+    s: &AppState,
+    acct: &Acct,
+    zone_id: Uuid,
+    req: JoinTokenRequest,
+) -> ApiResult<ZoneJoinToken> {
     acct.require(AccessRole::Manager)?;
     let mut c = Checker::new();
     let expires_in = req.expires_in.unwrap_or(86_400);
@@ -103,7 +117,7 @@ async fn create_token(
         c.text("description", d, 1, 256, false);
     }
     c.finish()?;
-    zone(&s, &acct, zone_id).await?;
+    zone(s, acct, zone_id).await?;
     let mut secret = [0u8; 32];
     SystemRandom::new()
         .fill(&mut secret)
@@ -137,13 +151,10 @@ async fn create_token(
             now,
         )
         .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(ZoneJoinToken {
-            token: token.encode(),
-            info,
-        }),
-    ))
+    Ok(ZoneJoinToken {
+        token: token.encode(),
+        info,
+    })
 }
 
 /// The zone's join tokens (without secrets), newest first.
