@@ -71,7 +71,10 @@ fn measure_prints_mrenclave() {
     let out = ccm(&["sgx", "measure", broken.to_str().unwrap()]);
     assert_eq!(out.status.code(), Some(2));
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(err.contains("truncated sgxs.record: needed 64 bytes, 63 available"), "{err}");
+    assert!(
+        err.contains("truncated sgxs.record: needed 64 bytes, 63 available"),
+        "{err}"
+    );
     assert!(out.stdout.is_empty());
 }
 
