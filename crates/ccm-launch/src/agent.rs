@@ -166,6 +166,20 @@ pub struct AgentClient {
     agent: ureq::Agent,
 }
 
+/// The reason in an error answer: `code: message` of the agent's `{"code", "message"}` error
+/// body, else the body itself, flattened to one line.
+fn error_text(body: &str) -> String {
+    if let Ok(v) = serde_json::from_str::<serde_json::Value>(body)
+        && let Some(message) = v.get("message").and_then(|m| m.as_str())
+    {
+        return match v.get("code").and_then(|c| c.as_str()) {
+            Some(code) => one_line(&format!("{code}: {message}"), 300),
+            None => one_line(message, 300),
+        };
+    }
+    one_line(body, 300)
+}
+
 fn one_line(s: &str, max: usize) -> String {
     let flat: String = s
         .chars()
@@ -241,12 +255,12 @@ impl AgentClient {
             ))),
             429 | 500..=599 => Ok(Answer::Transient(format!(
                 "{what}: node agent answered HTTP {status}: {}",
-                one_line(&body, 200)
+                error_text(&body)
             ))),
             _ => Err(LaunchError::Agent(format!(
                 "{what}: node agent at {} answered HTTP {status}: {}",
                 self.url.configured,
-                one_line(&body, 300)
+                error_text(&body)
             ))),
         }
     }
@@ -478,6 +492,19 @@ mod tests {
         for bad in ["", "../x", "a/b", "a?b", &"x".repeat(200)] {
             assert_eq!(check_task_id(bad).unwrap_err().exit_code(), 32, "{bad}");
         }
+    }
+
+    #[test]
+    fn error_bodies_are_read_for_their_reason() {
+        assert_eq!(
+            error_text(r#"{"code":"bad_csr","message":"CSR does not parse"}"#),
+            "bad_csr: CSR does not parse"
+        );
+        assert_eq!(error_text(r#"{"message":"no"}"#), "no");
+        assert_eq!(
+            error_text("<html>\nbad gateway</html>"),
+            "<html> bad gateway</html>"
+        );
     }
 
     #[test]
