@@ -1,1 +1,641 @@
 //! The ccm node agent: enrollment, the local node-agent API and the manager link.
+//!
+//! Design:
+//! - **Enrollment once.** On first start the agent enrolls with a join token ([`manager::enroll`]):
+//!   a fresh P-256 node key, a nonce from the manager, a quote through the quote helper whose
+//!   REPORTDATA binds SHA-256(node SubjectPublicKeyInfo DER ‖ nonce), and the platform's
+//!   collateral. The node certificate, key and manager pin go to the state directory
+//!   ([`state`]); later starts reuse them and never enroll again.
+//! - **Manager link.** Mutual TLS with the node certificate, pinned to the manager certificate
+//!   named by the join token. Heartbeats report the running application instances (certificates
+//!   handed out and still valid); failures back off exponentially (1 s to 60 s) and recover by
+//!   themselves. The node certificate is renewed with a new key when two thirds of its life have
+//!   passed.
+//! - **Local API** ([`api`], `http://NODE:9092/v1/`), compatible with the node-agent API that
+//!   enclave applications use, plus the quote-based issuance the launcher uses. The agent
+//!   forwards requests with its node identity; the manager decides. Requests the manager has not
+//!   finished (pending approval, or the manager unreachable) are kept in the state directory and
+//!   retried, so neither a manager restart nor an agent restart loses them. Bad input yields a
+//!   DENIED or FAILED task with a reason, never a 5xx.
+#![deny(missing_docs)]
+
+pub mod api;
+pub mod manager;
+pub mod quoting;
+pub mod state;
+
+use std::collections::HashMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use ccm_api::certificates::{CertificateTask, IssueStatus};
+use ccm_api::nodes::{AttestedIssueRequest, HeartbeatRequest, RunningApp};
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+use uuid::Uuid;
+
+use crate::manager::{CallError, ManagerClient};
+use crate::quoting::Quoter;
+use crate::state::{Identity, PendingTask, StateDir};
+
+/// Errors of the agent.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A setting is wrong.
+    #[error("{0}")]
+    Config(String),
+    /// The state directory could not be read or written.
+    #[error("state {}: {reason}", path.display())]
+    State {
+        /// The file.
+        path: PathBuf,
+        /// What went wrong.
+        reason: String,
+    },
+    /// The quote helper failed.
+    #[error("quote helper: {0}")]
+    Aesm(String),
+    /// No simulated platform secret: on hardware the agent would need its own enclave.
+    #[error(
+        "cannot make the agent's REPORT: the simulated platform secret {} is not readable ({reason}); \
+         on SGX hardware the agent needs a provisioning enclave, which this build does not include",
+        path.display()
+    )]
+    NoPlatformSecret {
+        /// Where the secret was looked for.
+        path: PathBuf,
+        /// Why it could not be read.
+        reason: String,
+    },
+    /// TLS or key setup failed.
+    #[error("TLS: {0}")]
+    Tls(String),
+    /// Enrollment was refused or failed.
+    #[error("enrollment failed: {0}")]
+    Enroll(String),
+    /// The local API could not listen.
+    #[error("listen on {addr}: {reason}")]
+    Listen {
+        /// The address.
+        addr: SocketAddr,
+        /// Why.
+        reason: String,
+    },
+}
+
+/// Settings of [`Agent::start`].
+#[derive(Debug, Clone)]
+pub struct AgentConfig {
+    /// Manager base URL (`https://HOST:PORT`).
+    pub manager: String,
+    /// Join token (needed for the first start only).
+    pub join_token: Option<String>,
+    /// Node name.
+    pub name: String,
+    /// Local API address.
+    pub listen: SocketAddr,
+    /// AESM socket of the quote helper.
+    pub aesm_socket: PathBuf,
+    /// The simulated platform secret (default: `ccm-sim-cpu.key` next to the socket).
+    pub sim_cpu_key: Option<PathBuf>,
+    /// State directory.
+    pub state_dir: PathBuf,
+    /// Allow a plain-HTTP manager.
+    pub insecure_http_manager: bool,
+    /// The platform's collateral file (`QuoteCollateralV3` JSON) to upload at enrollment.
+    pub collateral: Option<PathBuf>,
+    /// IP address to report (default: the local API address).
+    pub ipaddress: Option<String>,
+}
+
+/// Unix seconds now.
+pub fn unix_now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_secs()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// A task as the agent knows it.
+#[derive(Debug, Clone)]
+struct LocalTask {
+    view: CertificateTask,
+    pending: Option<PendingTask>,
+}
+
+/// The running agent's shared state.
+pub struct AgentInner {
+    state: StateDir,
+    identity: RwLock<Identity>,
+    key_pem: RwLock<zeroize::Zeroizing<String>>,
+    client: RwLock<ManagerClient>,
+    pin: Option<[u8; 32]>,
+    insecure_http: bool,
+    quoter: Quoter,
+    tasks: Mutex<HashMap<Uuid, LocalTask>>,
+    /// Quotes of attested keys (`/v1/enclave/attest`), by SHA-256 of the key's SPKI.
+    attested: Mutex<HashMap<[u8; 32], Vec<u8>>>,
+    issued: Mutex<state::Issued>,
+}
+
+impl std::fmt::Debug for AgentInner {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Agent").finish_non_exhaustive()
+    }
+}
+
+/// A handle to the running agent.
+pub type Agent = Arc<AgentInner>;
+
+/// A running agent with its local API.
+#[derive(Debug)]
+pub struct RunningAgent {
+    /// The agent.
+    pub agent: Agent,
+    /// The local API's address.
+    pub local_addr: SocketAddr,
+    shutdown: watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl RunningAgent {
+    /// Stops the local API and the background loops.
+    pub async fn shutdown(self) {
+        let _ = self.shutdown.send(true);
+        let _ = self.task.await;
+    }
+}
+
+const MAX_TASKS_IN_MEMORY: usize = 100_000;
+
+impl AgentInner {
+    /// The node id.
+    pub fn node_id(&self) -> Uuid {
+        self.identity.read().map(|i| i.node_id).unwrap_or_default()
+    }
+
+    fn client(&self) -> Option<ManagerClient> {
+        self.client.read().ok().map(|c| c.clone())
+    }
+
+    /// The node certificate (PEM).
+    pub fn node_certificate(&self) -> String {
+        self.identity
+            .read()
+            .map(|i| i.certificate.clone())
+            .unwrap_or_default()
+    }
+
+    /// The node key (PKCS#8 PEM).
+    fn key_pem(&self) -> zeroize::Zeroizing<String> {
+        self.key_pem
+            .read()
+            .map(|k| k.clone())
+            .unwrap_or_else(|_| zeroize::Zeroizing::new(String::new()))
+    }
+
+    fn remember(&self, view: CertificateTask, pending: Option<PendingTask>) {
+        if let Ok(mut m) = self.tasks.lock() {
+            if m.len() >= MAX_TASKS_IN_MEMORY {
+                m.retain(|_, t| !t.view.task_status.is_final());
+            }
+            m.insert(view.task_id, LocalTask { view, pending });
+        }
+    }
+
+    fn local(&self, task_id: Uuid) -> Option<LocalTask> {
+        self.tasks.lock().ok().and_then(|m| m.get(&task_id).cloned())
+    }
+
+    fn record_success(&self, view: &CertificateTask) {
+        let Some(pem) = &view.certificate else { return };
+        let expiry = ::pem::parse(pem)
+            .ok()
+            .and_then(|b| {
+                x509_parser::parse_x509_certificate(b.contents())
+                    .ok()
+                    .map(|(_, c)| c.validity().not_after.timestamp())
+            })
+            .unwrap_or(0);
+        if let Ok(mut issued) = self.issued.lock() {
+            let now = unix_now();
+            issued.tasks.retain(|(_, exp)| *exp > now);
+            if !issued.tasks.iter().any(|(t, _)| *t == view.task_id) {
+                issued.tasks.push((view.task_id, expiry));
+            }
+            if let Err(e) = self.state.save_issued(&issued) {
+                tracing::warn!(error = %e, "cannot save the issued certificates");
+            }
+        }
+    }
+
+    /// Applies the manager's answer for a task: remember it, keep or drop the pending file.
+    fn settle(&self, mut p: PendingTask, view: CertificateTask) -> CertificateTask {
+        if view.task_status.is_final() {
+            self.state.remove_pending(p.task_id);
+            if view.task_status == IssueStatus::Success {
+                self.record_success(&view);
+            }
+            self.remember(view.clone(), None);
+        } else {
+            if !p.accepted {
+                p.accepted = true;
+                if let Err(e) = self.state.save_pending(&p) {
+                    tracing::warn!(error = %e, "cannot keep a pending request");
+                }
+            }
+            self.remember(view.clone(), Some(p));
+        }
+        view
+    }
+
+    fn failed(task_id: Uuid, message: String) -> CertificateTask {
+        CertificateTask {
+            task_id,
+            task_status: IssueStatus::Failed,
+            certificate: None,
+            message: Some(message),
+        }
+    }
+
+    /// Submits (or resubmits) a request to the manager.
+    async fn submit(&self, p: PendingTask) -> CertificateTask {
+        let task_id = p.task_id;
+        let Some(client) = self.client() else {
+            return Self::failed(task_id, "the agent has no manager client".into());
+        };
+        let req = AttestedIssueRequest {
+            task_id,
+            csr: p.csr.clone(),
+            quote: p.quote.clone(),
+        };
+        match client.issue(&req).await {
+            Ok(view) => self.settle(p, view),
+            Err(CallError::Unavailable(m)) => {
+                if let Err(e) = self.state.save_pending(&p) {
+                    tracing::warn!(error = %e, "cannot keep a pending request");
+                }
+                let view = CertificateTask {
+                    task_id,
+                    task_status: IssueStatus::Inprogress,
+                    certificate: None,
+                    message: Some(format!(
+                        "the manager is not reachable ({m}); the request is kept and retried"
+                    )),
+                };
+                self.remember(view.clone(), Some(p));
+                view
+            }
+            Err(e @ CallError::Refused { .. }) => {
+                self.state.remove_pending(task_id);
+                let view = Self::failed(task_id, e.to_string());
+                self.remember(view.clone(), None);
+                view
+            }
+        }
+    }
+
+    /// Starts an issuance task for `csr` with `quote` (base64).
+    pub async fn issue(&self, csr: String, quote: String) -> CertificateTask {
+        let p = PendingTask {
+            task_id: Uuid::new_v4(),
+            csr,
+            quote,
+            accepted: false,
+        };
+        self.submit(p).await
+    }
+
+    /// Records a task decided by the agent itself (no evidence to forward).
+    pub fn deny_locally(&self, message: String) -> CertificateTask {
+        let view = CertificateTask {
+            task_id: Uuid::new_v4(),
+            task_status: IssueStatus::Denied,
+            certificate: None,
+            message: Some(message),
+        };
+        self.remember(view.clone(), None);
+        view
+    }
+
+    /// The current state of a task; asks the manager when the task is not finished.
+    pub async fn result(&self, task_id: Uuid) -> Option<CertificateTask> {
+        let local = self.local(task_id);
+        if let Some(t) = &local {
+            if t.view.task_status.is_final() {
+                return Some(t.view.clone());
+            }
+            if let Some(p) = &t.pending {
+                if !p.accepted {
+                    return Some(self.submit(p.clone()).await);
+                }
+            }
+        }
+        let client = self.client()?;
+        match client.task(task_id).await {
+            Ok(view) => {
+                let p = local
+                    .and_then(|t| t.pending)
+                    .unwrap_or(PendingTask {
+                        task_id,
+                        csr: String::new(),
+                        quote: String::new(),
+                        accepted: true,
+                    });
+                Some(self.settle(p, view))
+            }
+            Err(CallError::Refused { status: 404, .. }) => local.map(|t| t.view),
+            Err(e) => local.map(|t| {
+                let mut v = t.view;
+                v.message = Some(format!("{e}; showing the last known state"));
+                v
+            }),
+        }
+    }
+
+    /// Remembers the quote of a key attested through `/v1/enclave/attest`.
+    fn remember_attested(&self, spki_sha256: [u8; 32], quote: Vec<u8>) {
+        if let Ok(mut m) = self.attested.lock() {
+            if m.len() >= 10_000 {
+                m.clear();
+            }
+            m.insert(spki_sha256, quote);
+        }
+    }
+
+    fn attested_quote(&self, spki_sha256: &[u8; 32]) -> Option<Vec<u8>> {
+        self.attested.lock().ok().and_then(|m| m.get(spki_sha256).cloned())
+    }
+
+    async fn retry_pending(&self) {
+        for p in self.state.pending() {
+            let view = if p.accepted {
+                match self.client() {
+                    Some(c) => match c.task(p.task_id).await {
+                        Ok(v) => Some(self.settle(p.clone(), v)),
+                        Err(CallError::Refused { status: 404, .. }) => {
+                            // The manager never stored it (it failed before committing): resubmit.
+                            let mut q = p.clone();
+                            q.accepted = false;
+                            Some(self.submit(q).await)
+                        }
+                        Err(_) => None,
+                    },
+                    None => None,
+                }
+            } else {
+                Some(self.submit(p.clone()).await)
+            };
+            if let Some(v) = view {
+                tracing::debug!(task_id = %v.task_id, status = v.task_status.as_str(), "pending request checked");
+            }
+        }
+    }
+
+    async fn heartbeat(&self) -> Result<(), CallError> {
+        let client = self
+            .client()
+            .ok_or_else(|| CallError::Unavailable("no client".into()))?;
+        let now = unix_now();
+        let running = self
+            .issued
+            .lock()
+            .map(|i| {
+                i.tasks
+                    .iter()
+                    .filter(|(_, exp)| *exp > now)
+                    .map(|(t, _)| RunningApp { task_id: *t })
+                    .collect()
+            })
+            .unwrap_or_default();
+        let resp = client
+            .heartbeat(&HeartbeatRequest {
+                version: Some(env!("CARGO_PKG_VERSION").into()),
+                running_apps: running,
+            })
+            .await?;
+        tracing::debug!(status = resp.status.as_str(), "heartbeat");
+        Ok(())
+    }
+
+    /// Renews the node certificate when two thirds of its validity have passed.
+    async fn maybe_renew(&self) -> Result<bool, Error> {
+        let cert_pem = self.node_certificate();
+        let block = ::pem::parse(&cert_pem).map_err(|e| Error::Tls(e.to_string()))?;
+        let (_, cert) = x509_parser::parse_x509_certificate(block.contents())
+            .map_err(|e| Error::Tls(e.to_string()))?;
+        let from = cert.validity().not_before.timestamp();
+        let to = cert.validity().not_after.timestamp();
+        let renew_at = from + (to - from) * 2 / 3;
+        if unix_now() < renew_at {
+            return Ok(false);
+        }
+        let name = self.identity.read().map(|i| i.name.clone()).unwrap_or_default();
+        let (key, csr) = manager::node_key_and_csr(&name)?;
+        let client = self
+            .client()
+            .ok_or_else(|| Error::Config("no manager client".into()))?;
+        let resp = client
+            .renew(&csr)
+            .await
+            .map_err(|e| Error::Enroll(format!("renewal: {e}")))?;
+        let mut id = self
+            .identity
+            .read()
+            .map(|i| i.clone())
+            .map_err(|_| Error::Config("identity lock poisoned".into()))?;
+        id.certificate = resp.certificate;
+        id.ca_certificate = resp.ca_certificate;
+        let key_pem = key.serialize_pem();
+        self.state.save_identity(&id, &key_pem)?;
+        let new_client = ManagerClient::node(
+            &id.manager,
+            self.pin,
+            self.insecure_http,
+            &id.certificate,
+            &key_pem,
+        )?;
+        if let Ok(mut c) = self.client.write() {
+            *c = new_client;
+        }
+        if let Ok(mut k) = self.key_pem.write() {
+            *k = zeroize::Zeroizing::new(key_pem);
+        }
+        if let Ok(mut i) = self.identity.write() {
+            *i = id;
+        }
+        tracing::info!("node certificate renewed");
+        Ok(true)
+    }
+}
+
+async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
+    let mut backoff = Duration::from_secs(1);
+    let mut next_renew_check = tokio::time::Instant::now();
+    loop {
+        let interval = agent
+            .identity
+            .read()
+            .map(|i| Duration::from_secs(i.heartbeat_interval_secs.max(1)))
+            .unwrap_or(Duration::from_secs(10));
+        let wait = match agent.heartbeat().await {
+            Ok(()) => {
+                backoff = Duration::from_secs(1);
+                agent.retry_pending().await;
+                if tokio::time::Instant::now() >= next_renew_check {
+                    if let Err(e) = agent.maybe_renew().await {
+                        tracing::warn!(error = %e, "node certificate renewal failed; will retry");
+                    }
+                    next_renew_check = tokio::time::Instant::now() + Duration::from_secs(60);
+                }
+                interval
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, retry_in = ?backoff, "heartbeat failed");
+                let w = backoff;
+                backoff = (backoff * 2).min(Duration::from_secs(60));
+                w.min(interval.max(Duration::from_secs(1)))
+                    .max(Duration::from_millis(200))
+                    .max(w)
+            }
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(wait) => {}
+            _ = shutdown.changed() => break,
+        }
+    }
+}
+
+/// Starts the agent: loads its identity or enrolls, then serves the local API and runs the
+/// manager link in the background.
+pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
+    let state = StateDir::open(&config.state_dir)?;
+    let quoter = Quoter::new(&config.aesm_socket, config.sim_cpu_key.clone());
+    let (identity, key_pem, pin) = match state.identity()? {
+        Some((id, key)) => {
+            let pin = match &id.manager_fingerprint {
+                Some(f) => Some(ccm_pki::parse_fingerprint(f).ok_or_else(|| Error::State {
+                    path: state.path().join("identity.json"),
+                    reason: "the stored manager fingerprint is not valid".into(),
+                })?),
+                None => None,
+            };
+            tracing::info!(node_id = %id.node_id, "using the enrolled identity");
+            (id, key, pin)
+        }
+        None => {
+            let token = config.join_token.as_deref().ok_or_else(|| {
+                Error::Config(format!(
+                    "the node is not enrolled (no identity in {}): give --join-token",
+                    config.state_dir.display()
+                ))
+            })?;
+            let collateral = match &config.collateral {
+                None => None,
+                Some(path) => {
+                    let text = std::fs::read_to_string(path).map_err(|e| Error::State {
+                        path: path.clone(),
+                        reason: e.to_string(),
+                    })?;
+                    Some(serde_json::from_str(&text).map_err(|e| Error::State {
+                        path: path.clone(),
+                        reason: format!("not JSON: {e}"),
+                    })?)
+                }
+            };
+            let ip = config
+                .ipaddress
+                .clone()
+                .unwrap_or_else(|| config.listen.ip().to_string());
+            let (enrollment, key_pem, pin) = manager::enroll(
+                &manager::EnrollParams {
+                    manager: &config.manager,
+                    token,
+                    name: &config.name,
+                    ipaddress: &ip,
+                    insecure_http: config.insecure_http_manager,
+                    collateral,
+                },
+                &quoter,
+            )
+            .await?;
+            let id = Identity {
+                node_id: enrollment.node.node_id,
+                name: config.name.clone(),
+                manager: config.manager.trim_end_matches('/').to_string(),
+                manager_fingerprint: pin.map(hex::encode),
+                certificate: enrollment.certificate,
+                ca_certificate: enrollment.ca_certificate,
+                heartbeat_interval_secs: enrollment.heartbeat_interval_secs,
+                simulated: enrollment.node.sgx_info.simulated,
+            };
+            state.save_identity(&id, &key_pem)?;
+            tracing::info!(node_id = %id.node_id, status = enrollment.node.status.status.as_str(), "enrolled");
+            (id, zeroize::Zeroizing::new(key_pem), pin)
+        }
+    };
+    let client = ManagerClient::node(
+        &identity.manager,
+        pin,
+        config.insecure_http_manager,
+        &identity.certificate,
+        &key_pem,
+    )?;
+    let issued = state.issued();
+    let agent: Agent = Arc::new(AgentInner {
+        state,
+        identity: RwLock::new(identity),
+        key_pem: RwLock::new(key_pem),
+        client: RwLock::new(client),
+        pin,
+        insecure_http: config.insecure_http_manager,
+        quoter,
+        tasks: Mutex::new(HashMap::new()),
+        attested: Mutex::new(HashMap::new()),
+        issued: Mutex::new(issued),
+    });
+    for p in agent.state.pending() {
+        agent.remember(
+            CertificateTask {
+                task_id: p.task_id,
+                task_status: IssueStatus::Inprogress,
+                certificate: None,
+                message: Some("kept across an agent restart; being retried".into()),
+            },
+            Some(p),
+        );
+    }
+    let listener = TcpListener::bind(config.listen)
+        .await
+        .map_err(|e| Error::Listen {
+            addr: config.listen,
+            reason: e.to_string(),
+        })?;
+    let local_addr = listener.local_addr().map_err(|e| Error::Listen {
+        addr: config.listen,
+        reason: e.to_string(),
+    })?;
+    let (shutdown, rx) = watch::channel(false);
+    tokio::spawn(background(agent.clone(), rx.clone()));
+    let router = api::router(agent.clone());
+    let mut rx2 = rx;
+    let task = tokio::spawn(async move {
+        let served = axum::serve(listener, router)
+            .with_graceful_shutdown(async move {
+                let _ = rx2.changed().await;
+            })
+            .await;
+        if let Err(e) = served {
+            tracing::error!(error = %e, "local API stopped");
+        }
+    });
+    Ok(RunningAgent {
+        agent,
+        local_addr,
+        shutdown,
+        task,
+    })
+}

@@ -199,8 +199,8 @@ pub struct NodeEnrollment {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RunningApp {
-    /// The certificate the instance obtained through the agent.
-    pub certificate_id: Uuid,
+    /// The issuance task through which the instance obtained its (still valid) certificate.
+    pub task_id: Uuid,
 }
 
 /// `POST /v1/node-agent/heartbeat` (mTLS).
@@ -213,9 +213,6 @@ pub struct HeartbeatRequest {
     /// Application instances running on the node.
     #[serde(default)]
     pub running_apps: Vec<RunningApp>,
-    /// Fresh collateral for the platform, when the agent has newer collateral.
-    #[serde(default)]
-    pub collateral: Option<serde_json::Value>,
 }
 
 /// Response of a heartbeat.

@@ -16,6 +16,12 @@
 //! | `max_body_bytes` | `CCM_MAX_BODY_BYTES` | `1048576` |
 //! | `db_max_connections` | `CCM_DB_MAX_CONNECTIONS` | `10` |
 //! | `zone_ca_validity_days` | `CCM_ZONE_CA_VALIDITY_DAYS` | `3650` |
+//! | `trusted_simulated_roots` | `CCM_TRUSTED_SIMULATED_ROOTS` (comma-separated files) | none: simulated platforms are refused |
+//! | `node_heartbeat_interval_secs` | `CCM_NODE_HEARTBEAT_INTERVAL_SECS` | `10` |
+//! | `node_stale_after_secs` | `CCM_NODE_STALE_AFTER_SECS` | `60` (then a RUNNING node becomes STOPPED) |
+//! | `node_cert_validity_days` | `CCM_NODE_CERT_VALIDITY_DAYS` | `30` |
+//! | `app_cert_validity_days` | `CCM_APP_CERT_VALIDITY_DAYS` | `30` |
+//! | `sweep_interval_secs` | `CCM_SWEEP_INTERVAL_SECS` | `5` (pending requests, stale nodes) |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -56,6 +62,19 @@ pub struct Config {
     pub db_max_connections: u32,
     /// Validity of new zone CA certificates.
     pub zone_ca_validity_days: i64,
+    /// Root certificates (PEM files) of simulated SGX platforms to trust. SIMULATED: never in
+    /// production; without any, simulated quotes are refused.
+    pub trusted_simulated_roots: Vec<PathBuf>,
+    /// Heartbeat interval asked of node agents.
+    pub node_heartbeat_interval_secs: u64,
+    /// A RUNNING node without a heartbeat for this long becomes STOPPED.
+    pub node_stale_after_secs: i64,
+    /// Validity of node certificates.
+    pub node_cert_validity_days: i64,
+    /// Validity of application certificates.
+    pub app_cert_validity_days: i64,
+    /// Interval of the background sweeps (pending certificate requests, stale nodes).
+    pub sweep_interval_secs: u64,
 }
 
 impl Default for Config {
@@ -75,6 +94,12 @@ impl Default for Config {
             max_body_bytes: 1 << 20,
             db_max_connections: 10,
             zone_ca_validity_days: 3650,
+            trusted_simulated_roots: Vec::new(),
+            node_heartbeat_interval_secs: 10,
+            node_stale_after_secs: 60,
+            node_cert_validity_days: 30,
+            app_cert_validity_days: 30,
+            sweep_interval_secs: 5,
         }
     }
 }
@@ -159,6 +184,21 @@ impl Config {
             "CCM_MAX_BODY_BYTES" => self.max_body_bytes = parse(key, v)?,
             "CCM_DB_MAX_CONNECTIONS" => self.db_max_connections = parse(key, v)?,
             "CCM_ZONE_CA_VALIDITY_DAYS" => self.zone_ca_validity_days = parse(key, v)?,
+            "CCM_TRUSTED_SIMULATED_ROOTS" => {
+                self.trusted_simulated_roots = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(PathBuf::from)
+                    .collect()
+            }
+            "CCM_NODE_HEARTBEAT_INTERVAL_SECS" => {
+                self.node_heartbeat_interval_secs = parse(key, v)?
+            }
+            "CCM_NODE_STALE_AFTER_SECS" => self.node_stale_after_secs = parse(key, v)?,
+            "CCM_NODE_CERT_VALIDITY_DAYS" => self.node_cert_validity_days = parse(key, v)?,
+            "CCM_APP_CERT_VALIDITY_DAYS" => self.app_cert_validity_days = parse(key, v)?,
+            "CCM_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = parse(key, v)?,
             _ => {}
         }
         Ok(())
@@ -189,6 +229,27 @@ impl Config {
                 "zone_ca_validity_days",
                 "must be between 1 and 36500",
             ));
+        }
+        if !(1..=3600).contains(&self.node_heartbeat_interval_secs) {
+            return Err(invalid(
+                "node_heartbeat_interval_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if self.node_stale_after_secs < 2 * self.node_heartbeat_interval_secs as i64 {
+            return Err(invalid(
+                "node_stale_after_secs",
+                "must be at least twice node_heartbeat_interval_secs",
+            ));
+        }
+        if !(1..=825).contains(&self.node_cert_validity_days) {
+            return Err(invalid("node_cert_validity_days", "must be between 1 and 825"));
+        }
+        if !(1..=825).contains(&self.app_cert_validity_days) {
+            return Err(invalid("app_cert_validity_days", "must be between 1 and 825"));
+        }
+        if !(1..=3600).contains(&self.sweep_interval_secs) {
+            return Err(invalid("sweep_interval_secs", "must be between 1 and 3600"));
         }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(invalid(

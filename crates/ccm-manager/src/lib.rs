@@ -17,12 +17,14 @@
 //!   listener, graceful shutdown.
 #![deny(missing_docs)]
 
+pub mod attested;
 pub mod auth;
 pub mod clock;
 pub mod config;
 mod error;
 pub mod extract;
 pub mod metrics;
+pub mod node_auth;
 mod routes;
 pub mod secrets;
 pub mod tls;
@@ -64,6 +66,10 @@ pub struct StateInner {
     pub metrics: Arc<metrics::Metrics>,
     /// SHA-256 of the manager's TLS certificate, when serving HTTPS.
     pub tls_fingerprint: Option<[u8; 32]>,
+    /// Quote verification, collateral, zone CAs and certificate issuance.
+    pub attest: attested::AttestServices,
+    /// Node certificates whose zone-CA signature was verified.
+    pub node_certs: node_auth::VerifiedCerts,
     dummy_hash: String,
 }
 
@@ -91,7 +97,10 @@ impl AppState {
         master_key: MasterKey,
         tls_fingerprint: Option<[u8; 32]>,
     ) -> Result<Self, Error> {
+        let attest = attested::AttestServices::new(&config)?;
         Ok(Self(Arc::new(StateInner {
+            attest,
+            node_certs: node_auth::VerifiedCerts::default(),
             store,
             config,
             clock,
@@ -215,6 +224,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     let state = AppState::new(store, config, clock, master_key, fingerprint)?;
     let router = app(state.clone());
     let (shutdown, rx) = watch::channel(false);
+    attested::spawn_background(state.clone(), rx.clone());
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
     let task = tokio::spawn(serve(listener, router, acceptor, rx));
     Ok(RunningManager {
@@ -247,7 +257,7 @@ async fn serve(
             _ = shutdown.changed() => break,
         };
         let _ = tcp.set_nodelay(true);
-        let service = TowerToHyperService::new(router.clone());
+        let router = router.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
         tokio::spawn(async move {
@@ -271,12 +281,30 @@ async fn serve(
                                 return;
                             }
                         };
+                    // Node agents authenticate with a client certificate: hand it to the
+                    // handlers (checked per request by `node_auth::NodeCaller`).
+                    let peer_cert = stream
+                        .get_ref()
+                        .1
+                        .peer_certificates()
+                        .and_then(|c| c.first())
+                        .map(|c| node_auth::PeerCertificate(Arc::new(c.as_ref().to_vec())));
+                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                        router,
+                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
+                            if let Some(p) = &peer_cert {
+                                req.extensions_mut().insert(p.clone());
+                            }
+                            req
+                        },
+                    ));
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");
                     }
                 }
                 None => {
+                    let service = TowerToHyperService::new(router);
                     let conn = builder.serve_connection(TokioIo::new(tcp), service);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

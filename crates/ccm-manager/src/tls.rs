@@ -66,10 +66,11 @@ pub fn load_or_create(config: &Config, now: i64) -> Result<TlsIdentity, Error> {
     let key = PrivateKeyDer::from_pem_file(&key_path)
         .map_err(|e| Error::Tls(format!("{}: {e}", key_path.display())))?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let mut server_config = ServerConfig::builder_with_provider(provider)
+    let mut server_config = ServerConfig::builder_with_provider(provider.clone())
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
-        .with_no_client_auth()
+        // Node agents present their node certificate; everyone else presents none.
+        .with_client_cert_verifier(Arc::new(crate::node_auth::OptionalClientCert::new(provider)))
         .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];

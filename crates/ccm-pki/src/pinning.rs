@@ -100,3 +100,18 @@ pub fn client_config_with_roots(
         .with_root_certificates(store)
         .with_no_client_auth())
 }
+
+/// Like [`pinned_client_config`], presenting `cert_chain` with `key` as TLS client certificate
+/// (a node agent's node certificate).
+pub fn pinned_client_config_with_cert(
+    pin: [u8; 32],
+    cert_chain: Vec<CertificateDer<'static>>,
+    key: rustls_pki_types::PrivateKeyDer<'static>,
+) -> Result<rustls::ClientConfig, rustls::Error> {
+    let provider = Arc::new(rustls::crypto::ring::default_provider());
+    rustls::ClientConfig::builder_with_provider(provider.clone())
+        .with_safe_default_protocol_versions()?
+        .dangerous()
+        .with_custom_certificate_verifier(Arc::new(PinnedVerifier { pin, provider }))
+        .with_client_auth_cert(cert_chain, key)
+}

@@ -241,6 +241,25 @@ pub(crate) async fn reject_for_task(
     Ok(())
 }
 
+/// An image whose MRENCLAVE matched a quote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageMatch {
+    /// The image.
+    pub build_id: Uuid,
+    /// Its app.
+    pub app_id: Uuid,
+    /// MRSIGNER, hex.
+    pub mrsigner: String,
+    /// ISVPRODID.
+    pub isvprodid: i64,
+    /// ISVSVN.
+    pub isvsvn: i64,
+    /// Whitelisting status (wire spelling).
+    pub status: String,
+    /// `name:tag`.
+    pub image: String,
+}
+
 /// Largest batch [`Store::record_issuances`] writes in one statement.
 pub const MAX_ISSUANCE_BATCH: usize = 64;
 
@@ -399,6 +418,43 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|r| r.into_cert(now)).transpose()
+    }
+
+    /// The images of an account with this MRENCLAVE (hex), whitelisted ones first.
+    pub async fn images_by_mrenclave(&self, acct_id: Uuid, mrenclave: &str) -> Result<Vec<ImageMatch>> {
+        let rows: Vec<(String, String, String, i64, i64, String, String, String)> = sqlx::query_as(
+            "SELECT build_id, app_id, mrsigner, isvprodid, isvsvn, status, docker_image_name, docker_version \
+             FROM builds WHERE acct_id = $1 AND mrenclave = $2 \
+             ORDER BY CASE status WHEN 'WHITELISTED' THEN 0 WHEN 'PENDING' THEN 1 ELSE 2 END, created_at DESC",
+        )
+        .bind(acct_id.to_string())
+        .bind(mrenclave)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(b, a, mrsigner, isvprodid, isvsvn, status, name, tag)| {
+                Ok(ImageMatch {
+                    build_id: uuid("builds.build_id", &b)?,
+                    app_id: uuid("builds.app_id", &a)?,
+                    mrsigner,
+                    isvprodid,
+                    isvsvn,
+                    status,
+                    image: format!("{name}:{tag}"),
+                })
+            })
+            .collect()
+    }
+
+    /// CPUSVN and TCB status recorded with a certificate.
+    pub async fn certificate_quote_facts(&self, certificate_id: Uuid) -> Result<Option<(String, String)>> {
+        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
+            "SELECT cpusvn, tcb_status FROM certificates WHERE certificate_id = $1",
+        )
+        .bind(certificate_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.map(|(c, t)| (c.unwrap_or_default(), t.unwrap_or_default())))
     }
 
     /// Whether a task id is taken (by any node).

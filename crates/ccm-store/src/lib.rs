@@ -44,7 +44,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use accounts::{AccountRecord, NewAccount, NewZone};
 pub use certificates::{
-    EnclaveFacts, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate, PendingOutcome,
+    EnclaveFacts, ImageMatch, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate, PendingOutcome,
 };
 pub use error::Error;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};

@@ -514,7 +514,7 @@ impl Store {
     }
 
     /// Records a heartbeat: last seen time and version, status RUNNING (from PROVISIONED or
-    /// STOPPED), and the running application instances (certificates of this node). Returns the
+    /// STOPPED), and the running application instances (issuance task ids of this node). Returns the
     /// node's status, `None` for an unknown node.
     pub async fn node_heartbeat(
         &self,
@@ -565,7 +565,7 @@ impl Store {
             .await?;
         for cert in running {
             sqlx::query(
-                "UPDATE certificates SET last_reported_at = $1 WHERE certificate_id = $2 AND node_id = $3",
+                "UPDATE certificates SET last_reported_at = $1 WHERE task_id = $2 AND node_id = $3",
             )
             .bind(now)
             .bind(cert.to_string())
@@ -671,6 +671,15 @@ impl Store {
         )
         .await?;
         w.commit().await
+    }
+
+    /// The account owning a zone.
+    pub async fn zone_account(&self, zone_id: Uuid) -> Result<Option<Uuid>> {
+        let row: Option<(String,)> = sqlx::query_as("SELECT acct_id FROM zones WHERE zone_id = $1")
+            .bind(zone_id.to_string())
+            .fetch_optional(&self.pool)
+            .await?;
+        row.map(|(a,)| uuid("zones.acct_id", &a)).transpose()
     }
 
     /// The zone's node policy (JSON), if one was set.

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::accounts::AccessRole;
 use ccm_api::apps::{App, AppRequest, AppUpdateRequest};
+use ccm_api::certificates::AppWithNodes;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -90,20 +91,31 @@ pub(crate) async fn create(s: &AppState, acct: &Acct, req: AppRequest) -> ApiRes
     Ok(s.store.create_app(&app, &acct.actor(), now).await?)
 }
 
-/// An app of the selected account.
+/// An app of the selected account, with the nodes it runs on (`nodes`).
 #[utoipa::path(get, path = "/v1/apps/{app_id}", tag = "apps", security(("bearer" = [])),
     params(("app_id" = Uuid, Path)),
-    responses((status = 200, body = App), (status = 404, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = AppWithNodes), (status = 404, body = ccm_api::ErrorBody)))]
 async fn get_app(
     State(s): State<AppState>,
     acct: Acct,
     Path(app_id): Path<Uuid>,
-) -> ApiResult<Json<App>> {
-    s.store
+) -> ApiResult<Json<AppWithNodes>> {
+    let app = s
+        .store
         .get_app(acct.acct_id, app_id)
         .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("app"))
+        .ok_or_else(|| ApiError::not_found("app"))?;
+    let nodes = s
+        .store
+        .app_instances(
+            acct.acct_id,
+            Some(app_id),
+            None,
+            s.config.node_stale_after_secs,
+            s.clock.now(),
+        )
+        .await?;
+    Ok(Json(AppWithNodes { app, nodes }))
 }
 
 /// Updates an app (WRITER); absent fields stay. Added domains need approval; removed ones leave

@@ -5,6 +5,9 @@ mod apikeys;
 pub(crate) mod apps;
 mod audit;
 pub(crate) mod builds;
+mod certificates;
+mod node_agent;
+mod nodes;
 pub(crate) mod sys;
 pub(crate) mod tasks;
 pub(crate) mod users;
@@ -62,6 +65,9 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(tasks::router())
         .merge(zones::router())
         .merge(audit::router())
+        .merge(nodes::router())
+        .merge(node_agent::router())
+        .merge(certificates::router())
 }
 
 pub(crate) async fn not_found() -> ApiError {
@@ -85,3 +91,6 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .await
         .map_err(ApiError::internal)
 }
+
+pub(crate) use accounts::zone_key_context;
+pub(crate) use zones::join_secret_hash;

@@ -113,7 +113,7 @@ pub(crate) async fn decide(
         c.text("denial_reason", r, 1, 1024, true);
     }
     c.finish()?;
-    Ok(s
+    let task = s
         .store
         .decide_task(
             acct.acct_id,
@@ -123,7 +123,19 @@ pub(crate) async fn decide(
             &acct.actor(),
             s.clock.now(),
         )
-        .await?)
+        .await?;
+    if req.status == ApprovalStatus::Approved
+        && matches!(
+            task.task_type,
+            TaskType::BuildWhitelist | TaskType::DomainWhitelist
+        )
+    {
+        // Certificate requests that waited for this approval are issued now.
+        if let Err(e) = crate::attested::process_pending(s, Some(acct.acct_id)).await {
+            tracing::warn!(error = ?e, "issuing pending certificates after an approval failed");
+        }
+    }
+    Ok(task)
 }
 
 /// The status and result of a task.
