@@ -9,7 +9,11 @@
 //!
 //! `cargo bench -p ccm-launch --bench launch` (`CCM_BENCH_RUNS`, `CCM_BENCH_MB` to change sizes).
 
-#![allow(clippy::unwrap_used, clippy::expect_used, clippy::field_reassign_with_default)]
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    clippy::field_reassign_with_default
+)]
 
 #[path = "../tests/common/mod.rs"]
 mod common;
