@@ -230,7 +230,128 @@ async fn bench_backend(
     lines
 }
 
+/// Child mode: serve a manager (SQLite, plain HTTP) and print its URL, until stdin closes.
+fn serve_only(dir: &str) {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("runtime");
+    rt.block_on(async {
+        let config = Config {
+            listen: "127.0.0.1:0".parse().expect("addr"),
+            data_dir: dir.into(),
+            insecure_http: true,
+            ..Config::default()
+        };
+        let m = ccm_manager::start(config, Arc::new(SystemClock))
+            .await
+            .expect("manager starts");
+        println!("{}", m.base_url());
+        let _ = tokio::task::spawn_blocking(|| {
+            let mut s = String::new();
+            let _ = std::io::stdin().read_line(&mut s);
+        })
+        .await;
+        m.shutdown().await;
+    });
+}
+
+fn vm_rss_kib(pid: u32) -> u64 {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmRSS:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse().ok())
+        })
+        .unwrap_or(0)
+}
+
+/// Starts this executable in child mode and reports the manager's RSS when idle: after start,
+/// and after a burst of authenticated requests has settled.
+fn idle_rss(rt: &tokio::runtime::Runtime) -> String {
+    use std::io::BufRead as _;
+    let dir = tempfile::tempdir().expect("tempdir");
+    let exe = std::env::current_exe().expect("current exe");
+    let mut child = std::process::Command::new(exe)
+        .arg("--serve-only")
+        .arg(dir.path())
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .spawn()
+        .expect("child manager");
+    let mut url = String::new();
+    std::io::BufReader::new(child.stdout.take().expect("stdout"))
+        .read_line(&mut url)
+        .expect("url");
+    let base = url.trim().to_string();
+    std::thread::sleep(Duration::from_millis(500));
+    let at_start = vm_rss_kib(child.id());
+    rt.block_on(async {
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(
+                ccm_pki::pinning::client_config_with_roots(&[]).expect("tls"),
+            )
+            .build()
+            .expect("client");
+        http.post(format!("{base}/v1/users"))
+            .json(&json!({"user_email": "rss@example.com", "user_password": "benchmark-password"}))
+            .send()
+            .await
+            .expect("signup");
+        let auth: Value = http
+            .post(format!("{base}/v1/sys/auth"))
+            .basic_auth("rss@example.com", Some("benchmark-password"))
+            .send()
+            .await
+            .expect("login")
+            .json()
+            .await
+            .expect("json");
+        let token = auth["access_token"].as_str().expect("token").to_string();
+        let acct: Value = http
+            .post(format!("{base}/v1/accounts"))
+            .bearer_auth(&token)
+            .json(&json!({"name": "rss"}))
+            .send()
+            .await
+            .expect("account")
+            .json()
+            .await
+            .expect("json");
+        http.post(format!(
+            "{base}/v1/sys/session/select_account/{}",
+            acct["acct_id"].as_str().expect("id")
+        ))
+        .bearer_auth(&token)
+        .send()
+        .await
+        .expect("select");
+        for _ in 0..1000 {
+            http.get(format!("{base}/v1/apps"))
+                .bearer_auth(&token)
+                .send()
+                .await
+                .expect("apps");
+        }
+    });
+    std::thread::sleep(Duration::from_secs(2));
+    let after = vm_rss_kib(child.id());
+    drop(child.stdin.take());
+    let _ = child.wait();
+    format!(
+        "idle manager RSS (SQLite): {:.1} MiB after start, {:.1} MiB after sign-up, login, account creation and 1000 GET /v1/apps",
+        at_start as f64 / 1024.0,
+        after as f64 / 1024.0
+    )
+}
+
 fn main() {
+    let args: Vec<String> = std::env::args().collect();
+    if args.get(1).map(String::as_str) == Some("--serve-only") {
+        serve_only(args.get(2).map_or("/tmp/ccm-bench", String::as_str));
+        return;
+    }
     let env = |k: &str, d: u64| {
         std::env::var(k)
             .ok()
@@ -244,6 +365,7 @@ fn main() {
         .enable_all()
         .build()
         .expect("runtime");
+    let rss = idle_rss(&rt);
     let pg = ccm_testkit::postgres::database().expect("PostgreSQL test cluster");
     let mut lines = rt.block_on(bench_backend("SQLite", None, secs, conc, approvals));
     lines.extend(rt.block_on(bench_backend(
@@ -261,4 +383,5 @@ fn main() {
     for l in lines {
         println!("{l}");
     }
+    println!("{rss}");
 }
