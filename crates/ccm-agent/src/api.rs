@@ -72,8 +72,16 @@ async fn target_info(State(agent): State<Agent>) -> Response {
             target_info: STANDARD.encode(ti.as_bytes()),
         })
         .into_response(),
-        Ok(Err(e)) => error(StatusCode::SERVICE_UNAVAILABLE, "quote_helper", e.to_string()),
-        Err(e) => error(StatusCode::SERVICE_UNAVAILABLE, "quote_helper", e.to_string()),
+        Ok(Err(e)) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "quote_helper",
+            e.to_string(),
+        ),
+        Err(e) => error(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "quote_helper",
+            e.to_string(),
+        ),
     }
 }
 
@@ -120,11 +128,13 @@ async fn issue(State(agent): State<Agent>, body: Bytes) -> Response {
     };
     match agent.attested_quote(&csr.spki_sha256()) {
         Some(quote) => task(agent.issue(csr_pem, STANDARD.encode(quote)).await),
-        None => task(agent.deny_locally(
-            "no attestation evidence for this CSR's key: POST /v1/enclave/attest first with a \
+        None => task(
+            agent.deny_locally(
+                "no attestation evidence for this CSR's key: POST /v1/enclave/attest first with a \
              REPORT whose REPORTDATA binds the key"
-                .into(),
-        )),
+                    .into(),
+            ),
+        ),
     }
 }
 
@@ -137,7 +147,11 @@ async fn attest(State(agent): State<Agent>, body: Bytes) -> Response {
         Err(reason) => return error(StatusCode::BAD_REQUEST, "invalid_request", reason),
     };
     let Ok(report_bytes) = STANDARD.decode(report_b64.trim()) else {
-        return error(StatusCode::BAD_REQUEST, "invalid_report", "report is not base64");
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_report",
+            "report is not base64",
+        );
     };
     let report = match ccm_sgx::Report::parse(&report_bytes) {
         Ok(r) => r,
@@ -171,7 +185,13 @@ async fn attest(State(agent): State<Agent>, body: Bytes) -> Response {
                 format!("the quoting enclave refused the REPORT: {e}"),
             );
         }
-        Err(e) => return error(StatusCode::SERVICE_UNAVAILABLE, "quote_helper", e.to_string()),
+        Err(e) => {
+            return error(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "quote_helper",
+                e.to_string(),
+            );
+        }
     };
     let evidence = Evidence {
         quote: quote.clone(),
@@ -192,7 +212,11 @@ async fn attest(State(agent): State<Agent>, body: Bytes) -> Response {
 }
 
 /// A certificate for the attestation key signed by the node key, carrying the evidence.
-fn attestation_certificate(agent: &Agent, csr: &Csr, evidence: &Evidence) -> Result<String, String> {
+fn attestation_certificate(
+    agent: &Agent,
+    csr: &Csr,
+    evidence: &Evidence,
+) -> Result<String, String> {
     let key_pem = agent.key_pem();
     let key = rcgen::KeyPair::from_pem(&key_pem).map_err(|e| e.to_string())?;
     let node_pem = agent.node_certificate();
@@ -238,6 +262,10 @@ async fn result(State(agent): State<Agent>, Path(task_id): Path<String>) -> Resp
     };
     match agent.result(id).await {
         Some(view) => task(view),
-        None => error(StatusCode::NOT_FOUND, "not_found", "no such task on this node"),
+        None => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            "no such task on this node",
+        ),
     }
 }

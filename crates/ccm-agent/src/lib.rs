@@ -207,7 +207,10 @@ impl AgentInner {
     }
 
     fn local(&self, task_id: Uuid) -> Option<LocalTask> {
-        self.tasks.lock().ok().and_then(|m| m.get(&task_id).cloned())
+        self.tasks
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&task_id).cloned())
     }
 
     fn record_success(&self, view: &CertificateTask) {
@@ -337,14 +340,12 @@ impl AgentInner {
         let client = self.client()?;
         match client.task(task_id).await {
             Ok(view) => {
-                let p = local
-                    .and_then(|t| t.pending)
-                    .unwrap_or(PendingTask {
-                        task_id,
-                        csr: String::new(),
-                        quote: String::new(),
-                        accepted: true,
-                    });
+                let p = local.and_then(|t| t.pending).unwrap_or(PendingTask {
+                    task_id,
+                    csr: String::new(),
+                    quote: String::new(),
+                    accepted: true,
+                });
                 Some(self.settle(p, view))
             }
             Err(CallError::Refused { status: 404, .. }) => local.map(|t| t.view),
@@ -367,7 +368,10 @@ impl AgentInner {
     }
 
     fn attested_quote(&self, spki_sha256: &[u8; 32]) -> Option<Vec<u8>> {
-        self.attested.lock().ok().and_then(|m| m.get(spki_sha256).cloned())
+        self.attested
+            .lock()
+            .ok()
+            .and_then(|m| m.get(spki_sha256).cloned())
     }
 
     async fn retry_pending(&self) {
@@ -433,7 +437,11 @@ impl AgentInner {
         if unix_now() < renew_at {
             return Ok(false);
         }
-        let name = self.identity.read().map(|i| i.name.clone()).unwrap_or_default();
+        let name = self
+            .identity
+            .read()
+            .map(|i| i.name.clone())
+            .unwrap_or_default();
         let (key, csr) = manager::node_key_and_csr(&name)?;
         let client = self
             .client()

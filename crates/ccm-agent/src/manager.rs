@@ -10,13 +10,13 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ccm_api::ErrorBody;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
-    AttestationRequest, AttestedIssueRequest, EnrollmentNonce, HeartbeatRequest,
-    HeartbeatResponse, NodeEnrollment, NodeProvisionRequest, NodeRenewRequest, NodeRenewResponse,
+    AttestationRequest, AttestedIssueRequest, EnrollmentNonce, HeartbeatRequest, HeartbeatResponse,
+    NodeEnrollment, NodeProvisionRequest, NodeRenewRequest, NodeRenewResponse,
 };
 use ccm_api::zones::JoinToken;
-use ccm_api::ErrorBody;
 use reqwest::StatusCode;
 use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
@@ -48,7 +48,11 @@ impl std::fmt::Display for CallError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Unavailable(m) => write!(f, "the manager is not reachable: {m}"),
-            Self::Refused { status, code, message } => {
+            Self::Refused {
+                status,
+                code,
+                message,
+            } => {
                 write!(f, "the manager refused ({status} {code}): {message}")
             }
         }
@@ -163,7 +167,11 @@ impl ManagerClient {
         })
     }
 
-    async fn post<B: Serialize, T: DeserializeOwned>(&self, path: &str, body: &B) -> Result<T, CallError> {
+    async fn post<B: Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, CallError> {
         let resp = self
             .http
             .post(format!("{}{path}", self.base))
@@ -197,7 +205,10 @@ impl ManagerClient {
     pub async fn task(&self, task_id: Uuid) -> Result<CertificateTask, CallError> {
         let resp = self
             .http
-            .get(format!("{}/v1/node-agent/certificates/{task_id}", self.base))
+            .get(format!(
+                "{}/v1/node-agent/certificates/{task_id}",
+                self.base
+            ))
             .send()
             .await
             .map_err(|e| CallError::Unavailable(e.to_string()))?;

@@ -69,7 +69,11 @@ impl Quoter {
 
     /// A quote for an application's REPORT (the quoting enclave checks its MAC).
     pub fn quote_report(&self, key: &AttKeyId, report: &Report) -> Result<Vec<u8>, Error> {
-        Ok(self.client.get_quote(key, report, None).map_err(aesm)?.quote)
+        Ok(self
+            .client
+            .get_quote(key, report, None)
+            .map_err(aesm)?
+            .quote)
     }
 
     /// A quote of the agent itself carrying `report_data`.

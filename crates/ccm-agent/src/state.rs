@@ -176,7 +176,9 @@ impl StateDir {
                 .and_then(|b| serde_json::from_slice::<PendingTask>(&b).ok())
             {
                 Some(t) => out.push(t),
-                None => tracing::warn!(path = %p.display(), "skipping an unreadable pending request"),
+                None => {
+                    tracing::warn!(path = %p.display(), "skipping an unreadable pending request")
+                }
             }
         }
         out

@@ -53,6 +53,12 @@ enum Command {
     Zone(cmd::zone::ZoneArgs),
     /// Read and verify the hash-chained audit log.
     Audit(cmd::audit::AuditArgs),
+    /// Run the node agent: enroll the node, serve the node-agent API on :9092.
+    Agent(Box<cmd::agent::AgentArgs>),
+    /// Compute nodes of the selected account: list, show, deactivate.
+    Node(cmd::node::NodeArgs),
+    /// Application certificates of the selected account: list, show, revoke.
+    Cert(cmd::cert::CertArgs),
 }
 
 fn main() -> std::process::ExitCode {
@@ -74,6 +80,9 @@ fn main() -> std::process::ExitCode {
         Command::Task(args) => cmd::task::run(args),
         Command::Zone(args) => cmd::zone::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::Agent(args) => cmd::agent::run(*args),
+        Command::Node(args) => cmd::node::run(args),
+        Command::Cert(args) => cmd::cert::run(args),
     };
     cmd::exit(result)
 }

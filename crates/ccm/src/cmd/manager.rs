@@ -28,6 +28,10 @@ pub struct ManagerArgs {
     /// Serve plain HTTP instead of HTTPS (local use only: tokens travel in clear text).
     #[arg(long)]
     insecure_http: bool,
+    /// Trust the root CA of a simulated SGX platform (its root-ca.pem); repeatable. SIMULATED:
+    /// quotes under it prove nothing about hardware; never use this in production.
+    #[arg(long, value_name = "FILE")]
+    trust_simulated_root: Vec<PathBuf>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -62,6 +66,9 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     if args.insecure_http {
         config.insecure_http = true;
     }
+    config
+        .trusted_simulated_roots
+        .extend(args.trust_simulated_root);
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -93,7 +100,7 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     })
 }
 
-async fn shutdown_signal() {
+pub(crate) async fn shutdown_signal() {
     use tokio::signal::unix::{SignalKind, signal};
     match signal(SignalKind::terminate()) {
         Ok(mut term) => {

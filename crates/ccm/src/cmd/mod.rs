@@ -2,12 +2,15 @@
 
 pub mod account;
 pub mod aesmd;
+pub mod agent;
 pub mod app;
 pub mod audit;
+pub mod cert;
 pub mod client;
 pub mod convert;
 pub mod image;
 pub mod manager;
+pub mod node;
 pub mod quote;
 pub mod quote_fetch;
 pub mod run;
