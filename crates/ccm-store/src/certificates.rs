@@ -289,12 +289,12 @@ impl Store {
         }
         let mut w = self.begin_write().await?;
         // Certificates.
-        const CERT_INSERT_COLS: usize = 25;
+        const CERT_INSERT_COLS: usize = 26;
         let sql = format!(
             "INSERT INTO certificates (certificate_id, task_id, acct_id, zone_id, node_id, app_id, \
              build_id, status, csr, quote, domains, mrenclave, mrsigner, isvprodid, isvsvn, debug, \
              cpusvn, tcb_status, simulated, cert_pem, serial, valid_from, valid_until, message, \
-             created_at) VALUES {} ON CONFLICT (task_id) DO NOTHING",
+             created_at, updated_at) VALUES {} ON CONFLICT (task_id) DO NOTHING",
             placeholders(batch.len(), CERT_INSERT_COLS)
         );
         let mut q = sqlx::query(&sql);
@@ -325,6 +325,7 @@ impl Store {
                 .bind(r.valid_from)
                 .bind(r.valid_until)
                 .bind(r.message.clone())
+                .bind(now)
                 .bind(now);
         }
         q.execute(&mut *w.tx).await?;
