@@ -1,0 +1,526 @@
+//! Node enrollment and node authentication against a real manager (HTTPS with mutual TLS for
+//! nodes) on SQLite and PostgreSQL, with a manual clock: every enrollment refusal with its
+//! specific code, heartbeats, STOPPED marking, deactivation taking effect at once, the CRL.
+// Test code: a failed step aborts the test with its reason.
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+use std::sync::Arc;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ccm_attest::TcbStatus;
+use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions, SimCpu, SimQuotingEnclave};
+use ccm_manager::{Config, ManualClock, RunningManager};
+use ccm_sgx::{Measurement, ReportData};
+use reqwest::{Method, StatusCode};
+use rustls_pki_types::pem::PemObject as _;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+const T0: i64 = 1_800_000_000;
+
+#[derive(Clone, Copy)]
+enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+struct World {
+    m: RunningManager,
+    clock: ManualClock,
+    http: reqwest::Client,
+    base: String,
+    pin: [u8; 32],
+    token: String,
+    dir: tempfile::TempDir,
+    _db: Option<ccm_testkit::postgres::TestDatabase>,
+}
+
+async fn world(backend: Backend) -> World {
+    let dir = tempfile::tempdir().unwrap();
+    let platform = dir.path().join("platform");
+    sim::init(&platform, &PlatformOptions::new(T0 as u64)).unwrap();
+    let db = match backend {
+        Backend::Sqlite => None,
+        Backend::Postgres => Some(ccm_testkit::postgres::database().expect("PostgreSQL")),
+    };
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("data"),
+        database_url: db.as_ref().map(|d| d.url.clone()),
+        trusted_simulated_roots: vec![platform.join(sim::ROOT_CA_FILE)],
+        ..Config::default()
+    };
+    let clock = ManualClock::new(T0);
+    let m = ccm_manager::start(config, Arc::new(clock.clone()))
+        .await
+        .unwrap();
+    let pin = m.fingerprint.unwrap();
+    let http = reqwest::Client::builder()
+        .tls_backend_preconfigured(ccm_pki::pinning::pinned_client_config(pin).unwrap())
+        .build()
+        .unwrap();
+    let base = m.base_url();
+    let r = http
+        .post(format!("{base}/v1/users"))
+        .json(&json!({"user_email": "ops@example.com", "user_password": "correct horse battery"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::CREATED);
+    let r: Value = http
+        .post(format!("{base}/v1/sys/auth"))
+        .basic_auth("ops@example.com", Some("correct horse battery"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let token = r["access_token"].as_str().unwrap().to_string();
+    let mut w = World {
+        m,
+        clock,
+        http,
+        base,
+        pin,
+        token,
+        dir,
+        _db: db,
+    };
+    let acct = w
+        .ok(Method::POST, "/v1/accounts", json!({"name": "acme"}))
+        .await;
+    let acct = acct["acct_id"].as_str().unwrap().to_string();
+    w.ok(
+        Method::POST,
+        &format!("/v1/sys/session/select_account/{acct}"),
+        json!({}),
+    )
+    .await;
+    w.base = w.m.base_url();
+    w
+}
+
+impl World {
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (StatusCode, Value) {
+        let mut req = self
+            .http
+            .request(method, format!("{}{path}", self.base))
+            .bearer_auth(&self.token);
+        if let Some(b) = body {
+            req = req.json(&b);
+        }
+        let resp = req.send().await.unwrap();
+        let st = resp.status();
+        let text = resp.text().await.unwrap();
+        (
+            st,
+            serde_json::from_str(&text).unwrap_or(Value::String(text)),
+        )
+    }
+
+    async fn ok(&self, method: Method, path: &str, body: Value) -> Value {
+        let body = if method == Method::GET {
+            None
+        } else {
+            Some(body)
+        };
+        let (st, v) = self.call(method, path, body).await;
+        assert!(st.is_success(), "{path}: {st} {v}");
+        v
+    }
+
+    async fn zone(&self) -> String {
+        self.ok(Method::GET, "/v1/zones", json!(null)).await[0]["zone_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    async fn join_token(&self, body: Value) -> (String, String) {
+        let zone = self.zone().await;
+        let t = self
+            .ok(Method::POST, &format!("/v1/zones/{zone}/token"), body)
+            .await;
+        (
+            t["token"].as_str().unwrap().to_string(),
+            t["token_id"].as_str().unwrap().to_string(),
+        )
+    }
+
+    /// Asks for a nonce with `token`: the status and body.
+    async fn nonce(&self, token: &str) -> (StatusCode, Value) {
+        let r = self
+            .http
+            .post(format!("{}/v1/nodes/nonce", self.base))
+            .bearer_auth(token)
+            .send()
+            .await
+            .unwrap();
+        (r.status(), r.json().await.unwrap())
+    }
+
+    /// Enrolls with `token` and `nonce` using the platform in `platform` (REPORTDATA binding
+    /// the key and `bind_nonce`).
+    async fn enroll(
+        &self,
+        token: &str,
+        nonce: &str,
+        bind_nonce: &str,
+        platform: &Path,
+    ) -> (StatusCode, Value, rcgen::KeyPair) {
+        let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let csr = rcgen::CertificateParams::default()
+            .serialize_request(&key)
+            .unwrap()
+            .pem()
+            .unwrap();
+        let mut h = Sha256::new();
+        h.update(key.public_key_der());
+        h.update(STANDARD.decode(bind_nonce).unwrap());
+        let mut rd = [0u8; 64];
+        rd[..32].copy_from_slice(&h.finalize());
+        let qe = SimQuotingEnclave::load(platform).unwrap();
+        let cpu: SimCpu = sim::load_sim_cpu(platform).unwrap();
+        let id = EnclaveIdentity {
+            mr_enclave: Measurement([9; 32]),
+            ..EnclaveIdentity::default()
+        };
+        let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
+        let (quote, _) = qe.get_quote(&report, None).unwrap();
+        let collateral: Value =
+            serde_json::from_slice(&std::fs::read(platform.join(sim::COLLATERAL_FILE)).unwrap())
+                .unwrap();
+        let r = self
+            .http
+            .post(format!("{}/v1/nodes", self.base))
+            .bearer_auth(token)
+            .json(&json!({
+                "name": "node-a", "ipaddress": "10.0.0.4", "sgx_version": "test",
+                "nonce": nonce,
+                "attestation_request": {"ias_quote": STANDARD.encode(quote), "csr": csr},
+                "collateral": collateral
+            }))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status();
+        (st, r.json().await.unwrap(), key)
+    }
+
+    fn node_client(&self, cert_pem: &str, key: &rcgen::KeyPair) -> reqwest::Client {
+        let certs: Vec<CertificateDer<'static>> =
+            CertificateDer::pem_slice_iter(cert_pem.as_bytes())
+                .collect::<Result<_, _>>()
+                .unwrap();
+        let key = PrivateKeyDer::from_pem_slice(key.serialize_pem().as_bytes()).unwrap();
+        reqwest::Client::builder()
+            .tls_backend_preconfigured(
+                ccm_pki::pinning::pinned_client_config_with_cert(self.pin, certs, key).unwrap(),
+            )
+            .build()
+            .unwrap()
+    }
+}
+
+fn code(v: &Value) -> &str {
+    v["code"].as_str().unwrap_or_default()
+}
+
+async fn enrollment_refusals(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.dir.path().join("platform");
+
+    // A revoked token.
+    let (revoked, revoked_id) = w.join_token(json!({})).await;
+    let zone = w.zone().await;
+    w.ok(
+        Method::DELETE,
+        &format!("/v1/zones/{zone}/token/{revoked_id}"),
+        json!({}),
+    )
+    .await;
+    let (st, v) = w.nonce(&revoked).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNAUTHORIZED, "join_token_revoked"),
+        "{v}"
+    );
+
+    // An expired token.
+    let (short, _) = w.join_token(json!({"expires_in": 60})).await;
+    w.clock.advance(61);
+    let (st, v) = w.nonce(&short).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNAUTHORIZED, "join_token_expired"),
+        "{v}"
+    );
+
+    // A garbage token.
+    let (st, v) = w.nonce("ccmjt1.nope").await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNAUTHORIZED, "invalid_join_token"),
+        "{v}"
+    );
+
+    // A single-use token admits one node; the replayed nonce and the reused token are refused.
+    let (single, _) = w.join_token(json!({"single_use": true})).await;
+    let (_, n) = w.nonce(&single).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (_, n2) = w.nonce(&single).await;
+    let nonce2 = n2["nonce"].as_str().unwrap().to_string();
+    // REPORTDATA binding another nonce.
+    let (st, v, _) = w.enroll(&single, &nonce, &nonce2, &platform).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "report_data_mismatch"),
+        "{v}"
+    );
+    let (st, v, _) = w.enroll(&single, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["node"]["platform"], "SIMULATED");
+    assert_eq!(v["node"]["status"]["status"], "PROVISIONED");
+    let (st, v, _) = w.enroll(&single, &nonce, &nonce, &platform).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::UNAUTHORIZED, "join_token_used"),
+        "{v}"
+    );
+
+    // With a reusable token: a replayed nonce.
+    let (multi, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&multi).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, _, _) = w.enroll(&multi, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED);
+    let (st, v, _) = w.enroll(&multi, &nonce, &nonce, &platform).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::CONFLICT, "nonce_reused"),
+        "{v}"
+    );
+    // A nonce of another token.
+    let (other, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&other).await;
+    let foreign_nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w
+        .enroll(&multi, &foreign_nonce, &foreign_nonce, &platform)
+        .await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::CONFLICT, "nonce_unknown"),
+        "{v}"
+    );
+    // An expired nonce.
+    let (_, n) = w.nonce(&multi).await;
+    let old = n["nonce"].as_str().unwrap().to_string();
+    w.clock.advance(301);
+    let (st, v, _) = w.enroll(&multi, &old, &old, &platform).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::CONFLICT, "nonce_expired"),
+        "{v}"
+    );
+
+    // An OutOfDate platform under the same (trusted) root, refused by the default node policy.
+    let outdated = w.dir.path().join("outdated");
+    let mut o = PlatformOptions::new(T0 as u64);
+    o.tcb_status = TcbStatus::OutOfDate;
+    sim::add_platform(&platform, &outdated, &o).unwrap();
+    let (_, n) = w.nonce(&multi).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w.enroll(&multi, &nonce, &nonce, &outdated).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "node_policy"),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("OutOfDate"), "{v}");
+    // The zone policy may accept it.
+    w.ok(
+        Method::PUT,
+        &format!("/v1/zones/{zone}/node-policy"),
+        json!({"accepted_tcb_statuses": ["UpToDate", "OutOfDate"], "require_approval": true}),
+    )
+    .await;
+    let (_, n) = w.nonce(&multi).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w.enroll(&multi, &nonce, &nonce, &outdated).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        v["node"]["status"]["status"], "INPROGRESS",
+        "waits for NODE_ATTESTATION"
+    );
+    assert_eq!(v["node"]["sgx_info"]["tcb_status"], "OutOfDate");
+    let task = v["node"]["pending_task_id"].as_str().unwrap().to_string();
+    let node_id = v["node"]["node_id"].as_str().unwrap().to_string();
+    w.ok(
+        Method::PATCH,
+        &format!("/v1/tasks/{task}"),
+        json!({"status": "APPROVED"}),
+    )
+    .await;
+    let n = w
+        .ok(Method::GET, &format!("/v1/nodes/{node_id}"), json!(null))
+        .await;
+    assert_eq!(n["status"]["status"], "PROVISIONED");
+
+    // A platform under a root the manager does not trust.
+    let untrusted = w.dir.path().join("untrusted");
+    sim::init(&untrusted, &PlatformOptions::new(T0 as u64)).unwrap();
+    let (_, n) = w.nonce(&multi).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w.enroll(&multi, &nonce, &nonce, &untrusted).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "quote_rejected"),
+        "{v}"
+    );
+    assert!(
+        v["message"].as_str().unwrap().contains("trusted root"),
+        "{v}"
+    );
+    w.m.shutdown().await;
+}
+
+async fn heartbeat_deactivation_and_crl(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.dir.path().join("platform");
+    let (token, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, key) = w.enroll(&token, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let node_id = v["node"]["node_id"].as_str().unwrap().to_string();
+    let node = w.node_client(v["certificate"].as_str().unwrap(), &key);
+
+    // Without a client certificate the node endpoints refuse.
+    let r = w
+        .http
+        .post(format!("{}/v1/node-agent/heartbeat", w.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+
+    let beat = || async {
+        let r = node
+            .post(format!("{}/v1/node-agent/heartbeat", w.base))
+            .json(&json!({"version": "t"}))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status();
+        (st, r.json::<Value>().await.unwrap())
+    };
+    let (st, v) = beat().await;
+    assert_eq!(
+        (st, v["status"].as_str()),
+        (StatusCode::OK, Some("RUNNING")),
+        "{v}"
+    );
+
+    // No heartbeat for longer than the timeout: STOPPED; the next heartbeat: RUNNING again.
+    w.clock.advance(61);
+    let store = &w.m.state.store;
+    assert_eq!(
+        store.mark_stale_nodes(T0 + 61 - 60, T0 + 61).await.unwrap(),
+        1
+    );
+    let n = w
+        .ok(Method::GET, &format!("/v1/nodes/{node_id}"), json!(null))
+        .await;
+    assert_eq!(n["status"]["status"], "STOPPED");
+    let (_, v) = beat().await;
+    assert_eq!(v["status"], "RUNNING");
+
+    // Renewal for a new key keeps the node working.
+    let key2 = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr2 = rcgen::CertificateParams::default()
+        .serialize_request(&key2)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let r: Value = node
+        .post(format!("{}/v1/node-agent/certificate", w.base))
+        .json(&json!({"csr": csr2}))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let renewed = w.node_client(r["certificate"].as_str().unwrap(), &key2);
+    let st = renewed
+        .post(format!("{}/v1/node-agent/heartbeat", w.base))
+        .json(&json!({}))
+        .send()
+        .await
+        .unwrap()
+        .status();
+    assert_eq!(st, StatusCode::OK);
+
+    // Deactivation: the very next request with either certificate is refused.
+    let d = w
+        .ok(
+            Method::POST,
+            &format!("/v1/nodes/{node_id}/deactivate"),
+            json!({}),
+        )
+        .await;
+    assert_eq!(d["status"]["status"], "DEACTIVATED");
+    for client in [&node, &renewed] {
+        let r = client
+            .post(format!("{}/v1/node-agent/heartbeat", w.base))
+            .json(&json!({}))
+            .send()
+            .await
+            .unwrap();
+        let st = r.status();
+        let v: Value = r.json().await.unwrap();
+        assert!(
+            st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN,
+            "{st} {v}"
+        );
+        assert!(
+            matches!(code(&v), "node_deactivated" | "node_certificate_revoked"),
+            "{v}"
+        );
+    }
+    // Both node certificates are on the zone CRL.
+    let zone = w.zone().await;
+    let crl = w
+        .http
+        .get(format!("{}/v1/zones/{zone}/crl", w.base))
+        .send()
+        .await
+        .unwrap()
+        .bytes()
+        .await
+        .unwrap();
+    use x509_parser::prelude::*;
+    let (_, crl) = CertificateRevocationList::from_der(&crl).unwrap();
+    assert_eq!(crl.iter_revoked_certificates().count(), 2);
+    w.m.shutdown().await;
+}
+
+macro_rules! both_backends {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Sqlite).await })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() { super::$name(super::Backend::Postgres).await })*
+        }
+    };
+}
+
+both_backends!(enrollment_refusals, heartbeat_deactivation_and_crl);
