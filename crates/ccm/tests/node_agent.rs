@@ -770,3 +770,52 @@ async fn issuance_refusals_name_the_reason() {
     assert_denied(&t, "no attestation evidence");
     drop(m.proc);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn manager_and_agent_restarts_lose_nothing() {
+    let w = world();
+    let data = w._tmp.path().join("manager");
+    let root = w.platform.join("root-ca.pem");
+    let state = w._tmp.path().join("agent");
+    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let listen = m.base.trim_start_matches("https://").to_string();
+    let api = Api::new(&m.base, m.pin, "carol@example.com", "carolco").await;
+    api.app_and_image("flask", MRENCLAVE).await;
+    api.decide_all("DOMAIN_WHITELIST", "APPROVED").await;
+    let token = api.join_token(json!({"single_use": true})).await;
+    let agent = start_agent(&m, Some(&token), &w.socket, &state, &w.platform);
+    let http = plain_http();
+
+    // The manager goes away mid-flow: the agent keeps the request and says why it waits.
+    drop(m.proc);
+    let req = enclave_request(&w.socket, &identity(MRENCLAVE, false), &[DOMAIN], false);
+    let t = agent_issue(&http, &agent, &req).await;
+    assert_eq!(t["task_status"], "INPROGRESS", "{t}");
+    assert!(
+        t["message"].as_str().unwrap().contains("not reachable"),
+        "{t}"
+    );
+    let task_id = t["task_id"].as_str().unwrap().to_string();
+    assert_eq!(std::fs::read_dir(state.join("pending")).unwrap().count(), 1);
+
+    // The agent restarts too, without a join token (the single-use one is spent): it uses its
+    // stored identity and its pending request.
+    drop(agent);
+    let m2 = start_manager(&data, &[&root], &listen);
+    assert_eq!(m2.pin, m.pin, "the manager keeps its certificate");
+    let agent = start_agent(&m2, None, &w.socket, &state, &w.platform);
+    let v = poll_until(&http, &agent, &task_id, "PENDING_WHITELIST").await;
+    assert!(v["message"].as_str().unwrap().contains("image"), "{v}");
+    let nodes = api.ok(Method::GET, "/v1/nodes", None).await;
+    assert_eq!(nodes.as_array().unwrap().len(), 1, "no second enrollment");
+    api.decide_all("BUILD_WHITELIST", "APPROVED").await;
+    let done = poll_until(&http, &agent, &task_id, "SUCCESS").await;
+    assert!(
+        done["certificate"]
+            .as_str()
+            .unwrap()
+            .contains("BEGIN CERTIFICATE")
+    );
+    assert_eq!(std::fs::read_dir(state.join("pending")).unwrap().count(), 0);
+    drop(m2.proc);
+}
