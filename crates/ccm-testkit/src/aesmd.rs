@@ -2,7 +2,7 @@
 //! `ccm aesmd --platform DIR --socket PATH` until dropped.
 //!
 //! The platform directory is made by the caller (`ccm_attest::sim::init`, or `ccm sim init`);
-//! this crate depends on no ccm crate.
+//! this module uses no ccm crate.
 
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};

@@ -3,9 +3,13 @@
 //! One module per harness. Harnesses start real programs from Debian packages (listed in
 //! `scripts/apt-packages`) and fail loudly when one is missing: a test that needs PostgreSQL
 //! must not pass by skipping.
+//!
+//! [`flask`] builds the seed journey's Python Flask image from Debian packages (cached outside the
+//! clone) and pushes it with `ccm-image`, the one ccm crate this crate depends on.
 #![deny(missing_docs)]
 
 pub mod aesmd;
+pub mod flask;
 pub mod postgres;
 pub mod registry;
 pub mod runc;
@@ -55,6 +59,9 @@ pub enum Error {
         /// How long.
         after: std::time::Duration,
     },
+    /// Building, caching or pushing the python-flask test image failed.
+    #[error(transparent)]
+    Flask(Box<flask::FlaskError>),
     /// A file operation failed.
     #[error("{}: {source}", path.display())]
     Io {
