@@ -28,7 +28,10 @@ fn parse() -> Result<Args, String> {
     let mut args = Args::default();
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
-        let mut value = |name: &str| it.next().ok_or_else(|| format!("{name} needs a value\n{USAGE}"));
+        let mut value = |name: &str| {
+            it.next()
+                .ok_or_else(|| format!("{name} needs a value\n{USAGE}"))
+        };
         match a.as_str() {
             "--cache-dir" => args.cache_dir = Some(value("--cache-dir")?.into()),
             "--push" => args.push = Some(value("--push")?),
@@ -40,7 +43,9 @@ fn parse() -> Result<Args, String> {
         }
     }
     if args.push.is_none() && (args.credentials.is_some() || !args.insecure.is_empty()) {
-        return Err(format!("--credentials and --insecure-registry need --push\n{USAGE}"));
+        return Err(format!(
+            "--credentials and --insecure-registry need --push\n{USAGE}"
+        ));
     }
     Ok(args)
 }
@@ -58,10 +63,17 @@ async fn run(args: Args) -> Result<(), ccm_testkit::Error> {
         let s = &image.stats;
         println!("location:        {}", image.location());
         println!("manifest digest: {}", image.manifest_digest);
-        println!("layer digest:    {} (diff id {})", image.layer_digest, image.diff_id);
         println!(
-            "{}:      {:.2}s",
-            if image.cached { "cached in" } else { "built in " },
+            "layer digest:    {} (diff id {})",
+            image.layer_digest, image.diff_id
+        );
+        println!(
+            "{:<17}{:.2}s",
+            if image.cached {
+                "cached, found in:"
+            } else {
+                "built in:"
+            },
             image.elapsed.as_secs_f64()
         );
         println!(

@@ -2,6 +2,8 @@
 //! the real image built with debootstrap (or taken from the cache), pushed to a real
 //! docker-registry, pulled back, and served over HTTPS by runc.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // Test helpers outside #[test] functions.
+
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
@@ -289,8 +291,8 @@ fn free_port() -> u16 {
 /// Writes a self-signed certificate for 127.0.0.1 and its key into `dir` (renamed into place,
 /// key first, as the launcher installs them). Returns (certificate PEM, certificate DER).
 fn install_cert(dir: &Path) -> (String, Vec<u8>) {
-    let ck = rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()])
-        .unwrap();
+    let ck =
+        rcgen::generate_simple_self_signed(vec!["127.0.0.1".into(), "localhost".into()]).unwrap();
     let cert_pem = ck.cert.pem();
     for (name, data) in [
         ("key.pem", ck.key_pair.serialize_pem()),
@@ -356,14 +358,20 @@ async fn flask_image_is_pushed_pulled_and_serves_https_under_runc() {
         stats.regular_files > 3000,
         "thousands of trusted files: {stats:?}"
     );
-    assert!(stats.trimmed_files > 1000 && stats.recompiled_pyc > 300, "{stats:?}");
+    assert!(
+        stats.trimmed_files > 1000 && stats.recompiled_pyc > 300,
+        "{stats:?}"
+    );
 
     // Push with the registry's credentials, then pull back through the registry.
     let registry = Registry::start_with_auth("flask", "bottle").unwrap();
     let pushed = flask::push_flask_image(&registry, "python-flask:latest")
         .await
         .unwrap();
-    assert_eq!(pushed.reference, format!("{}/python-flask:latest", registry.host()));
+    assert_eq!(
+        pushed.reference,
+        format!("{}/python-flask:latest", registry.host())
+    );
     assert_eq!(pushed.digest, image.manifest_digest);
 
     let registries = Registries::new(&RegistryOptions {
@@ -397,12 +405,7 @@ async fn flask_image_is_pushed_pulled_and_serves_https_under_runc() {
         Some(&["python3".to_owned(), "/app/app.py".to_owned()][..])
     );
     assert_eq!(rc.working_dir.as_deref(), Some("/app"));
-    assert!(
-        rc.env
-            .iter()
-            .flatten()
-            .any(|e| e == "PYTHONUNBUFFERED=1")
-    );
+    assert!(rc.env.iter().flatten().any(|e| e == "PYTHONUNBUFFERED=1"));
     assert_eq!(
         std::fs::read_to_string(rootfs.join("app/app.py")).unwrap(),
         flask::APP_SOURCE
@@ -531,7 +534,13 @@ async fn flask_image_is_pushed_pulled_and_serves_https_under_runc() {
     };
     let log = container.log();
     assert_eq!(exit.code(), Some(0), "{log}");
-    assert!(log.contains("python-flask: serving https://127.0.0.1:"), "{log}");
-    assert!(log.contains("python-flask: reloaded the certificate /run/cert.pem"), "{log}");
+    assert!(
+        log.contains("python-flask: serving https://127.0.0.1:"),
+        "{log}"
+    );
+    assert!(
+        log.contains("python-flask: reloaded the certificate /run/cert.pem"),
+        "{log}"
+    );
     assert!(log.contains("python-flask: stopped"), "{log}");
 }
