@@ -125,8 +125,224 @@ pub struct Build {
     /// The pending BUILD_WHITELIST task, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_task_id: Option<Uuid>,
+    /// The conversion job, for images the manager converts (absent for images recorded from
+    /// known values). Until it has SUCCEEDED, `enclave_info.mrenclave` and `mrsigner` are empty
+    /// and no BUILD_WHITELIST task exists.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub conversion: Option<Conversion>,
     /// Creation time.
     pub created_at: i64,
     /// Last update time.
     pub updated_at: i64,
 }
+
+/// Registry credentials for a conversion (`inputAuthConfig`, `outputAuthConfig`, `authConfig`).
+///
+/// The manager keeps them encrypted at rest only while the conversion needs them, never logs
+/// them and never returns them. `Debug` shows the user name only.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuthConfig {
+    /// User name (for token-based registries, whatever they expect, e.g. `oauth2accesstoken`).
+    pub username: String,
+    /// Password or access token.
+    pub password: String,
+}
+
+impl std::fmt::Debug for AuthConfig {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuthConfig")
+            .field("username", &self.username)
+            .field("password", &"<redacted>")
+            .finish()
+    }
+}
+
+/// `POST /v1/builds` with a conversion request (or `POST /v1/builds/convert-app`): convert the
+/// app's input image into an enclave image with the app's settings, push it to the app's output
+/// image, and record it. The answer (202) is the new image with its conversion QUEUED; follow it
+/// with `GET /v1/builds/{build_id}` or `GET /v1/builds/{build_id}/progress`.
+///
+/// Tags: the output tag is `output_docker_version`, else `docker_version`, else the tag in the
+/// app's output image name. The input is pulled at `input_docker_version`, else the tag or digest
+/// in the app's input image name, else `docker_version`, else `latest`.
+///
+/// Credentials: the input registry uses `inputAuthConfig`, else `authConfig`, else (when input
+/// and output are on the same registry host, as `docker login` would) `outputAuthConfig`; the
+/// output registry uses `outputAuthConfig`, else `authConfig`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ConvertAppBuildRequest {
+    /// The app whose images are converted.
+    pub app_id: Uuid,
+    /// Tag used for both input and output (see above).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_version: Option<String>,
+    /// Tag of the input image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub input_docker_version: Option<String>,
+    /// Tag of the output image.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub output_docker_version: Option<String>,
+    /// Credentials for pulling the input image.
+    #[serde(
+        default,
+        rename = "inputAuthConfig",
+        alias = "input_auth_config",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub input_auth_config: Option<AuthConfig>,
+    /// Credentials for pushing the output image.
+    #[serde(
+        default,
+        rename = "outputAuthConfig",
+        alias = "output_auth_config",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub output_auth_config: Option<AuthConfig>,
+    /// Credentials for both registries.
+    #[serde(
+        default,
+        rename = "authConfig",
+        alias = "auth_config",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub auth_config: Option<AuthConfig>,
+    /// Build a debug enclave (only if the app's `advanced_settings.allow_debug` is set).
+    #[serde(default)]
+    pub debug: bool,
+    /// Memory size in MB; defaults to the app's.
+    #[serde(
+        default,
+        rename = "memSize",
+        alias = "mem_size",
+        skip_serializing_if = "Option::is_none"
+    )]
+    pub mem_size: Option<i64>,
+    /// Thread count; defaults to the app's.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub threads: Option<i64>,
+}
+
+impl std::fmt::Debug for ConvertAppBuildRequest {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ConvertAppBuildRequest")
+            .field("app_id", &self.app_id)
+            .field("docker_version", &self.docker_version)
+            .field("input_docker_version", &self.input_docker_version)
+            .field("output_docker_version", &self.output_docker_version)
+            .field("input_auth_config", &self.input_auth_config)
+            .field("output_auth_config", &self.output_auth_config)
+            .field("auth_config", &self.auth_config)
+            .field("debug", &self.debug)
+            .field("mem_size", &self.mem_size)
+            .field("threads", &self.threads)
+            .finish()
+    }
+}
+
+/// State of a conversion job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConversionStatus {
+    /// Waiting for a manager worker.
+    Queued,
+    /// Being converted.
+    Running,
+    /// Converted, pushed and recorded; the BUILD_WHITELIST task is open (or auto-approved).
+    Succeeded,
+    /// Failed; `error` says why.
+    Failed,
+}
+
+impl ConversionStatus {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Queued => "QUEUED",
+            Self::Running => "RUNNING",
+            Self::Succeeded => "SUCCEEDED",
+            Self::Failed => "FAILED",
+        }
+    }
+
+    /// Parses the wire spelling.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "QUEUED" => Some(Self::Queued),
+            "RUNNING" => Some(Self::Running),
+            "SUCCEEDED" => Some(Self::Succeeded),
+            "FAILED" => Some(Self::Failed),
+            _ => None,
+        }
+    }
+
+    /// Whether the job is over.
+    pub fn is_final(self) -> bool {
+        matches!(self, Self::Succeeded | Self::Failed)
+    }
+}
+
+/// A conversion job as shown with its image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Conversion {
+    /// Job state.
+    pub status: ConversionStatus,
+    /// What the job is doing (e.g. `copying layers`, `signing`), or `queued`, `done`, `failed`.
+    pub phase: String,
+    /// Estimated completion, 0-100.
+    pub progress: i64,
+    /// Layer bytes transferred so far.
+    pub bytes_done: i64,
+    /// Total layer bytes of the input, once known.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub bytes_total: Option<i64>,
+    /// The input image pulled.
+    pub input_image: String,
+    /// The output image pushed.
+    pub output_image: String,
+    /// Whether a debug enclave is built.
+    pub debug: bool,
+    /// How many times a manager started the job (a job interrupted by a manager restart is
+    /// started again, up to 3 times).
+    pub attempts: i64,
+    /// Why the job failed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// When the job was queued.
+    pub created_at: i64,
+    /// When the last attempt started.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub started_at: Option<i64>,
+    /// When the job ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finished_at: Option<i64>,
+    /// Last change (progress updates included).
+    pub updated_at: i64,
+}
+
+/// One line of a conversion job's log.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConversionLogEntry {
+    /// When (Unix seconds).
+    pub at: i64,
+    /// What happened.
+    pub message: String,
+}
+
+/// `GET /v1/builds/{build_id}/progress`: the job and its log (the most recent
+/// [`MAX_CONVERSION_LOG_ENTRIES`] lines).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ConversionProgress {
+    /// The image.
+    pub build_id: Uuid,
+    /// The job.
+    pub conversion: Conversion,
+    /// Log lines, oldest first.
+    pub log: Vec<ConversionLogEntry>,
+}
+
+/// The number of log lines a conversion job keeps (older ones are dropped).
+pub const MAX_CONVERSION_LOG_ENTRIES: usize = 200;
+/// The length (in characters) a conversion log line is cut to.
+pub const MAX_CONVERSION_LOG_LINE: usize = 500;

@@ -22,6 +22,11 @@
 //! | `node_cert_validity_days` | `CCM_NODE_CERT_VALIDITY_DAYS` | `30` |
 //! | `app_cert_validity_days` | `CCM_APP_CERT_VALIDITY_DAYS` | `30` |
 //! | `sweep_interval_secs` | `CCM_SWEEP_INTERVAL_SECS` | `5` (pending requests, stale nodes) |
+//! | `launcher` | `CCM_LAUNCHER` | `ccm-launch` next to the running program |
+//! | `insecure_registries` | `CCM_INSECURE_REGISTRIES` (comma-separated `HOST:PORT`) | none: registries are spoken to over TLS |
+//! | `registry_ca_file` | `CCM_REGISTRY_CA_FILE` | none: the system's CA certificates only |
+//! | `conversion_workers` | `CCM_CONVERSION_WORKERS` | `2` (0: this replica runs no conversions) |
+//! | `conversion_timeout_secs` | `CCM_CONVERSION_TIMEOUT_SECS` | `3600` |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -75,6 +80,17 @@ pub struct Config {
     pub app_cert_validity_days: i64,
     /// Interval of the background sweeps (pending certificate requests, stale nodes).
     pub sweep_interval_secs: u64,
+    /// The in-image launcher embedded by conversions; default `ccm-launch` next to the running
+    /// program.
+    pub launcher: Option<PathBuf>,
+    /// Registries (`HOST:PORT`) spoken to over plain HTTP, as Docker's `--insecure-registry`.
+    pub insecure_registries: Vec<String>,
+    /// Extra CA certificates (PEM) trusted for registry TLS besides the system's.
+    pub registry_ca_file: Option<PathBuf>,
+    /// Conversions this replica runs at once (0: none; other replicas run them).
+    pub conversion_workers: usize,
+    /// A conversion still running after this long fails.
+    pub conversion_timeout_secs: u64,
 }
 
 impl Default for Config {
@@ -100,6 +116,11 @@ impl Default for Config {
             node_cert_validity_days: 30,
             app_cert_validity_days: 30,
             sweep_interval_secs: 5,
+            launcher: None,
+            insecure_registries: Vec::new(),
+            registry_ca_file: None,
+            conversion_workers: 2,
+            conversion_timeout_secs: 3600,
         }
     }
 }
@@ -115,6 +136,29 @@ fn default_data_dir() -> PathBuf {
             .map(|h| h.join(".local/share/ccm"))
             .unwrap_or_else(|| PathBuf::from("/var/lib/ccm")),
     }
+}
+
+/// `HOST` or `HOST:PORT` as a registry is named in image references (an IPv6 literal in
+/// brackets is accepted).
+fn is_registry_host(s: &str) -> bool {
+    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
+        match rest.split_once(']') {
+            Some((h, tail)) => (h, tail.strip_prefix(':')),
+            None => return false,
+        }
+    } else {
+        match s.rsplit_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (s, None),
+        }
+    };
+    let host_ok = !host.is_empty()
+        && host.len() <= 253
+        && host
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.:".contains(&b));
+    let port_ok = port.is_none_or(|p| p.parse::<u16>().is_ok_and(|n| n > 0));
+    host_ok && port_ok
 }
 
 fn invalid(field: &str, message: impl Into<String>) -> Error {
@@ -199,6 +243,18 @@ impl Config {
             "CCM_NODE_CERT_VALIDITY_DAYS" => self.node_cert_validity_days = parse(key, v)?,
             "CCM_APP_CERT_VALIDITY_DAYS" => self.app_cert_validity_days = parse(key, v)?,
             "CCM_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = parse(key, v)?,
+            "CCM_LAUNCHER" => self.launcher = Some(PathBuf::from(v)),
+            "CCM_INSECURE_REGISTRIES" => {
+                self.insecure_registries = v
+                    .split(',')
+                    .map(str::trim)
+                    .filter(|s| !s.is_empty())
+                    .map(String::from)
+                    .collect()
+            }
+            "CCM_REGISTRY_CA_FILE" => self.registry_ca_file = Some(PathBuf::from(v)),
+            "CCM_CONVERSION_WORKERS" => self.conversion_workers = parse(key, v)?,
+            "CCM_CONVERSION_TIMEOUT_SECS" => self.conversion_timeout_secs = parse(key, v)?,
             _ => {}
         }
         Ok(())
@@ -251,6 +307,23 @@ impl Config {
         if !(1..=3600).contains(&self.sweep_interval_secs) {
             return Err(invalid("sweep_interval_secs", "must be between 1 and 3600"));
         }
+        for r in &self.insecure_registries {
+            if !is_registry_host(r) {
+                return Err(invalid(
+                    "insecure_registries",
+                    format!("{r:?} is not a registry HOST or HOST:PORT (no scheme, no path)"),
+                ));
+            }
+        }
+        if self.conversion_workers > 64 {
+            return Err(invalid("conversion_workers", "must be between 0 and 64"));
+        }
+        if !(60..=86_400).contains(&self.conversion_timeout_secs) {
+            return Err(invalid(
+                "conversion_timeout_secs",
+                "must be between 60 and 86400",
+            ));
+        }
         if self.tls_cert_file.is_some() != self.tls_key_file.is_some() {
             return Err(invalid(
                 "tls_cert_file",
@@ -271,6 +344,18 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://{}", self.data_dir.join("ccm.db").display()))
+    }
+
+    /// The launcher path in effect: `launcher`, else `ccm-launch` next to the running program.
+    pub fn launcher_path(&self) -> Result<PathBuf, Error> {
+        if let Some(p) = &self.launcher {
+            return Ok(p.clone());
+        }
+        let exe = std::env::current_exe().map_err(|e| Error::Io {
+            path: "the running program".into(),
+            source: e,
+        })?;
+        Ok(exe.with_file_name("ccm-launch"))
     }
 
     /// The master key path in effect.
@@ -327,5 +412,50 @@ mod tests {
         std::fs::write(&f, "lisen = \"x\"\n").unwrap();
         let e = Config::load(Some(&f), env(&[])).unwrap_err().to_string();
         assert!(e.contains("lisen"), "{e}");
+    }
+
+    #[test]
+    fn conversion_settings_from_file_and_env() {
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        std::fs::write(
+            &f,
+            "insecure_registries = [\"127.0.0.1:5000\", \"registry.local\"]\nlauncher = \"/opt/ccm/ccm-launch\"\nconversion_workers = 0\n",
+        )
+        .unwrap();
+        let c = Config::load(Some(&f), env(&[])).unwrap();
+        assert_eq!(c.insecure_registries, ["127.0.0.1:5000", "registry.local"]);
+        assert_eq!(
+            c.launcher_path().unwrap(),
+            PathBuf::from("/opt/ccm/ccm-launch")
+        );
+        assert_eq!(c.conversion_workers, 0);
+        let c = Config::load(
+            Some(&f),
+            env(&[
+                ("CCM_INSECURE_REGISTRIES", "a.test:1, [::1]:5000"),
+                ("CCM_LAUNCHER", "/l"),
+                ("CCM_CONVERSION_WORKERS", "3"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.insecure_registries, ["a.test:1", "[::1]:5000"]);
+        assert_eq!(c.launcher_path().unwrap(), PathBuf::from("/l"));
+        assert_eq!(c.conversion_workers, 3);
+        let default = Config::default().launcher_path().unwrap();
+        assert_eq!(default.file_name().unwrap(), "ccm-launch");
+        for bad in ["http://r:5000", "r:5000/path", "r:0", "r:port", ":5000", ""] {
+            let e = Config::load(None, env(&[("CCM_INSECURE_REGISTRIES", bad)]));
+            if bad.is_empty() {
+                assert!(e.is_ok(), "an empty list is no registry");
+                continue;
+            }
+            let e = e.unwrap_err().to_string();
+            assert!(e.contains("insecure_registries") && e.contains(bad), "{bad}: {e}");
+        }
+        let e = Config::load(None, env(&[("CCM_CONVERSION_WORKERS", "65")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("conversion_workers"), "{e}");
     }
 }

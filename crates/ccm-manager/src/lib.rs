@@ -11,7 +11,9 @@
 //! - Authentication and roles: [`auth`] (sessions and API keys, per-account roles checked on
 //!   every handler through the [`auth::Acct`] extractor).
 //! - Persistence: [`ccm_store::Store`] (SQLite or PostgreSQL, same queries).
-//! - Secrets: [`secrets`] seals zone CA keys (and later registry credentials) with the master key.
+//! - Secrets: [`secrets`] seals zone CA keys, enclave signing keys and registry credentials with
+//!   the master key.
+//! - Image conversion: [`conversion`] runs conversions as background jobs kept in the database.
 //! - Time: [`clock::Clock`] in the state; nothing reads the system time directly.
 //! - [`start`] runs the whole manager: data directory, master key, database, TLS identity,
 //!   listener, graceful shutdown.
@@ -21,6 +23,7 @@ pub mod attested;
 pub mod auth;
 pub mod clock;
 pub mod config;
+pub mod conversion;
 mod error;
 pub mod extract;
 pub mod metrics;
@@ -70,6 +73,8 @@ pub struct StateInner {
     pub attest: attested::AttestServices,
     /// Node certificates whose zone-CA signature was verified.
     pub node_certs: node_auth::VerifiedCerts,
+    /// The image conversion queue (this instance's id, waking the workers).
+    pub conversions: conversion::Queue,
     dummy_hash: String,
 }
 
@@ -98,7 +103,9 @@ impl AppState {
         tls_fingerprint: Option<[u8; 32]>,
     ) -> Result<Self, Error> {
         let attest = attested::AttestServices::new(&config)?;
+        let conversions = conversion::Queue::new(conversion::instance_id(&config.data_dir)?);
         Ok(Self(Arc::new(StateInner {
+            conversions,
             attest,
             node_certs: node_auth::VerifiedCerts::default(),
             store,
@@ -153,6 +160,7 @@ pub struct RunningManager {
     pub state: AppState,
     shutdown: watch::Sender<bool>,
     task: JoinHandle<()>,
+    conversions: JoinHandle<()>,
 }
 
 impl RunningManager {
@@ -171,6 +179,8 @@ impl RunningManager {
     pub async fn shutdown(self) {
         let _ = self.shutdown.send(true);
         let _ = self.task.await;
+        // Running conversions are given back to the queue before the pool closes.
+        let _ = self.conversions.await;
         self.state.store.close().await;
     }
 }
@@ -225,6 +235,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     let router = app(state.clone());
     let (shutdown, rx) = watch::channel(false);
     attested::spawn_background(state.clone(), rx.clone());
+    let conversions = conversion::spawn(state.clone(), rx.clone())?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
     let task = tokio::spawn(serve(listener, router, acceptor, rx));
     Ok(RunningManager {
@@ -233,6 +244,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
         state,
         shutdown,
         task,
+        conversions,
     })
 }
 

@@ -6,6 +6,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::conversions::ConversionColumns;
 use crate::error::on_unique;
 use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, opt_uuid, uuid};
@@ -32,12 +33,22 @@ struct BuildRow {
     pending_task_id: Option<String>,
     created_at: i64,
     updated_at: i64,
+    #[sqlx(flatten)]
+    conversion: ConversionColumns,
 }
 
 const BUILD_SELECT: &str = "SELECT b.build_id, b.acct_id, b.app_id, a.name AS app_name, \
      b.docker_image_name, b.docker_version, b.docker_image_sha, b.docker_image_size, b.mrenclave, \
      b.mrsigner, b.isvprodid, b.isvsvn, b.mem_size, b.threads, b.status, b.status_updated_at, \
-     b.pending_task_id, b.created_at, b.updated_at FROM builds b JOIN apps a ON a.app_id = b.app_id";
+     b.pending_task_id, b.created_at, b.updated_at, \
+     c.status AS conv_status, c.phase AS conv_phase, c.progress AS conv_progress, \
+     c.bytes_done AS conv_bytes_done, c.bytes_total AS conv_bytes_total, \
+     c.input_image AS conv_input_image, c.output_image AS conv_output_image, c.debug AS conv_debug, \
+     c.attempts AS conv_attempts, c.error AS conv_error, c.created_at AS conv_created_at, \
+     c.started_at AS conv_started_at, c.finished_at AS conv_finished_at, \
+     c.updated_at AS conv_updated_at \
+     FROM builds b JOIN apps a ON a.app_id = b.app_id \
+     LEFT JOIN conversions c ON c.build_id = b.build_id";
 
 impl BuildRow {
     fn into_build(self) -> Result<Build> {
@@ -65,13 +76,18 @@ impl BuildRow {
                 status_updated_at: self.status_updated_at,
             },
             pending_task_id: opt_uuid("builds.pending_task_id", self.pending_task_id.as_deref())?,
+            conversion: self.conversion.into_conversion()?,
             created_at: self.created_at,
             updated_at: self.updated_at,
         })
     }
 }
 
-async fn load(conn: &mut AnyConnection, acct_id: Uuid, build_id: Uuid) -> Result<Option<Build>> {
+pub(crate) async fn load(
+    conn: &mut AnyConnection,
+    acct_id: Uuid,
+    build_id: Uuid,
+) -> Result<Option<Build>> {
     let row: Option<BuildRow> = sqlx::query_as(&format!(
         "{BUILD_SELECT} WHERE b.build_id = $1 AND b.acct_id = $2"
     ))

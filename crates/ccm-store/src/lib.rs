@@ -26,6 +26,7 @@ mod apps;
 mod audit;
 mod builds;
 mod certificates;
+mod conversions;
 mod error;
 mod nodes;
 mod sessions;
@@ -45,6 +46,10 @@ use tokio::sync::{Mutex, MutexGuard};
 pub use accounts::{AccountRecord, NewAccount, NewZone};
 pub use certificates::{
     EnclaveFacts, ImageMatch, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate, PendingOutcome,
+};
+pub use conversions::{
+    ClaimedConversion, ConversionResult, INTERRUPTED_REASON, Interrupted, NewConversion,
+    ProgressUpdate, Recovery, SigningKeyRecord, log_line,
 };
 pub use error::Error;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};

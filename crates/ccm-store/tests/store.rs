@@ -130,6 +130,7 @@ fn build(acct_id: Uuid, app_id: Uuid, tag: &str) -> Build {
             status_updated_at: 0,
         },
         pending_task_id: None,
+        conversion: None,
         created_at: 0,
         updated_at: 0,
     }

@@ -68,9 +68,9 @@ async fn run(args: Args) -> Result<(), ccm_testkit::Error> {
             image.layer_digest, image.diff_id
         );
         println!(
-            "{:<17}{:.2}s",
+            "{:<17}{:.3}s",
             if image.cached {
-                "cached, found in:"
+                "found in cache:"
             } else {
                 "built in:"
             },

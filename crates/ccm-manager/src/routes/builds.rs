@@ -43,15 +43,27 @@ async fn list_builds(
     Ok(Json(s.store.list_builds(acct.acct_id, q.app_id).await?))
 }
 
-/// Records an image from known values (WRITER) and raises its BUILD_WHITELIST task.
-/// ISVPRODID, ISVSVN, memory and threads default to the app's.
-#[utoipa::path(post, path = "/v1/builds", tag = "builds", security(("bearer" = [])), request_body = CreateBuildRequest,
-    responses((status = 201, body = Build), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+/// Creates an image (WRITER). Two forms:
+/// - a conversion request (`ConvertAppBuildRequest`, no `mrenclave`/`docker_info`): the manager
+///   converts the app's input image in the background and answers 202 with the image, its
+///   `conversion` QUEUED; the BUILD_WHITELIST task is raised when the conversion succeeds;
+/// - known values (`CreateBuildRequest`): records the image at once (201) and raises its
+///   BUILD_WHITELIST task. ISVPRODID, ISVSVN, memory and threads default to the app's.
+#[utoipa::path(post, path = "/v1/builds", tag = "builds", security(("bearer" = [])),
+    request_body = super::conversions::CreateBuildBody,
+    responses((status = 201, body = Build), (status = 202, body = Build), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn create_build(
     State(s): State<AppState>,
     acct: Acct,
-    Body(req): Body<CreateBuildRequest>,
+    Body(body): Body<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<Build>)> {
+    if super::conversions::is_conversion_request(&body) {
+        acct.require(AccessRole::Writer)?;
+        let req = super::conversions::parse_conversion_request(&body)?;
+        let build = crate::conversion::request::create(&s, &acct, req).await?;
+        return Ok((StatusCode::ACCEPTED, Json(build)));
+    }
+    let req = crate::extract::parse_json::<CreateBuildRequest>(body.to_string().as_bytes())?;
     Ok((StatusCode::CREATED, Json(create(&s, &acct, req).await?)))
 }
 
@@ -125,6 +137,7 @@ pub(crate) async fn create(s: &AppState, acct: &Acct, req: CreateBuildRequest) -
             status_updated_at: now,
         },
         pending_task_id: None,
+        conversion: None,
         created_at: now,
         updated_at: now,
     };

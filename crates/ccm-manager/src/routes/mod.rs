@@ -6,6 +6,7 @@ pub(crate) mod apps;
 mod audit;
 pub(crate) mod builds;
 mod certificates;
+mod conversions;
 mod node_agent;
 mod nodes;
 pub(crate) mod sys;
@@ -62,6 +63,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(apikeys::router())
         .merge(apps::router())
         .merge(builds::router())
+        .merge(conversions::router())
         .merge(tasks::router())
         .merge(zones::router())
         .merge(audit::router())

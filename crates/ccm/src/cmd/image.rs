@@ -1,6 +1,13 @@
 //! `ccm image`: images (builds) of the selected account.
 
-use ccm_api::builds::{Build, CreateBuildRequest, DockerInfo};
+use std::io::IsTerminal as _;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use ccm_api::builds::{
+    AuthConfig, Build, ConversionProgress, ConversionStatus, ConvertAppBuildRequest,
+    CreateBuildRequest, DockerInfo,
+};
 use reqwest::Method;
 use uuid::Uuid;
 
@@ -15,34 +22,94 @@ pub struct ImageArgs {
     command: ImageCommand,
 }
 
+// Parsed once per run: the size of the `create` variant does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, clap::Subcommand)]
 enum ImageCommand {
-    /// Record an image from known values (raises a BUILD_WHITELIST task).
+    /// Create an image of an app: the manager converts the app's input image into an enclave
+    /// image in the background, pushes it to the app's output image and records it (the
+    /// BUILD_WHITELIST task opens when it succeeds). With --mrenclave, records an image from
+    /// known values instead.
+    ///
+    /// Registry credentials are best given in CCM_OUTPUT_CREDS / CCM_INPUT_CREDS /
+    /// CCM_REGISTRY_CREDS rather than on the command line, where other users can see them.
+    #[command(verbatim_doc_comment)]
     Create {
         /// The app (name or id).
         #[arg(long)]
         app: String,
-        /// Image repository, e.g. registry.example/python-flask-sgx.
+        /// Image tag (conversion: for input and output, unless --input-tag/--output-tag).
         #[arg(long)]
-        image_name: String,
-        /// Image tag.
+        tag: Option<String>,
+        /// Conversion: tag of the input image (default: the app's, else --tag, else latest).
+        #[arg(long, conflicts_with = "mrenclave")]
+        input_tag: Option<String>,
+        /// Conversion: tag of the output image (default: --tag).
+        #[arg(long, conflicts_with = "mrenclave")]
+        output_tag: Option<String>,
+        /// Conversion: credentials for pushing the output image.
+        #[arg(
+            long,
+            value_name = "USER:PASSWORD",
+            env = "CCM_OUTPUT_CREDS",
+            hide_env_values = true
+        )]
+        output_creds: Option<String>,
+        /// Conversion: credentials for pulling the input image (default: --creds, else the
+        /// output credentials when both images are on the same registry).
+        #[arg(
+            long,
+            value_name = "USER:PASSWORD",
+            env = "CCM_INPUT_CREDS",
+            hide_env_values = true
+        )]
+        input_creds: Option<String>,
+        /// Conversion: credentials for both registries.
+        #[arg(
+            long,
+            value_name = "USER:PASSWORD",
+            env = "CCM_REGISTRY_CREDS",
+            hide_env_values = true
+        )]
+        creds: Option<String>,
+        /// Conversion: build a debug enclave (the app must allow it).
+        #[arg(long, conflicts_with = "mrenclave")]
+        debug: bool,
+        /// Memory size in MB (default: the app's).
+        #[arg(long, value_name = "MB")]
+        mem_size: Option<i64>,
+        /// Threads (default: the app's).
         #[arg(long)]
-        tag: String,
-        /// Manifest digest, sha256:<hex>.
-        #[arg(long)]
+        threads: Option<i64>,
+        /// Conversion: wait for the conversion to end, showing its progress; exit 1 if it fails.
+        #[arg(long, conflicts_with = "mrenclave")]
+        wait: bool,
+        /// Known values: image repository, e.g. registry.example/python-flask-sgx.
+        #[arg(long, requires = "mrenclave")]
+        image_name: Option<String>,
+        /// Known values: manifest digest, sha256:<hex>.
+        #[arg(long, requires = "mrenclave")]
         digest: Option<String>,
-        /// MRENCLAVE (64 hex digits).
-        #[arg(long)]
-        mrenclave: String,
-        /// MRSIGNER (64 hex digits).
-        #[arg(long)]
-        mrsigner: String,
-        /// ISV product id (default: the app's).
-        #[arg(long)]
+        /// Known values: MRENCLAVE (64 hex digits).
+        #[arg(long, requires_all = ["mrsigner", "image_name", "tag"])]
+        mrenclave: Option<String>,
+        /// Known values: MRSIGNER (64 hex digits).
+        #[arg(long, requires = "mrenclave")]
+        mrsigner: Option<String>,
+        /// Known values: ISV product id (default: the app's).
+        #[arg(long, requires = "mrenclave")]
         isvprodid: Option<i64>,
-        /// ISV security version number (default: the app's).
-        #[arg(long)]
+        /// Known values: ISV security version number (default: the app's).
+        #[arg(long, requires = "mrenclave")]
         isvsvn: Option<i64>,
+    },
+    /// Show the conversion of an image: status, progress and log.
+    Progress {
+        /// Build id.
+        build_id: Uuid,
+        /// Wait for the conversion to end, showing its progress; exit 1 if it fails.
+        #[arg(long)]
+        wait: bool,
     },
     /// List images.
     List {
@@ -86,8 +153,95 @@ fn show(b: &Build, out: Output) -> anyhow::Result<()> {
                     b.pending_task_id.map(|t| t.to_string()).unwrap_or_default(),
                 ),
             ]);
+            if let Some(c) = &b.conversion {
+                let mut fields = vec![
+                    ("conversion", c.status.as_str().to_owned()),
+                    ("progress", format!("{}% ({})", c.progress, c.phase)),
+                    ("input", c.input_image.clone()),
+                    ("output", c.output_image.clone()),
+                ];
+                if let Some(d) = &b.docker_info.docker_image_sha {
+                    fields.push(("digest", d.clone()));
+                }
+                if let Some(e) = &c.error {
+                    fields.push(("error", e.clone()));
+                }
+                print_fields(&fields);
+            }
             Ok(())
         }
+    }
+}
+
+fn auth(flag: &str, s: Option<String>) -> anyhow::Result<Option<AuthConfig>> {
+    s.map(|s| {
+        let (username, password) = s
+            .split_once(':')
+            .filter(|(u, _)| !u.is_empty())
+            .with_context(|| format!("{flag}: expected USER:PASSWORD"))?;
+        Ok(AuthConfig {
+            username: username.to_owned(),
+            password: password.to_owned(),
+        })
+    })
+    .transpose()
+}
+
+/// Follows a conversion until it ends: a progress bar on a terminal, else one line per new log
+/// entry on standard error. Returns the image; a FAILED conversion is an error (exit 1).
+fn follow(c: &Client, build_id: Uuid, quiet: bool) -> anyhow::Result<Build> {
+    let bar = if quiet || !std::io::stderr().is_terminal() {
+        None
+    } else {
+        let bar = indicatif::ProgressBar::new(100);
+        if let Ok(style) =
+            indicatif::ProgressStyle::with_template("{spinner} [{bar:30}] {pos:>3}% {msg}")
+        {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        Some(bar)
+    };
+    let mut last_seen: Option<(i64, String)> = None;
+    loop {
+        let p: ConversionProgress = c.get(&format!("/v1/builds/{build_id}/progress"))?;
+        let conv = &p.conversion;
+        match &bar {
+            Some(bar) => {
+                bar.set_position(u64::try_from(conv.progress).unwrap_or(0));
+                bar.set_message(format!("{} {}", conv.status.as_str(), conv.phase));
+            }
+            None if !quiet => {
+                // The log keeps the most recent lines: print what follows the last one seen.
+                let start = last_seen.as_ref().map_or(0, |(at, msg)| {
+                    p.log
+                        .iter()
+                        .rposition(|l| l.at == *at && &l.message == msg)
+                        .map_or(0, |i| i + 1)
+                });
+                for l in p.log.iter().skip(start) {
+                    eprintln!("{}", l.message);
+                }
+                last_seen = p.log.last().map(|l| (l.at, l.message.clone()));
+            }
+            None => {}
+        }
+        if conv.status.is_final() {
+            if let Some(bar) = &bar {
+                bar.finish_and_clear();
+            }
+            let b: Build = c.get(&format!("/v1/builds/{build_id}"))?;
+            if conv.status == ConversionStatus::Failed {
+                return Err(anyhow::Error::new(super::Failure {
+                    code: 1,
+                    message: format!(
+                        "the conversion of image {build_id} failed: {}",
+                        conv.error.as_deref().unwrap_or("no reason recorded")
+                    ),
+                }));
+            }
+            return Ok(b);
+        }
+        std::thread::sleep(Duration::from_millis(500));
     }
 }
 
@@ -98,8 +252,17 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
     match args.command {
         ImageCommand::Create {
             app,
-            image_name,
             tag,
+            input_tag,
+            output_tag,
+            output_creds,
+            input_creds,
+            creds,
+            debug,
+            mem_size,
+            threads,
+            wait,
+            image_name,
             digest,
             mrenclave,
             mrsigner,
@@ -107,23 +270,74 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
             isvsvn,
         } => {
             let app = super::app::resolve(&c, &app)?;
-            let req = CreateBuildRequest {
+            if let Some(mrenclave) = mrenclave {
+                let (Some(image_name), Some(tag), Some(mrsigner)) = (image_name, tag, mrsigner)
+                else {
+                    bail!("--mrenclave needs --image-name, --tag and --mrsigner");
+                };
+                let req = CreateBuildRequest {
+                    app_id: app.app_id,
+                    docker_info: DockerInfo {
+                        docker_image_name: image_name,
+                        docker_version: tag,
+                        docker_image_sha: digest,
+                        docker_image_size: None,
+                    },
+                    mrenclave,
+                    mrsigner,
+                    isvprodid,
+                    isvsvn,
+                    mem_size,
+                    threads,
+                };
+                let b: Build = c.call(Method::POST, "/v1/builds", Some(&req))?;
+                return show(&b, out);
+            }
+            if tag.is_none() && output_tag.is_none() {
+                bail!("give the output image's tag with --tag (or --output-tag)");
+            }
+            let req = ConvertAppBuildRequest {
                 app_id: app.app_id,
-                docker_info: DockerInfo {
-                    docker_image_name: image_name,
-                    docker_version: tag,
-                    docker_image_sha: digest,
-                    docker_image_size: None,
-                },
-                mrenclave,
-                mrsigner,
-                isvprodid,
-                isvsvn,
-                mem_size: None,
-                threads: None,
+                docker_version: tag,
+                input_docker_version: input_tag,
+                output_docker_version: output_tag,
+                input_auth_config: auth("--input-creds", input_creds)?,
+                output_auth_config: auth("--output-creds", output_creds)?,
+                auth_config: auth("--creds", creds)?,
+                debug,
+                mem_size,
+                threads,
             };
             let b: Build = c.call(Method::POST, "/v1/builds", Some(&req))?;
-            show(&b, out)
+            if !wait {
+                return show(&b, out);
+            }
+            let done = follow(&c, b.build_id, out == Output::Json)?;
+            show(&done, out)
+        }
+        ImageCommand::Progress { build_id, wait } => {
+            if wait {
+                let done = follow(&c, build_id, out == Output::Json)?;
+                return show(&done, out);
+            }
+            let p: ConversionProgress = c.get(&format!("/v1/builds/{build_id}/progress"))?;
+            match out {
+                Output::Json => print_json(&p),
+                Output::Text => {
+                    let conv = &p.conversion;
+                    print_fields(&[
+                        ("build_id", build_id.to_string()),
+                        ("conversion", conv.status.as_str().to_owned()),
+                        ("progress", format!("{}% ({})", conv.progress, conv.phase)),
+                        ("attempts", conv.attempts.to_string()),
+                        ("error", conv.error.clone().unwrap_or_default()),
+                    ]);
+                    for l in &p.log {
+                        println!("{}  {}", l.at, l.message);
+                    }
+                    Ok(())
+                }
+            }
         }
         ImageCommand::List { app } => {
             let path = match app {

@@ -32,6 +32,17 @@ pub struct ManagerArgs {
     /// quotes under it prove nothing about hardware; never use this in production.
     #[arg(long, value_name = "FILE")]
     trust_simulated_root: Vec<PathBuf>,
+    /// Speak plain HTTP to this registry when converting images (HOST:PORT); repeatable, added
+    /// to `insecure_registries` / CCM_INSECURE_REGISTRIES. Never the default.
+    #[arg(long = "insecure-registry", value_name = "HOST:PORT")]
+    insecure_registry: Vec<String>,
+    /// The launcher embedded in converted images (default: ccm-launch next to this program,
+    /// or `launcher` / CCM_LAUNCHER).
+    #[arg(long, value_name = "FILE")]
+    launcher: Option<PathBuf>,
+    /// Conversions this manager runs at once (0: none; default 2).
+    #[arg(long, value_name = "N")]
+    conversion_workers: Option<usize>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -69,6 +80,13 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     config
         .trusted_simulated_roots
         .extend(args.trust_simulated_root);
+    config.insecure_registries.extend(args.insecure_registry);
+    if let Some(l) = args.launcher {
+        config.launcher = Some(l);
+    }
+    if let Some(n) = args.conversion_workers {
+        config.conversion_workers = n;
+    }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
