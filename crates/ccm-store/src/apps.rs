@@ -253,6 +253,20 @@ impl Store {
         rows.into_iter().map(AppRow::into_app).collect()
     }
 
+    /// One page of an account's apps by name: at most `limit` (1-1000) after skipping
+    /// `offset`. Keeps list pages bounded however many apps an account has.
+    pub async fn list_apps_page(&self, acct_id: Uuid, limit: i64, offset: i64) -> Result<Vec<App>> {
+        let rows: Vec<AppRow> = sqlx::query_as(&format!(
+            "SELECT {APP_COLS} FROM apps WHERE acct_id = $1 ORDER BY name, app_id LIMIT $2 OFFSET $3"
+        ))
+        .bind(acct_id.to_string())
+        .bind(limit.clamp(1, 1000))
+        .bind(offset.max(0))
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter().map(AppRow::into_app).collect()
+    }
+
     /// An app of an account.
     pub async fn get_app(&self, acct_id: Uuid, app_id: Uuid) -> Result<Option<App>> {
         let mut conn = self.pool.acquire().await?;

@@ -211,4 +211,36 @@ impl Store {
         };
         rows.into_iter().map(Row::into_entry).collect()
     }
+
+    /// Lists audit entries newest first: those with `seq < before` (all when `None`), at most
+    /// `limit` (1-1000); only those of `acct_id` when given. For paging back through the log.
+    pub async fn list_audit_before(
+        &self,
+        acct_id: Option<Uuid>,
+        before: Option<i64>,
+        limit: i64,
+    ) -> Result<Vec<AuditEntry>> {
+        const COLS: &str = "seq, entry_id, at, actor_user_id, actor, acct_id, action, object_type, \
+                            object_id, details, prev_hash, hash";
+        let before = before.unwrap_or(i64::MAX);
+        let limit = limit.clamp(1, 1000);
+        let rows: Vec<Row> = match acct_id {
+            Some(a) => sqlx::query_as(&format!(
+                "SELECT {COLS} FROM audit_log WHERE acct_id = $1 AND seq < $2 ORDER BY seq DESC LIMIT $3"
+            ))
+            .bind(a.to_string())
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+            None => sqlx::query_as(&format!(
+                "SELECT {COLS} FROM audit_log WHERE seq < $1 ORDER BY seq DESC LIMIT $2"
+            ))
+            .bind(before)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await?,
+        };
+        rows.into_iter().map(Row::into_entry).collect()
+    }
 }

@@ -194,6 +194,44 @@ impl Store {
         rows.into_iter().map(BuildRow::into_build).collect()
     }
 
+    /// One page of an account's images, newest first, optionally of one app: at most `limit`
+    /// (1-1000) after skipping `offset`. Keeps list pages bounded however many images exist.
+    pub async fn list_builds_page(
+        &self,
+        acct_id: Uuid,
+        app_id: Option<Uuid>,
+        limit: i64,
+        offset: i64,
+    ) -> Result<Vec<Build>> {
+        let (limit, offset) = (limit.clamp(1, 1000), offset.max(0));
+        let rows: Vec<BuildRow> = match app_id {
+            Some(app) => {
+                sqlx::query_as(&format!(
+                    "{BUILD_SELECT} WHERE b.acct_id = $1 AND b.app_id = $2 \
+                     ORDER BY b.created_at DESC, b.build_id LIMIT $3 OFFSET $4"
+                ))
+                .bind(acct_id.to_string())
+                .bind(app.to_string())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query_as(&format!(
+                    "{BUILD_SELECT} WHERE b.acct_id = $1 \
+                     ORDER BY b.created_at DESC, b.build_id LIMIT $2 OFFSET $3"
+                ))
+                .bind(acct_id.to_string())
+                .bind(limit)
+                .bind(offset)
+                .fetch_all(&self.pool)
+                .await?
+            }
+        };
+        rows.into_iter().map(BuildRow::into_build).collect()
+    }
+
     /// An image of an account.
     pub async fn get_build(&self, acct_id: Uuid, build_id: Uuid) -> Result<Option<Build>> {
         let mut conn = self.pool.acquire().await?;

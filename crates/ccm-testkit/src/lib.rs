@@ -9,6 +9,7 @@
 #![deny(missing_docs)]
 
 pub mod aesmd;
+pub mod browser;
 pub mod flask;
 pub mod postgres;
 pub mod registry;
@@ -62,6 +63,14 @@ pub enum Error {
     /// Building, caching or pushing the python-flask test image failed.
     #[error(transparent)]
     Flask(Box<flask::FlaskError>),
+    /// A WebDriver command failed (element missing, navigation failed, ...).
+    #[error("browser: {action}: {message}")]
+    WebDriver {
+        /// What the test tried to do, and on which page.
+        action: String,
+        /// What chromedriver answered.
+        message: String,
+    },
     /// A file operation failed.
     #[error("{}: {source}", path.display())]
     Io {
