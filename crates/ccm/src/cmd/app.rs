@@ -7,6 +7,7 @@ use ccm_api::apps::{
     AdvancedSettings, App, AppRequest, AppUpdateRequest, CertificateConfig, CertificateIssuer,
     KeyType,
 };
+use ccm_api::certificates::AppWithNodes;
 use reqwest::Method;
 use uuid::Uuid;
 
@@ -141,7 +142,7 @@ enum AppCommand {
     },
     /// List applications.
     List,
-    /// Show an application.
+    /// Show an application with the nodes it runs on.
     Show {
         /// App name or id.
         app: String,
@@ -174,33 +175,61 @@ pub fn resolve(c: &Client, app: &str) -> anyhow::Result<App> {
         .ok_or_else(|| anyhow!("no app named {app:?} in the selected account"))
 }
 
+/// Shows an app with the nodes it runs on (`GET /v1/apps/{id}`).
+fn show_with_nodes(a: &AppWithNodes, out: Output) -> anyhow::Result<()> {
+    match out {
+        Output::Json => print_json(a),
+        Output::Text => {
+            let mut fields = fields(&a.app);
+            for n in &a.nodes {
+                fields.push((
+                    "node",
+                    format!(
+                        "{} ({}) {} MRENCLAVE {} certificate {}",
+                        n.node_name, n.node_id, n.status, n.mrenclave, n.certificate.certificate_id
+                    ),
+                ));
+            }
+            if a.nodes.is_empty() {
+                fields.push(("nodes", "none (not running anywhere)".to_string()));
+            }
+            print_fields(&fields);
+            Ok(())
+        }
+    }
+}
+
+fn fields(a: &App) -> Vec<(&'static str, String)> {
+    vec![
+        ("app_id", a.app_id.to_string()),
+        ("name", a.name.clone()),
+        ("input_image_name", a.input_image_name.clone()),
+        ("output_image_name", a.output_image_name.clone()),
+        ("isvprodid", a.isvprodid.to_string()),
+        ("isvsvn", a.isvsvn.to_string()),
+        ("mem_size", format!("{} MB", a.mem_size)),
+        ("threads", a.threads.to_string()),
+        ("allowed_domains", a.allowed_domains.join(",")),
+        ("whitelisted_domains", a.whitelisted_domains.join(",")),
+        (
+            "pending_task_id",
+            a.pending_task_id.map(|t| t.to_string()).unwrap_or_default(),
+        ),
+        (
+            "certificate",
+            a.certificate
+                .as_ref()
+                .map(|c| format!("{} -> {}", c.subject, c.cert_path))
+                .unwrap_or_default(),
+        ),
+    ]
+}
+
 fn show(a: &App, out: Output) -> anyhow::Result<()> {
     match out {
         Output::Json => print_json(a),
         Output::Text => {
-            print_fields(&[
-                ("app_id", a.app_id.to_string()),
-                ("name", a.name.clone()),
-                ("input_image_name", a.input_image_name.clone()),
-                ("output_image_name", a.output_image_name.clone()),
-                ("isvprodid", a.isvprodid.to_string()),
-                ("isvsvn", a.isvsvn.to_string()),
-                ("mem_size", format!("{} MB", a.mem_size)),
-                ("threads", a.threads.to_string()),
-                ("allowed_domains", a.allowed_domains.join(",")),
-                ("whitelisted_domains", a.whitelisted_domains.join(",")),
-                (
-                    "pending_task_id",
-                    a.pending_task_id.map(|t| t.to_string()).unwrap_or_default(),
-                ),
-                (
-                    "certificate",
-                    a.certificate
-                        .as_ref()
-                        .map(|c| format!("{} -> {}", c.subject, c.cert_path))
-                        .unwrap_or_default(),
-                ),
-            ]);
+            print_fields(&fields(a));
             Ok(())
         }
     }
@@ -257,7 +286,10 @@ pub fn run(args: AppArgs) -> anyhow::Result<()> {
                 }
             }
         }
-        AppCommand::Show { app } => show(&resolve(&c, &app)?, out),
+        AppCommand::Show { app } => {
+            let id = resolve(&c, &app)?.app_id;
+            show_with_nodes(&c.get(&format!("/v1/apps/{id}"))?, out)
+        }
         AppCommand::Update { app, name, fields } => {
             let a = resolve(&c, &app)?;
             let labels = fields.labels()?;
