@@ -222,7 +222,7 @@ mod tests {
         let log = t.log_lines();
         assert!(
             log.iter()
-                .any(|l| l.message == "input resolved: 2 layers, 0.0 MiB")
+                .any(|l| l.message == "input resolved: 2 layers, 0.0 MiB compressed")
         );
         assert!(log.iter().all(|l| l.at == 5));
     }
