@@ -28,11 +28,18 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ConversionLabels {
+    result: &'static str,
+}
+
 /// The manager's metrics.
 pub struct Metrics {
     registry: Registry,
     requests: Family<RequestLabels, Counter>,
     latency: Family<RouteLabels, Histogram>,
+    conversions: Family<ConversionLabels, Counter>,
+    conversion_seconds: Histogram,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -59,11 +66,35 @@ impl Metrics {
             "HTTP request latency by route",
             latency.clone(),
         );
+        let conversions = Family::<ConversionLabels, Counter>::default();
+        let conversion_seconds = Histogram::new(exponential_buckets(1.0, 2.0, 14));
+        registry.register(
+            "conversions",
+            "Image conversion attempts by result (succeeded, failed, requeued, released, abandoned)",
+            conversions.clone(),
+        );
+        registry.register(
+            "conversion_duration_seconds",
+            "Wall time of image conversion attempts that succeeded or failed",
+            conversion_seconds.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
             latency,
+            conversions,
+            conversion_seconds,
         })
+    }
+
+    /// Counts an ended conversion attempt; `seconds` is its wall time when it ran to an end.
+    pub fn conversion_ended(&self, result: &'static str, seconds: Option<f64>) {
+        self.conversions
+            .get_or_create(&ConversionLabels { result })
+            .inc();
+        if let Some(s) = seconds {
+            self.conversion_seconds.observe(s);
+        }
     }
 
     /// The text exposition.

@@ -592,6 +592,16 @@ async fn converts_and_records_the_image(b: Backend) {
         queued["details"]["credentials_given"],
         json!(["input", "output"])
     );
+    let (_, metrics) = h.call(reqwest::Method::GET, "/metrics", None, None).await;
+    let metrics = metrics.as_str().unwrap().to_owned();
+    assert!(
+        metrics.contains("ccm_conversions_total{result=\"succeeded\"} 3"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("ccm_conversion_duration_seconds_count 3"),
+        "{metrics}"
+    );
     let logs = captured();
     assert!(logs.contains("conversion succeeded"), "the capture works");
     assert_no_secret("the log", &logs);
@@ -675,6 +685,14 @@ async fn failures_are_recorded(b: Backend) {
         .filter(|e| e["action"] == "build.conversion_failed")
         .collect();
     assert_eq!(failed.len(), 2);
+    let (_, metrics) = h.call(reqwest::Method::GET, "/metrics", None, None).await;
+    assert!(
+        metrics
+            .as_str()
+            .unwrap()
+            .contains("ccm_conversions_total{result=\"failed\"} 2"),
+        "{metrics}"
+    );
 
     // The failed tag can be converted again (the failed image is replaced).
     let again = convert(

@@ -62,12 +62,18 @@ async fn recover(state: &AppState, which: Interrupted<'_>) {
         Ok(done) => {
             for (build_id, what) in done {
                 match what {
-                    Recovery::Requeued => tracing::info!(
-                        %build_id, "conversion interrupted by a manager restart: queued again"
-                    ),
-                    Recovery::Failed => tracing::warn!(
-                        %build_id, "conversion interrupted by manager restarts too often: failed"
-                    ),
+                    Recovery::Requeued => {
+                        state.metrics.conversion_ended("requeued", None);
+                        tracing::info!(
+                            %build_id, "conversion interrupted by a manager restart: queued again"
+                        );
+                    }
+                    Recovery::Failed => {
+                        state.metrics.conversion_ended("failed", None);
+                        tracing::warn!(
+                            %build_id, "conversion interrupted by manager restarts too often: failed"
+                        );
+                    }
                 }
             }
         }
@@ -159,6 +165,7 @@ async fn run_job(
         .ok()
         .and_then(|c| c.as_ref().map(JobCredentials::secrets))
         .unwrap_or_default();
+    let started = std::time::Instant::now();
     let limit = Duration::from_secs(state.config.conversion_timeout_secs);
     let work = async {
         let creds = creds?;
@@ -175,6 +182,7 @@ async fn run_job(
     };
     let now = state.clock.now();
     let (id, token) = (job.build_id, job.claim_token);
+    let elapsed = Some(started.elapsed().as_secs_f64());
     match end {
         End::Done(Ok(result)) => {
             tracker.log(format!(
@@ -187,8 +195,11 @@ async fn run_job(
                 .complete_conversion(id, token, &result, &last.update(), now)
                 .await
             {
-                Ok(true) => tracing::info!(build_id = %id, mrenclave = %result.mrenclave,
-                    digest = %result.docker_image_sha, "conversion succeeded"),
+                Ok(true) => {
+                    state.metrics.conversion_ended("succeeded", elapsed);
+                    tracing::info!(build_id = %id, mrenclave = %result.mrenclave,
+                        digest = %result.docker_image_sha, "conversion succeeded");
+                }
                 Ok(false) => tracing::info!(build_id = %id,
                     "conversion finished, but the image was deleted or the job was handed to another manager"),
                 // The job stays RUNNING; once its heartbeat is stale it is queued again.
@@ -205,15 +216,24 @@ async fn run_job(
                 .fail_conversion(id, token, &reason, &last.update(), now)
                 .await
             {
-                Ok(_) => tracing::warn!(build_id = %id, %reason, "conversion failed"),
+                Ok(true) => {
+                    state.metrics.conversion_ended("failed", elapsed);
+                    tracing::warn!(build_id = %id, %reason, "conversion failed");
+                }
+                Ok(false) => tracing::info!(build_id = %id, %reason,
+                    "conversion failed, but the image was deleted or the job was handed to another manager"),
                 Err(e) => tracing::error!(build_id = %id, error = %e,
                     "recording a conversion's failure failed"),
             }
         }
-        End::Lost => tracing::info!(build_id = %id,
-            "conversion abandoned: the image was deleted or the job was handed to another manager"),
+        End::Lost => {
+            state.metrics.conversion_ended("abandoned", None);
+            tracing::info!(build_id = %id,
+                "conversion abandoned: the image was deleted or the job was handed to another manager");
+        }
         End::Shutdown => {
             tracker.log("the manager is stopping: the job goes back to the queue");
+            state.metrics.conversion_ended("released", None);
             if let Err(e) = state
                 .store
                 .release_conversion(id, token, &tracker.log_lines(), now)
