@@ -1,10 +1,11 @@
-//! The ccm control plane: REST API (and later the web console), authentication, workflows.
+//! The ccm control plane: REST API, web console, authentication, workflows.
 //!
 //! Layout:
 //! - [`app`] builds the axum [`Router`] from an [`AppState`]; tests and the server use the same
 //!   function. Routes live in `routes/`, one module per resource, each registering its handlers
 //!   with `utoipa-axum` so that the OpenAPI document (`GET /v1/openapi.json`, [`openapi`]) is
-//!   generated from the handlers themselves and cannot drift from them.
+//!   generated from the handlers themselves and cannot drift from them. The web console
+//!   (`/console`, `console/`) renders HTML pages over the same service functions.
 //! - Errors: handlers return [`ApiError`]; failures map to statuses in `error.rs` only; request
 //!   bodies, paths and queries go through the wrappers in [`extract`], so rejections use the
 //!   same error format (`{"code", "message", "field", "errors"}`, see [`ccm_api::ErrorBody`]).
@@ -23,6 +24,7 @@ pub mod attested;
 pub mod auth;
 pub mod clock;
 pub mod config;
+mod console;
 pub mod conversion;
 mod error;
 pub mod extract;
@@ -119,7 +121,7 @@ impl AppState {
     }
 }
 
-/// The API router.
+/// The API and console router.
 pub fn app(state: AppState) -> Router {
     let (router, api) = routes::router().split_for_parts();
     let api = Arc::new(api);
@@ -132,6 +134,7 @@ pub fn app(state: AppState) -> Router {
                 async move { axum::Json((*api).clone()) }
             }),
         )
+        .merge(console::router(&state))
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(

@@ -141,8 +141,7 @@ pub(crate) async fn update(
     p: AppUpdateRequest,
 ) -> ApiResult<App> {
     acct.require(AccessRole::Writer)?;
-    let result = s
-        .store
+    s.store
         .update_app(
             acct.acct_id,
             app_id,
@@ -188,8 +187,7 @@ pub(crate) async fn update(
                 check_app(&a).map(|()| a)
             },
         )
-        .await?;
-    result
+        .await?
 }
 
 /// Deletes an app with its images and their tasks (WRITER).

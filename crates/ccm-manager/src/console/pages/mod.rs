@@ -1,0 +1,91 @@
+//! Console pages, one module per area of the navigation.
+
+pub(crate) mod accounts;
+pub(crate) mod apps;
+pub(crate) mod audit;
+pub(crate) mod auth;
+pub(crate) mod certs;
+pub(crate) mod images;
+pub(crate) mod nodes;
+pub(crate) mod overview;
+pub(crate) mod tasks;
+
+use serde::Deserialize;
+
+use super::html::{Chrome, Nav};
+use super::session::{Authed, InAccount};
+use super::{ConsoleError, PAGE_SIZE, PageResult};
+use crate::AppState;
+
+/// `?page=N` (1-based).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct PageQuery {
+    /// The page, from 1.
+    pub(crate) page: Option<i64>,
+}
+
+impl PageQuery {
+    /// The page number (at least 1) and its row offset; a page beyond any sane list is a 400.
+    pub(crate) fn page(&self) -> PageResult<(i64, i64)> {
+        let page = self.page.unwrap_or(1);
+        if !(1..=1_000_000).contains(&page) {
+            return Err(ConsoleError::Api(crate::ApiError::bad_request(
+                "invalid_query",
+                "page must be between 1 and 1000000",
+            )));
+        }
+        Ok((page, (page - 1) * PAGE_SIZE))
+    }
+}
+
+/// Fetches one more row than a page holds: tells whether a next page exists, then drops it.
+pub(crate) fn split_page<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
+    let more = rows.len() as i64 > PAGE_SIZE;
+    rows.truncate(PAGE_SIZE as usize);
+    (rows, more)
+}
+
+/// The frame of a page in the selected account: its name, the user's role, pending tasks.
+pub(crate) async fn chrome(s: &AppState, ia: &InAccount, nav: Nav) -> PageResult<Chrome> {
+    let acct = &ia.acct;
+    let (rec, _) = s
+        .store
+        .account_for_user(acct.acct_id, acct.caller.user_id)
+        .await?
+        .ok_or(ConsoleError::NoAccount)?;
+    let counts = s.store.account_counts(acct.acct_id).await?;
+    Ok(Chrome {
+        email: acct.caller.email.clone(),
+        account: Some((rec.name, acct.role.as_str())),
+        pending_tasks: counts.pending_tasks,
+        csrf: ia.auth.csrf.clone(),
+        flash: ia.auth.flash.clone(),
+        nav,
+    })
+}
+
+/// The frame of a page that needs no account (the account list).
+pub(crate) async fn chrome_user(s: &AppState, a: &Authed, nav: Nav) -> PageResult<Chrome> {
+    let (account, pending) = match crate::auth::Acct::of(a.caller.clone(), s).await {
+        Ok(acct) => {
+            let rec = s
+                .store
+                .account_for_user(acct.acct_id, acct.caller.user_id)
+                .await?;
+            let counts = s.store.account_counts(acct.acct_id).await?;
+            (
+                rec.map(|(r, _)| (r.name, acct.role.as_str())),
+                counts.pending_tasks,
+            )
+        }
+        Err(_) => (None, 0),
+    };
+    Ok(Chrome {
+        email: a.caller.email.clone(),
+        account,
+        pending_tasks: pending,
+        csrf: a.auth.csrf.clone(),
+        flash: a.auth.flash.clone(),
+        nav,
+    })
+}
