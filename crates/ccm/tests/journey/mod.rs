@@ -885,3 +885,69 @@ pub fn number_after(line: &str, prefix: &str) -> Option<f64> {
         .parse()
         .ok()
 }
+
+/// Writes to `out` an OCI image layout (manifest named `latest`) of the cached python-flask image
+/// (ccm-testkit's `flask`, built from Debian packages on first use) with `env` added to its
+/// config, as `FROM python-flask` + `ENV ...` would: the same layer blob (hard-linked when
+/// possible), a new config and manifest. Returns the image's regular-file count.
+pub fn derive_flask_image(out: &Path, env: &[String]) -> u64 {
+    use sha2::Digest as _;
+    let image = ccm_testkit::flask::flask_image().expect("the python-flask test image");
+    let blob = |digest: &str| {
+        image
+            .layout
+            .join("blobs/sha256")
+            .join(digest.trim_start_matches("sha256:"))
+    };
+    let index: Value =
+        serde_json::from_slice(&std::fs::read(image.layout.join("index.json")).unwrap()).unwrap();
+    let manifest_digest = index["manifests"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["annotations"]["org.opencontainers.image.ref.name"] == image.ref_name.as_str())
+        .unwrap()["digest"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let mut manifest: Value =
+        serde_json::from_slice(&std::fs::read(blob(&manifest_digest)).unwrap()).unwrap();
+    let mut config: Value = serde_json::from_slice(
+        &std::fs::read(blob(manifest["config"]["digest"].as_str().unwrap())).unwrap(),
+    )
+    .unwrap();
+    let envs = config["config"]["Env"].as_array_mut().unwrap();
+    for e in env {
+        envs.push(Value::String(e.clone()));
+    }
+    let blobs = out.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).unwrap();
+    let write = |bytes: &[u8]| {
+        let hex = hex::encode(sha2::Sha256::digest(bytes));
+        std::fs::write(blobs.join(&hex), bytes).unwrap();
+        (format!("sha256:{hex}"), bytes.len())
+    };
+    for layer in manifest["layers"].as_array().unwrap() {
+        let d = layer["digest"].as_str().unwrap();
+        let to = blobs.join(d.trim_start_matches("sha256:"));
+        if std::fs::hard_link(blob(d), &to).is_err() {
+            std::fs::copy(blob(d), &to).unwrap();
+        }
+    }
+    let (cd, cs) = write(&serde_json::to_vec(&config).unwrap());
+    manifest["config"]["digest"] = Value::String(cd);
+    manifest["config"]["size"] = Value::from(cs);
+    let (md, ms) = write(&serde_json::to_vec(&manifest).unwrap());
+    let index = serde_json::json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": md, "size": ms,
+            "annotations": {"org.opencontainers.image.ref.name": "latest"}
+        }]
+    });
+    std::fs::write(out.join("index.json"), serde_json::to_vec(&index).unwrap()).unwrap();
+    std::fs::write(out.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#).unwrap();
+    image.stats.regular_files
+}
