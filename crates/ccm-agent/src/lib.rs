@@ -139,6 +139,7 @@ pub struct AgentInner {
     /// Quotes of attested keys (`/v1/enclave/attest`), by SHA-256 of the key's SPKI.
     attested: Mutex<HashMap<[u8; 32], Vec<u8>>>,
     issued: Mutex<state::Issued>,
+    issued_dirty: std::sync::atomic::AtomicBool,
 }
 
 impl std::fmt::Debug for AgentInner {
@@ -229,8 +230,23 @@ impl AgentInner {
             if !issued.tasks.iter().any(|(t, _)| *t == view.task_id) {
                 issued.tasks.push((view.task_id, expiry));
             }
-            if let Err(e) = self.state.save_issued(&issued) {
+        }
+        // Saved by the background loop: losing the last seconds of this list only delays the
+        // reporting of running instances, and an fsync per issuance would cap throughput.
+        self.issued_dirty
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    fn save_issued_if_dirty(&self) {
+        if self
+            .issued_dirty
+            .swap(false, std::sync::atomic::Ordering::Relaxed)
+        {
+            let snapshot = self.issued.lock().map(|i| i.clone()).unwrap_or_default();
+            if let Err(e) = self.state.save_issued(&snapshot) {
                 tracing::warn!(error = %e, "cannot save the issued certificates");
+                self.issued_dirty
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
             }
         }
     }
@@ -331,10 +347,10 @@ impl AgentInner {
             if t.view.task_status.is_final() {
                 return Some(t.view.clone());
             }
-            if let Some(p) = &t.pending {
-                if !p.accepted {
-                    return Some(self.submit(p.clone()).await);
-                }
+            if let Some(p) = &t.pending
+                && !p.accepted
+            {
+                return Some(self.submit(p.clone()).await);
             }
         }
         let client = self.client()?;
@@ -484,6 +500,7 @@ async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
     let mut backoff = Duration::from_secs(1);
     let mut next_renew_check = tokio::time::Instant::now();
     loop {
+        agent.save_issued_if_dirty();
         let interval = agent
             .identity
             .read()
@@ -515,6 +532,7 @@ async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
             _ = shutdown.changed() => break,
         }
     }
+    agent.save_issued_if_dirty();
 }
 
 /// Starts the agent: loads its identity or enrolls, then serves the local API and runs the
@@ -604,6 +622,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
         tasks: Mutex::new(HashMap::new()),
         attested: Mutex::new(HashMap::new()),
         issued: Mutex::new(issued),
+        issued_dirty: std::sync::atomic::AtomicBool::new(false),
     });
     for p in agent.state.pending() {
         agent.remember(

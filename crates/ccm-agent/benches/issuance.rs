@@ -1,0 +1,345 @@
+//! Attested certificate issuance throughput and latency, client → agent → manager, with EC P-256
+//! keys, on SQLite or PostgreSQL; plus where the time goes (quote verification, CSR check,
+//! signing, store batches) and the idle RSS of a real `ccm agent` process.
+//!
+//! ```text
+//! cargo bench -p ccm-agent --bench issuance -- [--db sqlite|postgres] [--requests N] [--concurrency C]
+//! CCM_BIN=target/release/ccm cargo bench -p ccm-agent --bench issuance   # adds the agent RSS
+//! ```
+//!
+//! Everything runs on this machine: a simulated platform, an in-process quote helper on a Unix
+//! socket, the manager (HTTPS, node mTLS) and the agent (plain HTTP on 127.0.0.1) in this process.
+//! The enclave requests (key, CSR, REPORT, quote) are made before the clock starts; the timed part
+//! is the client's HTTP request to the agent until the certificate comes back.
+#![allow(
+    clippy::unwrap_used,
+    clippy::expect_used,
+    missing_docs,
+    clippy::print_stdout
+)]
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions, SimQuotingEnclave};
+use ccm_attest::{Collateral, RootKind, TrustRoot, TrustRoots, Verifier};
+use ccm_manager::{Config, SystemClock};
+use ccm_pki::{CaKeyType, Csr, Evidence, ZoneCa};
+use ccm_sgx::{Measurement, ReportData};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+struct Req {
+    csr: String,
+    quote: String,
+}
+
+fn arg(name: &str, default: &str) -> String {
+    let args: Vec<String> = std::env::args().collect();
+    args.iter()
+        .position(|a| a == name)
+        .and_then(|i| args.get(i + 1).cloned())
+        .unwrap_or_else(|| default.to_string())
+}
+
+fn percentile(sorted: &[Duration], p: f64) -> Duration {
+    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
+    sorted[i.min(sorted.len() - 1)]
+}
+
+fn make_requests(platform: &std::path::Path, n: usize) -> Vec<Req> {
+    let qe = SimQuotingEnclave::load(platform).unwrap();
+    let cpu = sim::load_sim_cpu(platform).unwrap();
+    let id = EnclaveIdentity {
+        mr_enclave: Measurement([0x11; 32]),
+        mr_signer: Measurement([0x22; 32]),
+        isv_prod_id: 7,
+        isv_svn: 1,
+        ..EnclaveIdentity::default()
+    };
+    (0..n)
+        .map(|_| {
+            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+            let csr = rcgen::CertificateParams::new(vec!["bench.example.com".to_string()])
+                .unwrap()
+                .serialize_request(&key)
+                .unwrap()
+                .pem()
+                .unwrap();
+            let mut rd = [0u8; 64];
+            rd[..32].copy_from_slice(&Sha256::digest(key.public_key_der()));
+            let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
+            let (quote, _) = qe.get_quote(&report, None).unwrap();
+            Req {
+                csr,
+                quote: STANDARD.encode(quote),
+            }
+        })
+        .collect()
+}
+
+fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
+    let t = Instant::now();
+    for _ in 0..n {
+        f();
+    }
+    let us = t.elapsed().as_secs_f64() * 1e6 / f64::from(n);
+    println!("  {label:<46} {us:>8.1} µs/op");
+    us
+}
+
+fn main() {
+    let db = arg("--db", "sqlite");
+    let n: usize = arg("--requests", "4000").parse().unwrap();
+    let concurrency: usize = arg("--concurrency", "32").parse().unwrap();
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let platform = dir.path().join("platform");
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    sim::init(&platform, &PlatformOptions::new(now)).unwrap();
+    println!("preparing {n} enclave requests (key, CSR, REPORT, quote)...");
+    let reqs = Arc::new(make_requests(&platform, n));
+
+    println!("where the time goes (one thread, warm caches):");
+    {
+        let root = TrustRoot::from_pem(
+            &std::fs::read_to_string(platform.join(sim::ROOT_CA_FILE)).unwrap(),
+            RootKind::Simulated,
+        )
+        .unwrap();
+        let verifier = Verifier::new(TrustRoots::empty().with(root));
+        let collateral =
+            Collateral::from_json(&std::fs::read(platform.join(sim::COLLATERAL_FILE)).unwrap())
+                .unwrap();
+        let quotes: Vec<Vec<u8>> = reqs
+            .iter()
+            .take(1000)
+            .map(|r| STANDARD.decode(&r.quote).unwrap())
+            .collect();
+        let mut i = 0;
+        per_op("quote verification (cached platform)", 1000, || {
+            verifier
+                .verify(&quotes[i % quotes.len()], &collateral, now)
+                .unwrap();
+            i += 1;
+        });
+        let mut i = 0;
+        per_op("CSR parse + self-signature check", 1000, || {
+            Csr::from_pem(&reqs[i % reqs.len()].csr).unwrap();
+            i += 1;
+        });
+        let ca = ZoneCa::generate("bench", CaKeyType::P256, now as i64, 10).unwrap();
+        let csr = Csr::from_pem(&reqs[0].csr).unwrap();
+        let ev = Evidence {
+            quote: quotes[0].clone(),
+            pubkey_sha256: csr.spki_sha256(),
+            simulated: true,
+        };
+        per_op(
+            "certificate signing (P-256 zone CA, evidence ext)",
+            1000,
+            || {
+                ca.issue_app(&csr, &["bench.example.com".into()], &ev, now as i64, 86_400)
+                    .unwrap();
+            },
+        );
+    }
+
+    let pg = (db == "postgres").then(|| ccm_testkit::postgres::database().expect("PostgreSQL"));
+    let config = Config {
+        listen: "127.0.0.1:0".parse().unwrap(),
+        data_dir: dir.path().join("manager"),
+        database_url: pg.as_ref().map(|d| d.url.clone()),
+        trusted_simulated_roots: vec![platform.join(sim::ROOT_CA_FILE)],
+        db_max_connections: 8,
+        ..Config::default()
+    };
+    rt.block_on(async move {
+        let m = ccm_manager::start(config, Arc::new(SystemClock)).await.unwrap();
+        let pin = m.fingerprint.unwrap();
+        let base = m.base_url();
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(ccm_pki::pinning::pinned_client_config(pin).unwrap())
+            .build()
+            .unwrap();
+        http.post(format!("{base}/v1/users"))
+            .json(&json!({"user_email": "b@example.com", "user_password": "bench password 123"}))
+            .send()
+            .await
+            .unwrap();
+        let auth: Value = http
+            .post(format!("{base}/v1/sys/auth"))
+            .basic_auth("b@example.com", Some("bench password 123"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let token = auth["access_token"].as_str().unwrap().to_string();
+        let call = |method: reqwest::Method, path: &str, body: Value| {
+            let req = http
+                .request(method, format!("{base}{path}"))
+                .bearer_auth(&token)
+                .json(&body);
+            async move { req.send().await.unwrap().json::<Value>().await.unwrap() }
+        };
+        let acct = call(
+            reqwest::Method::POST,
+            "/v1/accounts",
+            json!({"name": "bench", "approval_policy": "AUTO_APPROVE"}),
+        )
+        .await;
+        let acct = acct["acct_id"].as_str().unwrap().to_string();
+        call(reqwest::Method::POST, &format!("/v1/sys/session/select_account/{acct}"), json!({})).await;
+        let app = call(
+            reqwest::Method::POST,
+            "/v1/apps",
+            json!({"name": "bench", "input_image_name": "r.example/a", "output_image_name": "r.example/a-sgx",
+                   "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
+                   "allowed_domains": ["bench.example.com"]}),
+        )
+        .await;
+        call(
+            reqwest::Method::POST,
+            "/v1/builds",
+            json!({"app_id": app["app_id"], "docker_info": {"docker_image_name": "r.example/a-sgx", "docker_version": "1"},
+                   "mrenclave": hex::encode([0x11u8; 32]), "mrsigner": hex::encode([0x22u8; 32]),
+                   "isvprodid": 7, "isvsvn": 1}),
+        )
+        .await;
+        let zones = call(reqwest::Method::GET, "/v1/zones", json!(null)).await;
+        let zone = zones[0]["zone_id"].as_str().unwrap().to_string();
+        let jt = call(reqwest::Method::POST, &format!("/v1/zones/{zone}/token"), json!({})).await;
+        let join = jt["token"].as_str().unwrap().to_string();
+
+        // The quote helper, in process.
+        let sockdir = dir.path().join("aesmd");
+        std::fs::create_dir_all(&sockdir).unwrap();
+        let socket = sockdir.join("aesm.socket");
+        let backend = ccm_aesm::server::SimBackend::open(&platform).unwrap();
+        let server = ccm_aesm::server::Server::bind(
+            ccm_aesm::server::ServerConfig {
+                socket: socket.clone(),
+                ..Default::default()
+            },
+            backend,
+        )
+        .unwrap();
+        ccm_aesm::server::write_platform_secret(&platform, &sockdir).unwrap();
+        tokio::spawn(server.run(std::future::pending()));
+
+        let agent = ccm_agent::start(ccm_agent::AgentConfig {
+            manager: base.clone(),
+            join_token: Some(join.clone()),
+            name: "bench-node".into(),
+            listen: "127.0.0.1:0".parse().unwrap(),
+            aesm_socket: socket.clone(),
+            sim_cpu_key: None,
+            state_dir: dir.path().join("agent"),
+            insecure_http_manager: false,
+            collateral: Some(platform.join(sim::COLLATERAL_FILE)),
+            ipaddress: None,
+        })
+        .await
+        .unwrap();
+        let agent_url = format!("http://{}", agent.local_addr);
+        let client = reqwest::Client::builder()
+            .tls_backend_preconfigured(ccm_pki::pinning::client_config_with_roots(&[]).unwrap())
+            .pool_max_idle_per_host(concurrency)
+            .no_proxy()
+            .build()
+            .unwrap();
+
+        // Warm-up (connections, caches), then the timed run.
+        let warm = 64.min(reqs.len() / 4);
+        for r in reqs.iter().take(warm) {
+            let v: Value = client
+                .post(format!("{agent_url}/v1/certificate/issue-with-quote"))
+                .json(&json!({"csr": r.csr, "quote": r.quote}))
+                .send()
+                .await
+                .unwrap()
+                .json()
+                .await
+                .unwrap();
+            assert_eq!(v["task_status"], "SUCCESS", "{v}");
+        }
+        let next = Arc::new(AtomicUsize::new(warm));
+        let start = Instant::now();
+        let mut workers = Vec::new();
+        for _ in 0..concurrency {
+            let client = client.clone();
+            let reqs = reqs.clone();
+            let next = next.clone();
+            let url = format!("{agent_url}/v1/certificate/issue-with-quote");
+            workers.push(tokio::spawn(async move {
+                let mut lat = Vec::new();
+                loop {
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(r) = reqs.get(i) else { break };
+                    let t = Instant::now();
+                    let v: Value = client
+                        .post(&url)
+                        .json(&json!({"csr": r.csr, "quote": r.quote}))
+                        .send()
+                        .await
+                        .unwrap()
+                        .json()
+                        .await
+                        .unwrap();
+                    lat.push(t.elapsed());
+                    assert_eq!(v["task_status"], "SUCCESS", "{v}");
+                }
+                lat
+            }));
+        }
+        let mut lat = Vec::new();
+        for w in workers {
+            lat.extend(w.await.unwrap());
+        }
+        let elapsed = start.elapsed();
+        lat.sort();
+        println!(
+            "issuance via agent ({db}, {} requests, {concurrency} concurrent): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            lat.len(),
+            lat.len() as f64 / elapsed.as_secs_f64(),
+            percentile(&lat, 0.50).as_secs_f64() * 1e3,
+            percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        );
+
+        if let Ok(bin) = std::env::var("CCM_BIN") {
+            let jt = call(reqwest::Method::POST, &format!("/v1/zones/{zone}/token"), json!({})).await;
+            let mut child = std::process::Command::new(bin)
+                .args([
+                    "agent", "--manager", &base, "--join-token", jt["token"].as_str().unwrap(),
+                    "--listen", "127.0.0.1:0", "--aesm-socket", socket.to_str().unwrap(),
+                    "--state-dir", dir.path().join("agent2").to_str().unwrap(),
+                    "--collateral", platform.join(sim::COLLATERAL_FILE).to_str().unwrap(),
+                    "--name", "rss-node",
+                ])
+                .stdout(std::process::Stdio::null())
+                .stderr(std::process::Stdio::null())
+                .spawn()
+                .unwrap();
+            tokio::time::sleep(Duration::from_secs(5)).await;
+            let status = std::fs::read_to_string(format!("/proc/{}/status", child.id())).unwrap();
+            let rss = status.lines().find(|l| l.starts_with("VmRSS")).unwrap_or("VmRSS: ?");
+            println!("idle `ccm agent` process after enrollment and 5 s: {}", rss.split_whitespace().skip(1).collect::<Vec<_>>().join(" "));
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        agent.shutdown().await;
+        m.shutdown().await;
+    });
+}
