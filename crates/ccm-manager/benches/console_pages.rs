@@ -242,7 +242,14 @@ async fn main() {
         ("add application form", "/console/apps/new".to_string()),
         ("images", "/console/images".to_string()),
         ("image", format!("/console/images/{build}")),
-        ("create image form", "/console/images/new".to_string()),
+        (
+            "create image: choose the app",
+            "/console/images/new".to_string(),
+        ),
+        (
+            "create image form",
+            format!("/console/images/new?app_id={app}"),
+        ),
         ("tasks (pending)", "/console/tasks".to_string()),
         ("task", format!("/console/tasks/{}", task.task_id)),
         ("compute nodes", "/console/nodes".to_string()),

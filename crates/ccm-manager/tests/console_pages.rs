@@ -955,6 +955,12 @@ async fn enrolling_a_node_shows_the_agent_command_and_nodes_are_labelled() {
     let (mut c, acct) = user_with_account(&m, "frank@example.com", "Nodes").await;
     let nodes = c.get("/console/nodes").await;
     nodes.assert_contains("No compute node has enrolled yet.");
+    c.get("/console/certificates")
+        .await
+        .assert_contains("No certificate has been requested yet.");
+    c.get("/console/running")
+        .await
+        .assert_contains("No application is running.");
     let form = c.get("/console/nodes/enroll").await;
     form.assert_contains("Create join token");
     let p = c
@@ -1059,6 +1065,79 @@ async fn enrolling_a_node_shows_the_agent_command_and_nodes_are_labelled() {
     let detail = c.get(&format!("/console/nodes/{}", node.node_id)).await;
     detail.assert_contains("SIMULATED platform.");
     detail.assert_contains("Deactivate node");
+
+    // An application certificate issued through the node (as attested issuance records it):
+    // the app shows as running on the node, the certificate is viewable and downloadable.
+    let app_path = c.add_tutorial_app("python-flask").await.location.unwrap();
+    let app_id: uuid::Uuid = app_path
+        .trim_start_matches("/console/apps/")
+        .parse()
+        .unwrap();
+    let cert_id = uuid::Uuid::new_v4();
+    let pem = "-----BEGIN CERTIFICATE-----\nMIIBfake\n-----END CERTIFICATE-----\n";
+    m.store()
+        .record_issuances(
+            &[ccm_store::IssuanceRecord {
+                certificate_id: cert_id,
+                task_id: uuid::Uuid::new_v4(),
+                acct_id: acct,
+                zone_id: zone,
+                node_id: node.node_id,
+                node_name: "node-1".into(),
+                app_id: Some(app_id),
+                build_id: None,
+                status: ccm_api::certificates::CertificateStatusType::Issued,
+                csr: "-----BEGIN CERTIFICATE REQUEST-----\n".into(),
+                quote: vec![3, 0],
+                domains: vec!["myapp.domain.dom".into()],
+                enclave: Some(ccm_store::EnclaveFacts {
+                    info: ccm_api::builds::EnclaveInfo {
+                        mrenclave: MRENCLAVE.into(),
+                        mrsigner: MRSIGNER.into(),
+                        isvprodid: 1,
+                        isvsvn: 1,
+                    },
+                    debug: false,
+                    cpusvn: "00".repeat(16),
+                    tcb_status: "UpToDate".into(),
+                }),
+                simulated: true,
+                cert_pem: Some(pem.into()),
+                serial: Some("0a1b".into()),
+                valid_from: Some(T0),
+                valid_until: Some(T0 + 30 * 86_400),
+                message: None,
+                task_status: "SUCCESS",
+            }],
+            T0,
+        )
+        .await
+        .unwrap();
+    let running = c.get("/console/running").await;
+    running.assert_contains("python-flask");
+    running.assert_contains("node-1");
+    running.assert_contains(">RUNNING<");
+    running.assert_contains(">SIMULATED<");
+    c.get(&app_path).await.assert_contains("node-1");
+    c.get(&format!("/console/nodes/{}", node.node_id))
+        .await
+        .assert_contains("python-flask");
+    let certs = c.get("/console/certificates").await;
+    certs.assert_contains("myapp.domain.dom");
+    certs.assert_contains(">ISSUED<");
+    certs.assert_contains(">SIMULATED<");
+    let cert = c.get(&format!("/console/certificates/{cert_id}")).await;
+    cert.assert_contains("SIMULATED.");
+    cert.assert_contains(MRENCLAVE);
+    cert.assert_contains("Download PEM");
+    let download = c.get(&format!("/console/certificates/{cert_id}/pem")).await;
+    assert_eq!(download.status, StatusCode::OK);
+    assert_eq!(download.headers["content-type"], "application/x-pem-file");
+    assert_eq!(
+        download.headers["content-disposition"],
+        "attachment; filename=\"myapp.domain.dom.pem\""
+    );
+    assert_eq!(download.body, pem);
     let overview = c.get("/console").await;
     overview.assert_contains("SIMULATED");
     c.submit(
@@ -1071,10 +1150,10 @@ async fn enrolling_a_node_shows_the_agent_command_and_nodes_are_labelled() {
     let detail = c.get(&format!("/console/nodes/{}", node.node_id)).await;
     detail.assert_contains(">DEACTIVATED<");
     assert!(!detail.body.contains("Deactivate node"));
-    assert_eq!(c.get("/console/running").await.status, StatusCode::OK);
-    c.get("/console/certificates")
+    // Deactivation revoked the certificate issued through the node.
+    c.get(&format!("/console/certificates/{cert_id}"))
         .await
-        .assert_contains("No certificate has been requested yet.");
+        .assert_contains(">REVOKED<");
 
     // Revoke the token.
     c.submit(
@@ -1239,4 +1318,66 @@ async fn conversion_form_queues_a_job_with_live_progress() {
     done.assert_contains("data-reload=\"true\"");
     done.assert_contains("class=\"field-error\"");
     assert!(!done.body.contains("s3cret-password"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_form_refuses_a_missing_or_wrong_csrf_token_and_changes_nothing() {
+    let (m, _) = manager().await;
+    let (mut c, acct) = user_with_account(&m, "ivan@example.com", "Forms").await;
+    let app_path = c.add_tutorial_app("flask").await.location.unwrap();
+    let app_id = app_path.trim_start_matches("/console/apps/").to_string();
+    let image_path = record_image(&mut c, &app_id, "1.0").await.location.unwrap();
+    let task = pending_tasks(&m, acct).await.pop().unwrap().task_id;
+    let any = uuid::Uuid::new_v4();
+    let posts = [
+        "/console/signup".to_string(),
+        "/console/login".to_string(),
+        "/console/logout".to_string(),
+        "/console/accounts".to_string(),
+        format!("/console/accounts/{acct}/select"),
+        format!("/console/accounts/{acct}/delete"),
+        "/console/apps".to_string(),
+        format!("{app_path}/edit"),
+        format!("{app_path}/delete"),
+        "/console/images".to_string(),
+        format!("{image_path}/delete"),
+        format!("/console/tasks/{task}/approve"),
+        format!("/console/tasks/{task}/deny"),
+        "/console/nodes/enroll".to_string(),
+        format!("/console/nodes/tokens/{any}/revoke"),
+        format!("/console/nodes/{any}/deactivate"),
+    ];
+    let before = audit_len(&m).await;
+    let fields = [("name", "x"), ("confirm_name", "Forms"), ("mode", "known")];
+    for path in &posts {
+        let p = c.post_raw(path, &fields).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path} without a token");
+        let mut wrong = vec![("_csrf", "d3JvbmctdG9rZW4td3JvbmctdG9rZW4td3JvbmctdG9rZW4")];
+        wrong.extend_from_slice(&fields);
+        let p = c.post_raw(path, &wrong).await;
+        assert_eq!(p.status, StatusCode::FORBIDDEN, "{path} with a wrong token");
+    }
+    assert_eq!(
+        audit_len(&m).await,
+        before,
+        "a refused form changed something"
+    );
+    // Still signed in, everything still there.
+    assert_eq!(c.get(&app_path).await.status, StatusCode::OK);
+    assert_eq!(c.get(&image_path).await.status, StatusCode::OK);
+    // A form body that is not urlencoded is refused too.
+    let resp = c
+        .http
+        .post(format!("{}/console/apps", m.base()))
+        .header("content-type", "application/json")
+        .header(
+            "cookie",
+            format!("ccm_session={}", c.cookies["ccm_session"]),
+        )
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    assert_eq!(audit_len(&m).await, before);
 }

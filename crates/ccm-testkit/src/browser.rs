@@ -492,7 +492,8 @@ impl Browser {
     pub async fn wait_for_text(&self, text: &str) -> Result<(), Error> {
         let deadline = Instant::now() + DEFAULT_WAIT;
         loop {
-            if self.page_text().await?.contains(text) {
+            // While a navigation is under way the old body goes stale: look again.
+            if self.page_text().await.is_ok_and(|t| t.contains(text)) {
                 return Ok(());
             }
             if Instant::now() > deadline {
@@ -514,7 +515,7 @@ impl Browser {
     ) -> Result<String, Error> {
         let deadline = Instant::now() + DEFAULT_WAIT;
         loop {
-            let p = self.path().await?;
+            let p = self.path().await.unwrap_or_default();
             if pred(p.split('?').next().unwrap_or_default()) {
                 return Ok(p);
             }

@@ -106,55 +106,29 @@ async fn form_page(
     errors: &FieldErrors,
 ) -> PageResult<Markup> {
     let chrome = chrome(s, ia, Nav::Images).await?;
-    let apps = s
-        .store
-        .list_apps_page(ia.acct.acct_id, APP_CHOICES, 0)
-        .await?;
-    let chosen = app_id.and_then(|id| apps.iter().find(|a| a.app_id == id).cloned());
-    let chosen = match (chosen, app_id) {
-        (Some(a), _) => Some(a),
-        (None, Some(id)) => s.store.get_app(ia.acct.acct_id, id).await?,
-        (None, None) => None,
+    let Some(app_id) = app_id else {
+        return choose_app_page(s, ia, chrome).await;
     };
+    let chosen = s
+        .store
+        .get_app(ia.acct.acct_id, app_id)
+        .await?
+        .ok_or(ConsoleError::NotFound("application"))?;
     let none = FieldErrors::default();
     let (conv_errors, known_errors) = match mode {
         Mode::Convert => (errors, &none),
         Mode::Known => (&none, errors),
     };
-    let app_select = |name: &str, errs: &FieldErrors| {
-        let id = format!("f-{}", name.replace('_', "-"));
-        let selected = form
-            .get(name)
-            .map(String::from)
-            .or_else(|| chosen.as_ref().map(|a| a.app_id.to_string()))
-            .unwrap_or_default();
-        let problems = errs.of(name);
+    let app_field = |name: &str, errs: &FieldErrors| {
         html! {
-            div.field.invalid[!problems.is_empty()] {
-                label for=(id) { "Application" }
-                @for m in problems { p.field-error id=(format!("{id}-error")) { (m) } }
-                select id=(id) name=(name) required aria-invalid=[(!problems.is_empty()).then_some("true")] {
-                    @if chosen.is_none() { option value="" { "Choose an application" } }
-                    @if let Some(c) = &chosen {
-                        @if !apps.iter().any(|a| a.app_id == c.app_id) {
-                            option value=(c.app_id) selected { (c.name) }
-                        }
-                    }
-                    @for a in &apps {
-                        option value=(a.app_id) selected[a.app_id.to_string() == selected] { (a.name) }
-                    }
-                }
-            }
+            input type="hidden" name=(name) value=(chosen.app_id);
+            @for m in errs.of(name) { p.field-error { (m) } }
         }
     };
-    let default_image = chosen
-        .as_ref()
-        .map(|a| a.output_image_name.clone())
-        .unwrap_or_default();
+    let default_image = chosen.output_image_name.clone();
     let content = html! {
-        @if apps.is_empty() && chosen.is_none() {
-            p.notice { "Add an application first: " a href="/console/apps/new" { "Add application" } }
-        }
+        p.lead { "Application " a href=(format!("/console/apps/{}", chosen.app_id)) { (chosen.name) }
+            ": input " code { (chosen.input_image_name) } ", output " code { (chosen.output_image_name) } "." }
         div.alternatives {
             section.panel aria-labelledby="convert-h" {
                 h2 #convert-h { "Convert the input image" }
@@ -163,7 +137,7 @@ async fn form_page(
                 form method="post" action="/console/images" novalidate {
                     (csrf_input(&ia.auth.csrf))
                     input type="hidden" name="mode" value="convert";
-                    (app_select("app_id", conv_errors))
+                    (app_field("app_id", conv_errors))
                     (field("docker_version", "Tag", &form.text("docker_version"), conv_errors, Input {
                         required: true, placeholder: Some("1.0"),
                         hint: Some("Tag of the output image (the input is pulled at its own tag, else this one)."), ..Input::default()
@@ -206,7 +180,7 @@ async fn form_page(
                 form method="post" action="/console/images" novalidate {
                     (csrf_input(&ia.auth.csrf))
                     input type="hidden" name="mode" value="known";
-                    (app_select("known_app_id", known_errors))
+                    (app_field("known_app_id", known_errors))
                     (field("docker_info.docker_image_name", "Image", form.get("docker_info.docker_image_name").unwrap_or(&default_image), known_errors, Input {
                         required: true, placeholder: Some("registry/python-flask-sgx"), ..Input::default()
                     }))
@@ -232,6 +206,35 @@ async fn form_page(
                     }
                     p { button type="submit" { "Record image" } }
                 }
+            }
+        }
+    };
+    Ok(page(&chrome, "Create image", content))
+}
+
+/// The first step without an application: choose one (a GET form, so it needs no token).
+async fn choose_app_page(
+    s: &AppState,
+    ia: &InAccount,
+    chrome: crate::console::html::Chrome,
+) -> PageResult<Markup> {
+    let apps = s
+        .store
+        .list_apps_page(ia.acct.acct_id, APP_CHOICES, 0)
+        .await?;
+    let content = html! {
+        @if apps.is_empty() {
+            p.notice { "Add an application first: " a href="/console/apps/new" { "Add application" } }
+        } @else {
+            form.stack.panel method="get" action="/console/images/new" {
+                div.field {
+                    label for="f-app-id" { "Application" }
+                    p.hint #f-app-id-hint { "Images are made of an application. Any application's page also has a “Create image” button." }
+                    select #f-app-id name="app_id" required aria-describedby="f-app-id-hint" {
+                        @for a in &apps { option value=(a.app_id) { (a.name) } }
+                    }
+                }
+                button type="submit" { "Continue" }
             }
         }
     };
