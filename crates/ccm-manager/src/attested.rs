@@ -100,7 +100,11 @@ pub fn quote_fmspc(quote: &[u8]) -> Option<[u8; 6]> {
     let parsed = ccm_sgx::Quote::parse(quote).ok()?;
     let chain = parsed.pck_cert_chain().ok()?;
     let leaf = chain.first()?;
-    Some(ccm_sgx::SgxExtension::from_certificate_der(leaf).ok()?.fmspc)
+    Some(
+        ccm_sgx::SgxExtension::from_certificate_der(leaf)
+            .ok()?
+            .fmspc,
+    )
 }
 
 impl AttestServices {
@@ -112,10 +116,11 @@ impl AttestServices {
                 path: path.clone(),
                 source: e,
             })?;
-            let root = TrustRoot::from_pem(&text, RootKind::Simulated).map_err(|e| Error::Config {
-                field: "trusted_simulated_roots".into(),
-                message: format!("{}: {e}", path.display()),
-            })?;
+            let root =
+                TrustRoot::from_pem(&text, RootKind::Simulated).map_err(|e| Error::Config {
+                    field: "trusted_simulated_roots".into(),
+                    message: format!("{}: {e}", path.display()),
+                })?;
             roots.add(root);
         }
         Ok(Self {
@@ -164,14 +169,14 @@ pub async fn verify_quote(
         candidates.push(Arc::new(c));
     }
     let mut cached = s.attest.cached_collateral(&fmspc);
-    if cached.is_empty() {
-        if let Ok(stored) = s.store.collateral_for(&hex::encode(fmspc)).await {
-            for (_, json) in stored {
-                if let Ok(c) = Collateral::from_json(json.as_bytes()) {
-                    let c = Arc::new(c);
-                    s.attest.remember_collateral(fmspc, c.clone());
-                    cached.push(c);
-                }
+    if cached.is_empty()
+        && let Ok(stored) = s.store.collateral_for(&hex::encode(fmspc)).await
+    {
+        for (_, json) in stored {
+            if let Ok(c) = Collateral::from_json(json.as_bytes()) {
+                let c = Arc::new(c);
+                s.attest.remember_collateral(fmspc, c.clone());
+                cached.push(c);
             }
         }
     }
@@ -194,7 +199,11 @@ pub async fn verify_quote(
 }
 
 /// Remembers collateral that verified an enrollment quote (memory and database).
-pub async fn keep_collateral(s: &AppState, v: &VerifiedQuote, c: &Arc<Collateral>) -> ApiResult<()> {
+pub async fn keep_collateral(
+    s: &AppState,
+    v: &VerifiedQuote,
+    c: &Arc<Collateral>,
+) -> ApiResult<()> {
     s.attest.remember_collateral(v.fmspc, c.clone());
     s.store
         .put_collateral(
@@ -210,7 +219,13 @@ pub async fn keep_collateral(s: &AppState, v: &VerifiedQuote, c: &Arc<Collateral
 
 /// The loaded CA of a zone (cached).
 pub async fn zone_ca(s: &AppState, acct_id: Uuid, zone_id: Uuid) -> ApiResult<Arc<ZoneCa>> {
-    if let Some(ca) = s.attest.cas.read().ok().and_then(|m| m.get(&zone_id).cloned()) {
+    if let Some(ca) = s
+        .attest
+        .cas
+        .read()
+        .ok()
+        .and_then(|m| m.get(&zone_id).cloned())
+    {
         return Ok(ca);
     }
     let rec = s
@@ -220,7 +235,10 @@ pub async fn zone_ca(s: &AppState, acct_id: Uuid, zone_id: Uuid) -> ApiResult<Ar
         .ok_or_else(|| ApiError::not_found("zone"))?;
     let key = s
         .master_key
-        .open(&crate::routes::zone_key_context(zone_id), &rec.ca_key_sealed)
+        .open(
+            &crate::routes::zone_key_context(zone_id),
+            &rec.ca_key_sealed,
+        )
         .map_err(ApiError::internal)?;
     let pem = rec.zone.certificate.clone();
     let ca = crate::routes::blocking(move || ZoneCa::from_parts(&pem, &key))
@@ -269,13 +287,21 @@ pub async fn node_policy(s: &AppState, zone_id: Uuid) -> ApiResult<NodePolicy> {
 /// The verifier policy of a node policy (platform checks only).
 pub fn node_attest_policy(p: &NodePolicy) -> Policy {
     Policy::default()
-        .accept_statuses(p.accepted_tcb_statuses.iter().copied().map(attest_tcb_status))
+        .accept_statuses(
+            p.accepted_tcb_statuses
+                .iter()
+                .copied()
+                .map(attest_tcb_status),
+        )
         .allow_debug(true)
         .allow_simulated(true)
 }
 
 fn describe_violations(v: &[ccm_attest::PolicyViolation]) -> String {
-    v.iter().map(ToString::to_string).collect::<Vec<_>>().join("; ")
+    v.iter()
+        .map(ToString::to_string)
+        .collect::<Vec<_>>()
+        .join("; ")
 }
 
 /// A decision on a certificate request (before it is written).
@@ -363,7 +389,9 @@ async fn decide(
         ));
     }
     if quote.is_empty() {
-        return Err(deny("no attestation evidence: the request carries no quote"));
+        return Err(deny(
+            "no attestation evidence: the request carries no quote",
+        ));
     }
     let (verified, _) = verify_quote(s, quote, None).await.map_err(|m| {
         if m.starts_with("no collateral") {
@@ -457,7 +485,12 @@ async fn decide(
         .ok_or_else(|| deny("the image's app no longer exists"))?;
     let adv = &app.advanced_settings;
     let policy = Policy::default()
-        .accept_statuses(adv.accepted_tcb_statuses.iter().copied().map(attest_tcb_status))
+        .accept_statuses(
+            adv.accepted_tcb_statuses
+                .iter()
+                .copied()
+                .map(attest_tcb_status),
+        )
         .allow_debug(adv.allow_debug)
         .min_isvsvn(
             adv.min_isvsvn
@@ -476,13 +509,21 @@ async fn decide(
     }
     let mut waiting = Vec::new();
     for n in &names {
-        if !app.allowed_domains.iter().any(|d| d.eq_ignore_ascii_case(n)) {
+        if !app
+            .allowed_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(n))
+        {
             return Err(deny(format!(
                 "domain {n} is not among the domains of app {}",
                 app.name
             )));
         }
-        if !app.whitelisted_domains.iter().any(|d| d.eq_ignore_ascii_case(n)) {
+        if !app
+            .whitelisted_domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(n))
+        {
             waiting.push(format!("domain {n}"));
         }
     }
@@ -495,10 +536,12 @@ async fn decide(
         record.message = Some(format!("waiting for approval of {}", waiting.join(", ")));
         return Ok(());
     }
-    let ca = zone_ca(s, node.acct_id, node.zone_id).await.map_err(|_| Refusal {
-        failed: true,
-        message: "the zone CA could not be loaded".into(),
-    })?;
+    let ca = zone_ca(s, node.acct_id, node.zone_id)
+        .await
+        .map_err(|_| Refusal {
+            failed: true,
+            message: "the zone CA could not be loaded".into(),
+        })?;
     let evidence = Evidence {
         quote: quote.to_vec(),
         pubkey_sha256: csr.spki_sha256(),
@@ -572,7 +615,9 @@ pub fn task_view(cert: &Certificate, task_status: Option<TaskStatusType>) -> Cer
         CertificateStatusType::Issued | CertificateStatusType::Expired => {
             (IssueStatus::Success, cert.certificate.clone(), None)
         }
-        CertificateStatusType::Pending => (IssueStatus::PendingWhitelist, None, cert.message.clone()),
+        CertificateStatusType::Pending => {
+            (IssueStatus::PendingWhitelist, None, cert.message.clone())
+        }
         CertificateStatusType::Rejected => (
             if task_status == Some(TaskStatusType::Failed) {
                 IssueStatus::Failed
@@ -638,8 +683,7 @@ pub async fn process_pending(s: &AppState, acct_id: Option<Uuid>) -> ApiResult<u
             valid_until: r.valid_until,
             message: r.message,
         };
-        if s
-            .store
+        if s.store
             .complete_pending(p.certificate_id, &outcome, s.clock.now())
             .await?
         {
@@ -676,8 +720,9 @@ pub fn spawn_background(s: AppState, mut shutdown: tokio::sync::watch::Receiver<
 /// Decodes base64 (standard alphabet, padding optional, whitespace ignored).
 pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
     let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
-    STANDARD
-        .decode(&clean)
-        .ok()
-        .or_else(|| base64::engine::general_purpose::STANDARD_NO_PAD.decode(&clean).ok())
+    STANDARD.decode(&clean).ok().or_else(|| {
+        base64::engine::general_purpose::STANDARD_NO_PAD
+            .decode(&clean)
+            .ok()
+    })
 }

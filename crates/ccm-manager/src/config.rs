@@ -299,10 +299,16 @@ impl Config {
             ));
         }
         if !(1..=825).contains(&self.node_cert_validity_days) {
-            return Err(invalid("node_cert_validity_days", "must be between 1 and 825"));
+            return Err(invalid(
+                "node_cert_validity_days",
+                "must be between 1 and 825",
+            ));
         }
         if !(1..=825).contains(&self.app_cert_validity_days) {
-            return Err(invalid("app_cert_validity_days", "must be between 1 and 825"));
+            return Err(invalid(
+                "app_cert_validity_days",
+                "must be between 1 and 825",
+            ));
         }
         if !(1..=3600).contains(&self.sweep_interval_secs) {
             return Err(invalid("sweep_interval_secs", "must be between 1 and 3600"));
@@ -451,7 +457,10 @@ mod tests {
                 continue;
             }
             let e = e.unwrap_err().to_string();
-            assert!(e.contains("insecure_registries") && e.contains(bad), "{bad}: {e}");
+            assert!(
+                e.contains("insecure_registries") && e.contains(bad),
+                "{bad}: {e}"
+            );
         }
         let e = Config::load(None, env(&[("CCM_CONVERSION_WORKERS", "65")]))
             .unwrap_err()

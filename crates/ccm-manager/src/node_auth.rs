@@ -156,7 +156,10 @@ impl FromRequestParts<AppState> for NodeCaller {
                 )
             })?;
         let (_, cert) = X509Certificate::from_der(&der).map_err(|_| {
-            unauthorized("invalid_node_certificate", "the client certificate does not parse")
+            unauthorized(
+                "invalid_node_certificate",
+                "the client certificate does not parse",
+            )
         })?;
         let serial = hex::encode(cert.raw_serial());
         let rec = state.store.node_cert(&serial).await?.ok_or_else(|| {
@@ -193,8 +196,8 @@ impl FromRequestParts<AppState> for NodeCaller {
         let fp: [u8; 32] = Sha256::digest(der.as_slice()).into();
         if !state.node_certs.contains(&fp) {
             let ca = crate::attested::zone_ca(state, node.acct_id, rec.zone_id).await?;
-            let (_, ca_cert) = X509Certificate::from_der(ca.certificate_der())
-                .map_err(ApiError::internal)?;
+            let (_, ca_cert) =
+                X509Certificate::from_der(ca.certificate_der()).map_err(ApiError::internal)?;
             if cert.issuer() != ca_cert.subject()
                 || cert.verify_signature(Some(ca_cert.public_key())).is_err()
             {

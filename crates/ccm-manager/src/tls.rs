@@ -70,7 +70,9 @@ pub fn load_or_create(config: &Config, now: i64) -> Result<TlsIdentity, Error> {
         .with_safe_default_protocol_versions()
         .map_err(|e| Error::Tls(e.to_string()))?
         // Node agents present their node certificate; everyone else presents none.
-        .with_client_cert_verifier(Arc::new(crate::node_auth::OptionalClientCert::new(provider)))
+        .with_client_cert_verifier(Arc::new(crate::node_auth::OptionalClientCert::new(
+            provider,
+        )))
         .with_single_cert(certs, key)
         .map_err(|e| Error::Tls(e.to_string()))?;
     server_config.alpn_protocols = vec![b"http/1.1".to_vec()];

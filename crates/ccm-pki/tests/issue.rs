@@ -1,5 +1,7 @@
 //! Issuance from CSRs: chain, names, evidence extension, CSR refusals, CRLs.
 
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::indexing_slicing)]
+
 use ccm_pki::evidence::EVIDENCE_OID_STR;
 use ccm_pki::{CaKeyType, Csr, CsrError, CsrKeyType, Error, Evidence, ZoneCa};
 use x509_parser::prelude::*;

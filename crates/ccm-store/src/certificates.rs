@@ -422,8 +422,14 @@ impl Store {
     }
 
     /// The images of an account with this MRENCLAVE (hex), whitelisted ones first.
-    pub async fn images_by_mrenclave(&self, acct_id: Uuid, mrenclave: &str) -> Result<Vec<ImageMatch>> {
-        let rows: Vec<(String, String, String, i64, i64, String, String, String)> = sqlx::query_as(
+    pub async fn images_by_mrenclave(
+        &self,
+        acct_id: Uuid,
+        mrenclave: &str,
+    ) -> Result<Vec<ImageMatch>> {
+        /// build_id, app_id, mrsigner, isvprodid, isvsvn, status, image name, tag.
+        type Row = (String, String, String, i64, i64, String, String, String);
+        let rows: Vec<Row> = sqlx::query_as(
             "SELECT build_id, app_id, mrsigner, isvprodid, isvsvn, status, docker_image_name, docker_version \
              FROM builds WHERE acct_id = $1 AND mrenclave = $2 \
              ORDER BY CASE status WHEN 'WHITELISTED' THEN 0 WHEN 'PENDING' THEN 1 ELSE 2 END, created_at DESC",
@@ -448,13 +454,15 @@ impl Store {
     }
 
     /// CPUSVN and TCB status recorded with a certificate.
-    pub async fn certificate_quote_facts(&self, certificate_id: Uuid) -> Result<Option<(String, String)>> {
-        let row: Option<(Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT cpusvn, tcb_status FROM certificates WHERE certificate_id = $1",
-        )
-        .bind(certificate_id.to_string())
-        .fetch_optional(&self.pool)
-        .await?;
+    pub async fn certificate_quote_facts(
+        &self,
+        certificate_id: Uuid,
+    ) -> Result<Option<(String, String)>> {
+        let row: Option<(Option<String>, Option<String>)> =
+            sqlx::query_as("SELECT cpusvn, tcb_status FROM certificates WHERE certificate_id = $1")
+                .bind(certificate_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
         Ok(row.map(|(c, t)| (c.unwrap_or_default(), t.unwrap_or_default())))
     }
 

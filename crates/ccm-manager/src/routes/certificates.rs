@@ -109,7 +109,13 @@ async fn revoke_certificate(
 
 async fn latest(s: &AppState, acct: &Acct, app_id: Uuid, node_id: Uuid) -> ApiResult<Certificate> {
     s.store
-        .app_instances(acct.acct_id, Some(app_id), Some(node_id), i64::MAX, s.clock.now())
+        .app_instances(
+            acct.acct_id,
+            Some(app_id),
+            Some(node_id),
+            i64::MAX,
+            s.clock.now(),
+        )
         .await?
         .into_iter()
         .next()

@@ -9,9 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ccm_api::accounts::AccessRole;
 use ccm_api::certificates::CertificateDetails;
-use ccm_api::nodes::{
-    EnrollmentNonce, Node, NodeEnrollment, NodeProvisionRequest, SgxInfo,
-};
+use ccm_api::nodes::{EnrollmentNonce, Node, NodeEnrollment, NodeProvisionRequest, SgxInfo};
 use ccm_api::zones::JoinToken;
 use ccm_attest::Collateral;
 use ccm_pki::Csr;
@@ -118,7 +116,12 @@ async fn enrollment_nonce(
     let now = s.clock.now();
     let expires_at = now.saturating_add(NONCE_TTL_SECS);
     s.store
-        .create_enroll_nonce(token.token_id, &hex::encode(Sha256::digest(nonce)), now, expires_at)
+        .create_enroll_nonce(
+            token.token_id,
+            &hex::encode(Sha256::digest(nonce)),
+            now,
+            expires_at,
+        )
         .await?;
     Ok(Json(EnrollmentNonce {
         nonce: STANDARD.encode(nonce),
@@ -146,10 +149,13 @@ async fn provision_node(
     }
     c.text("ipaddress", &req.ipaddress, 0, 64, false);
     c.text("sgx_version", &req.sgx_version, 0, 128, false);
-    if let Some(t) = &req.attestation_request.attestation_type {
-        if t != "DCAP" {
-            c.err("attestation_request.attestation_type", "only DCAP is supported");
-        }
+    if let Some(t) = &req.attestation_request.attestation_type
+        && t != "DCAP"
+    {
+        c.err(
+            "attestation_request.attestation_type",
+            "only DCAP is supported",
+        );
     }
     c.finish()?;
     let now = s.clock.now();
@@ -517,7 +523,9 @@ async fn zone_crl(
             pem::encode(&pem::Pem::new("X509 CRL", der)),
         )
             .into_response(),
-        None | Some("der") => ([(header::CONTENT_TYPE, "application/pkix-crl")], der).into_response(),
+        None | Some("der") => {
+            ([(header::CONTENT_TYPE, "application/pkix-crl")], der).into_response()
+        }
         Some(other) => {
             return Err(ApiError::bad_request(
                 "invalid_query",
