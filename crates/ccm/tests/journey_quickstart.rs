@@ -4,7 +4,9 @@
 //! then a rerun that continues with the same data.
 //!
 //! Only the state directory and the ports differ from the defaults (a temporary directory and
-//! free ports, so the test can run next to others); `--no-install` makes a missing package an
+//! free ports, so the test can run next to others), and the script uses the `ccm` binary under
+//! test instead of building its own (`cargo build -p ccm` resolves features for one package and
+//! would rebuild much of the workspace); `--no-install` makes a missing package an
 //! error instead of an `apt-get install` from inside a test (scripts/test installs them).
 
 // Test helpers outside #[test] functions: a failed step panics with its reason.
@@ -31,6 +33,7 @@ fn quickstart(dir: &std::path::Path, ports: &Ports, extra_env: &[(&str, &str)]) 
         .env("CCM_QUICKSTART_MANAGER_PORT", ports.manager.to_string())
         .env("CCM_QUICKSTART_REGISTRY_PORT", ports.registry.to_string())
         .env("CCM_QUICKSTART_AGENT_PORT", ports.agent.to_string())
+        .env("CCM_QUICKSTART_CCM", ccm_bin())
         .env_remove("CCM_CREDENTIALS");
     for (k, v) in extra_env {
         c.env(k, v);
