@@ -996,6 +996,22 @@ async fn enrolling_a_node_shows_the_agent_command_and_nodes_are_labelled() {
         .unwrap()
         .zone
         .zone_id;
+    // The zone CA certificate, which clients of the applications trust, as a file.
+    c.get("/console/certificates")
+        .await
+        .assert_contains("href=\"/console/zone/certificate\" download");
+    let ca = c.get("/console/zone/certificate").await;
+    assert_eq!(ca.status, StatusCode::OK);
+    assert_eq!(ca.headers["content-type"], "application/x-pem-file");
+    assert_eq!(
+        ca.headers["content-disposition"],
+        "attachment; filename=\"zone-ca.pem\""
+    );
+    let zone_cert = &m.store().list_zones(acct).await.unwrap()[0]
+        .zone
+        .certificate;
+    assert!(zone_cert.starts_with("-----BEGIN CERTIFICATE-----"));
+    assert_eq!(&ca.body, zone_cert);
     let stored = m.store().list_join_tokens(acct, zone).await.unwrap();
     assert_eq!(stored.len(), 1);
     assert_eq!(stored[0].token_id, token.token_id);

@@ -12,6 +12,7 @@
 //! Screenshots go to `target/test-artifacts/<test>/NN-step.png` (numbered in the order taken;
 //! the directory is emptied when the browser starts), together with chromedriver's log, so a
 //! failed run can be looked at step by step. `CCM_TEST_ARTIFACTS` overrides the base directory.
+//! Files the pages download land in its `downloads/` ([`Browser::wait_for_download`]).
 //!
 //! The page helpers ([`Browser::fill`], [`Browser::click_button`], [`Browser::wait_for_text`],
 //! ...) address elements the way a person does — by field name, button text, link text — and
@@ -91,6 +92,7 @@ pub struct Browser {
     driver: Child,
     driver_url: String,
     artifacts: PathBuf,
+    downloads: PathBuf,
     shots: u32,
     _profile: tempfile::TempDir,
 }
@@ -230,6 +232,11 @@ impl Browser {
         )?;
         let chromium = program("CCM_TEST_CHROMIUM_BIN", "chromium", "chromium")?;
         let artifacts = artifacts_dir(&opts.test_name)?;
+        let downloads = artifacts.join("downloads");
+        std::fs::create_dir_all(&downloads).map_err(|e| Error::Io {
+            path: downloads.clone(),
+            source: e,
+        })?;
         let profile = tempfile::Builder::new()
             .prefix("ccm-test-chromium-")
             .tempdir()
@@ -286,6 +293,10 @@ impl Browser {
             "goog:chromeOptions": {
                 "binary": chromium.display().to_string(),
                 "args": args,
+                "prefs": {
+                    "download.default_directory": downloads.display().to_string(),
+                    "download.prompt_for_download": false,
+                },
             },
         });
         let Value::Object(caps) = caps else {
@@ -305,6 +316,7 @@ impl Browser {
             driver,
             driver_url,
             artifacts,
+            downloads,
             shots: 0,
             _profile: profile,
         })
@@ -318,6 +330,39 @@ impl Browser {
     /// Where screenshots and the driver log go.
     pub fn artifacts(&self) -> &Path {
         &self.artifacts
+    }
+
+    /// Where downloaded files go (`downloads/` in the artifacts directory).
+    pub fn downloads(&self) -> &Path {
+        &self.downloads
+    }
+
+    /// Waits up to `timeout` until a download named `file_name` has completed; returns its path.
+    pub async fn wait_for_download(
+        &self,
+        file_name: &str,
+        timeout: Duration,
+    ) -> Result<PathBuf, Error> {
+        let path = self.downloads.join(file_name);
+        let deadline = Instant::now() + timeout;
+        // Chromium writes `*.crdownload` and renames it to the final name when complete.
+        while !path.is_file() {
+            if Instant::now() > deadline {
+                let present: Vec<String> = std::fs::read_dir(&self.downloads)
+                    .map(|d| {
+                        d.filter_map(|e| e.ok())
+                            .map(|e| e.file_name().to_string_lossy().into_owned())
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                return Err(Error::Timeout {
+                    what: format!("the download {file_name} (downloads: {present:?})"),
+                    after: timeout,
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        Ok(path)
     }
 
     /// Ends the WebDriver session (Chromium exits), then stops chromedriver.
@@ -535,6 +580,73 @@ impl Browser {
             .execute(js, Vec::new())
             .await
             .map_err(|e| webdriver("run a script", e))
+    }
+
+    /// Grants the current page's origin a permission (W3C WebDriver extension "Set Permission"),
+    /// e.g. `clipboard-read` so that a test can read what a copy button copied.
+    pub async fn grant_permission(&self, name: &str) -> Result<(), Error> {
+        use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+        let action = format!("grant the permission {name}");
+        let id = self
+            .client()
+            .session_id()
+            .await
+            .map_err(|e| webdriver(&action, e))?
+            .ok_or_else(|| webdriver(&action, "no session"))?;
+        let body = json!({"descriptor": {"name": name}, "state": "granted"}).to_string();
+        let addr = self.driver_url.trim_start_matches("http://");
+        let req = format!(
+            "POST /session/{id}/permissions HTTP/1.1\r\nHost: {addr}\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        );
+        let exchange = async {
+            let mut s = tokio::net::TcpStream::connect(addr).await?;
+            s.write_all(req.as_bytes()).await?;
+            // chromedriver keeps the connection open: read the head and the body it announces.
+            let mut answer = Vec::new();
+            let mut buf = [0u8; 4096];
+            loop {
+                let n = s.read(&mut buf).await?;
+                answer.extend_from_slice(&buf[..n]);
+                let text = String::from_utf8_lossy(&answer).into_owned();
+                if n == 0 {
+                    return Ok::<_, std::io::Error>(text);
+                }
+                if let Some(head_end) = text.find("\r\n\r\n") {
+                    let length = text[..head_end]
+                        .lines()
+                        .find_map(|l| {
+                            let (k, v) = l.split_once(':')?;
+                            k.eq_ignore_ascii_case("content-length")
+                                .then(|| v.trim().parse::<usize>().ok())
+                                .flatten()
+                        })
+                        .unwrap_or(0);
+                    if answer.len() >= head_end + 4 + length {
+                        return Ok(text);
+                    }
+                }
+            }
+        };
+        let answer = tokio::time::timeout(DEFAULT_WAIT, exchange)
+            .await
+            .map_err(|_| webdriver(&action, "chromedriver did not answer"))?
+            .map_err(|e| webdriver(&action, e))?;
+        if answer.starts_with("HTTP/1.1 200") {
+            Ok(())
+        } else {
+            Err(webdriver(&action, answer))
+        }
+    }
+
+    /// The text on the clipboard (needs [`Browser::grant_permission`] `clipboard-read`).
+    pub async fn clipboard(&self) -> Result<String, Error> {
+        let v = self
+            .script("return await navigator.clipboard.readText()")
+            .await?;
+        v.as_str()
+            .map(String::from)
+            .ok_or_else(|| webdriver("read the clipboard", format!("not text: {v}")))
     }
 }
 

@@ -98,6 +98,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/console/certificates", get(certs::list))
         .route("/console/certificates/{id}", get(certs::show))
         .route("/console/certificates/{id}/pem", get(certs::pem))
+        .route("/console/zone/certificate", get(certs::zone_ca))
         .route("/console/audit", get(audit::list))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn_with_state(

@@ -17,23 +17,24 @@ use reqwest::header::{COOKIE, LOCATION, SET_COOKIE};
 
 pub const PASSWORD: &str = "correct horse battery";
 
-/// The seed tutorial's application.
-pub struct TutorialApp {
-    pub name: &'static str,
-    pub description: &'static str,
-    pub input_image: &'static str,
-    pub output_image: &'static str,
-    pub isvprodid: &'static str,
-    pub isvsvn: &'static str,
+/// The seed tutorial's application (`TutorialApp { input_image, output_image, ..TUTORIAL }` for
+/// images on a real registry).
+pub struct TutorialApp<'a> {
+    pub name: &'a str,
+    pub description: &'a str,
+    pub input_image: &'a str,
+    pub output_image: &'a str,
+    pub isvprodid: &'a str,
+    pub isvsvn: &'a str,
     /// Memory size in GB (the form's default unit).
-    pub mem_gb: &'static str,
-    pub threads: &'static str,
-    pub domain: &'static str,
-    pub key_path: &'static str,
-    pub cert_path: &'static str,
+    pub mem_gb: &'a str,
+    pub threads: &'a str,
+    pub domain: &'a str,
+    pub key_path: &'a str,
+    pub cert_path: &'a str,
 }
 
-pub const TUTORIAL: TutorialApp = TutorialApp {
+pub const TUTORIAL: TutorialApp<'static> = TutorialApp {
     name: "python-flask",
     description: "Python Flask demo app",
     input_image: "registry/python-flask",
@@ -314,7 +315,7 @@ impl ConsoleClient {
 }
 
 /// The application form's fields with the tutorial's values.
-pub fn tutorial_pairs<'a>(name: &'a str, t: &'a TutorialApp) -> Vec<(&'a str, &'a str)> {
+pub fn tutorial_pairs<'a>(name: &'a str, t: &TutorialApp<'a>) -> Vec<(&'a str, &'a str)> {
     vec![
         ("name", name),
         ("description", t.description),
@@ -390,7 +391,7 @@ pub async fn ui_create_account(b: &mut Browser, base: &str, name: &str) {
 }
 
 /// Adds an Enclave OS application with the tutorial's values; returns its page's path.
-pub async fn ui_add_app(b: &mut Browser, base: &str, t: &TutorialApp) -> String {
+pub async fn ui_add_app(b: &mut Browser, base: &str, t: &TutorialApp<'_>) -> String {
     b.goto(&format!("{base}/console/apps/new")).await.unwrap();
     b.fill("name", t.name).await.unwrap();
     b.fill("description", t.description).await.unwrap();
@@ -449,6 +450,37 @@ pub async fn ui_record_image(
     b.wait_for_text("recorded; it waits for approval")
         .await
         .unwrap();
+    path
+}
+
+/// Creates an image of the app by conversion: the app page's "Create image", then the conversion
+/// form with the output registry's credentials and `tag`. Returns the image page's path once the
+/// conversion is queued (the page then follows the job by itself).
+pub async fn ui_convert_image(
+    b: &mut Browser,
+    base: &str,
+    app_path: &str,
+    tag: &str,
+    registry_user: &str,
+    registry_password: &str,
+) -> String {
+    b.goto(&format!("{base}{app_path}")).await.unwrap();
+    b.click_link("Create image").await.unwrap();
+    b.wait_for_path("the image form", |p| p == "/console/images/new")
+        .await
+        .unwrap();
+    b.fill("docker_version", tag).await.unwrap();
+    b.fill("out_username", registry_user).await.unwrap();
+    b.fill("out_password", registry_password).await.unwrap();
+    b.screenshot("convert-image-form").await.unwrap();
+    b.click_button("Convert and create image").await.unwrap();
+    let path = b
+        .wait_for_path("the image page", |p| {
+            p.starts_with("/console/images/") && p != "/console/images/new"
+        })
+        .await
+        .unwrap();
+    b.wait_for_text(&format!(":{tag} queued.")).await.unwrap();
     path
 }
 

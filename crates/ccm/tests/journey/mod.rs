@@ -7,7 +7,8 @@
 //! * `ccm manager` (SQLite, HTTPS with its self-signed certificate, the simulated root trusted
 //!   with `--trust-simulated-root`, the registry named insecure, the static launcher);
 //! * the operator: the `ccm` CLI with its own credentials file (`CCM_CREDENTIALS`);
-//! * `ccm agent`, enrolled with a join token made by the CLI;
+//! * `ccm agent`, enrolled with a join token made by the CLI (or with the command the console
+//!   shows);
 //! * converted images run with `ccm run` (runc) on the host network.
 //!
 //! Every process logs to a file in the world's directory; failures quote the end of the logs that
@@ -321,6 +322,15 @@ impl World {
     /// Starts platform, quote helper, registry and manager; signs the operator up and creates
     /// and selects an account `account` (manual approvals).
     pub fn start(name: &str, account: &str) -> World {
+        let w = World::start_infrastructure(name);
+        w.cli_sign_up(&format!("operator-{name}@example.com"));
+        w.ccm_ok(&["account", "create", account, "--select"]);
+        w
+    }
+
+    /// Starts platform, quote helper, registry and manager only: no user, no account (for
+    /// journeys that sign up elsewhere, e.g. in the console).
+    pub fn start_infrastructure(name: &str) -> World {
         let dir = WorkDir::new(name);
         let d = dir.path().to_path_buf();
         let launcher = launcher();
@@ -373,7 +383,7 @@ impl World {
         let fp = manager.wait_for("fingerprint:", START_TIMEOUT);
         let fingerprint = fp.rsplit(' ').next().unwrap().trim().to_string();
 
-        let w = World {
+        World {
             containers: Vec::new(),
             agent: None,
             agent_url: String::new(),
@@ -386,16 +396,19 @@ impl World {
             aesmd_dir,
             credentials: d.join("cli/credentials.toml"),
             dir,
-        };
-        let email = format!("operator-{name}@example.com");
-        let mut login = w.ccm_cmd(&[
+        }
+    }
+
+    /// `ccm login --signup` with `email` and [`PASSWORD`] (the CLI's credentials file).
+    pub fn cli_sign_up(&self, email: &str) {
+        let mut login = self.ccm_cmd(&[
             "login",
             "--manager",
-            &w.manager_url,
+            &self.manager_url,
             "--fingerprint",
-            &w.fingerprint,
+            &self.fingerprint,
             "--email",
-            &email,
+            email,
             "--password-stdin",
             "--signup",
         ]);
@@ -416,8 +429,6 @@ impl World {
             "ccm login --signup: {}",
             String::from_utf8_lossy(&out.stderr)
         );
-        w.ccm_ok(&["account", "create", account, "--select"]);
-        w
     }
 
     /// The world's directory.
@@ -573,22 +584,39 @@ impl World {
     /// list).
     pub fn start_agent(&mut self, name: &str, token: &str) {
         let mut cmd = Command::new(ccm_bin());
-        cmd.args([
-            "agent",
-            "--manager",
-            &self.manager_url,
-            "--listen",
-            "127.0.0.1:0",
-        ])
-        .arg("--aesm-socket")
-        .arg(self.socket())
-        .arg("--state-dir")
-        .arg(self.path().join("agent"))
-        .arg("--collateral")
-        .arg(self.platform.join("collateral.json"))
-        .args(["--name", name])
-        .env("CCM_JOIN_TOKEN", token)
-        .env("RUST_LOG", "info");
+        cmd.args(["agent", "--manager", &self.manager_url])
+            .env("CCM_JOIN_TOKEN", token);
+        self.spawn_agent(cmd, name);
+    }
+
+    /// Starts the agent with a command line as an operator copies it (`ccm agent --manager URL
+    /// --join-token TOKEN`, split at spaces; `ccm` is the binary under test), followed by this
+    /// node's own settings.
+    pub fn start_agent_command(&mut self, name: &str, command_line: &str) {
+        let mut words = command_line.split_whitespace();
+        assert_eq!(
+            words.next(),
+            Some("ccm"),
+            "not a ccm command: {command_line}"
+        );
+        let mut cmd = Command::new(ccm_bin());
+        cmd.args(words).env_remove("CCM_JOIN_TOKEN");
+        self.spawn_agent(cmd, name);
+    }
+
+    /// Adds the node's settings to an agent command (API on an ephemeral port, the world's quote
+    /// helper, state directory and simulated collateral, `name`) and starts it.
+    fn spawn_agent(&mut self, mut cmd: Command, name: &str) {
+        cmd.args(["--listen", "127.0.0.1:0"])
+            .arg("--aesm-socket")
+            .arg(self.socket())
+            .arg("--state-dir")
+            .arg(self.path().join("agent"))
+            .arg("--collateral")
+            .arg(self.platform.join("collateral.json"))
+            .args(["--name", name])
+            .env_remove("CCM_MANAGER_URL")
+            .env("RUST_LOG", "info");
         let mut agent = Proc::spawn("ccm agent", cmd, &self.path().join("agent.log"));
         let line = agent.wait_for("serving the node-agent API on", START_TIMEOUT);
         self.agent_url = line.rsplit(' ').next().unwrap().trim().to_string();

@@ -1,4 +1,5 @@
-//! Running applications (with their nodes) and application certificates (view, download).
+//! Running applications (with their nodes), application certificates (view, download) and the
+//! zone CA certificate peers trust them with (download).
 
 use axum::extract::State;
 use axum::http::{HeaderValue, header};
@@ -64,7 +65,11 @@ pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult
         .list_certificates(ia.acct.acct_id, None, None, PAGE_SIZE, s.clock.now())
         .await?;
     let content = html! {
-        p.lead { "Certificates the zone CA issued to attested applications (the " (PAGE_SIZE) " most recent)." }
+        div.toolbar {
+            p.lead { "Certificates the zone CA issued to attested applications (the " (PAGE_SIZE) " most recent). Clients of the applications trust them through the zone CA certificate." }
+            span.spacer {}
+            a.button.secondary href="/console/zone/certificate" download { "Download zone CA certificate" }
+        }
         @if certs.is_empty() {
             (empty("No certificate has been requested yet."))
         } @else {
@@ -131,6 +136,32 @@ pub(crate) async fn show(
     Ok(page(&chrome, &c.domains.join(", "), content))
 }
 
+/// A PEM file download named `name.pem`.
+fn pem_file(pem: String, name: &str) -> Response {
+    let mut r = pem.into_response();
+    let h = r.headers_mut();
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/x-pem-file"),
+    );
+    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.pem\"")) {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    r
+}
+
+/// `GET /console/zone/certificate`: the selected account's zone CA certificate as a file.
+pub(crate) async fn zone_ca(State(s): State<AppState>, ia: InAccount) -> PageResult<Response> {
+    let zone = s
+        .store
+        .list_zones(ia.acct.acct_id)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or(ConsoleError::NotFound("zone"))?;
+    Ok(pem_file(zone.zone.certificate, "zone-ca"))
+}
+
 /// `GET /console/certificates/{id}/pem`: the chain (leaf, zone CA) as a file.
 pub(crate) async fn pem(
     State(s): State<AppState>,
@@ -154,14 +185,5 @@ pub(crate) async fn pem(
         .chars()
         .filter(|ch| ch.is_ascii_alphanumeric() || *ch == '.' || *ch == '-')
         .collect();
-    let mut r = pem.into_response();
-    let h = r.headers_mut();
-    h.insert(
-        header::CONTENT_TYPE,
-        HeaderValue::from_static("application/x-pem-file"),
-    );
-    if let Ok(v) = HeaderValue::from_str(&format!("attachment; filename=\"{name}.pem\"")) {
-        h.insert(header::CONTENT_DISPOSITION, v);
-    }
-    Ok(r)
+    Ok(pem_file(pem, &name))
 }
