@@ -41,23 +41,9 @@ pub struct AesmdArgs {
     log_json: bool,
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    // Another part of the binary may have installed a subscriber already; keep it then.
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Runs the daemon until SIGINT or SIGTERM.
 pub fn run(args: AesmdArgs) -> anyhow::Result<()> {
-    init_logging(args.log_json);
+    super::init_service_logging(args.log_json);
     let config = ServerConfig {
         socket: args.socket.clone(),
         allow_uids: (!args.allow_uid.is_empty()).then(|| args.allow_uid.clone()),

@@ -60,16 +60,7 @@ fn host_name() -> String {
 
 /// Runs the agent until SIGINT or SIGTERM.
 pub fn run(args: AgentArgs) -> anyhow::Result<()> {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if args.log_json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
+    super::init_service_logging(args.log_json);
     let config = ccm_agent::AgentConfig {
         manager: args.manager,
         join_token: args.join_token,

@@ -48,22 +48,9 @@ pub struct ManagerArgs {
     log_json: bool,
 }
 
-fn init_logging(json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
-    let _ = if json {
-        builder.json().try_init()
-    } else {
-        builder.try_init()
-    };
-}
-
 /// Runs the manager until SIGINT or SIGTERM, then shuts down gracefully.
 pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
-    init_logging(args.log_json);
+    super::init_service_logging(args.log_json);
     let mut config = Config::load(args.config.as_deref(), std::env::vars())?;
     if let Some(d) = args.data_dir {
         config.data_dir = d;

@@ -22,6 +22,22 @@ pub mod zone;
 
 use std::process::ExitCode;
 
+/// Logging for the long-running services (`manager`, `agent`, `aesmd`): `RUST_LOG` filter
+/// (default `info`), on stderr, as text or JSON lines.
+pub(crate) fn init_service_logging(json: bool) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    // Another part of the binary may have installed a subscriber already; keep it then.
+    let _ = if json {
+        builder.json().try_init()
+    } else {
+        builder.try_init()
+    };
+}
+
 /// Turns a command's result into the process exit code, printing the error chain on one line.
 ///
 /// Commands that need a specific non-zero code (for example `ccm quote verify`, which exits 1 on a
