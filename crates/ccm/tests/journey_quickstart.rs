@@ -6,7 +6,8 @@
 //! Only the state directory and the ports differ from the defaults (a temporary directory and
 //! free ports, so the test can run next to others), and the script uses the `ccm` binary under
 //! test instead of building its own (`cargo build -p ccm` resolves features for one package and
-//! would rebuild much of the workspace); `--no-install` makes a missing package an
+//! would rebuild much of the workspace; likewise the demo's scripts/build-flask-image runs the
+//! `flask-image` example built with the tests); `--no-install` makes a missing package an
 //! error instead of an `apt-get install` from inside a test (scripts/test installs them).
 
 // Test helpers outside #[test] functions: a failed step panics with its reason.
@@ -45,6 +46,14 @@ fn listening(port: u16) -> bool {
     TcpStream::connect(("127.0.0.1", port)).is_ok()
 }
 
+/// The `flask-image` example `cargo test` built next to this test (`target/<profile>/examples`),
+/// so scripts/build-flask-image need not `cargo run` it with one package's features.
+fn flask_image_example() -> Option<std::path::PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let bin = exe.parent()?.parent()?.join("examples/flask-image");
+    bin.is_file().then_some(bin)
+}
+
 #[test]
 fn quickstart_then_demo_then_ctrl_c_then_rerun() {
     let work = WorkDir::new("quickstart");
@@ -79,6 +88,9 @@ fn quickstart_then_demo_then_ctrl_c_then_rerun() {
     let mut demo = Command::new(repo_root().join("scripts/demo"));
     demo.env("CCM_QUICKSTART_DIR", &state)
         .env_remove("CCM_CREDENTIALS");
+    if let Some(bin) = flask_image_example() {
+        demo.env("CCM_FLASK_IMAGE_BIN", bin);
+    }
     let mut d = Proc::spawn("scripts/demo", demo, &work.path().join("demo.log"));
     let status = d.wait_exit(Duration::from_secs(900));
     let demo_out = d.output();
