@@ -81,6 +81,40 @@ fn make_requests(platform: &std::path::Path, n: usize) -> Vec<Req> {
         .collect()
 }
 
+/// CPU seconds used so far by this process's threads, by thread name (Linux `/proc`; empty
+/// elsewhere). Threads that ended are not counted, which is fine for the long-lived runtime and
+/// database threads measured here.
+fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
+    let mut out = std::collections::BTreeMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc/self/task") else {
+        return out;
+    };
+    let tick = 100.0; // USER_HZ on Linux
+    for e in dir.flatten() {
+        let Ok(stat) = std::fs::read_to_string(e.path().join("stat")) else {
+            continue;
+        };
+        let (Some(open), Some(close)) = (stat.find('('), stat.rfind(')')) else {
+            continue;
+        };
+        let name = stat[open + 1..close].to_string();
+        let f: Vec<&str> = stat[close + 2..].split_whitespace().collect();
+        let (Some(u), Some(s)) = (f.get(11), f.get(12)) else {
+            continue;
+        };
+        let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / tick;
+        let group = if name.starts_with("sqlx-sqlite") {
+            "sqlite connection threads".to_string()
+        } else if name.starts_with("tokio-rt") {
+            "tokio workers".to_string()
+        } else {
+            "other threads".to_string()
+        };
+        *out.entry(group).or_insert(0.0) += secs;
+    }
+    out
+}
+
 fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
@@ -276,6 +310,7 @@ fn main() {
             assert_eq!(v["task_status"], "SUCCESS", "{v}");
         }
         let next = Arc::new(AtomicUsize::new(warm));
+        let cpu_before = thread_cpu();
         let start = Instant::now();
         let mut workers = Vec::new();
         for _ in 0..concurrency {
@@ -309,6 +344,7 @@ fn main() {
             lat.extend(w.await.unwrap());
         }
         let elapsed = start.elapsed();
+        let cpu_after = thread_cpu();
         lat.sort();
         println!(
             "issuance via agent ({db}, {} requests, {concurrency} concurrent): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
@@ -316,6 +352,23 @@ fn main() {
             lat.len() as f64 / elapsed.as_secs_f64(),
             percentile(&lat, 0.50).as_secs_f64() * 1e3,
             percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        );
+        // CPU per issuance (client, agent and manager share this process), so that runs on a
+        // busy machine can still be compared.
+        let per_req = |secs: f64| secs * 1e6 / lat.len() as f64;
+        let mut total = 0.0;
+        let mut parts = Vec::new();
+        for (group, after) in &cpu_after {
+            let used = after - cpu_before.get(group).copied().unwrap_or(0.0);
+            total += used;
+            parts.push(format!("{group} {:.0}", per_req(used)));
+        }
+        println!(
+            "  CPU per issuance (whole process): {:.0} µs ({}); {:.2} of {} cores busy",
+            per_req(total),
+            parts.join(", "),
+            total / elapsed.as_secs_f64(),
+            std::thread::available_parallelism().map_or(0, |n| n.get()),
         );
 
         if let Ok(bin) = std::env::var("CCM_BIN") {

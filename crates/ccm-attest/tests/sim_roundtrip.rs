@@ -347,3 +347,16 @@ fn qe_report_info_binds_the_quote() {
     assert_eq!(qe_report.body.mr_enclave, qe.mr_enclave());
     assert_eq!(quote.len(), qe.quote_size());
 }
+
+#[test]
+fn quote_fmspc_is_the_same_before_and_after_the_pck_chain_is_cached() {
+    let p = platform_with(TcbStatus::UpToDate, TcbStatus::UpToDate);
+    let verifier = p.verifier();
+    let quote = p.quote();
+    assert_eq!(verifier.quote_fmspc(&quote), Some(sim::DEFAULT_FMSPC));
+    verifier.verify(&quote, &p.collateral(), NOW).unwrap();
+    assert_eq!(verifier.cache_stats().pck_chains, 1);
+    assert_eq!(verifier.quote_fmspc(&quote), Some(sim::DEFAULT_FMSPC));
+    assert_eq!(verifier.quote_fmspc(&quote[..100]), None);
+    assert_eq!(verifier.quote_fmspc(b"not a quote"), None);
+}

@@ -161,7 +161,7 @@ pub async fn verify_quote(
     quote: &[u8],
     extra: Option<Collateral>,
 ) -> Result<(VerifiedQuote, Arc<Collateral>), String> {
-    let fmspc = quote_fmspc(quote).ok_or_else(|| {
+    let fmspc = s.attest.verifier.quote_fmspc(quote).ok_or_else(|| {
         "the quote does not parse or carries no PCK certificate with an SGX extension".to_string()
     })?;
     let mut candidates: Vec<Arc<Collateral>> = Vec::new();
@@ -430,15 +430,16 @@ async fn decide(
         )));
     }
     let mrenclave = hex::encode(report.mr_enclave.0);
-    let images = s
+    // The image (whitelisted ones first) and its app, in one query.
+    let found = s
         .store
-        .images_by_mrenclave(node.acct_id, &mrenclave)
+        .image_with_app(node.acct_id, &mrenclave)
         .await
         .map_err(|e| Refusal {
             failed: true,
             message: format!("the manager could not look up images: {e}"),
         })?;
-    let Some(image) = images.first() else {
+    let Some((image, app)) = found else {
         return Err(deny(format!(
             "MRENCLAVE {mrenclave} is not an image of any app in the node's account"
         )));
@@ -474,15 +475,7 @@ async fn decide(
             image.isvsvn
         )));
     }
-    let app = s
-        .store
-        .get_app(node.acct_id, image.app_id)
-        .await
-        .map_err(|e| Refusal {
-            failed: true,
-            message: format!("the manager could not load the app: {e}"),
-        })?
-        .ok_or_else(|| deny("the image's app no longer exists"))?;
+    let app = app.ok_or_else(|| deny("the image's app no longer exists"))?;
     let adv = &app.advanced_settings;
     let policy = Policy::default()
         .accept_statuses(
@@ -595,14 +588,15 @@ fn spawn_writer(s: AppState) -> mpsc::Sender<WriteJob> {
                     Err(_) => break,
                 }
             }
-            let records: Vec<IssuanceRecord> = batch.iter().map(|j| j.record.clone()).collect();
+            let (records, done): (Vec<IssuanceRecord>, Vec<_>) =
+                batch.drain(..).map(|j| (j.record, j.done)).unzip();
             let result = s
                 .store
                 .record_issuances(&records, s.clock.now())
                 .await
                 .map_err(|e| e.to_string());
-            for j in batch.drain(..) {
-                let _ = j.done.send(result.clone());
+            for d in done {
+                let _ = d.send(result.clone());
             }
         }
     });
@@ -719,6 +713,10 @@ pub fn spawn_background(s: AppState, mut shutdown: tokio::sync::watch::Receiver<
 
 /// Decodes base64 (standard alphabet, padding optional, whitespace ignored).
 pub fn decode_b64(text: &str) -> Option<Vec<u8>> {
+    // The usual case, padded base64 without whitespace, without copying the text first.
+    if let Ok(bytes) = STANDARD.decode(text) {
+        return Some(bytes);
+    }
     let clean: String = text.chars().filter(|c| !c.is_whitespace()).collect();
     STANDARD.decode(&clean).ok().or_else(|| {
         base64::engine::general_purpose::STANDARD_NO_PAD

@@ -162,7 +162,9 @@ impl FromRequestParts<AppState> for NodeCaller {
             )
         })?;
         let serial = hex::encode(cert.raw_serial());
-        let rec = state.store.node_cert(&serial).await?.ok_or_else(|| {
+        // The certificate's record and its node in one query (the node's current status is
+        // read on every request, so a deactivation takes effect at once).
+        let (rec, node) = state.store.node_cert_auth(&serial).await?.ok_or_else(|| {
             unauthorized(
                 "invalid_node_certificate",
                 "the client certificate was not issued to a node by this manager",
@@ -181,11 +183,7 @@ impl FromRequestParts<AppState> for NodeCaller {
                 "the node certificate has expired; the node must enroll again",
             ));
         }
-        let node = state
-            .store
-            .node_auth(rec.node_id)
-            .await?
-            .ok_or_else(|| unauthorized("invalid_node_certificate", "unknown node"))?;
+        let node = node.ok_or_else(|| unauthorized("invalid_node_certificate", "unknown node"))?;
         if node.status == NodeStatusType::Deactivated {
             return Err(ApiError::bad_request(
                 "node_deactivated",

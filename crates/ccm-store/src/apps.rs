@@ -14,7 +14,7 @@ use crate::util::{json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
 #[derive(sqlx::FromRow)]
-struct AppRow {
+pub(crate) struct AppRow {
     app_id: String,
     acct_id: String,
     name: String,
@@ -35,12 +35,12 @@ struct AppRow {
     updated_at: i64,
 }
 
-const APP_COLS: &str = "app_id, acct_id, name, description, input_image_name, output_image_name, \
+pub(crate) const APP_COLS: &str = "app_id, acct_id, name, description, input_image_name, output_image_name, \
      isvprodid, isvsvn, mem_size, threads, allowed_domains, whitelisted_domains, pending_task_id, \
      certificate, advanced_settings, labels, created_at, updated_at";
 
 impl AppRow {
-    fn into_app(self) -> Result<App> {
+    pub(crate) fn into_app(self) -> Result<App> {
         Ok(App {
             app_id: uuid("apps.app_id", &self.app_id)?,
             acct_id: uuid("apps.acct_id", &self.acct_id)?,

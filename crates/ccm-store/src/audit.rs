@@ -78,6 +78,7 @@ pub(crate) struct PendingEntry {
 /// the entries go in with one multi-row insert.
 pub(crate) async fn append_many(
     conn: &mut AnyConnection,
+    backend: crate::Backend,
     now: i64,
     entries: &[PendingEntry],
 ) -> Result<()> {
@@ -94,16 +95,10 @@ pub(crate) async fn append_many(
             .await?;
     let first_seq = last_seq - count + 1;
     const COLS: usize = 12;
-    let rows: Vec<String> = (0..entries.len())
-        .map(|r| {
-            let cells: Vec<String> = (1..=COLS).map(|c| format!("${}", r * COLS + c)).collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect();
     let sql = format!(
         "INSERT INTO audit_log (seq, entry_id, at, actor_user_id, actor, acct_id, action, \
          object_type, object_id, details, prev_hash, hash) VALUES {}",
-        rows.join(", ")
+        backend.values_rows(entries.len(), COLS)
     );
     let mut q = sqlx::query(&sql);
     for (i, e) in (0i64..).zip(entries) {

@@ -5,6 +5,7 @@
 //! chain head is read and written once per batch). The manager acknowledges a request only after
 //! its batch committed (group commit), so acknowledged issuances survive a crash.
 
+use ccm_api::apps::App;
 use ccm_api::builds::EnclaveInfo;
 use ccm_api::certificates::{AppNodeInfo, Certificate, CertificateStatusType};
 use ccm_api::tasks::TaskType;
@@ -263,16 +264,6 @@ pub struct ImageMatch {
 /// Largest batch [`Store::record_issuances`] writes in one statement.
 pub const MAX_ISSUANCE_BATCH: usize = 64;
 
-fn placeholders(rows: usize, cols: usize) -> String {
-    (0..rows)
-        .map(|r| {
-            let cells: Vec<String> = (1..=cols).map(|c| format!("${}", r * cols + c)).collect();
-            format!("({})", cells.join(", "))
-        })
-        .collect::<Vec<_>>()
-        .join(", ")
-}
-
 impl Store {
     /// Writes a batch of certificate requests with their tasks and audit entries in one
     /// transaction. A task id that already exists is skipped (idempotent resubmission).
@@ -295,7 +286,7 @@ impl Store {
              build_id, status, csr, quote, domains, mrenclave, mrsigner, isvprodid, isvsvn, debug, \
              cpusvn, tcb_status, simulated, cert_pem, serial, valid_from, valid_until, message, \
              created_at, updated_at) VALUES {} ON CONFLICT (task_id) DO NOTHING",
-            placeholders(batch.len(), CERT_INSERT_COLS)
+            self.backend.values_rows(batch.len(), CERT_INSERT_COLS)
         );
         let mut q = sqlx::query(&sql);
         for r in batch {
@@ -330,21 +321,17 @@ impl Store {
         }
         q.execute(&mut *w.tx).await?;
         // Tasks.
-        const TASK_COLS: usize = 8;
+        // Nine parameters a row (`now` twice), in column order, so that they can be anonymous
+        // on SQLite (see `Backend::values_rows`).
+        const TASK_COLS: usize = 9;
         let rows: Vec<String> = (0..batch.len())
             .map(|r| {
-                let b = r * TASK_COLS;
+                let p: Vec<String> = (1..=TASK_COLS)
+                    .map(|c| self.backend.param(r * TASK_COLS + c))
+                    .collect();
                 format!(
-                    "(${}, ${}, ${}, ${}, ${}, ${}, NULL, ${}, 'NODE', '[]', ${}, ${})",
-                    b + 1,
-                    b + 2,
-                    b + 3,
-                    b + 4,
-                    b + 5,
-                    b + 6,
-                    b + 7,
-                    b + 8,
-                    b + 8
+                    "({}, {}, {}, {}, {}, {}, NULL, {}, 'NODE', '[]', {}, {})",
+                    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
                 )
             })
             .collect();
@@ -373,6 +360,7 @@ impl Store {
                     if r.simulated { ", SIMULATED" } else { "" }
                 ))
                 .bind(r.node_name.clone())
+                .bind(now)
                 .bind(now);
         }
         q.execute(&mut *w.tx).await?;
@@ -400,7 +388,7 @@ impl Store {
                 }),
             })
             .collect();
-        audit::append_many(&mut w.tx, now, &entries).await?;
+        audit::append_many(&mut w.tx, self.backend, now, &entries).await?;
         w.commit().await
     }
 
@@ -453,6 +441,61 @@ impl Store {
             .collect()
     }
 
+    /// The first image of [`Store::images_by_mrenclave`] (same order) with its app in the
+    /// account (`None` when the app is gone), read in one query for the issuance decision.
+    pub async fn image_with_app(
+        &self,
+        acct_id: Uuid,
+        mrenclave: &str,
+    ) -> Result<Option<(ImageMatch, Option<App>)>> {
+        static SQL: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            let app_cols: Vec<String> = crate::apps::APP_COLS
+                .split(',')
+                .map(|c| format!("a.{}", c.trim()))
+                .collect();
+            format!(
+                "SELECT b.build_id AS img_build_id, b.app_id AS img_app_id, \
+                 b.mrsigner AS img_mrsigner, b.isvprodid AS img_isvprodid, \
+                 b.isvsvn AS img_isvsvn, b.status AS img_status, \
+                 b.docker_image_name AS img_name, b.docker_version AS img_tag, {} \
+                 FROM (SELECT build_id, app_id, acct_id, mrsigner, isvprodid, isvsvn, status, \
+                 docker_image_name, docker_version FROM builds WHERE acct_id = $1 AND mrenclave = $2 \
+                 ORDER BY CASE status WHEN 'WHITELISTED' THEN 0 WHEN 'PENDING' THEN 1 ELSE 2 END, \
+                 created_at DESC LIMIT 1) b \
+                 LEFT JOIN apps a ON a.app_id = b.app_id AND a.acct_id = b.acct_id",
+                app_cols.join(", ")
+            )
+        });
+        use sqlx::{FromRow as _, Row as _};
+        let Some(row) = sqlx::query(&SQL)
+            .bind(acct_id.to_string())
+            .bind(mrenclave)
+            .fetch_optional(&self.pool)
+            .await?
+        else {
+            return Ok(None);
+        };
+        let name: String = row.try_get("img_name")?;
+        let tag: String = row.try_get("img_tag")?;
+        let image = ImageMatch {
+            build_id: uuid(
+                "builds.build_id",
+                &row.try_get::<String, _>("img_build_id")?,
+            )?,
+            app_id: uuid("builds.app_id", &row.try_get::<String, _>("img_app_id")?)?,
+            mrsigner: row.try_get("img_mrsigner")?,
+            isvprodid: row.try_get("img_isvprodid")?,
+            isvsvn: row.try_get("img_isvsvn")?,
+            status: row.try_get("img_status")?,
+            image: format!("{name}:{tag}"),
+        };
+        let app = match row.try_get::<Option<String>, _>("app_id")? {
+            Some(_) => Some(crate::apps::AppRow::from_row(&row)?.into_app()?),
+            None => None,
+        };
+        Ok(Some((image, app)))
+    }
+
     /// CPUSVN and TCB status recorded with a certificate.
     pub async fn certificate_quote_facts(
         &self,
@@ -473,6 +516,21 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         Ok(row.is_some())
+    }
+
+    /// Whether a task id is used by no task and no certificate request, in one query: when it
+    /// is, neither [`Store::certificate_by_task`] nor [`Store::task_exists`] can find anything,
+    /// so a new request need not ask both.
+    pub async fn task_id_unused(&self, task_id: Uuid) -> Result<bool> {
+        let id = task_id.to_string();
+        let row: Option<(String,)> = sqlx::query_as(
+            "SELECT task_id FROM tasks WHERE task_id = $1 \
+             UNION ALL SELECT task_id FROM certificates WHERE task_id = $1 LIMIT 1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await?;
+        Ok(row.is_none())
     }
 
     /// A certificate of an account (any account when `acct_id` is `None`).

@@ -79,6 +79,29 @@ impl Backend {
             Self::Postgres => "postgres",
         }
     }
+
+    /// `VALUES` rows of `cols` parameters each, numbered in order from `$1` on PostgreSQL. On
+    /// SQLite the parameters are anonymous (`?`, bound in order): SQLite looks a numbered or
+    /// named parameter up in a list, once when preparing and once more when sqlx binds it, so
+    /// the multi-row inserts of a batch would cost time quadratic in their size.
+    pub(crate) fn values_rows(self, rows: usize, cols: usize) -> String {
+        (0..rows)
+            .map(|r| {
+                let cells: Vec<String> = (1..=cols).map(|c| self.param(r * cols + c)).collect();
+                format!("({})", cells.join(", "))
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+
+    /// Parameter number `n` (from 1) of a statement whose parameters all appear once, in order:
+    /// `$n` on PostgreSQL, `?` on SQLite (see [`Backend::values_rows`]).
+    pub(crate) fn param(self, n: usize) -> String {
+        match self {
+            Self::Sqlite => "?".to_string(),
+            Self::Postgres => format!("${n}"),
+        }
+    }
 }
 
 /// Who performs a change, for the audit log and task records.
@@ -170,6 +193,11 @@ impl Store {
         pool_options = match backend {
             Backend::Sqlite => pool_options
                 .max_connections(options.max_connections.clamp(1, 8))
+                // sqlx pings a connection when it is taken from the pool and again when it goes
+                // back. For SQLite a ping is a round trip to the connection's worker thread that
+                // can find nothing wrong (there is no network, and a worker that died fails the
+                // query itself); the ping on release still runs.
+                .test_before_acquire(false)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
                         // journal_mode is persistent; the others are per connection.

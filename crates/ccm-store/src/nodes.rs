@@ -472,6 +472,56 @@ impl Store {
         .transpose()
     }
 
+    /// A node certificate by serial (hex) with what the mTLS check needs to know about its node
+    /// (`None` when the node is gone), read in one query: what [`Store::node_cert`] followed by
+    /// [`Store::node_auth`] gives, for the per-request node authentication.
+    pub async fn node_cert_auth(
+        &self,
+        serial: &str,
+    ) -> Result<Option<(NodeCertRecord, Option<NodeAuth>)>> {
+        type Row = (
+            String,
+            String,
+            i64,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
+        let row: Option<Row> = sqlx::query_as(
+            "SELECT c.node_id, c.zone_id, c.not_after, c.revoked_at, \
+             n.acct_id, n.zone_id, n.name, n.status, n.sgx_info \
+             FROM node_certs c LEFT JOIN nodes n ON n.node_id = c.node_id WHERE c.serial = $1",
+        )
+        .bind(serial)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some((node, zone, not_after, revoked_at, acct, nzone, name, status, sgx)) = row else {
+            return Ok(None);
+        };
+        let node_id = uuid("node_certs.node_id", &node)?;
+        let rec = NodeCertRecord {
+            node_id,
+            zone_id: uuid("node_certs.zone_id", &zone)?,
+            not_after,
+            revoked_at,
+        };
+        let auth = match (acct, nzone, name, status, sgx) {
+            (Some(acct), Some(zone), Some(name), Some(status), Some(sgx)) => Some(NodeAuth {
+                node_id,
+                acct_id: uuid("nodes.acct_id", &acct)?,
+                zone_id: uuid("nodes.zone_id", &zone)?,
+                name,
+                status: enum_value("nodes.status", &status, NodeStatusType::parse)?,
+                sgx_info: json("nodes.sgx_info", &sgx)?,
+            }),
+            _ => None,
+        };
+        Ok(Some((rec, auth)))
+    }
+
     /// Deactivates a node at once: status DEACTIVATED, its node and application certificates
     /// revoked, its pending requests closed. Deactivating a deactivated node is a no-op.
     pub async fn deactivate_node(

@@ -371,6 +371,27 @@ impl Verifier {
         })
     }
 
+    /// The FMSPC of a quote's PCK certificate, to pick the collateral to verify it with; `None`
+    /// when the quote does not parse or carries no PCK chain with an SGX extension. Nothing is
+    /// verified here: when the PCK chain was verified before, the FMSPC comes from that result
+    /// (the same leaf certificate, so the same value), otherwise from parsing the leaf.
+    pub fn quote_fmspc(&self, quote: &[u8]) -> Option<[u8; 6]> {
+        let parsed = Quote::parse(quote).ok()?;
+        let cert_data = &parsed.signature_data.certification_data;
+        if cert_data.cert_type != CertDataType::PCK_CERT_CHAIN {
+            return None;
+        }
+        if let Some(hit) = self.pck_chains.get(&sha256(&[&cert_data.data])) {
+            return Some(hit.extension.fmspc);
+        }
+        let chain = cert_data.pck_cert_chain().ok()?;
+        Some(
+            SgxExtension::from_certificate_der(chain.first()?)
+                .ok()?
+                .fmspc,
+        )
+    }
+
     /// Step 2: the PCK chain, verified once per distinct certification data.
     fn pck_chain(&self, cert_data: &[u8]) -> Result<Arc<VerifiedPck>, VerifyError> {
         let key = sha256(&[cert_data]);

@@ -110,18 +110,21 @@ async fn issue(
     Body(req): Body<AttestedIssueRequest>,
 ) -> ApiResult<Json<CertificateTask>> {
     let now = s.clock.now();
-    if let Some(existing) = s
-        .store
-        .certificate_by_task(caller.node.node_id, req.task_id, now)
-        .await?
-    {
-        return Ok(Json(task_view(&s, &caller, &existing).await?));
-    }
-    if s.store.task_exists(req.task_id).await? {
-        return Err(ApiError::conflict(
-            "task_id_taken",
-            "this task id is already used; choose another",
-        ));
+    // A new task id (the usual case) is confirmed in one query; a used one is looked at closely.
+    if !s.store.task_id_unused(req.task_id).await? {
+        if let Some(existing) = s
+            .store
+            .certificate_by_task(caller.node.node_id, req.task_id, now)
+            .await?
+        {
+            return Ok(Json(task_view(&s, &caller, &existing).await?));
+        }
+        if s.store.task_exists(req.task_id).await? {
+            return Err(ApiError::conflict(
+                "task_id_taken",
+                "this task id is already used; choose another",
+            ));
+        }
     }
     let quote = attested::decode_b64(&req.quote).unwrap_or_default();
     let record = attested::evaluate(
