@@ -216,10 +216,13 @@ impl AgentInner {
 
     fn record_success(&self, view: &CertificateTask) {
         let Some(pem) = &view.certificate else { return };
-        let expiry = ::pem::parse(pem)
+        // The leaf is the chain's first certificate (rustls' PEM reader: the `pem` crate's
+        // parser cost more than the X.509 parse here, once per issuance).
+        use rustls_pki_types::pem::PemObject as _;
+        let expiry = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
             .ok()
-            .and_then(|b| {
-                x509_parser::parse_x509_certificate(b.contents())
+            .and_then(|der| {
+                x509_parser::parse_x509_certificate(&der)
                     .ok()
                     .map(|(_, c)| c.validity().not_after.timestamp())
             })
