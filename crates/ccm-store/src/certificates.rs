@@ -409,40 +409,9 @@ impl Store {
         row.map(|r| r.into_cert(now)).transpose()
     }
 
-    /// The images of an account with this MRENCLAVE (hex), whitelisted ones first.
-    pub async fn images_by_mrenclave(
-        &self,
-        acct_id: Uuid,
-        mrenclave: &str,
-    ) -> Result<Vec<ImageMatch>> {
-        /// build_id, app_id, mrsigner, isvprodid, isvsvn, status, image name, tag.
-        type Row = (String, String, String, i64, i64, String, String, String);
-        let rows: Vec<Row> = sqlx::query_as(
-            "SELECT build_id, app_id, mrsigner, isvprodid, isvsvn, status, docker_image_name, docker_version \
-             FROM builds WHERE acct_id = $1 AND mrenclave = $2 \
-             ORDER BY CASE status WHEN 'WHITELISTED' THEN 0 WHEN 'PENDING' THEN 1 ELSE 2 END, created_at DESC",
-        )
-        .bind(acct_id.to_string())
-        .bind(mrenclave)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|(b, a, mrsigner, isvprodid, isvsvn, status, name, tag)| {
-                Ok(ImageMatch {
-                    build_id: uuid("builds.build_id", &b)?,
-                    app_id: uuid("builds.app_id", &a)?,
-                    mrsigner,
-                    isvprodid,
-                    isvsvn,
-                    status,
-                    image: format!("{name}:{tag}"),
-                })
-            })
-            .collect()
-    }
-
-    /// The first image of [`Store::images_by_mrenclave`] (same order) with its app in the
-    /// account (`None` when the app is gone), read in one query for the issuance decision.
+    /// The image of an account with this MRENCLAVE (hex), whitelisted first, then pending, newest
+    /// first, with its app (`None` when the app is gone), read in one query for the issuance
+    /// decision.
     pub async fn image_with_app(
         &self,
         acct_id: Uuid,

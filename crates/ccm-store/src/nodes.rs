@@ -453,28 +453,9 @@ impl Store {
         .transpose()
     }
 
-    /// A node certificate by serial (hex).
-    pub async fn node_cert(&self, serial: &str) -> Result<Option<NodeCertRecord>> {
-        let row: Option<(String, String, i64, Option<i64>)> = sqlx::query_as(
-            "SELECT node_id, zone_id, not_after, revoked_at FROM node_certs WHERE serial = $1",
-        )
-        .bind(serial)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|(node, zone, not_after, revoked_at)| {
-            Ok(NodeCertRecord {
-                node_id: uuid("node_certs.node_id", &node)?,
-                zone_id: uuid("node_certs.zone_id", &zone)?,
-                not_after,
-                revoked_at,
-            })
-        })
-        .transpose()
-    }
-
     /// A node certificate by serial (hex) with what the mTLS check needs to know about its node
-    /// (`None` when the node is gone), read in one query: what [`Store::node_cert`] followed by
-    /// [`Store::node_auth`] gives, for the per-request node authentication.
+    /// (`None` when the node is gone), read in one query for the per-request node authentication
+    /// (the node part is what [`Store::node_auth`] gives).
     pub async fn node_cert_auth(
         &self,
         serial: &str,
