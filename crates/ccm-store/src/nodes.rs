@@ -75,6 +75,27 @@ pub struct NodeAuth {
     pub sgx_info: SgxInfo,
 }
 
+impl NodeAuth {
+    /// From the `nodes` columns acct_id, zone_id, name, status and sgx_info as stored.
+    fn from_columns(
+        node_id: Uuid,
+        acct: &str,
+        zone: &str,
+        name: String,
+        status: &str,
+        sgx: &str,
+    ) -> Result<Self> {
+        Ok(Self {
+            node_id,
+            acct_id: uuid("nodes.acct_id", acct)?,
+            zone_id: uuid("nodes.zone_id", zone)?,
+            name,
+            status: enum_value("nodes.status", status, NodeStatusType::parse)?,
+            sgx_info: json("nodes.sgx_info", sgx)?,
+        })
+    }
+}
+
 /// A node certificate's record.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NodeCertRecord {
@@ -441,14 +462,7 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(|(acct, zone, name, status, sgx)| {
-            Ok(NodeAuth {
-                node_id,
-                acct_id: uuid("nodes.acct_id", &acct)?,
-                zone_id: uuid("nodes.zone_id", &zone)?,
-                name,
-                status: enum_value("nodes.status", &status, NodeStatusType::parse)?,
-                sgx_info: json("nodes.sgx_info", &sgx)?,
-            })
+            NodeAuth::from_columns(node_id, &acct, &zone, name, &status, &sgx)
         })
         .transpose()
     }
@@ -490,14 +504,9 @@ impl Store {
             revoked_at,
         };
         let auth = match (acct, nzone, name, status, sgx) {
-            (Some(acct), Some(zone), Some(name), Some(status), Some(sgx)) => Some(NodeAuth {
-                node_id,
-                acct_id: uuid("nodes.acct_id", &acct)?,
-                zone_id: uuid("nodes.zone_id", &zone)?,
-                name,
-                status: enum_value("nodes.status", &status, NodeStatusType::parse)?,
-                sgx_info: json("nodes.sgx_info", &sgx)?,
-            }),
+            (Some(acct), Some(zone), Some(name), Some(status), Some(sgx)) => Some(
+                NodeAuth::from_columns(node_id, &acct, &zone, name, &status, &sgx)?,
+            ),
             _ => None,
         };
         Ok(Some((rec, auth)))

@@ -422,6 +422,24 @@ pub async fn ui_add_app(b: &mut Browser, base: &str, t: &TutorialApp<'_>) -> Str
     path
 }
 
+/// The app page's "Create image": the image form for that app.
+async fn open_image_form(b: &mut Browser, base: &str, app_path: &str) {
+    b.goto(&format!("{base}{app_path}")).await.unwrap();
+    b.click_link("Create image").await.unwrap();
+    b.wait_for_path("the image form", |p| p == "/console/images/new")
+        .await
+        .unwrap();
+}
+
+/// Waits for the page of the image a form just created; returns its path.
+async fn wait_for_image_page(b: &mut Browser) -> String {
+    b.wait_for_path("the image page", |p| {
+        p.starts_with("/console/images/") && p != "/console/images/new"
+    })
+    .await
+    .unwrap()
+}
+
 /// Records an image of the app from known measurements (the app page's "Create image").
 pub async fn ui_record_image(
     b: &mut Browser,
@@ -431,22 +449,13 @@ pub async fn ui_record_image(
     mrenclave: &str,
     mrsigner: &str,
 ) -> String {
-    b.goto(&format!("{base}{app_path}")).await.unwrap();
-    b.click_link("Create image").await.unwrap();
-    b.wait_for_path("the image form", |p| p == "/console/images/new")
-        .await
-        .unwrap();
+    open_image_form(b, base, app_path).await;
     b.fill("docker_info.docker_version", tag).await.unwrap();
     b.fill("mrenclave", mrenclave).await.unwrap();
     b.fill("mrsigner", mrsigner).await.unwrap();
     b.screenshot("create-image-form").await.unwrap();
     b.click_button("Record image").await.unwrap();
-    let path = b
-        .wait_for_path("the image page", |p| {
-            p.starts_with("/console/images/") && p != "/console/images/new"
-        })
-        .await
-        .unwrap();
+    let path = wait_for_image_page(b).await;
     b.wait_for_text("recorded; it waits for approval")
         .await
         .unwrap();
@@ -464,22 +473,13 @@ pub async fn ui_convert_image(
     registry_user: &str,
     registry_password: &str,
 ) -> String {
-    b.goto(&format!("{base}{app_path}")).await.unwrap();
-    b.click_link("Create image").await.unwrap();
-    b.wait_for_path("the image form", |p| p == "/console/images/new")
-        .await
-        .unwrap();
+    open_image_form(b, base, app_path).await;
     b.fill("docker_version", tag).await.unwrap();
     b.fill("out_username", registry_user).await.unwrap();
     b.fill("out_password", registry_password).await.unwrap();
     b.screenshot("convert-image-form").await.unwrap();
     b.click_button("Convert and create image").await.unwrap();
-    let path = b
-        .wait_for_path("the image page", |p| {
-            p.starts_with("/console/images/") && p != "/console/images/new"
-        })
-        .await
-        .unwrap();
+    let path = wait_for_image_page(b).await;
     b.wait_for_text(&format!(":{tag} queued.")).await.unwrap();
     path
 }
