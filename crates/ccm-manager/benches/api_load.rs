@@ -123,39 +123,7 @@ async fn bench_backend(
         .pool_max_idle_per_host(conc)
         .build()
         .expect("client");
-    http.post(format!("{base}/v1/users"))
-        .json(&json!({"user_email": "bench@example.com", "user_password": "benchmark-password"}))
-        .send()
-        .await
-        .expect("signup");
-    let auth: Value = http
-        .post(format!("{base}/v1/sys/auth"))
-        .basic_auth("bench@example.com", Some("benchmark-password"))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("login json");
-    let token = auth["access_token"].as_str().expect("token").to_string();
-    let acct: Value = http
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "bench"}))
-        .send()
-        .await
-        .expect("account")
-        .json()
-        .await
-        .expect("json");
-    http.post(format!(
-        "{base}/v1/sys/session/select_account/{}",
-        acct["acct_id"].as_str().expect("id")
-    ))
-    .bearer_auth(&token)
-    .send()
-    .await
-    .expect("select");
+    let token = sign_up_with_account(&http, &base, "bench@example.com", "bench").await;
     let mut app_id = String::new();
     for i in 0..20 {
         let app: Value = http
@@ -294,39 +262,7 @@ fn idle_rss(rt: &tokio::runtime::Runtime) -> String {
             )
             .build()
             .expect("client");
-        http.post(format!("{base}/v1/users"))
-            .json(&json!({"user_email": "rss@example.com", "user_password": "benchmark-password"}))
-            .send()
-            .await
-            .expect("signup");
-        let auth: Value = http
-            .post(format!("{base}/v1/sys/auth"))
-            .basic_auth("rss@example.com", Some("benchmark-password"))
-            .send()
-            .await
-            .expect("login")
-            .json()
-            .await
-            .expect("json");
-        let token = auth["access_token"].as_str().expect("token").to_string();
-        let acct: Value = http
-            .post(format!("{base}/v1/accounts"))
-            .bearer_auth(&token)
-            .json(&json!({"name": "rss"}))
-            .send()
-            .await
-            .expect("account")
-            .json()
-            .await
-            .expect("json");
-        http.post(format!(
-            "{base}/v1/sys/session/select_account/{}",
-            acct["acct_id"].as_str().expect("id")
-        ))
-        .bearer_auth(&token)
-        .send()
-        .await
-        .expect("select");
+        let token = sign_up_with_account(&http, &base, "rss@example.com", "rss").await;
         for _ in 0..1000 {
             http.get(format!("{base}/v1/apps"))
                 .bearer_auth(&token)
@@ -384,4 +320,47 @@ fn main() {
         println!("{l}");
     }
     println!("{rss}");
+}
+
+/// Signs `email` up, logs in, creates the account `account` and selects it; returns the token.
+async fn sign_up_with_account(
+    http: &reqwest::Client,
+    base: &str,
+    email: &str,
+    account: &str,
+) -> String {
+    http.post(format!("{base}/v1/users"))
+        .json(&json!({"user_email": email, "user_password": "benchmark-password"}))
+        .send()
+        .await
+        .expect("signup");
+    let auth: Value = http
+        .post(format!("{base}/v1/sys/auth"))
+        .basic_auth(email, Some("benchmark-password"))
+        .send()
+        .await
+        .expect("login")
+        .json()
+        .await
+        .expect("login json");
+    let token = auth["access_token"].as_str().expect("token").to_string();
+    let acct: Value = http
+        .post(format!("{base}/v1/accounts"))
+        .bearer_auth(&token)
+        .json(&json!({"name": account}))
+        .send()
+        .await
+        .expect("account")
+        .json()
+        .await
+        .expect("json");
+    http.post(format!(
+        "{base}/v1/sys/session/select_account/{}",
+        acct["acct_id"].as_str().expect("id")
+    ))
+    .bearer_auth(&token)
+    .send()
+    .await
+    .expect("select");
+    token
 }
