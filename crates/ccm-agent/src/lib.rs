@@ -16,10 +16,12 @@
 //!   forwards requests with its node identity; the manager decides. Requests the manager has not
 //!   finished (pending approval, or the manager unreachable) are kept in the state directory and
 //!   retried, so neither a manager restart nor an agent restart loses them. Bad input yields a
-//!   DENIED or FAILED task with a reason, never a 5xx.
+//!   DENIED or FAILED task with a reason, never a 5xx. Requests that arrive together travel to
+//!   the manager together ([`batch`]).
 #![deny(missing_docs)]
 
 pub mod api;
+mod batch;
 pub mod manager;
 pub mod quoting;
 pub mod state;
@@ -27,15 +29,16 @@ pub mod state;
 use std::collections::HashMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use ccm_api::certificates::{CertificateTask, IssueStatus};
-use ccm_api::nodes::{AttestedIssueRequest, HeartbeatRequest, RunningApp};
+use ccm_api::nodes::{HeartbeatRequest, RunningApp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
+use crate::batch::Batcher;
 use crate::manager::{CallError, ManagerClient};
 use crate::quoting::Quoter;
 use crate::state::{Identity, PendingTask, StateDir};
@@ -138,8 +141,10 @@ pub struct AgentInner {
     tasks: Mutex<HashMap<Uuid, LocalTask>>,
     /// Quotes of attested keys (`/v1/enclave/attest`), by SHA-256 of the key's SPKI.
     attested: Mutex<HashMap<[u8; 32], Vec<u8>>>,
-    issued: Mutex<state::Issued>,
+    /// Certificates handed out and their expiry, by task id (saved as [`state::Issued`]).
+    issued: Mutex<HashMap<Uuid, i64>>,
     issued_dirty: std::sync::atomic::AtomicBool,
+    batcher: Batcher,
 }
 
 impl std::fmt::Debug for AgentInner {
@@ -170,7 +175,9 @@ impl RunningAgent {
     }
 }
 
-const MAX_TASKS_IN_MEMORY: usize = 100_000;
+/// Tasks remembered locally; past this, finished ones are forgotten (the manager still answers
+/// for them). A finished task holds its certificate chain, a few kilobytes.
+const MAX_TASKS_IN_MEMORY: usize = 10_000;
 
 impl AgentInner {
     /// The node id.
@@ -214,25 +221,24 @@ impl AgentInner {
             .and_then(|m| m.get(&task_id).cloned())
     }
 
-    fn record_success(&self, view: &CertificateTask) {
+    /// Notes a certificate handed out; `not_after` is its expiry when the manager said so.
+    fn record_success(&self, view: &CertificateTask, not_after: Option<i64>) {
         let Some(pem) = &view.certificate else { return };
-        // The leaf is the chain's first certificate (rustls' PEM reader: the `pem` crate's
-        // parser cost more than the X.509 parse here, once per issuance).
-        use rustls_pki_types::pem::PemObject as _;
-        let expiry = rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
-            .ok()
-            .and_then(|der| {
-                x509_parser::parse_x509_certificate(&der)
-                    .ok()
-                    .map(|(_, c)| c.validity().not_after.timestamp())
-            })
-            .unwrap_or(0);
+        let expiry = not_after.unwrap_or_else(|| {
+            // The leaf is the chain's first certificate (rustls' PEM reader: the `pem` crate's
+            // parser cost more than the X.509 parse here).
+            use rustls_pki_types::pem::PemObject as _;
+            rustls_pki_types::CertificateDer::from_pem_slice(pem.as_bytes())
+                .ok()
+                .and_then(|der| {
+                    x509_parser::parse_x509_certificate(&der)
+                        .ok()
+                        .map(|(_, c)| c.validity().not_after.timestamp())
+                })
+                .unwrap_or(0)
+        });
         if let Ok(mut issued) = self.issued.lock() {
-            let now = unix_now();
-            issued.tasks.retain(|(_, exp)| *exp > now);
-            if !issued.tasks.iter().any(|(t, _)| *t == view.task_id) {
-                issued.tasks.push((view.task_id, expiry));
-            }
+            issued.insert(view.task_id, expiry);
         }
         // Saved by the background loop: losing the last seconds of this list only delays the
         // reporting of running instances, and an fsync per issuance would cap throughput.
@@ -240,12 +246,28 @@ impl AgentInner {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Forgets expired certificates and saves the list when it changed.
     fn save_issued_if_dirty(&self) {
+        let now = unix_now();
+        if let Ok(mut issued) = self.issued.lock() {
+            let before = issued.len();
+            issued.retain(|_, exp| *exp > now);
+            if issued.len() != before {
+                self.issued_dirty
+                    .store(true, std::sync::atomic::Ordering::Relaxed);
+            }
+        }
         if self
             .issued_dirty
             .swap(false, std::sync::atomic::Ordering::Relaxed)
         {
-            let snapshot = self.issued.lock().map(|i| i.clone()).unwrap_or_default();
+            let snapshot = state::Issued {
+                tasks: self
+                    .issued
+                    .lock()
+                    .map(|i| i.iter().map(|(t, exp)| (*t, *exp)).collect())
+                    .unwrap_or_default(),
+            };
             if let Err(e) = self.state.save_issued(&snapshot) {
                 tracing::warn!(error = %e, "cannot save the issued certificates");
                 self.issued_dirty
@@ -254,20 +276,40 @@ impl AgentInner {
         }
     }
 
-    /// Applies the manager's answer for a task: remember it, keep or drop the pending file.
-    fn settle(&self, mut p: PendingTask, view: CertificateTask) -> CertificateTask {
-        if view.task_status.is_final() {
+    /// Writes a request to the state directory (a warning when that fails: it is still
+    /// remembered in memory and retried while the agent runs).
+    fn keep(&self, p: &mut PendingTask) {
+        match self.state.save_pending(p) {
+            Ok(()) => p.stored = true,
+            Err(e) => tracing::warn!(error = %e, "cannot keep a pending request"),
+        }
+    }
+
+    /// Forgets a finished request's file, if it has one.
+    fn forget(&self, p: &PendingTask) {
+        if p.stored {
             self.state.remove_pending(p.task_id);
+        }
+    }
+
+    /// Applies the manager's answer for a task: remember it, keep or drop the pending file.
+    /// `not_after` is the certificate's expiry when the manager gave it.
+    fn settle(
+        &self,
+        mut p: PendingTask,
+        view: CertificateTask,
+        not_after: Option<i64>,
+    ) -> CertificateTask {
+        if view.task_status.is_final() {
+            self.forget(&p);
             if view.task_status == IssueStatus::Success {
-                self.record_success(&view);
+                self.record_success(&view, not_after);
             }
             self.remember(view.clone(), None);
         } else {
             if !p.accepted {
                 p.accepted = true;
-                if let Err(e) = self.state.save_pending(&p) {
-                    tracing::warn!(error = %e, "cannot keep a pending request");
-                }
+                self.keep(&mut p);
             }
             self.remember(view.clone(), Some(p));
         }
@@ -286,20 +328,13 @@ impl AgentInner {
     /// Submits (or resubmits) a request to the manager.
     async fn submit(&self, p: PendingTask) -> CertificateTask {
         let task_id = p.task_id;
-        let Some(client) = self.client() else {
-            return Self::failed(task_id, "the agent has no manager client".into());
-        };
-        let req = AttestedIssueRequest {
-            task_id,
-            csr: p.csr.clone(),
-            quote: p.quote.clone(),
-        };
-        match client.issue(&req).await {
-            Ok(view) => self.settle(p, view),
+        let p = Arc::new(p);
+        let answer = self.batcher.submit(p.clone()).await;
+        let mut p = Arc::unwrap_or_clone(p);
+        match answer {
+            Ok((view, not_after)) => self.settle(p, view, not_after),
             Err(CallError::Unavailable(m)) => {
-                if let Err(e) = self.state.save_pending(&p) {
-                    tracing::warn!(error = %e, "cannot keep a pending request");
-                }
+                self.keep(&mut p);
                 let view = CertificateTask {
                     task_id,
                     task_status: IssueStatus::Inprogress,
@@ -312,7 +347,7 @@ impl AgentInner {
                 view
             }
             Err(e @ CallError::Refused { .. }) => {
-                self.state.remove_pending(task_id);
+                self.forget(&p);
                 let view = Self::failed(task_id, e.to_string());
                 self.remember(view.clone(), None);
                 view
@@ -323,10 +358,11 @@ impl AgentInner {
     /// Starts an issuance task for `csr` with `quote` (base64).
     pub async fn issue(&self, csr: String, quote: String) -> CertificateTask {
         let p = PendingTask {
-            task_id: Uuid::new_v4(),
+            task_id: Uuid::now_v7(),
             csr,
             quote,
             accepted: false,
+            stored: false,
         };
         self.submit(p).await
     }
@@ -364,8 +400,9 @@ impl AgentInner {
                     csr: String::new(),
                     quote: String::new(),
                     accepted: true,
+                    stored: true,
                 });
-                Some(self.settle(p, view))
+                Some(self.settle(p, view, None))
             }
             Err(CallError::Refused { status: 404, .. }) => local.map(|t| t.view),
             Err(e) => local.map(|t| {
@@ -398,7 +435,7 @@ impl AgentInner {
             let view = if p.accepted {
                 match self.client() {
                     Some(c) => match c.task(p.task_id).await {
-                        Ok(v) => Some(self.settle(p.clone(), v)),
+                        Ok(v) => Some(self.settle(p.clone(), v, None)),
                         Err(CallError::Refused { status: 404, .. }) => {
                             // The manager never stored it (it failed before committing): resubmit.
                             let mut q = p.clone();
@@ -427,9 +464,8 @@ impl AgentInner {
             .issued
             .lock()
             .map(|i| {
-                i.tasks
-                    .iter()
-                    .filter(|(_, exp)| *exp > now)
+                i.iter()
+                    .filter(|(_, exp)| **exp > now)
                     .map(|(t, _)| RunningApp { task_id: *t })
                     .collect()
             })
@@ -613,19 +649,23 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
         &identity.certificate,
         &key_pem,
     )?;
-    let issued = state.issued();
-    let agent: Agent = Arc::new(AgentInner {
-        state,
-        identity: RwLock::new(identity),
-        key_pem: RwLock::new(key_pem),
-        client: RwLock::new(client),
-        pin,
-        insecure_http: config.insecure_http_manager,
-        quoter,
-        tasks: Mutex::new(HashMap::new()),
-        attested: Mutex::new(HashMap::new()),
-        issued: Mutex::new(issued),
-        issued_dirty: std::sync::atomic::AtomicBool::new(false),
+    let issued = state.issued().tasks.into_iter().collect();
+    let agent: Agent = Arc::new_cyclic(|weak: &Weak<AgentInner>| {
+        let weak = weak.clone();
+        AgentInner {
+            state,
+            identity: RwLock::new(identity),
+            key_pem: RwLock::new(key_pem),
+            client: RwLock::new(client),
+            pin,
+            insecure_http: config.insecure_http_manager,
+            quoter,
+            tasks: Mutex::new(HashMap::new()),
+            attested: Mutex::new(HashMap::new()),
+            issued: Mutex::new(issued),
+            issued_dirty: std::sync::atomic::AtomicBool::new(false),
+            batcher: Batcher::start(move || weak.upgrade().and_then(|a| a.client())),
+        }
     });
     for p in agent.state.pending() {
         agent.remember(

@@ -13,8 +13,9 @@ use base64::engine::general_purpose::STANDARD;
 use ccm_api::ErrorBody;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
-    AttestationRequest, AttestedIssueRequest, EnrollmentNonce, HeartbeatRequest, HeartbeatResponse,
-    NodeEnrollment, NodeProvisionRequest, NodeRenewRequest, NodeRenewResponse,
+    AttestationRequest, AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueRequest,
+    EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, NodeEnrollment, NodeProvisionRequest,
+    NodeRenewRequest, NodeRenewResponse,
 };
 use ccm_api::zones::JoinToken;
 use reqwest::StatusCode;
@@ -199,6 +200,14 @@ impl ManagerClient {
     /// Submits an issuance request (idempotent on the task id).
     pub async fn issue(&self, req: &AttestedIssueRequest) -> Result<CertificateTask, CallError> {
         self.post("/v1/node-agent/certificates", req).await
+    }
+
+    /// Several attested issuance requests in one call (`/v1/node-agent/certificates/batch`).
+    pub async fn issue_batch(
+        &self,
+        req: &AttestedIssueBatch,
+    ) -> Result<AttestedIssueBatchResponse, CallError> {
+        self.post("/v1/node-agent/certificates/batch", req).await
     }
 
     /// The state of an issuance task.

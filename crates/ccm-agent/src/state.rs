@@ -55,6 +55,14 @@ pub struct PendingTask {
     pub quote: String,
     /// Whether the manager has acknowledged it.
     pub accepted: bool,
+    /// Whether a file of it may exist in the state directory (always so for one read from
+    /// there). Most requests are decided on their first submission and never written.
+    #[serde(skip_serializing, default = "on_disk")]
+    pub stored: bool,
+}
+
+fn on_disk() -> bool {
+    true
 }
 
 /// Certificates handed out through this agent (running application instances).

@@ -259,3 +259,39 @@ pub struct AttestedIssueRequest {
 
 /// Response of attested issuance and of polling it.
 pub type AttestedIssueResponse = CertificateTask;
+
+/// Most requests in one [`AttestedIssueBatch`].
+pub const MAX_ISSUE_BATCH: usize = 64;
+
+/// `POST /v1/node-agent/certificates/batch` (mTLS): several attested issuance requests of the
+/// node in one call, each decided exactly as [`AttestedIssueRequest`] alone would be. The agent
+/// sends the requests that arrive while earlier ones are with the manager, so one node
+/// authentication, one HTTP exchange and one store transaction serve them all.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AttestedIssueBatch {
+    /// The requests (1 to [`MAX_ISSUE_BATCH`], distinct task ids).
+    pub requests: Vec<AttestedIssueRequest>,
+}
+
+/// The outcome of one request of a batch, in request order.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttestedIssueOutcome {
+    /// The task, when the request was taken (it may be DENIED, FAILED or pending).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub task: Option<CertificateTask>,
+    /// Expiry (Unix seconds) of the issued certificate, so the agent need not parse it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub not_after: Option<i64>,
+    /// Why the request was refused as a request (what the single-request endpoint answers
+    /// with a 4xx status, e.g. `task_id_taken`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<crate::ErrorBody>,
+}
+
+/// Response of [`AttestedIssueBatch`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AttestedIssueBatchResponse {
+    /// One outcome per request, in request order.
+    pub results: Vec<AttestedIssueOutcome>,
+}

@@ -28,13 +28,14 @@ use std::time::Duration;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ccm_api::apps::App;
 use ccm_api::apps::TcbStatus as ApiTcbStatus;
 use ccm_api::builds::EnclaveInfo;
 use ccm_api::certificates::{Certificate, CertificateStatusType, CertificateTask, IssueStatus};
 use ccm_api::tasks::TaskStatusType;
 use ccm_attest::{Collateral, Policy, RootKind, TrustRoot, TrustRoots, VerifiedQuote, Verifier};
 use ccm_pki::{Csr, Evidence, ZoneCa};
-use ccm_store::{EnclaveFacts, IssuanceRecord, NodeAuth, PendingOutcome};
+use ccm_store::{EnclaveFacts, ImageMatch, IssuanceRecord, NodeAuth, PendingOutcome};
 use sha2::{Digest, Sha256};
 use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
@@ -323,8 +324,39 @@ fn deny(m: impl Into<String>) -> Refusal {
     }
 }
 
+/// The images (with their apps) of one account by MRENCLAVE (hex), looked up once for a batch
+/// of requests; `None` where the account has no such image.
+pub type ImageMemo = HashMap<String, Option<(ImageMatch, Option<App>)>>;
+
+/// Looks up, once each, the images named by the MRENCLAVEs of `quotes` in account `acct_id`.
+///
+/// The MRENCLAVEs are read from the quotes *before* they are verified: they only choose what
+/// to read ahead. [`evaluate`] looks the verified MRENCLAVE up in the memo and asks the store
+/// for anything the memo lacks, so a forged quote can cost a lookup but never change a decision.
+pub async fn prefetch_images(
+    s: &AppState,
+    acct_id: Uuid,
+    quotes: &[Vec<u8>],
+) -> ApiResult<ImageMemo> {
+    let mut memo = ImageMemo::new();
+    for quote in quotes {
+        let Some(mr) = ccm_sgx::Quote::parse(quote)
+            .ok()
+            .and_then(|q| q.sgx_body().map(|b| hex::encode(b.mr_enclave.0)))
+        else {
+            continue;
+        };
+        if let std::collections::hash_map::Entry::Vacant(slot) = memo.entry(mr) {
+            let found = s.store.image_with_app(acct_id, slot.key()).await?;
+            slot.insert(found);
+        }
+    }
+    Ok(memo)
+}
+
 /// Evaluates a certificate request from `node` and returns the record to write (ISSUED,
-/// PENDING or REJECTED with the reason).
+/// PENDING or REJECTED with the reason). `images` are images read ahead for a batch
+/// ([`prefetch_images`]); others are read from the store.
 pub async fn evaluate(
     s: &AppState,
     node: &NodeAuth,
@@ -332,6 +364,7 @@ pub async fn evaluate(
     task_id: Uuid,
     csr_pem: &str,
     quote: &[u8],
+    images: Option<&ImageMemo>,
 ) -> IssuanceRecord {
     let mut record = IssuanceRecord {
         certificate_id,
@@ -355,7 +388,7 @@ pub async fn evaluate(
         message: None,
         task_status: "DENIED",
     };
-    match decide(s, node, csr_pem, quote, &mut record).await {
+    match decide(s, node, csr_pem, quote, images, &mut record).await {
         Ok(()) => {}
         Err(r) => {
             record.status = CertificateStatusType::Rejected;
@@ -371,6 +404,7 @@ async fn decide(
     node: &NodeAuth,
     csr_pem: &str,
     quote: &[u8],
+    images: Option<&ImageMemo>,
     record: &mut IssuanceRecord,
 ) -> Result<(), Refusal> {
     if !node.status.may_issue() {
@@ -430,15 +464,18 @@ async fn decide(
         )));
     }
     let mrenclave = hex::encode(report.mr_enclave.0);
-    // The image (whitelisted ones first) and its app, in one query.
-    let found = s
-        .store
-        .image_with_app(node.acct_id, &mrenclave)
-        .await
-        .map_err(|e| Refusal {
-            failed: true,
-            message: format!("the manager could not look up images: {e}"),
-        })?;
+    // The image (whitelisted ones first) and its app, read ahead for the batch or in one query.
+    let found = match images.and_then(|m| m.get(&mrenclave)) {
+        Some(found) => found.clone(),
+        None => s
+            .store
+            .image_with_app(node.acct_id, &mrenclave)
+            .await
+            .map_err(|e| Refusal {
+                failed: true,
+                message: format!("the manager could not look up images: {e}"),
+            })?,
+    };
     let Some((image, app)) = found else {
         return Err(deny(format!(
             "MRENCLAVE {mrenclave} is not an image of any app in the node's account"
@@ -562,18 +599,25 @@ async fn decide(
     Ok(())
 }
 
-/// Writes a decision through the group-committing writer and waits until it is durable.
-pub async fn write(s: &AppState, record: IssuanceRecord) -> ApiResult<()> {
+/// Writes decisions through the group-committing writer and waits until they are durable.
+pub async fn write(s: &AppState, records: Vec<IssuanceRecord>) -> ApiResult<()> {
     let tx = s.attest.writer.get_or_init(|| spawn_writer(s.clone()));
-    let (done, wait) = oneshot::channel();
-    tx.send(WriteJob { record, done })
-        .await
-        .map_err(|_| ApiError::unavailable("the manager is shutting down"))?;
-    match wait.await {
-        Ok(Ok(())) => Ok(()),
-        Ok(Err(e)) => Err(ApiError::internal(e)),
-        Err(_) => Err(ApiError::unavailable("the manager is shutting down")),
+    let mut waits = Vec::with_capacity(records.len());
+    for record in records {
+        let (done, wait) = oneshot::channel();
+        tx.send(WriteJob { record, done })
+            .await
+            .map_err(|_| ApiError::unavailable("the manager is shutting down"))?;
+        waits.push(wait);
     }
+    for wait in waits {
+        match wait.await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => return Err(ApiError::internal(e)),
+            Err(_) => return Err(ApiError::unavailable("the manager is shutting down")),
+        }
+    }
+    Ok(())
 }
 
 fn spawn_writer(s: AppState) -> mpsc::Sender<WriteJob> {
@@ -663,7 +707,16 @@ pub async fn process_pending(s: &AppState, acct_id: Option<Uuid>) -> ApiResult<u
         let Some(node) = s.store.node_auth(p.node_id).await? else {
             continue;
         };
-        let r = evaluate(s, &node, p.certificate_id, p.task_id, &p.csr, &p.quote).await;
+        let r = evaluate(
+            s,
+            &node,
+            p.certificate_id,
+            p.task_id,
+            &p.csr,
+            &p.quote,
+            None,
+        )
+        .await;
         if r.status == CertificateStatusType::Pending {
             continue;
         }

@@ -510,6 +510,202 @@ async fn heartbeat_deactivation_and_crl(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// An application enclave's request on the node's platform: CSR for `name` and a quote whose
+/// REPORTDATA binds the CSR key.
+fn enclave_request(platform: &Path, name: &str) -> (String, String) {
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let csr = rcgen::CertificateParams::new(vec![name.to_string()])
+        .unwrap()
+        .serialize_request(&key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let mut rd = [0u8; 64];
+    rd[..32].copy_from_slice(&Sha256::digest(key.public_key_der()));
+    let qe = SimQuotingEnclave::load(platform).unwrap();
+    let cpu: SimCpu = sim::load_sim_cpu(platform).unwrap();
+    let id = EnclaveIdentity {
+        mr_enclave: Measurement([0x11; 32]),
+        mr_signer: Measurement([0x22; 32]),
+        isv_prod_id: 7,
+        isv_svn: 1,
+        ..EnclaveIdentity::default()
+    };
+    let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
+    let (quote, _) = qe.get_quote(&report, None).unwrap();
+    (csr, STANDARD.encode(quote))
+}
+
+/// The batch issuance endpoint: each request decided on its own, in order, with the
+/// certificate's expiry; resubmission answers the same task; a task id used by another task
+/// is that request's error; malformed batches are refused whole and change nothing.
+async fn batch_issuance(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.dir.path().join("platform");
+    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await[0]["acct_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(
+        Method::PATCH,
+        &format!("/v1/accounts/{acct}"),
+        json!({"approval_policy": "AUTO_APPROVE"}),
+    )
+    .await;
+    let app = w
+        .ok(
+            Method::POST,
+            "/v1/apps",
+            json!({"name": "web", "input_image_name": "r.example/web", "output_image_name": "r.example/web-sgx",
+                   "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
+                   "allowed_domains": ["web.example.com"]}),
+        )
+        .await;
+    w.ok(
+        Method::POST,
+        "/v1/builds",
+        json!({"app_id": app["app_id"], "docker_info": {"docker_image_name": "r.example/web-sgx", "docker_version": "1"},
+               "mrenclave": hex::encode([0x11u8; 32]), "mrsigner": hex::encode([0x22u8; 32]),
+               "isvprodid": 7, "isvsvn": 1}),
+    )
+    .await;
+    let (token, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, key) = w.enroll(&token, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let node = w.node_client(v["certificate"].as_str().unwrap(), &key);
+    let url = format!("{}/v1/node-agent/certificates/batch", w.base);
+    let post = |body: Value| {
+        let req = node.post(&url).json(&body);
+        async move {
+            let r = req.send().await.unwrap();
+            let st = r.status();
+            (st, r.json::<Value>().await.unwrap())
+        }
+    };
+    // Malformed batches are refused whole.
+    let (st, v) = post(json!({"requests": []})).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::BAD_REQUEST, "batch_size"),
+        "{v}"
+    );
+    let (csr, quote) = enclave_request(&platform, "web.example.com");
+    let t1 = uuid::Uuid::new_v4();
+    let one = json!({"task_id": t1, "csr": csr, "quote": quote});
+    let (st, v) = post(json!({"requests": vec![one.clone(); 65]})).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::BAD_REQUEST, "batch_size"),
+        "{v}"
+    );
+    let (st, v) = post(json!({"requests": [one.clone(), one.clone()]})).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::BAD_REQUEST, "duplicate_task_id"),
+        "{v}"
+    );
+    let (st, v) = post(json!({"requests": [{"task_id": t1, "csr": csr}]})).await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    // Without a node certificate: refused.
+    let r = w
+        .http
+        .post(&url)
+        .json(&json!({"requests": [one.clone()]}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // None of that left a trace.
+    let (st, v) = w.call(Method::GET, &format!("/v1/tasks/{t1}"), None).await;
+    assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
+
+    // A good request, one without evidence, one for a domain the app does not have.
+    let (csr3, quote3) = enclave_request(&platform, "other.example.com");
+    let (t2, t3) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+    let (st, v) = post(json!({"requests": [
+        one.clone(),
+        {"task_id": t2, "csr": csr, "quote": ""},
+        {"task_id": t3, "csr": csr3, "quote": quote3},
+    ]}))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r.len(), 3);
+    assert_eq!(r[0]["task"]["task_id"], t1.to_string());
+    assert_eq!(r[0]["task"]["task_status"], "SUCCESS", "{v}");
+    let pem = r[0]["task"]["certificate"].as_str().unwrap();
+    let leaf = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let (_, cert) = x509_parser::parse_x509_certificate(&leaf).unwrap();
+    assert_eq!(
+        r[0]["not_after"].as_i64(),
+        Some(cert.validity().not_after.timestamp())
+    );
+    assert_eq!(r[1]["task"]["task_status"], "DENIED");
+    assert!(
+        r[1]["task"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("no attestation evidence"),
+        "{v}"
+    );
+    assert_eq!(r[2]["task"]["task_status"], "DENIED");
+    assert!(
+        r[2]["task"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("other.example.com"),
+        "{v}"
+    );
+    for o in r {
+        assert!(o.get("error").is_none(), "{o}");
+    }
+
+    // Resubmitting answers the same task (same certificate); a task id that belongs to another
+    // task is that request's error, and the rest of the batch goes on.
+    let other_task = w.ok(Method::GET, "/v1/tasks", json!(null)).await;
+    let other_task = other_task
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|t| t["task_type"] != "CERTIFICATE_ISSUANCE")
+        .unwrap()["task_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (csr4, quote4) = enclave_request(&platform, "web.example.com");
+    let t4 = uuid::Uuid::new_v4();
+    let (st, v) = post(json!({"requests": [
+        one,
+        {"task_id": other_task, "csr": csr4, "quote": quote4},
+        {"task_id": t4, "csr": csr4, "quote": quote4},
+    ]}))
+    .await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let r = v["results"].as_array().unwrap();
+    assert_eq!(r[0]["task"]["certificate"].as_str(), Some(pem));
+    assert_eq!(
+        r[0]["not_after"],
+        json!(cert.validity().not_after.timestamp())
+    );
+    assert!(r[1].get("task").is_none(), "{v}");
+    assert_eq!(r[1]["error"]["code"], "task_id_taken", "{v}");
+    assert_eq!(r[2]["task"]["task_status"], "SUCCESS", "{v}");
+    // The single-request endpoint answers the same tasks.
+    let one: Value = node
+        .get(format!("{}/v1/node-agent/certificates/{t4}", w.base))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(one["task_status"], "SUCCESS");
+    assert_eq!(one["certificate"], r[2]["task"]["certificate"]);
+    w.m.shutdown().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -523,4 +719,8 @@ macro_rules! both_backends {
     };
 }
 
-both_backends!(enrollment_refusals, heartbeat_deactivation_and_crl);
+both_backends!(
+    enrollment_refusals,
+    heartbeat_deactivation_and_crl,
+    batch_issuance
+);

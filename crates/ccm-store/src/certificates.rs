@@ -52,7 +52,8 @@ pub struct IssuanceRecord {
     pub status: CertificateStatusType,
     /// The CSR (PEM).
     pub csr: String,
-    /// The quote.
+    /// The quote. Kept for requests that are pending or refused; an issued certificate carries
+    /// it in its evidence extension, so the row does not store it a second time.
     pub quote: Vec<u8>,
     /// Requested DNS names.
     pub domains: Vec<String>,
@@ -301,7 +302,11 @@ impl Store {
                 .bind(r.build_id.map(|u| u.to_string()))
                 .bind(r.status.as_str())
                 .bind(r.csr.clone())
-                .bind(r.quote.clone())
+                .bind(if r.status == CertificateStatusType::Issued {
+                    Vec::new()
+                } else {
+                    r.quote.clone()
+                })
                 .bind(to_json("certificates.domains", &r.domains)?)
                 .bind(e.map(|e| e.info.mrenclave.clone()))
                 .bind(e.map(|e| e.info.mrsigner.clone()))
@@ -487,19 +492,38 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Whether a task id is used by no task and no certificate request, in one query: when it
-    /// is, neither [`Store::certificate_by_task`] nor [`Store::task_exists`] can find anything,
-    /// so a new request need not ask both.
-    pub async fn task_id_unused(&self, task_id: Uuid) -> Result<bool> {
-        let id = task_id.to_string();
-        let row: Option<(String,)> = sqlx::query_as(
-            "SELECT task_id FROM tasks WHERE task_id = $1 \
-             UNION ALL SELECT task_id FROM certificates WHERE task_id = $1 LIMIT 1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(row.is_none())
+    /// Which of `task_ids` are used by a task or a certificate request, in one query: for new
+    /// ids (the usual case) neither [`Store::certificate_by_task`] nor [`Store::task_exists`]
+    /// can find anything, so new requests need not ask both.
+    pub async fn used_task_ids(
+        &self,
+        task_ids: &[Uuid],
+    ) -> Result<std::collections::HashSet<Uuid>> {
+        let mut used = std::collections::HashSet::new();
+        for chunk in task_ids.chunks(MAX_ISSUANCE_BATCH) {
+            let list = |offset: usize| {
+                (1..=chunk.len())
+                    .map(|i| self.backend.param(offset + i))
+                    .collect::<Vec<_>>()
+                    .join(", ")
+            };
+            let sql = format!(
+                "SELECT task_id FROM tasks WHERE task_id IN ({}) \
+                 UNION SELECT task_id FROM certificates WHERE task_id IN ({})",
+                list(0),
+                list(chunk.len())
+            );
+            let mut q = sqlx::query_as::<_, (String,)>(&sql);
+            for _ in 0..2 {
+                for id in chunk {
+                    q = q.bind(id.to_string());
+                }
+            }
+            for (id,) in q.fetch_all(&self.pool).await? {
+                used.insert(uuid("tasks.task_id", &id)?);
+            }
+        }
+        Ok(used)
     }
 
     /// A certificate of an account (any account when `acct_id` is `None`).

@@ -266,10 +266,13 @@ impl Store {
         let mut w = WriteTx { tx, _guard: guard };
         // Take the audit chain head's row lock first: every write transaction appends to the
         // audit log, and taking this one lock before any other makes writers on PostgreSQL
-        // queue in order instead of deadlocking on each other's rows.
-        sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-            .execute(&mut *w.tx)
-            .await?;
+        // queue in order instead of deadlocking on each other's rows. (SQLite's BEGIN IMMEDIATE
+        // has already taken the one database write lock.)
+        if self.backend == Backend::Postgres {
+            sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+                .execute(&mut *w.tx)
+                .await?;
+        }
         Ok(w)
     }
 

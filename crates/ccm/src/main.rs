@@ -7,6 +7,11 @@ use clap::{Parser, Subcommand};
 
 mod cmd;
 
+/// mimalloc instead of glibc malloc: the services allocate per request on several threads, and
+/// glibc's arenas cost about an eighth of the attested-issuance CPU (BENCHMARKS.md).
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 /// Confidential Computing Manager.
 #[derive(Debug, Parser)]
 #[command(name = "ccm", version, about, propagate_version = true)]

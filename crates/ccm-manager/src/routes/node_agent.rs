@@ -1,11 +1,15 @@
 //! `/v1/node-agent/...`: what an enrolled node agent calls with its node certificate (mutual
 //! TLS): heartbeats, node certificate renewal, attested certificate issuance for applications.
 
+use std::collections::HashSet;
+use std::sync::Arc;
+
 use axum::Json;
 use axum::extract::State;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
-    AttestedIssueRequest, HeartbeatRequest, HeartbeatResponse, NodeRenewRequest, NodeRenewResponse,
+    AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueOutcome, AttestedIssueRequest,
+    HeartbeatRequest, HeartbeatResponse, MAX_ISSUE_BATCH, NodeRenewRequest, NodeRenewResponse,
 };
 use ccm_pki::Csr;
 use utoipa_axum::router::OpenApiRouter;
@@ -23,6 +27,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(heartbeat))
         .routes(routes!(renew))
         .routes(routes!(issue))
+        .routes(routes!(issue_batch))
         .routes(routes!(issue_result))
 }
 
@@ -109,36 +114,137 @@ async fn issue(
     caller: NodeCaller,
     Body(req): Body<AttestedIssueRequest>,
 ) -> ApiResult<Json<CertificateTask>> {
-    let now = s.clock.now();
-    // A new task id (the usual case) is confirmed in one query; a used one is looked at closely.
-    if !s.store.task_id_unused(req.task_id).await? {
-        if let Some(existing) = s
-            .store
-            .certificate_by_task(caller.node.node_id, req.task_id, now)
-            .await?
-        {
-            return Ok(Json(task_view(&s, &caller, &existing).await?));
-        }
-        if s.store.task_exists(req.task_id).await? {
-            return Err(ApiError::conflict(
-                "task_id_taken",
-                "this task id is already used; choose another",
-            ));
-        }
+    let mut outcomes = issue_many(&s, &caller, vec![req]).await?;
+    match outcomes.pop() {
+        Some(Ok((task, _))) => Ok(Json(task)),
+        Some(Err(e)) => Err(e),
+        None => Err(ApiError::internal("no outcome for the request")),
     }
-    let quote = attested::decode_b64(&req.quote).unwrap_or_default();
-    let record = attested::evaluate(
-        &s,
-        &caller.node,
-        Uuid::new_v4(),
-        req.task_id,
-        &req.csr,
-        &quote,
-    )
-    .await;
-    let view = attested::record_view(&record);
-    attested::write(&s, record).await?;
-    Ok(Json(view))
+}
+
+/// Several attested issuance requests of the node at once (at most 64, distinct task ids), each
+/// decided as the single-request endpoint would; one outcome per request, in order. What the
+/// single endpoint answers with a 4xx status (a task id taken by another task) is the
+/// outcome's `error`.
+#[utoipa::path(post, path = "/v1/node-agent/certificates/batch", tag = "node-agent", request_body = AttestedIssueBatch,
+    responses((status = 200, body = AttestedIssueBatchResponse), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody)))]
+async fn issue_batch(
+    State(s): State<AppState>,
+    caller: NodeCaller,
+    Body(req): Body<AttestedIssueBatch>,
+) -> ApiResult<Json<AttestedIssueBatchResponse>> {
+    if req.requests.is_empty() || req.requests.len() > MAX_ISSUE_BATCH {
+        return Err(ApiError::bad_request(
+            "batch_size",
+            format!(
+                "a batch holds 1 to {MAX_ISSUE_BATCH} requests, not {}",
+                req.requests.len()
+            ),
+        ));
+    }
+    let mut seen = HashSet::with_capacity(req.requests.len());
+    if let Some(dup) = req.requests.iter().find(|r| !seen.insert(r.task_id)) {
+        return Err(ApiError::bad_request(
+            "duplicate_task_id",
+            format!("task id {} appears twice in the batch", dup.task_id),
+        ));
+    }
+    let results = issue_many(&s, &caller, req.requests)
+        .await?
+        .into_iter()
+        .map(|o| match o {
+            Ok((task, not_after)) => AttestedIssueOutcome {
+                task: Some(task),
+                not_after,
+                error: None,
+            },
+            Err(e) => AttestedIssueOutcome {
+                task: None,
+                not_after: None,
+                error: Some(e.body().clone()),
+            },
+        })
+        .collect();
+    Ok(Json(AttestedIssueBatchResponse { results }))
+}
+
+/// A request's task and its certificate's expiry, or why the request itself is refused.
+type Outcome = Result<(CertificateTask, Option<i64>), ApiError>;
+
+/// Decides requests of one node (distinct task ids) and writes the new decisions in one
+/// group commit. Task ids already used are answered from the store (idempotent resubmission)
+/// or refused; the others are evaluated concurrently on the runtime's workers, as the checks
+/// are CPU-bound (quote and CSR signatures, certificate signing).
+async fn issue_many(
+    s: &AppState,
+    caller: &NodeCaller,
+    requests: Vec<AttestedIssueRequest>,
+) -> ApiResult<Vec<Outcome>> {
+    let now = s.clock.now();
+    let ids: Vec<Uuid> = requests.iter().map(|r| r.task_id).collect();
+    // New task ids (the usual case) are confirmed in one query; used ones are looked at closely.
+    let used = s.store.used_task_ids(&ids).await?;
+    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(requests.len());
+    let mut fresh = Vec::with_capacity(requests.len());
+    let mut quotes = Vec::with_capacity(requests.len());
+    for (i, req) in requests.into_iter().enumerate() {
+        if used.contains(&req.task_id) {
+            if let Some(existing) = s
+                .store
+                .certificate_by_task(caller.node.node_id, req.task_id, now)
+                .await?
+            {
+                let not_after = existing.valid_until;
+                outcomes.push(Some(Ok((
+                    task_view(s, caller, &existing).await?,
+                    not_after,
+                ))));
+                continue;
+            }
+            if s.store.task_exists(req.task_id).await? {
+                outcomes.push(Some(Err(ApiError::conflict(
+                    "task_id_taken",
+                    "this task id is already used; choose another",
+                ))));
+                continue;
+            }
+        }
+        outcomes.push(None);
+        quotes.push(attested::decode_b64(&req.quote).unwrap_or_default());
+        fresh.push((i, req));
+    }
+    let images = Arc::new(attested::prefetch_images(s, caller.node.acct_id, &quotes).await?);
+    let evaluations: Vec<_> = fresh
+        .into_iter()
+        .zip(quotes)
+        .map(|((i, req), quote)| {
+            let (s, node, images) = (s.clone(), caller.node.clone(), images.clone());
+            tokio::spawn(async move {
+                let record = attested::evaluate(
+                    &s,
+                    &node,
+                    Uuid::now_v7(),
+                    req.task_id,
+                    &req.csr,
+                    &quote,
+                    Some(&images),
+                )
+                .await;
+                (i, record)
+            })
+        })
+        .collect();
+    let mut records = Vec::with_capacity(evaluations.len());
+    for evaluation in evaluations {
+        let (i, record) = evaluation.await.map_err(ApiError::internal)?;
+        outcomes[i] = Some(Ok((attested::record_view(&record), record.valid_until)));
+        records.push(record);
+    }
+    attested::write(s, records).await?;
+    Ok(outcomes
+        .into_iter()
+        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal("a request was not decided"))))
+        .collect())
 }
 
 async fn task_view(
