@@ -24,13 +24,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions, SimQuotingEnclave};
+use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions};
 use ccm_attest::{Collateral, RootKind, TrustRoot, TrustRoots, Verifier};
 use ccm_manager::{Config, SystemClock};
 use ccm_pki::{CaKeyType, Csr, Evidence, ZoneCa};
-use ccm_sgx::{Measurement, ReportData};
+use ccm_sgx::Measurement;
 use serde_json::{Value, json};
-use sha2::{Digest, Sha256};
 
 /// The allocator of the `ccm` binary, so that the in-process manager and agent run as shipped.
 #[global_allocator]
@@ -65,8 +64,6 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn make_requests(platform: &std::path::Path, n: usize) -> Vec<Req> {
-    let qe = SimQuotingEnclave::load(platform).unwrap();
-    let cpu = sim::load_sim_cpu(platform).unwrap();
     let id = EnclaveIdentity {
         mr_enclave: Measurement([0x11; 32]),
         mr_signer: Measurement([0x22; 32]),
@@ -76,20 +73,14 @@ fn make_requests(platform: &std::path::Path, n: usize) -> Vec<Req> {
     };
     (0..n)
         .map(|_| {
-            let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-            let csr = rcgen::CertificateParams::new(vec!["bench.example.com".to_string()])
-                .unwrap()
-                .serialize_request(&key)
-                .unwrap()
-                .pem()
-                .unwrap();
-            let mut rd = [0u8; 64];
-            rd[..32].copy_from_slice(&Sha256::digest(key.public_key_der()));
-            let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
-            let (quote, _) = qe.get_quote(&report, None).unwrap();
-            let quote = STANDARD.encode(quote);
-            let body = json!({"csr": csr, "quote": quote}).to_string();
-            Req { csr, quote, body }
+            let r = ccm_testkit::enclave::request(platform, &id, &["bench.example.com"]).unwrap();
+            let quote = STANDARD.encode(r.quote);
+            let body = json!({"csr": r.csr, "quote": quote}).to_string();
+            Req {
+                csr: r.csr,
+                quote,
+                body,
+            }
         })
         .collect()
 }

@@ -510,20 +510,8 @@ async fn heartbeat_deactivation_and_crl(backend: Backend) {
     w.m.shutdown().await;
 }
 
-/// An application enclave's request on the node's platform: CSR for `name` and a quote whose
-/// REPORTDATA binds the CSR key.
+/// An application enclave's request on the node's platform for `name`: CSR and quote (base64).
 fn enclave_request(platform: &Path, name: &str) -> (String, String) {
-    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
-    let csr = rcgen::CertificateParams::new(vec![name.to_string()])
-        .unwrap()
-        .serialize_request(&key)
-        .unwrap()
-        .pem()
-        .unwrap();
-    let mut rd = [0u8; 64];
-    rd[..32].copy_from_slice(&Sha256::digest(key.public_key_der()));
-    let qe = SimQuotingEnclave::load(platform).unwrap();
-    let cpu: SimCpu = sim::load_sim_cpu(platform).unwrap();
     let id = EnclaveIdentity {
         mr_enclave: Measurement([0x11; 32]),
         mr_signer: Measurement([0x22; 32]),
@@ -531,9 +519,8 @@ fn enclave_request(platform: &Path, name: &str) -> (String, String) {
         isv_svn: 1,
         ..EnclaveIdentity::default()
     };
-    let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
-    let (quote, _) = qe.get_quote(&report, None).unwrap();
-    (csr, STANDARD.encode(quote))
+    let r = ccm_testkit::enclave::request(platform, &id, &[name]).unwrap();
+    (r.csr, STANDARD.encode(r.quote))
 }
 
 /// The batch issuance endpoint: each request decided on its own, in order, with the

@@ -10,6 +10,7 @@
 
 pub mod aesmd;
 pub mod browser;
+pub mod enclave;
 pub mod flask;
 pub mod postgres;
 pub mod registry;
