@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use ccm_api::certificates::{CertificateTask, IssueStatus};
-use ccm_api::nodes::{HeartbeatRequest, RunningApp};
+use ccm_api::nodes::{HeartbeatRequest, MAX_RUNNING_APPS, RunningApp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
@@ -459,17 +459,18 @@ impl AgentInner {
         let client = self
             .client()
             .ok_or_else(|| CallError::Unavailable("no client".into()))?;
-        let now = unix_now();
-        let running = self
+        let (running, valid) = self
             .issued
             .lock()
-            .map(|i| {
-                i.iter()
-                    .filter(|(_, exp)| **exp > now)
-                    .map(|(t, _)| RunningApp { task_id: *t })
-                    .collect()
-            })
+            .map(|i| running_report(&i, unix_now(), MAX_RUNNING_APPS))
             .unwrap_or_default();
+        if valid > running.len() {
+            tracing::warn!(
+                valid,
+                reported = running.len(),
+                "more certificates in use than a heartbeat may list; reporting the newest"
+            );
+        }
         let resp = client
             .heartbeat(&HeartbeatRequest {
                 version: Some(env!("CARGO_PKG_VERSION").into()),
@@ -533,6 +534,26 @@ impl AgentInner {
         tracing::info!("node certificate renewed");
         Ok(true)
     }
+}
+
+/// The running application instances a heartbeat reports: the certificates still valid at
+/// `now`, at most `cap` of them (those expiring last, i.e. the newest), and how many are valid.
+fn running_report(issued: &HashMap<Uuid, i64>, now: i64, cap: usize) -> (Vec<RunningApp>, usize) {
+    let mut valid: Vec<(i64, Uuid)> = issued
+        .iter()
+        .filter(|(_, exp)| **exp > now)
+        .map(|(t, exp)| (*exp, *t))
+        .collect();
+    let count = valid.len();
+    if count > cap {
+        valid.select_nth_unstable_by(cap, |a, b| b.cmp(a));
+        valid.truncate(cap);
+    }
+    let report = valid
+        .into_iter()
+        .map(|(_, task_id)| RunningApp { task_id })
+        .collect();
+    (report, count)
 }
 
 async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
@@ -708,4 +729,26 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
         shutdown,
         task,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn heartbeat_reports_the_newest_valid_certificates_up_to_the_cap() {
+        let now = 1_000;
+        let issued: HashMap<Uuid, i64> = (0..12i64)
+            .map(|i| (Uuid::from_u128(i as u128), now - 2 + i))
+            .collect();
+        // Expiries now-2 .. now+9: the first three are no longer valid (expiry <= now).
+        let (all, valid) = running_report(&issued, now, 100);
+        assert_eq!((all.len(), valid), (9, 9));
+        let (capped, valid) = running_report(&issued, now, 4);
+        assert_eq!(valid, 9);
+        let mut ids: Vec<u128> = capped.iter().map(|r| r.task_id.as_u128()).collect();
+        ids.sort_unstable();
+        assert_eq!(ids, vec![8, 9, 10, 11]);
+        assert_eq!(running_report(&HashMap::new(), now, 4).0, Vec::new());
+    }
 }

@@ -260,6 +260,9 @@ pub struct AttestedIssueRequest {
 /// Response of attested issuance and of polling it.
 pub type AttestedIssueResponse = CertificateTask;
 
+/// Most running application instances one [`HeartbeatRequest`] may list.
+pub const MAX_RUNNING_APPS: usize = 10_000;
+
 /// Most requests in one [`AttestedIssueBatch`].
 pub const MAX_ISSUE_BATCH: usize = 64;
 

@@ -9,7 +9,8 @@ use axum::extract::State;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
     AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueOutcome, AttestedIssueRequest,
-    HeartbeatRequest, HeartbeatResponse, MAX_ISSUE_BATCH, NodeRenewRequest, NodeRenewResponse,
+    HeartbeatRequest, HeartbeatResponse, MAX_ISSUE_BATCH, MAX_RUNNING_APPS, NodeRenewRequest,
+    NodeRenewResponse,
 };
 use ccm_pki::Csr;
 use utoipa_axum::router::OpenApiRouter;
@@ -39,10 +40,10 @@ async fn heartbeat(
     caller: NodeCaller,
     Body(req): Body<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
-    if req.running_apps.len() > 10_000 {
+    if req.running_apps.len() > MAX_RUNNING_APPS {
         return Err(ApiError::bad_request(
             "too_many_apps",
-            "at most 10000 running apps per heartbeat",
+            format!("at most {MAX_RUNNING_APPS} running apps per heartbeat"),
         ));
     }
     let running: Vec<Uuid> = req.running_apps.iter().map(|a| a.task_id).collect();
