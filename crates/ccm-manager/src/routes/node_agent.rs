@@ -172,10 +172,10 @@ async fn issue_batch(
 /// A request's task and its certificate's expiry, or why the request itself is refused.
 type Outcome = Result<(CertificateTask, Option<i64>), ApiError>;
 
-/// Decides requests of one node (distinct task ids) and writes the new decisions in one
-/// group commit. Task ids already used are answered from the store (idempotent resubmission)
-/// or refused; the others are evaluated concurrently on the runtime's workers, as the checks
-/// are CPU-bound (quote and CSR signatures, certificate signing).
+/// Decides requests of one node (distinct task ids) and writes the new decisions through the
+/// group-committing writer, answering once they are durable. Task ids already used are answered
+/// from the store (idempotent resubmission) or refused; the others are evaluated concurrently on
+/// the runtime's workers, as the checks are CPU-bound (quote and CSR signatures, signing).
 async fn issue_many(
     s: &AppState,
     caller: &NodeCaller,
