@@ -96,18 +96,6 @@ fn attest_tcb_status(s: ApiTcbStatus) -> ccm_attest::TcbStatus {
     }
 }
 
-/// The FMSPC of a quote's PCK certificate, read without verifying anything (to pick collateral).
-pub fn quote_fmspc(quote: &[u8]) -> Option<[u8; 6]> {
-    let parsed = ccm_sgx::Quote::parse(quote).ok()?;
-    let chain = parsed.pck_cert_chain().ok()?;
-    let leaf = chain.first()?;
-    Some(
-        ccm_sgx::SgxExtension::from_certificate_der(leaf)
-            .ok()?
-            .fmspc,
-    )
-}
-
 impl AttestServices {
     /// Builds the services: Intel's root plus the simulated roots the configuration trusts.
     pub fn new(config: &Config) -> Result<Self, Error> {
