@@ -9,6 +9,7 @@ use std::sync::Arc;
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ccm_api::audit::{AuditEntry, GENESIS_HASH, verify_chain};
 use ccm_attest::TcbStatus;
 use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions, SimCpu, SimQuotingEnclave};
 use ccm_manager::{Config, ManualClock, RunningManager};
@@ -690,6 +691,65 @@ async fn batch_issuance(backend: Backend) {
         .unwrap();
     assert_eq!(one["task_status"], "SUCCESS");
     assert_eq!(one["certificate"], r[2]["task"]["certificate"]);
+
+    // Batches arriving together, while other audited writes (new apps) go on, are all issued,
+    // and the audit log stays one intact chain with an entry for each certificate.
+    let batches: Vec<Value> = (0..6)
+        .map(|_| {
+            let requests: Vec<Value> = (0..4)
+                .map(|_| {
+                    let (csr, quote) = enclave_request(&platform, "web.example.com");
+                    json!({"task_id": uuid::Uuid::new_v4(), "csr": csr, "quote": quote})
+                })
+                .collect();
+            json!({ "requests": requests })
+        })
+        .collect();
+    let sends = futures_util::future::join_all(batches.into_iter().map(post));
+    let creates = futures_util::future::join_all((0..6).map(|i| {
+        w.ok(
+            Method::POST,
+            "/v1/apps",
+            json!({"name": format!("side-{i}"), "input_image_name": "r.example/side",
+                   "output_image_name": "r.example/side-sgx", "isvprodid": 8, "isvsvn": 1,
+                   "mem_size": 1024, "threads": 16}),
+        )
+    }));
+    let (sent, _) = tokio::join!(sends, creates);
+    for (st, v) in &sent {
+        assert_eq!(*st, StatusCode::OK, "{v}");
+        for o in v["results"].as_array().unwrap() {
+            assert_eq!(o["task"]["task_status"], "SUCCESS", "{o}");
+        }
+    }
+    let mut entries: Vec<AuditEntry> = Vec::new();
+    let mut after = 0;
+    loop {
+        let page = w
+            .ok(
+                Method::GET,
+                &format!("/v1/audit?after={after}&limit=50"),
+                json!(null),
+            )
+            .await;
+        assert_eq!(page["complete_chain"], true, "{page}");
+        entries.extend(serde_json::from_value::<Vec<AuditEntry>>(page["entries"].clone()).unwrap());
+        match page["next_after"].as_i64() {
+            Some(n) => after = n,
+            None => break,
+        }
+    }
+    verify_chain(&entries, GENESIS_HASH.into(), 1).unwrap();
+    let issued = entries
+        .iter()
+        .filter(|e| e.action == "certificate.issue")
+        .count();
+    // t1 and t4 before, 24 now.
+    assert_eq!(issued, 26);
+    assert_eq!(
+        entries.iter().filter(|e| e.action == "app.create").count(),
+        7
+    );
     w.m.shutdown().await;
 }
 

@@ -4,6 +4,7 @@ use ccm_api::audit::{AuditEntry, entry_hash};
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::sql::{Cell, Insert};
 use crate::util::{opt_uuid, uuid};
 use crate::{Actor, Result, Store};
 
@@ -65,6 +66,7 @@ pub(crate) async fn append(
 }
 
 /// An audit entry to append with [`append_many`].
+#[derive(Debug)]
 pub(crate) struct PendingEntry {
     pub actor: Actor,
     pub acct_id: Option<Uuid>,
@@ -72,6 +74,66 @@ pub(crate) struct PendingEntry {
     pub object_type: &'static str,
     pub object_id: Option<Uuid>,
     pub details: serde_json::Value,
+}
+
+/// Moves the chain head on by `$1` entries and returns the new last sequence number and the
+/// hash the first new entry chains to.
+const ADVANCE_HEAD: &str = "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash";
+
+/// Sets the chain head's hash to `$1`, that of the last entry appended.
+const SET_HEAD_HASH: &str = "UPDATE audit_head SET hash = $1 WHERE id = 1";
+
+/// The rows of `entries`, numbered from `first_seq` and chained from `prev_hash`; and the hash of
+/// the last one, the chain's new head.
+fn chain(
+    entries: &[PendingEntry],
+    first_seq: i64,
+    mut prev_hash: String,
+    now: i64,
+) -> (Insert, String) {
+    let rows = (0i64..)
+        .zip(entries)
+        .map(|(i, e)| {
+            let seq = first_seq + i;
+            let entry_id = Uuid::new_v4();
+            let hash = entry_hash(
+                seq,
+                entry_id,
+                now,
+                e.actor.user_id,
+                &e.actor.name,
+                e.acct_id,
+                e.action,
+                e.object_type,
+                e.object_id,
+                &e.details,
+                &prev_hash,
+            );
+            vec![
+                seq.into(),
+                entry_id.to_string().into(),
+                now.into(),
+                e.actor.user_id.map(|u| u.to_string()).into(),
+                e.actor.name.as_str().into(),
+                e.acct_id.map(|u| u.to_string()).into(),
+                e.action.into(),
+                e.object_type.into(),
+                e.object_id.map(|u| u.to_string()).into(),
+                e.details.to_string().into(),
+                std::mem::replace(&mut prev_hash, hash).into(),
+                // The entry's own hash, now in `prev_hash` for the next one.
+                prev_hash.clone().into(),
+            ]
+        })
+        .collect();
+    let insert = Insert {
+        head: "INSERT INTO audit_log (seq, entry_id, at, actor_user_id, actor, acct_id, action, \
+               object_type, object_id, details, prev_hash, hash) VALUES",
+        cells: &[Cell::Param; 12],
+        tail: "",
+        rows,
+    };
+    (insert, prev_hash)
 }
 
 /// Appends several entries in the caller's transaction: the chain head is read and written once,
@@ -88,54 +150,37 @@ pub(crate) async fn append_many(
     if count == 0 {
         return Ok(());
     }
-    let (last_seq, mut prev_hash): (i64, String) =
-        sqlx::query_as("UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RETURNING seq, hash")
-            .bind(count)
-            .fetch_one(&mut *conn)
-            .await?;
-    let first_seq = last_seq - count + 1;
-    const COLS: usize = 12;
-    let sql = format!(
-        "INSERT INTO audit_log (seq, entry_id, at, actor_user_id, actor, acct_id, action, \
-         object_type, object_id, details, prev_hash, hash) VALUES {}",
-        backend.values_rows(entries.len(), COLS)
-    );
-    let mut q = sqlx::query(&sql);
-    for (i, e) in (0i64..).zip(entries) {
-        let seq = first_seq + i;
-        let entry_id = Uuid::new_v4();
-        let hash = entry_hash(
-            seq,
-            entry_id,
-            now,
-            e.actor.user_id,
-            &e.actor.name,
-            e.acct_id,
-            e.action,
-            e.object_type,
-            e.object_id,
-            &e.details,
-            &prev_hash,
-        );
-        q = q
-            .bind(seq)
-            .bind(entry_id.to_string())
-            .bind(now)
-            .bind(e.actor.user_id.map(|u| u.to_string()))
-            .bind(e.actor.name.clone())
-            .bind(e.acct_id.map(|u| u.to_string()))
-            .bind(e.action)
-            .bind(e.object_type)
-            .bind(e.object_id.map(|u| u.to_string()))
-            .bind(e.details.to_string())
-            .bind(std::mem::replace(&mut prev_hash, hash.clone()))
-            .bind(hash);
-    }
-    q.execute(&mut *conn).await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
-        .bind(&prev_hash)
+    let (last_seq, prev_hash): (i64, String) = sqlx::query_as(ADVANCE_HEAD)
+        .bind(count)
+        .fetch_one(&mut *conn)
+        .await?;
+    let (insert, head) = chain(entries, last_seq - count + 1, prev_hash, now);
+    insert.execute(conn, backend).await?;
+    sqlx::query(SET_HEAD_HASH)
+        .bind(&head)
         .execute(&mut *conn)
         .await?;
+    Ok(())
+}
+
+/// [`append_many`] on a rusqlite connection (the dedicated SQLite writer).
+pub(crate) fn append_many_sqlite(
+    conn: &rusqlite::Connection,
+    now: i64,
+    entries: &[PendingEntry],
+) -> rusqlite::Result<()> {
+    let Ok(count) = i64::try_from(entries.len()) else {
+        return Ok(());
+    };
+    if count == 0 {
+        return Ok(());
+    }
+    let (last_seq, prev_hash): (i64, String) = conn
+        .prepare_cached(ADVANCE_HEAD)?
+        .query_row([count], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let (insert, head) = chain(entries, last_seq - count + 1, prev_hash, now);
+    insert.execute_sqlite(conn)?;
+    conn.prepare_cached(SET_HEAD_HASH)?.execute([head])?;
     Ok(())
 }
 

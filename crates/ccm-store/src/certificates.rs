@@ -13,6 +13,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::sql::{Insert, WriteSet};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
@@ -279,121 +280,12 @@ impl Store {
         if batch.is_empty() {
             return Ok(());
         }
+        let write = issuance_write(batch, now)?;
+        if let Some(writer) = &self.sqlite_writer {
+            return writer.write(write).await;
+        }
         let mut w = self.begin_write().await?;
-        // Certificates.
-        const CERT_INSERT_COLS: usize = 26;
-        let sql = format!(
-            "INSERT INTO certificates (certificate_id, task_id, acct_id, zone_id, node_id, app_id, \
-             build_id, status, csr, quote, domains, mrenclave, mrsigner, isvprodid, isvsvn, debug, \
-             cpusvn, tcb_status, simulated, cert_pem, serial, valid_from, valid_until, message, \
-             created_at, updated_at) VALUES {} ON CONFLICT (task_id) DO NOTHING",
-            self.backend.values_rows(batch.len(), CERT_INSERT_COLS)
-        );
-        let mut q = sqlx::query(&sql);
-        for r in batch {
-            let e = r.enclave.as_ref();
-            q = q
-                .bind(r.certificate_id.to_string())
-                .bind(r.task_id.to_string())
-                .bind(r.acct_id.to_string())
-                .bind(r.zone_id.to_string())
-                .bind(r.node_id.to_string())
-                .bind(r.app_id.map(|u| u.to_string()))
-                .bind(r.build_id.map(|u| u.to_string()))
-                .bind(r.status.as_str())
-                .bind(r.csr.clone())
-                .bind(if r.status == CertificateStatusType::Issued {
-                    Vec::new()
-                } else {
-                    r.quote.clone()
-                })
-                .bind(to_json("certificates.domains", &r.domains)?)
-                .bind(e.map(|e| e.info.mrenclave.clone()))
-                .bind(e.map(|e| e.info.mrsigner.clone()))
-                .bind(e.map(|e| e.info.isvprodid))
-                .bind(e.map(|e| e.info.isvsvn))
-                .bind(i64::from(e.is_some_and(|e| e.debug)))
-                .bind(e.map(|e| e.cpusvn.clone()))
-                .bind(e.map(|e| e.tcb_status.clone()))
-                .bind(i64::from(r.simulated))
-                .bind(r.cert_pem.clone())
-                .bind(r.serial.clone())
-                .bind(r.valid_from)
-                .bind(r.valid_until)
-                .bind(r.message.clone())
-                .bind(now)
-                .bind(now);
-        }
-        q.execute(&mut *w.tx).await?;
-        // Tasks.
-        // Nine parameters a row (`now` twice), in column order, so that they can be anonymous
-        // on SQLite (see `Backend::values_rows`).
-        const TASK_COLS: usize = 9;
-        let rows: Vec<String> = (0..batch.len())
-            .map(|r| {
-                let p: Vec<String> = (1..=TASK_COLS)
-                    .map(|c| self.backend.param(r * TASK_COLS + c))
-                    .collect();
-                format!(
-                    "({}, {}, {}, {}, {}, {}, NULL, {}, 'NODE', '[]', {}, {})",
-                    p[0], p[1], p[2], p[3], p[4], p[5], p[6], p[7], p[8]
-                )
-            })
-            .collect();
-        let sql = format!(
-            "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
-             requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
-             VALUES {} ON CONFLICT (task_id) DO NOTHING",
-            rows.join(", ")
-        );
-        let mut q = sqlx::query(&sql);
-        for r in batch {
-            let names = r.domains.join(", ");
-            let what = match &r.enclave {
-                Some(e) => format!("MRENCLAVE {}", e.info.mrenclave),
-                None => "unverified evidence".to_string(),
-            };
-            q = q
-                .bind(r.task_id.to_string())
-                .bind(r.acct_id.to_string())
-                .bind(r.certificate_id.to_string())
-                .bind(TaskType::CertificateIssuance.as_str())
-                .bind(r.task_status)
-                .bind(format!(
-                    "Certificate for {names} ({what}) on node {}{}",
-                    r.node_name,
-                    if r.simulated { ", SIMULATED" } else { "" }
-                ))
-                .bind(r.node_name.clone())
-                .bind(now)
-                .bind(now);
-        }
-        q.execute(&mut *w.tx).await?;
-        // Audit entries, chained in order.
-        let entries: Vec<audit::PendingEntry> = batch
-            .iter()
-            .map(|r| audit::PendingEntry {
-                actor: Actor {
-                    user_id: None,
-                    name: format!("node:{}", r.node_name),
-                },
-                acct_id: Some(r.acct_id),
-                action: match r.status {
-                    CertificateStatusType::Issued => "certificate.issue",
-                    CertificateStatusType::Pending => "certificate.pending",
-                    _ => "certificate.deny",
-                },
-                object_type: "certificate",
-                object_id: Some(r.certificate_id),
-                details: json!({
-                    "task_id": r.task_id, "node_id": r.node_id, "app_id": r.app_id,
-                    "build_id": r.build_id, "domains": r.domains, "serial": r.serial,
-                    "mrenclave": r.enclave.as_ref().map(|e| &e.info.mrenclave),
-                    "simulated": r.simulated, "message": r.message,
-                }),
-            })
-            .collect();
-        audit::append_many(&mut w.tx, self.backend, now, &entries).await?;
+        write.execute(&mut w.tx, self.backend).await?;
         w.commit().await
     }
 
@@ -820,4 +712,126 @@ impl Store {
         }
         Ok(out)
     }
+}
+
+/// The rows of a batch of certificate requests: certificates, their tasks, their audit entries.
+fn issuance_write(batch: &[IssuanceRecord], now: i64) -> Result<WriteSet> {
+    use crate::sql::Cell::{Lit, Param as P};
+    let mut certs = Vec::with_capacity(batch.len());
+    let mut tasks = Vec::with_capacity(batch.len());
+    let mut audit = Vec::with_capacity(batch.len());
+    for r in batch {
+        let e = r.enclave.as_ref();
+        certs.push(vec![
+            r.certificate_id.to_string().into(),
+            r.task_id.to_string().into(),
+            r.acct_id.to_string().into(),
+            r.zone_id.to_string().into(),
+            r.node_id.to_string().into(),
+            r.app_id.map(|u| u.to_string()).into(),
+            r.build_id.map(|u| u.to_string()).into(),
+            r.status.as_str().into(),
+            r.csr.clone().into(),
+            if r.status == CertificateStatusType::Issued {
+                Vec::new()
+            } else {
+                r.quote.clone()
+            }
+            .into(),
+            to_json("certificates.domains", &r.domains)?.into(),
+            e.map(|e| e.info.mrenclave.clone()).into(),
+            e.map(|e| e.info.mrsigner.clone()).into(),
+            e.map(|e| e.info.isvprodid).into(),
+            e.map(|e| e.info.isvsvn).into(),
+            i64::from(e.is_some_and(|e| e.debug)).into(),
+            e.map(|e| e.cpusvn.clone()).into(),
+            e.map(|e| e.tcb_status.clone()).into(),
+            i64::from(r.simulated).into(),
+            r.cert_pem.clone().into(),
+            r.serial.clone().into(),
+            r.valid_from.into(),
+            r.valid_until.into(),
+            r.message.clone().into(),
+            now.into(),
+            now.into(),
+        ]);
+        let names = r.domains.join(", ");
+        let what = match &r.enclave {
+            Some(e) => format!("MRENCLAVE {}", e.info.mrenclave),
+            None => "unverified evidence".to_string(),
+        };
+        tasks.push(vec![
+            r.task_id.to_string().into(),
+            r.acct_id.to_string().into(),
+            r.certificate_id.to_string().into(),
+            TaskType::CertificateIssuance.as_str().into(),
+            r.task_status.into(),
+            format!(
+                "Certificate for {names} ({what}) on node {}{}",
+                r.node_name,
+                if r.simulated { ", SIMULATED" } else { "" }
+            )
+            .into(),
+            r.node_name.clone().into(),
+            now.into(),
+            now.into(),
+        ]);
+        audit.push(audit::PendingEntry {
+            actor: Actor {
+                user_id: None,
+                name: format!("node:{}", r.node_name),
+            },
+            acct_id: Some(r.acct_id),
+            action: match r.status {
+                CertificateStatusType::Issued => "certificate.issue",
+                CertificateStatusType::Pending => "certificate.pending",
+                _ => "certificate.deny",
+            },
+            object_type: "certificate",
+            object_id: Some(r.certificate_id),
+            details: json!({
+                "task_id": r.task_id, "node_id": r.node_id, "app_id": r.app_id,
+                "build_id": r.build_id, "domains": r.domains, "serial": r.serial,
+                "mrenclave": r.enclave.as_ref().map(|e| &e.info.mrenclave),
+                "simulated": r.simulated, "message": r.message,
+            }),
+        });
+    }
+    Ok(WriteSet {
+        inserts: vec![
+            Insert {
+                head: "INSERT INTO certificates (certificate_id, task_id, acct_id, zone_id, \
+                       node_id, app_id, build_id, status, csr, quote, domains, mrenclave, \
+                       mrsigner, isvprodid, isvsvn, debug, cpusvn, tcb_status, simulated, \
+                       cert_pem, serial, valid_from, valid_until, message, created_at, \
+                       updated_at) VALUES",
+                cells: &[P; 26],
+                tail: "ON CONFLICT (task_id) DO NOTHING",
+                rows: certs,
+            },
+            Insert {
+                head: "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, \
+                       description, requester_user_id, requester_name, requester_type, \
+                       domains_added, created_at, status_updated_at) VALUES",
+                cells: &[
+                    P,
+                    P,
+                    P,
+                    P,
+                    P,
+                    P,
+                    Lit("NULL"),
+                    P,
+                    Lit("'NODE'"),
+                    Lit("'[]'"),
+                    P,
+                    P,
+                ],
+                tail: "ON CONFLICT (task_id) DO NOTHING",
+                rows: tasks,
+            },
+        ],
+        audit,
+        now,
+    })
 }

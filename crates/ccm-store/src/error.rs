@@ -10,6 +10,9 @@ pub enum Error {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
+    /// The dedicated SQLite writer failed or is gone.
+    #[error("database error: {0}")]
+    Writer(String),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

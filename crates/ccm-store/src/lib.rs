@@ -31,6 +31,8 @@ mod conversions;
 mod error;
 mod nodes;
 mod sessions;
+mod sql;
+mod sqlite_writer;
 mod tasks;
 mod users;
 mod util;
@@ -81,22 +83,10 @@ impl Backend {
         }
     }
 
-    /// `VALUES` rows of `cols` parameters each, numbered in order from `$1` on PostgreSQL. On
-    /// SQLite the parameters are anonymous (`?`, bound in order): SQLite looks a numbered or
-    /// named parameter up in a list, once when preparing and once more when sqlx binds it, so
-    /// the multi-row inserts of a batch would cost time quadratic in their size.
-    pub(crate) fn values_rows(self, rows: usize, cols: usize) -> String {
-        (0..rows)
-            .map(|r| {
-                let cells: Vec<String> = (1..=cols).map(|c| self.param(r * cols + c)).collect();
-                format!("({})", cells.join(", "))
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    }
-
     /// Parameter number `n` (from 1) of a statement whose parameters all appear once, in order:
-    /// `$n` on PostgreSQL, `?` on SQLite (see [`Backend::values_rows`]).
+    /// `$n` on PostgreSQL, `?` on SQLite. SQLite looks a numbered or named parameter up in a
+    /// list, once when preparing and once more when sqlx binds it, so the multi-row inserts of a
+    /// batch would cost time quadratic in their size; anonymous ones are bound in order.
     pub(crate) fn param(self, n: usize) -> String {
         match self {
             Self::Sqlite => "?".to_string(),
@@ -104,6 +94,23 @@ impl Backend {
         }
     }
 }
+
+/// The settings of every SQLite connection (pool and dedicated writer). `journal_mode` is
+/// persistent; the others are per connection.
+const SQLITE_PRAGMAS: &[&str] = &[
+    "PRAGMA journal_mode = WAL",
+    "PRAGMA synchronous = FULL",
+    "PRAGMA foreign_keys = ON",
+    "PRAGMA busy_timeout = 10000",
+    // Statement journals (a multi-row insert that may need to roll back alone) in memory rather
+    // than in temporary files.
+    "PRAGMA temp_store = MEMORY",
+    // Checkpoints run in the background (see `spawn_checkpointer`), not in whichever commit
+    // happens to cross the WAL size limit.
+    "PRAGMA wal_autocheckpoint = 0",
+    // A log that grew during a burst is truncated once it starts over.
+    "PRAGMA journal_size_limit = 16777216",
+];
 
 /// How often the SQLite write-ahead log is checkpointed into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
@@ -194,6 +201,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
+    /// Runs issuance batches on SQLite files (see `sqlite_writer`).
+    sqlite_writer: Option<Arc<sqlite_writer::SqliteWriter>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -247,29 +256,28 @@ impl Store {
                 .test_before_acquire(false)
                 .after_connect(|conn, _meta| {
                     Box::pin(async move {
-                        // journal_mode is persistent; the others are per connection.
-                        conn.execute("PRAGMA journal_mode = WAL").await?;
-                        conn.execute("PRAGMA synchronous = FULL").await?;
-                        conn.execute("PRAGMA foreign_keys = ON").await?;
-                        conn.execute("PRAGMA busy_timeout = 10000").await?;
-                        // Statement journals (a multi-row insert that may need to roll back
-                        // alone) in memory rather than in temporary files.
-                        conn.execute("PRAGMA temp_store = MEMORY").await?;
-                        // Checkpoints run in the background (see `spawn_checkpointer`), not in
-                        // whichever commit happens to cross the WAL size limit.
-                        conn.execute("PRAGMA wal_autocheckpoint = 0").await?;
-                        // A log that grew during a burst is truncated once it starts over.
-                        conn.execute("PRAGMA journal_size_limit = 16777216").await?;
+                        for pragma in SQLITE_PRAGMAS {
+                            conn.execute(*pragma).await?;
+                        }
                         Ok(())
                     })
                 }),
             Backend::Postgres => pool_options.max_connections(options.max_connections.max(1)),
         };
         let pool = pool_options.connect_with(connect_options).await?;
+        let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
+        let sqlite_writer = match (&write_lock, sqlite_file(&url)) {
+            (Some(lock), Some(path)) => Some(Arc::new(sqlite_writer::SqliteWriter::new(
+                path,
+                lock.clone(),
+            ))),
+            _ => None,
+        };
         let store = Self {
             pool,
             backend,
-            write_lock: (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(()))),
+            write_lock,
+            sqlite_writer,
         };
         store.migrate().await?;
         if let Some(lock) = &store.write_lock {
@@ -307,8 +315,12 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections in use to be returned.
+    /// Closes the pool, waiting for connections in use to be returned, and stops the SQLite
+    /// issuance writer once the writes handed to it are done. Writes fail afterwards.
     pub async fn close(&self) {
+        if let Some(writer) = &self.sqlite_writer {
+            writer.close();
+        }
         self.pool.close().await;
     }
 
@@ -358,6 +370,19 @@ impl Store {
         w.commit().await?;
         Ok(v)
     }
+}
+
+/// The database file of an SQLite URL; `None` for an in-memory database, which only the pool's
+/// connections can share.
+fn sqlite_file(url: &str) -> Option<std::path::PathBuf> {
+    let (_, query) = url.split_once('?').unwrap_or((url, ""));
+    if query.split('&').any(|kv| kv == "mode=memory") {
+        return None;
+    }
+    let options = sqlx::sqlite::SqliteConnectOptions::from_str(url).ok()?;
+    let path = options.get_filename();
+    (path != std::path::Path::new(":memory:") && !path.as_os_str().is_empty())
+        .then(|| path.to_path_buf())
 }
 
 /// Removes a password from a database URL for error messages and logs.

@@ -6,10 +6,12 @@ use ccm_api::accounts::{AccessRole, ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::apps::{AdvancedSettings, App};
 use ccm_api::audit::{GENESIS_HASH, verify_chain};
 use ccm_api::builds::{Build, BuildStatus, BuildStatusType, DockerInfo, EnclaveInfo};
+use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
 use ccm_store::{
-    Actor, Error, NewAccount, NewJoinToken, NewUser, NewZone, Store, StoreOptions, TaskFilter,
+    Actor, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser, NewZone, Store, StoreOptions,
+    TaskFilter,
 };
 use uuid::Uuid;
 
@@ -442,6 +444,61 @@ async fn concurrent_decisions_one_winner_sqlite() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn concurrent_decisions_one_winner_postgres() {
     concurrent_decisions_one_winner(pg()).await
+}
+
+/// A batch that cannot be written (here: its account does not exist) is refused whole with the
+/// database's reason and leaves no trace; a closed store refuses batches.
+async fn issuance_batch_refused_whole(db: Db) {
+    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let record = |acct_id| IssuanceRecord {
+        certificate_id: Uuid::new_v4(),
+        task_id: Uuid::new_v4(),
+        acct_id,
+        zone_id: zone,
+        node_id: Uuid::new_v4(),
+        node_name: "node-1".into(),
+        app_id: None,
+        build_id: None,
+        status: CertificateStatusType::Rejected,
+        csr: "CSR".into(),
+        quote: vec![3, 0],
+        domains: vec!["a.example.com".into()],
+        enclave: None,
+        simulated: true,
+        cert_pem: None,
+        serial: None,
+        valid_from: None,
+        valid_until: None,
+        message: Some("no attestation evidence".into()),
+        task_status: "DENIED",
+    };
+    let audit_before = store.list_audit(None, 0, 1000).await.unwrap();
+    let err = store
+        .record_issuances(&[record(acct), record(Uuid::new_v4())], NOW)
+        .await
+        .unwrap_err();
+    assert!(
+        err.to_string().to_lowercase().contains("foreign key"),
+        "{err}"
+    );
+    assert_eq!(store.list_audit(None, 0, 1000).await.unwrap(), audit_before);
+    // The writer goes on after a failed batch.
+    store.record_issuances(&[record(acct)], NOW).await.unwrap();
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    assert_eq!(log.len(), audit_before.len() + 1);
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    store.close().await;
+    assert!(store.record_issuances(&[record(acct)], NOW).await.is_err());
+}
+
+#[tokio::test]
+async fn issuance_batch_refused_whole_sqlite() {
+    issuance_batch_refused_whole(sqlite()).await
+}
+#[tokio::test]
+async fn issuance_batch_refused_whole_postgres() {
+    issuance_batch_refused_whole(pg()).await
 }
 
 #[tokio::test]
