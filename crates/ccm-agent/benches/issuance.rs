@@ -109,6 +109,8 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
         let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / tick;
         let group = if name.starts_with("sqlx-sqlite") {
             "sqlite connection threads".to_string()
+        } else if name.starts_with("ccm-sqlite-writ") {
+            "sqlite writer".to_string()
         } else if name.starts_with("tokio-rt") {
             "tokio workers".to_string()
         } else {
@@ -357,6 +359,13 @@ fn main() {
             lat.len() as f64 / elapsed.as_secs_f64(),
             percentile(&lat, 0.50).as_secs_f64() * 1e3,
             percentile(&lat, 0.99).as_secs_f64() * 1e3,
+        );
+        println!(
+            "  latency: p10 {:.2} ms, p90 {:.2} ms, p99.9 {:.2} ms, max {:.2} ms",
+            percentile(&lat, 0.10).as_secs_f64() * 1e3,
+            percentile(&lat, 0.90).as_secs_f64() * 1e3,
+            percentile(&lat, 0.999).as_secs_f64() * 1e3,
+            lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         );
         // CPU per issuance (client, agent and manager share this process), so that runs on a
         // busy machine can still be compared.

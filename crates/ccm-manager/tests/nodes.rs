@@ -12,7 +12,7 @@ use base64::engine::general_purpose::STANDARD;
 use ccm_api::audit::{AuditEntry, GENESIS_HASH, verify_chain};
 use ccm_attest::TcbStatus;
 use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions, SimCpu, SimQuotingEnclave};
-use ccm_manager::{Config, ManualClock, RunningManager};
+use ccm_manager::{Clock as _, Config, ManualClock, RunningManager};
 use ccm_sgx::{Measurement, ReportData};
 use reqwest::{Method, StatusCode};
 use rustls_pki_types::pem::PemObject as _;
@@ -749,6 +749,37 @@ async fn batch_issuance(backend: Backend) {
     assert_eq!(
         entries.iter().filter(|e| e.action == "app.create").count(),
         7
+    );
+
+    // The instances a heartbeat reports (here after 600 unknown ones, so that they are in the
+    // second statement of the update) show as RUNNING after the window of their issuance.
+    let app_path = format!("/v1/apps/{}", app["app_id"].as_str().unwrap());
+    w.clock
+        .advance(ccm_manager::Config::default().node_stale_after_secs + 1);
+    let instance = w.ok(Method::GET, &app_path, json!(null)).await["nodes"][0].clone();
+    assert_eq!(instance["status"], "STOPPED", "{instance}");
+    let mut running: Vec<Value> = (0..600)
+        .map(|_| json!({"task_id": uuid::Uuid::new_v4()}))
+        .collect();
+    running.extend([t1, t4].iter().map(|t| json!({"task_id": t})));
+    for (_, v) in &sent {
+        for o in v["results"].as_array().unwrap() {
+            running.push(json!({"task_id": o["task"]["task_id"]}));
+        }
+    }
+    let r = node
+        .post(format!("{}/v1/node-agent/heartbeat", w.base))
+        .json(&json!({"version": "t", "running_apps": running}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let instance = w.ok(Method::GET, &app_path, json!(null)).await["nodes"][0].clone();
+    assert_eq!(instance["status"], "RUNNING", "{instance}");
+    assert_eq!(
+        instance["certificate"]["last_reported_at"],
+        json!(w.clock.now()),
+        "{instance}"
     );
     w.m.shutdown().await;
 }

@@ -15,6 +15,9 @@
 //!   (`audit_head`) is updated first in every write transaction; its row lock orders concurrent
 //!   writers from any number of manager replicas. Races on business state are decided by
 //!   conditional `UPDATE ... WHERE status = ...` statements whose row counts tell who won.
+//! - **Except for the hot path.** Certificate issuance batches on an SQLite file run on a
+//!   dedicated rusqlite connection (`sqlite_writer`): the same statements (`sql::WriteSet`), the
+//!   same writer lock, but no per-statement round trips to a worker thread.
 //! - **Durability.** SQLite runs in WAL mode with `synchronous = FULL`: with NORMAL, a power
 //!   loss may roll back the last transactions that the API already acknowledged; FULL syncs the
 //!   WAL on every commit, which is what "acknowledged writes survive a crash" requires. The WAL

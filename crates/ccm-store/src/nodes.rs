@@ -204,6 +204,9 @@ pub(crate) async fn revoke_node_certificates(
     crate::certificates::revoke_where(conn, "node_id", &node_id.to_string(), reason, now).await
 }
 
+/// Running instances updated by one statement of a heartbeat.
+const HEARTBEAT_UPDATE_CHUNK: usize = 500;
+
 impl Store {
     /// A join token by id, with its account and secret hash.
     pub async fn join_token_record(&self, token_id: Uuid) -> Result<Option<JoinTokenRecord>> {
@@ -603,15 +606,23 @@ impl Store {
             .bind(node_id.to_string())
             .execute(&mut *w.tx)
             .await?;
-        for cert in running {
-            sqlx::query(
-                "UPDATE certificates SET last_reported_at = $1 WHERE task_id = $2 AND node_id = $3",
-            )
-            .bind(now)
-            .bind(cert.to_string())
-            .bind(node_id.to_string())
-            .execute(&mut *w.tx)
-            .await?;
+        // A few statements, not one per instance: this transaction holds the writer lock, and a
+        // busy node reports thousands of instances.
+        for chunk in running.chunks(HEARTBEAT_UPDATE_CHUNK) {
+            let list: Vec<String> = (0..chunk.len())
+                .map(|i| self.backend.param(i + 3))
+                .collect();
+            let sql = format!(
+                "UPDATE certificates SET last_reported_at = {} WHERE node_id = {} AND task_id IN ({})",
+                self.backend.param(1),
+                self.backend.param(2),
+                list.join(", ")
+            );
+            let mut q = sqlx::query(&sql).bind(now).bind(node_id.to_string());
+            for cert in chunk {
+                q = q.bind(cert.to_string());
+            }
+            q.execute(&mut *w.tx).await?;
         }
         w.commit().await?;
         Ok(Some(status))

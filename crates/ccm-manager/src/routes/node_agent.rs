@@ -183,12 +183,20 @@ async fn issue_many(
 ) -> ApiResult<Vec<Outcome>> {
     let now = s.clock.now();
     let ids: Vec<Uuid> = requests.iter().map(|r| r.task_id).collect();
-    // New task ids (the usual case) are confirmed in one query; used ones are looked at closely.
-    let used = s.store.used_task_ids(&ids).await?;
+    let quotes: Vec<Vec<u8>> = requests
+        .iter()
+        .map(|r| attested::decode_b64(&r.quote).unwrap_or_default())
+        .collect();
+    // New task ids (the usual case) are confirmed in one query, used ones are looked at closely;
+    // the images the quotes name are read at the same time.
+    let (used, images) = tokio::join!(
+        s.store.used_task_ids(&ids),
+        attested::prefetch_images(s, caller.node.acct_id, &quotes)
+    );
+    let (used, images) = (used?, Arc::new(images?));
     let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(requests.len());
     let mut fresh = Vec::with_capacity(requests.len());
-    let mut quotes = Vec::with_capacity(requests.len());
-    for (i, req) in requests.into_iter().enumerate() {
+    for ((i, req), quote) in requests.into_iter().enumerate().zip(quotes) {
         if used.contains(&req.task_id) {
             if let Some(existing) = s
                 .store
@@ -211,14 +219,11 @@ async fn issue_many(
             }
         }
         outcomes.push(None);
-        quotes.push(attested::decode_b64(&req.quote).unwrap_or_default());
-        fresh.push((i, req));
+        fresh.push((i, req, quote));
     }
-    let images = Arc::new(attested::prefetch_images(s, caller.node.acct_id, &quotes).await?);
     let evaluations: Vec<_> = fresh
         .into_iter()
-        .zip(quotes)
-        .map(|((i, req), quote)| {
+        .map(|(i, req, quote)| {
             let (s, node, images) = (s.clone(), caller.node.clone(), images.clone());
             tokio::spawn(async move {
                 let record = attested::evaluate(
