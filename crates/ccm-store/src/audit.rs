@@ -21,10 +21,10 @@ pub(crate) async fn append(
     object_id: Option<Uuid>,
     details: serde_json::Value,
 ) -> Result<()> {
-    let (seq, prev_hash): (i64, String) =
-        sqlx::query_as("UPDATE audit_head SET seq = seq + 1 WHERE id = 1 RETURNING seq, hash")
-            .fetch_one(&mut *conn)
-            .await?;
+    let (seq, prev_hash): (i64, String) = sqlx::query_as(ADVANCE_HEAD)
+        .bind(1i64)
+        .fetch_one(&mut *conn)
+        .await?;
     let entry_id = Uuid::new_v4();
     let hash = entry_hash(
         seq,
@@ -58,7 +58,7 @@ pub(crate) async fn append(
     .bind(&hash)
     .execute(&mut *conn)
     .await?;
-    sqlx::query("UPDATE audit_head SET hash = $1 WHERE id = 1")
+    sqlx::query(SET_HEAD_HASH)
         .bind(&hash)
         .execute(&mut *conn)
         .await?;

@@ -393,17 +393,11 @@ impl Store {
     ) -> Result<std::collections::HashSet<Uuid>> {
         let mut used = std::collections::HashSet::new();
         for chunk in task_ids.chunks(MAX_ISSUANCE_BATCH) {
-            let list = |offset: usize| {
-                (1..=chunk.len())
-                    .map(|i| self.backend.param(offset + i))
-                    .collect::<Vec<_>>()
-                    .join(", ")
-            };
             let sql = format!(
                 "SELECT task_id FROM tasks WHERE task_id IN ({}) \
                  UNION SELECT task_id FROM certificates WHERE task_id IN ({})",
-                list(0),
-                list(chunk.len())
+                self.backend.params(1, chunk.len()),
+                self.backend.params(chunk.len() + 1, chunk.len())
             );
             let mut q = sqlx::query_as::<_, (String,)>(&sql);
             for _ in 0..2 {

@@ -96,6 +96,15 @@ impl Backend {
             Self::Postgres => format!("${n}"),
         }
     }
+
+    /// `count` parameters numbered from `first`, comma-separated (an `IN (...)` list; see
+    /// [`Backend::param`]).
+    pub(crate) fn params(self, first: usize, count: usize) -> String {
+        (first..first + count)
+            .map(|n| self.param(n))
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
 }
 
 /// The settings of every SQLite connection (pool and dedicated writer). `journal_mode` is

@@ -609,14 +609,11 @@ impl Store {
         // A few statements, not one per instance: this transaction holds the writer lock, and a
         // busy node reports thousands of instances.
         for chunk in running.chunks(HEARTBEAT_UPDATE_CHUNK) {
-            let list: Vec<String> = (0..chunk.len())
-                .map(|i| self.backend.param(i + 3))
-                .collect();
             let sql = format!(
                 "UPDATE certificates SET last_reported_at = {} WHERE node_id = {} AND task_id IN ({})",
                 self.backend.param(1),
                 self.backend.param(2),
-                list.join(", ")
+                self.backend.params(3, chunk.len())
             );
             let mut q = sqlx::query(&sql).bind(now).bind(node_id.to_string());
             for cert in chunk {
