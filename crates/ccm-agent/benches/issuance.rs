@@ -132,6 +132,13 @@ fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
+    if std::env::var_os("RUST_LOG").is_some() {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+            .with_timer(tracing_subscriber::fmt::time::uptime())
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let db = arg("--db", "sqlite");
     let n: usize = arg("--requests", "4000").parse().unwrap();
     let concurrency: usize = arg("--concurrency", "32").parse().unwrap();
@@ -330,6 +337,7 @@ fn main() {
                     let i = next.fetch_add(1, Ordering::Relaxed);
                     let Some(r) = reqs.get(i) else { break };
                     let t = Instant::now();
+                    let sent_at = t - start;
                     let v: Answer = client
                         .post(&url)
                         .header("content-type", "application/json")
@@ -340,7 +348,7 @@ fn main() {
                         .json()
                         .await
                         .unwrap();
-                    lat.push(t.elapsed());
+                    lat.push((t.elapsed(), sent_at));
                     assert_eq!(v.task_status, "SUCCESS", "{:?}", v.message);
                 }
                 lat
@@ -353,6 +361,14 @@ fn main() {
         let elapsed = start.elapsed();
         let cpu_after = thread_cpu();
         lat.sort();
+        // The slowest requests and when they were sent: stalls show up as a cluster.
+        let slowest: Vec<String> = lat
+            .iter()
+            .rev()
+            .take(5)
+            .map(|(l, at)| format!("{:.1} ms at +{:.2} s", l.as_secs_f64() * 1e3, at.as_secs_f64()))
+            .collect();
+        let lat: Vec<Duration> = lat.into_iter().map(|(l, _)| l).collect();
         println!(
             "issuance via agent ({db}, {} requests, {concurrency} concurrent): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
             lat.len(),
@@ -367,6 +383,7 @@ fn main() {
             percentile(&lat, 0.999).as_secs_f64() * 1e3,
             lat.last().map_or(0.0, |d| d.as_secs_f64() * 1e3),
         );
+        println!("  slowest: {}", slowest.join(", "));
         // CPU per issuance (client, agent and manager share this process), so that runs on a
         // busy machine can still be compared.
         let per_req = |secs: f64| secs * 1e6 / lat.len() as f64;

@@ -26,7 +26,7 @@ pub mod manager;
 pub mod quoting;
 pub mod state;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, RwLock, Weak};
@@ -129,6 +129,43 @@ struct LocalTask {
     pending: Option<PendingTask>,
 }
 
+/// Finished tasks remembered locally, the newest; older ones are forgotten one at a time (the
+/// manager still answers for them). A finished task holds its certificate chain, ~10 KB.
+const MAX_FINISHED_TASKS: usize = 2_048;
+
+/// The tasks this agent answers for without asking the manager: every unfinished one, and the
+/// last [`MAX_FINISHED_TASKS`] finished ones.
+#[derive(Default)]
+struct LocalTasks {
+    by_id: HashMap<Uuid, LocalTask>,
+    /// Finished task ids, oldest first (an id finished twice is listed twice).
+    finished: VecDeque<Uuid>,
+}
+
+impl LocalTasks {
+    fn insert(&mut self, task: LocalTask) {
+        let id = task.view.task_id;
+        if task.view.task_status.is_final() {
+            self.finished.push_back(id);
+        }
+        self.by_id.insert(id, task);
+        while self.finished.len() > MAX_FINISHED_TASKS {
+            if let Some(old) = self.finished.pop_front()
+                && self
+                    .by_id
+                    .get(&old)
+                    .is_some_and(|t| t.view.task_status.is_final())
+            {
+                self.by_id.remove(&old);
+            }
+        }
+    }
+
+    fn get(&self, id: &Uuid) -> Option<&LocalTask> {
+        self.by_id.get(id)
+    }
+}
+
 /// The running agent's shared state.
 pub struct AgentInner {
     state: StateDir,
@@ -138,7 +175,7 @@ pub struct AgentInner {
     pin: Option<[u8; 32]>,
     insecure_http: bool,
     quoter: Quoter,
-    tasks: Mutex<HashMap<Uuid, LocalTask>>,
+    tasks: Mutex<LocalTasks>,
     /// Quotes of attested keys (`/v1/enclave/attest`), by SHA-256 of the key's SPKI.
     attested: Mutex<HashMap<[u8; 32], Vec<u8>>>,
     /// Certificates handed out and their expiry, by task id (saved as [`state::Issued`]).
@@ -175,10 +212,6 @@ impl RunningAgent {
     }
 }
 
-/// Tasks remembered locally; past this, finished ones are forgotten (the manager still answers
-/// for them). A finished task holds its certificate chain, a few kilobytes.
-const MAX_TASKS_IN_MEMORY: usize = 10_000;
-
 impl AgentInner {
     /// The node id.
     pub fn node_id(&self) -> Uuid {
@@ -207,10 +240,7 @@ impl AgentInner {
 
     fn remember(&self, view: CertificateTask, pending: Option<PendingTask>) {
         if let Ok(mut m) = self.tasks.lock() {
-            if m.len() >= MAX_TASKS_IN_MEMORY {
-                m.retain(|_, t| !t.view.task_status.is_final());
-            }
-            m.insert(view.task_id, LocalTask { view, pending });
+            m.insert(LocalTask { view, pending });
         }
     }
 
@@ -681,7 +711,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
             pin,
             insecure_http: config.insecure_http_manager,
             quoter,
-            tasks: Mutex::new(HashMap::new()),
+            tasks: Mutex::new(LocalTasks::default()),
             attested: Mutex::new(HashMap::new()),
             issued: Mutex::new(issued),
             issued_dirty: std::sync::atomic::AtomicBool::new(false),
@@ -750,5 +780,43 @@ mod tests {
         ids.sort_unstable();
         assert_eq!(ids, vec![8, 9, 10, 11]);
         assert_eq!(running_report(&HashMap::new(), now, 4).0, Vec::new());
+    }
+
+    fn task(id: u128, status: IssueStatus) -> LocalTask {
+        LocalTask {
+            view: CertificateTask {
+                task_id: Uuid::from_u128(id),
+                task_status: status,
+                certificate: None,
+                message: None,
+            },
+            pending: None,
+        }
+    }
+
+    #[test]
+    fn local_tasks_forget_the_oldest_finished_ones_and_keep_unfinished_ones() {
+        let mut m = LocalTasks::default();
+        m.insert(task(0, IssueStatus::Inprogress));
+        // Task 1 finishes after it was first seen unfinished.
+        m.insert(task(1, IssueStatus::Inprogress));
+        m.insert(task(1, IssueStatus::Success));
+        for i in 2..(MAX_FINISHED_TASKS as u128 + 2) {
+            m.insert(task(i, IssueStatus::Success));
+        }
+        let last = MAX_FINISHED_TASKS as u128 + 1;
+        assert!(
+            m.get(&Uuid::from_u128(1)).is_none(),
+            "oldest finished one kept"
+        );
+        assert!(m.get(&Uuid::from_u128(2)).is_some());
+        assert!(m.get(&Uuid::from_u128(last)).is_some());
+        assert_eq!(
+            m.get(&Uuid::from_u128(0)).map(|t| t.view.task_status),
+            Some(IssueStatus::Inprogress),
+            "an unfinished task is never forgotten"
+        );
+        assert_eq!(m.by_id.len(), MAX_FINISHED_TASKS + 1);
+        assert_eq!(m.finished.len(), MAX_FINISHED_TASKS);
     }
 }

@@ -140,9 +140,11 @@ struct CertRow {
     last_reported_at: Option<i64>,
 }
 
-const CERT_COLS: &str = "certificate_id, task_id, acct_id, node_id, app_id, build_id, status, csr, \
-     domains, mrenclave, mrsigner, isvprodid, isvsvn, simulated, cert_pem, serial, valid_from, \
-     valid_until, message, created_at, revoked_at, last_reported_at";
+/// The columns of a [`CertRow`], of `certificates c` (the last instance report joined in).
+const CERT_COLS: &str = "c.certificate_id, c.task_id, c.acct_id, c.node_id, c.app_id, c.build_id, \
+     c.status, c.csr, c.domains, c.mrenclave, c.mrsigner, c.isvprodid, c.isvsvn, c.simulated, \
+     c.cert_pem, c.serial, c.valid_from, c.valid_until, c.message, c.created_at, c.revoked_at, \
+     (SELECT r.last_reported_at FROM instance_reports r WHERE r.task_id = c.task_id) AS last_reported_at";
 
 impl CertRow {
     fn into_cert(self, now: i64) -> Result<Certificate> {
@@ -297,7 +299,7 @@ impl Store {
         now: i64,
     ) -> Result<Option<Certificate>> {
         let row: Option<CertRow> = sqlx::query_as(&format!(
-            "SELECT {CERT_COLS} FROM certificates WHERE task_id = $1 AND node_id = $2"
+            "SELECT {CERT_COLS} FROM certificates c WHERE task_id = $1 AND node_id = $2"
         ))
         .bind(task_id.to_string())
         .bind(node_id.to_string())
@@ -421,7 +423,7 @@ impl Store {
     ) -> Result<Option<Certificate>> {
         let row: Option<CertRow> = match acct_id {
             Some(a) => sqlx::query_as(&format!(
-                "SELECT {CERT_COLS} FROM certificates WHERE certificate_id = $1 AND acct_id = $2"
+                "SELECT {CERT_COLS} FROM certificates c WHERE certificate_id = $1 AND acct_id = $2"
             ))
             .bind(certificate_id.to_string())
             .bind(a.to_string())
@@ -429,7 +431,7 @@ impl Store {
             .await?,
             None => {
                 sqlx::query_as(&format!(
-                    "SELECT {CERT_COLS} FROM certificates WHERE certificate_id = $1"
+                    "SELECT {CERT_COLS} FROM certificates c WHERE certificate_id = $1"
                 ))
                 .bind(certificate_id.to_string())
                 .fetch_optional(&self.pool)
@@ -449,7 +451,7 @@ impl Store {
         now: i64,
     ) -> Result<Vec<Certificate>> {
         let rows: Vec<CertRow> = sqlx::query_as(&format!(
-            "SELECT {CERT_COLS} FROM certificates WHERE acct_id = $1 \
+            "SELECT {CERT_COLS} FROM certificates c WHERE acct_id = $1 \
              AND ($2 = '' OR app_id = $2) AND ($3 = '' OR node_id = $3) \
              ORDER BY created_at DESC, certificate_id LIMIT $4"
         ))
@@ -573,7 +575,7 @@ impl Store {
         .await?
         .rows_affected();
         let row: Option<CertRow> = sqlx::query_as(&format!(
-            "SELECT {CERT_COLS} FROM certificates WHERE certificate_id = $1 AND acct_id = $2"
+            "SELECT {CERT_COLS} FROM certificates c WHERE certificate_id = $1 AND acct_id = $2"
         ))
         .bind(certificate_id.to_string())
         .bind(acct_id.to_string())
@@ -657,10 +659,6 @@ impl Store {
              AND ($3 = '' OR c.app_id = $3) AND ($4 = '' OR c.node_id = $4) \
              ORDER BY c.created_at DESC",
             CERT_COLS
-                .split(", ")
-                .map(|c| format!("c.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
         ))
         .bind(acct_id.to_string())
         .bind(now)

@@ -105,6 +105,17 @@ impl Backend {
             .collect::<Vec<_>>()
             .join(", ")
     }
+
+    /// `column` in a condition that must not choose the index a query uses. SQLite's planner,
+    /// without statistics, rates an index equality at a few rows and would rather walk every
+    /// row of `column`'s value than look up an `IN` list of unique keys; a unary `+` takes the
+    /// column out of its choice. PostgreSQL plans from statistics (and has no `+` for text).
+    pub(crate) fn not_for_index(self, column: &str) -> String {
+        match self {
+            Self::Sqlite => format!("+{column}"),
+            Self::Postgres => column.to_string(),
+        }
+    }
 }
 
 /// The settings of every SQLite connection (pool and dedicated writer). `journal_mode` is
@@ -158,7 +169,13 @@ fn spawn_checkpointer(pool: AnyPool, write_lock: Arc<Mutex<()>>) {
                 && frames > WAL_RESTART_FRAMES
             {
                 let _writers_wait = write_lock.lock().await;
+                let started = std::time::Instant::now();
                 result = checkpoint(pool.clone()).await;
+                tracing::debug!(
+                    frames,
+                    millis = started.elapsed().as_millis(),
+                    "WAL checkpoint with writers held"
+                );
             }
             if let Err(e) = result {
                 if pool.is_closed() {

@@ -204,8 +204,8 @@ pub(crate) async fn revoke_node_certificates(
     crate::certificates::revoke_where(conn, "node_id", &node_id.to_string(), reason, now).await
 }
 
-/// Running instances updated by one statement of a heartbeat.
-const HEARTBEAT_UPDATE_CHUNK: usize = 500;
+/// Running instances reported by one statement (and transaction) of a heartbeat.
+const HEARTBEAT_UPDATE_CHUNK: usize = 250;
 
 impl Store {
     /// A join token by id, with its account and secret hash.
@@ -606,12 +606,20 @@ impl Store {
             .bind(node_id.to_string())
             .execute(&mut *w.tx)
             .await?;
-        // A few statements, not one per instance: this transaction holds the writer lock, and a
-        // busy node reports thousands of instances.
+        w.commit().await?;
+        // A busy node reports thousands of instances: a few statements, not one per instance,
+        // each in a transaction of its own, so that certificate issuance (waiting for the
+        // writer lock) is held up by one statement at most. Only the node's own certificates
+        // count.
         for chunk in running.chunks(HEARTBEAT_UPDATE_CHUNK) {
+            let mut w = self.begin_write().await?;
             let sql = format!(
-                "UPDATE certificates SET last_reported_at = {} WHERE node_id = {} AND task_id IN ({})",
+                "INSERT INTO instance_reports (task_id, last_reported_at) \
+                 SELECT task_id, {} FROM certificates WHERE {} = {} AND task_id IN ({}) \
+                 ON CONFLICT (task_id) DO UPDATE SET last_reported_at = excluded.last_reported_at",
                 self.backend.param(1),
+                // Found by task id: the node's own index would visit all its certificates.
+                self.backend.not_for_index("node_id"),
                 self.backend.param(2),
                 self.backend.params(3, chunk.len())
             );
@@ -620,8 +628,8 @@ impl Store {
                 q = q.bind(cert.to_string());
             }
             q.execute(&mut *w.tx).await?;
+            w.commit().await?;
         }
-        w.commit().await?;
         Ok(Some(status))
     }
 

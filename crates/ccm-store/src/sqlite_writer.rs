@@ -17,11 +17,15 @@
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::mpsc;
+use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, oneshot};
 
 use crate::sql::WriteSet;
 use crate::{Error, Result, SQLITE_PRAGMAS};
+
+/// A write taking longer than this is logged (with where its time went).
+const SLOW_WRITE: Duration = Duration::from_millis(100);
 
 struct Job {
     write: WriteSet,
@@ -134,8 +138,22 @@ fn apply(
     write_lock: &Mutex<()>,
     write: &WriteSet,
 ) -> rusqlite::Result<()> {
+    let started = Instant::now();
     let _writers_wait = write_lock.blocking_lock();
+    let locked = Instant::now();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
     write.execute_sqlite(&tx)?;
-    tx.commit()
+    let written = Instant::now();
+    tx.commit()?;
+    let total = started.elapsed();
+    if total >= SLOW_WRITE {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::warn!(
+            lock_wait_ms = ms(locked - started),
+            statements_ms = ms(written - locked),
+            commit_ms = ms(written.elapsed()),
+            "slow SQLite issuance write"
+        );
+    }
+    Ok(())
 }

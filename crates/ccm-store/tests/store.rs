@@ -540,3 +540,93 @@ async fn sqlite_wal_stays_bounded_under_sustained_writes() {
     assert_eq!(store.collateral_for("00000000031f").await.unwrap().len(), 1);
     store.close().await;
 }
+
+/// Upgrading a version-3 database (instance reports kept on the certificate rows) to the current
+/// schema keeps every report and every certificate.
+async fn upgrade_keeps_instance_reports(db: Db) {
+    use sqlx::Connection as _;
+    sqlx::any::install_default_drivers();
+    let url = match &db {
+        Db::Sqlite(_) => format!("{}?mode=rwc", db.url()),
+        Db::Pg(_) => db.url(),
+    };
+    // The schema as version 3 left it: its migrations, from the same files.
+    let v3 = tempfile::tempdir().unwrap();
+    for m in [
+        "0001_init.sql",
+        "0002_nodes_certificates.sql",
+        "0003_conversions.sql",
+    ] {
+        std::fs::copy(
+            std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(m),
+            v3.path().join(m),
+        )
+        .unwrap();
+    }
+    let mut conn = sqlx::AnyConnection::connect(&url).await.unwrap();
+    sqlx::migrate::Migrator::new(v3.path())
+        .await
+        .unwrap()
+        .run(&mut conn)
+        .await
+        .unwrap();
+    let acct = Uuid::new_v4();
+    sqlx::query("INSERT INTO accounts (acct_id, name, approval_policy, created_at, updated_at) VALUES ($1, 'old', 'MANUAL', $2, $2)")
+        .bind(acct.to_string())
+        .bind(NOW)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    let (reported, silent) = (Uuid::new_v4(), Uuid::new_v4());
+    for (id, last) in [(reported, Some(NOW - 5)), (silent, None)] {
+        sqlx::query(
+            "INSERT INTO certificates (certificate_id, task_id, acct_id, zone_id, node_id, status, \
+             csr, quote, domains, debug, simulated, created_at, updated_at, last_reported_at) \
+             VALUES ($1, $2, $3, $4, $5, 'ISSUED', 'CSR', $6, '[\"a.example\"]', 0, 1, $7, $7, $8)",
+        )
+        .bind(id.to_string())
+        .bind(Uuid::new_v4().to_string())
+        .bind(acct.to_string())
+        .bind(Uuid::new_v4().to_string())
+        .bind(Uuid::new_v4().to_string())
+        .bind(vec![3u8; 16])
+        .bind(NOW - 60)
+        .bind(last)
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    }
+    conn.close().await.unwrap();
+
+    let store = Store::connect(&db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let cert = |id| {
+        let store = &store;
+        async move {
+            store
+                .get_certificate(Some(acct), id, NOW)
+                .await
+                .unwrap()
+                .unwrap()
+        }
+    };
+    assert_eq!(cert(reported).await.last_reported_at, Some(NOW - 5));
+    let silent = cert(silent).await;
+    assert_eq!(silent.last_reported_at, None);
+    assert_eq!(silent.csr, "CSR");
+    assert_eq!(silent.status, CertificateStatusType::Issued);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn upgrade_keeps_instance_reports_sqlite() {
+    upgrade_keeps_instance_reports(sqlite()).await;
+}
+
+#[tokio::test]
+async fn upgrade_keeps_instance_reports_postgres() {
+    upgrade_keeps_instance_reports(pg()).await;
+}
