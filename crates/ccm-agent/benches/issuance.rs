@@ -3,7 +3,7 @@
 //! signing, store batches) and the idle RSS of a real `ccm agent` process.
 //!
 //! ```text
-//! cargo bench -p ccm-agent --bench issuance -- [--db sqlite|postgres] [--requests N] [--concurrency C]
+//! cargo bench -p ccm-agent --bench issuance -- [--db sqlite|postgres] [--requests N] [--concurrency C | --rate R]
 //! CCM_BIN=target/release/ccm cargo bench -p ccm-agent --bench issuance   # adds the agent RSS
 //! ```
 //!
@@ -142,6 +142,9 @@ fn main() {
     let db = arg("--db", "sqlite");
     let n: usize = arg("--requests", "4000").parse().unwrap();
     let concurrency: usize = arg("--concurrency", "32").parse().unwrap();
+    let rate: Option<f64> = Some(arg("--rate", ""))
+        .filter(|r| !r.is_empty())
+        .map(|r| r.parse().unwrap());
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
@@ -303,13 +306,14 @@ fn main() {
         let agent_url = format!("http://{}", agent.local_addr);
         let client = reqwest::Client::builder()
             .tls_backend_preconfigured(ccm_pki::pinning::client_config_with_roots(&[]).unwrap())
-            .pool_max_idle_per_host(concurrency)
+            .pool_max_idle_per_host(if rate.is_some() { 1024 } else { concurrency })
             .no_proxy()
             .build()
             .unwrap();
 
         // Warm-up (connections, caches), then the timed run.
         let warm = 64.min(reqs.len() / 4);
+        let reqs_len = reqs.len();
         for r in reqs.iter().take(warm) {
             let v: Value = client
                 .post(format!("{agent_url}/v1/certificate/issue-with-quote"))
@@ -322,41 +326,70 @@ fn main() {
                 .unwrap();
             assert_eq!(v["task_status"], "SUCCESS", "{v}");
         }
-        let next = Arc::new(AtomicUsize::new(warm));
+        let url = format!("{agent_url}/v1/certificate/issue-with-quote");
+        // One request; the answer must be a certificate.
+        let issue = {
+            let (client, reqs) = (client.clone(), reqs.clone());
+            move |i: usize| {
+            let (client, reqs, url) = (client.clone(), reqs.clone(), url.clone());
+            async move {
+                let v: Answer = client
+                    .post(&url)
+                    .header("content-type", "application/json")
+                    .body(reqs[i].body.clone())
+                    .send()
+                    .await
+                    .unwrap()
+                    .json()
+                    .await
+                    .unwrap();
+                assert_eq!(v.task_status, "SUCCESS", "{:?}", v.message);
+            }
+            }
+        };
         let cpu_before = thread_cpu();
         let start = Instant::now();
-        let mut workers = Vec::new();
-        for _ in 0..concurrency {
-            let client = client.clone();
-            let reqs = reqs.clone();
-            let next = next.clone();
-            let url = format!("{agent_url}/v1/certificate/issue-with-quote");
-            workers.push(tokio::spawn(async move {
-                let mut lat = Vec::new();
-                loop {
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(r) = reqs.get(i) else { break };
-                    let t = Instant::now();
-                    let sent_at = t - start;
-                    let v: Answer = client
-                        .post(&url)
-                        .header("content-type", "application/json")
-                        .body(r.body.clone())
-                        .send()
-                        .await
-                        .unwrap()
-                        .json()
-                        .await
-                        .unwrap();
-                    lat.push((t.elapsed(), sent_at));
-                    assert_eq!(v.task_status, "SUCCESS", "{:?}", v.message);
-                }
-                lat
-            }));
-        }
-        let mut lat = Vec::new();
-        for w in workers {
-            lat.extend(w.await.unwrap());
+        // (latency, when it was sent) of every timed request.
+        let mut lat: Vec<(Duration, Duration)> = Vec::with_capacity(reqs.len());
+        if let Some(rate) = rate {
+            // Open loop: request k is due at start + k / rate whatever happened before, and
+            // its latency counts from then, so a stall delays everything due during it.
+            let mut sent = Vec::with_capacity(reqs.len());
+            for (k, i) in (warm..reqs.len()).enumerate() {
+                let due = start + Duration::from_secs_f64(k as f64 / rate);
+                tokio::time::sleep_until(due.into()).await;
+                let request = issue(i);
+                sent.push(tokio::spawn(async move {
+                    request.await;
+                    (due.elapsed(), due - start)
+                }));
+            }
+            for s in sent {
+                lat.push(s.await.unwrap());
+            }
+        } else {
+            // Closed loop: `concurrency` clients, each sending its next request on an answer.
+            let next = Arc::new(AtomicUsize::new(warm));
+            let mut workers = Vec::new();
+            for _ in 0..concurrency {
+                let (next, issue) = (next.clone(), issue.clone());
+                workers.push(tokio::spawn(async move {
+                    let mut lat = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        if i >= reqs_len {
+                            break;
+                        }
+                        let t = Instant::now();
+                        issue(i).await;
+                        lat.push((t.elapsed(), t - start));
+                    }
+                    lat
+                }));
+            }
+            for w in workers {
+                lat.extend(w.await.unwrap());
+            }
         }
         let elapsed = start.elapsed();
         let cpu_after = thread_cpu();
@@ -369,8 +402,12 @@ fn main() {
             .map(|(l, at)| format!("{:.1} ms at +{:.2} s", l.as_secs_f64() * 1e3, at.as_secs_f64()))
             .collect();
         let lat: Vec<Duration> = lat.into_iter().map(|(l, _)| l).collect();
+        let load = match rate {
+            Some(r) => format!("open loop, {r:.0}/s offered"),
+            None => format!("{concurrency} concurrent"),
+        };
         println!(
-            "issuance via agent ({db}, {} requests, {concurrency} concurrent): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
+            "issuance via agent ({db}, {} requests, {load}): {:.0}/s, p50 {:.2} ms, p99 {:.2} ms",
             lat.len(),
             lat.len() as f64 / elapsed.as_secs_f64(),
             percentile(&lat, 0.50).as_secs_f64() * 1e3,

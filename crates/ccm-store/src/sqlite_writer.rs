@@ -27,9 +27,14 @@ use crate::{Error, Result, SQLITE_PRAGMAS};
 /// A write taking longer than this is logged (with where its time went).
 const SLOW_WRITE: Duration = Duration::from_millis(100);
 
-struct Job {
-    write: WriteSet,
-    done: oneshot::Sender<Result<()>>,
+enum Job {
+    Write {
+        write: WriteSet,
+        done: oneshot::Sender<Result<()>>,
+    },
+    Checkpoint {
+        done: oneshot::Sender<Result<()>>,
+    },
 }
 
 /// Handle to the writer thread (started on first use).
@@ -69,12 +74,30 @@ impl SqliteWriter {
             let State::Running(jobs) = &*state else {
                 return Err(Error::Writer("the store is closed".into()));
             };
-            jobs.send(Job { write, done })
+            jobs.send(Job::Write { write, done })
                 .map_err(|_| Error::Writer("the SQLite writer thread is gone".into()))?;
         }
         result
             .await
             .map_err(|_| Error::Writer("the SQLite writer thread stopped".into()))?
+    }
+
+    /// Copies the whole write-ahead log into the database file on the writer thread, holding
+    /// the writer lock, so that the next write starts the log over; `None` when the thread is
+    /// not running (no issuance yet, or closed), and the caller does it on its own connection.
+    ///
+    /// Other writers wait for exactly as long as SQLite works: a task on the runtime holding
+    /// the lock would hold it, after its checkpoint, until a busy core schedules it again.
+    pub(crate) async fn restart_checkpoint(&self) -> Option<Result<()>> {
+        let (done, result) = oneshot::channel();
+        {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let State::Running(jobs) = &*state else {
+                return None;
+            };
+            jobs.send(Job::Checkpoint { done }).ok()?;
+        }
+        result.await.ok()
     }
 
     /// Stops the thread once the writes already handed to it are done; later writes fail.
@@ -117,20 +140,44 @@ fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
 fn run(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Receiver<Job>) {
     let mut conn: Option<rusqlite::Connection> = None;
     while let Ok(job) = jobs.recv() {
-        let result = match &mut conn {
-            Some(c) => apply(c, write_lock, &job.write),
-            None => match open(path) {
-                Ok(c) => apply(conn.insert(c), write_lock, &job.write),
-                Err(e) => Err(e),
-            },
+        let c = match &mut conn {
+            Some(c) => Ok(c),
+            None => open(path).map(|c| conn.insert(c)),
         };
-        let result = result.map_err(|e| {
-            // A connection that failed is opened afresh for the next write.
-            conn = None;
-            Error::Writer(format!("SQLite write failed: {e}"))
-        });
-        let _ = job.done.send(result);
+        match job {
+            Job::Write { write, done } => {
+                let result = c.and_then(|c| apply(c, write_lock, &write)).map_err(|e| {
+                    // A connection that failed is opened afresh for the next write.
+                    conn = None;
+                    Error::Writer(format!("SQLite write failed: {e}"))
+                });
+                let _ = done.send(result);
+            }
+            Job::Checkpoint { done } => {
+                let result = c.and_then(|c| checkpoint(c, write_lock)).map_err(|e| {
+                    conn = None;
+                    Error::Writer(format!("SQLite checkpoint failed: {e}"))
+                });
+                let _ = done.send(result);
+            }
+        }
     }
+}
+
+fn checkpoint(conn: &rusqlite::Connection, write_lock: &Mutex<()>) -> rusqlite::Result<()> {
+    let _writers_wait = write_lock.blocking_lock();
+    let started = Instant::now();
+    let (_busy, frames, copied): (i64, i64, i64) =
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+        })?;
+    tracing::debug!(
+        frames,
+        copied,
+        millis = started.elapsed().as_secs_f64() * 1e3,
+        "WAL checkpoint with writers held"
+    );
+    Ok(())
 }
 
 fn apply(
