@@ -106,14 +106,15 @@ impl Backend {
             .join(", ")
     }
 
-    /// `column` in a condition that must not choose the index a query uses. SQLite's planner,
-    /// without statistics, rates an index equality at a few rows and would rather walk every
-    /// row of `column`'s value than look up an `IN` list of unique keys; a unary `+` takes the
-    /// column out of its choice. PostgreSQL plans from statistics (and has no `+` for text).
+    /// Text `column` in a condition that must not choose the index a query uses. Without
+    /// statistics (a young table), both planners rate an index equality at a few rows and would
+    /// rather walk every row of `column`'s value than look up an `IN` list of unique keys. An
+    /// expression takes the column out of their choice: SQLite's documented unary `+`, and on
+    /// PostgreSQL (which has no `+` for text) an empty concatenation.
     pub(crate) fn not_for_index(self, column: &str) -> String {
         match self {
             Self::Sqlite => format!("+{column}"),
-            Self::Postgres => column.to_string(),
+            Self::Postgres => format!("({column} || '')"),
         }
     }
 }
