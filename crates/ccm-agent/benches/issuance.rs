@@ -121,6 +121,21 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
     out
 }
 
+/// Sends one prepared request to the agent; the answer must be a certificate.
+async fn issue(client: &reqwest::Client, url: &str, body: &str) {
+    let v: Answer = client
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(v.task_status, "SUCCESS", "{:?}", v.message);
+}
+
 fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
     let t = Instant::now();
     for _ in 0..n {
@@ -314,39 +329,10 @@ fn main() {
         // Warm-up (connections, caches), then the timed run.
         let warm = 64.min(reqs.len() / 4);
         let reqs_len = reqs.len();
-        for r in reqs.iter().take(warm) {
-            let v: Value = client
-                .post(format!("{agent_url}/v1/certificate/issue-with-quote"))
-                .json(&json!({"csr": r.csr, "quote": r.quote}))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
-            assert_eq!(v["task_status"], "SUCCESS", "{v}");
-        }
         let url = format!("{agent_url}/v1/certificate/issue-with-quote");
-        // One request; the answer must be a certificate.
-        let issue = {
-            let (client, reqs) = (client.clone(), reqs.clone());
-            move |i: usize| {
-            let (client, reqs, url) = (client.clone(), reqs.clone(), url.clone());
-            async move {
-                let v: Answer = client
-                    .post(&url)
-                    .header("content-type", "application/json")
-                    .body(reqs[i].body.clone())
-                    .send()
-                    .await
-                    .unwrap()
-                    .json()
-                    .await
-                    .unwrap();
-                assert_eq!(v.task_status, "SUCCESS", "{:?}", v.message);
-            }
-            }
-        };
+        for r in reqs.iter().take(warm) {
+            issue(&client, &url, &r.body).await;
+        }
         let cpu_before = thread_cpu();
         let start = Instant::now();
         // (latency, when it was sent) of every timed request.
@@ -358,9 +344,9 @@ fn main() {
             for (k, i) in (warm..reqs.len()).enumerate() {
                 let due = start + Duration::from_secs_f64(k as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
-                let request = issue(i);
+                let (client, url, reqs) = (client.clone(), url.clone(), reqs.clone());
                 sent.push(tokio::spawn(async move {
-                    request.await;
+                    issue(&client, &url, &reqs[i].body).await;
                     (due.elapsed(), due - start)
                 }));
             }
@@ -372,7 +358,8 @@ fn main() {
             let next = Arc::new(AtomicUsize::new(warm));
             let mut workers = Vec::new();
             for _ in 0..concurrency {
-                let (next, issue) = (next.clone(), issue.clone());
+                let (next, client, url, reqs) =
+                    (next.clone(), client.clone(), url.clone(), reqs.clone());
                 workers.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     loop {
@@ -381,7 +368,7 @@ fn main() {
                             break;
                         }
                         let t = Instant::now();
-                        issue(i).await;
+                        issue(&client, &url, &reqs[i].body).await;
                         lat.push((t.elapsed(), t - start));
                     }
                     lat

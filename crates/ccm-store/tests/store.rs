@@ -446,16 +446,13 @@ async fn concurrent_decisions_one_winner_postgres() {
     concurrent_decisions_one_winner(pg()).await
 }
 
-/// A batch that cannot be written (here: its account does not exist) is refused whole with the
-/// database's reason and leaves no trace; a closed store refuses batches.
-async fn issuance_batch_refused_whole(db: Db) {
-    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
-    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
-    let record = |acct_id| IssuanceRecord {
-        certificate_id: Uuid::new_v4(),
-        task_id: Uuid::new_v4(),
+/// A request refused for want of evidence, as the manager records it.
+fn denied(acct_id: Uuid, zone_id: Uuid) -> IssuanceRecord {
+    IssuanceRecord {
+        certificate_id: Uuid::now_v7(),
+        task_id: Uuid::now_v7(),
         acct_id,
-        zone_id: zone,
+        zone_id,
         node_id: Uuid::new_v4(),
         node_name: "node-1".into(),
         app_id: None,
@@ -472,7 +469,15 @@ async fn issuance_batch_refused_whole(db: Db) {
         valid_until: None,
         message: Some("no attestation evidence".into()),
         task_status: "DENIED",
-    };
+    }
+}
+
+/// A batch that cannot be written (here: its account does not exist) is refused whole with the
+/// database's reason and leaves no trace; a closed store refuses batches.
+async fn issuance_batch_refused_whole(db: Db) {
+    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let record = |acct_id| denied(acct_id, zone);
     let audit_before = store.list_audit(None, 0, 1000).await.unwrap();
     let err = store
         .record_issuances(&[record(acct), record(Uuid::new_v4())], NOW)
@@ -563,26 +568,9 @@ async fn sqlite_wal_stays_bounded_under_sustained_issuance() {
     for _ in 0..100 {
         let batch: Vec<IssuanceRecord> = (0..8)
             .map(|_| IssuanceRecord {
-                certificate_id: Uuid::now_v7(),
-                task_id: Uuid::now_v7(),
-                acct_id: acct,
-                zone_id: zone,
-                node_id: Uuid::new_v4(),
-                node_name: "node-1".into(),
-                app_id: None,
-                build_id: None,
-                status: CertificateStatusType::Rejected,
                 csr: csr.clone(),
                 quote: vec![7; 16 * 1024],
-                domains: vec!["a.example.com".into()],
-                enclave: None,
-                simulated: true,
-                cert_pem: None,
-                serial: None,
-                valid_from: None,
-                valid_until: None,
-                message: Some("refused".into()),
-                task_status: "DENIED",
+                ..denied(acct, zone)
             })
             .collect();
         store.record_issuances(&batch, NOW).await.unwrap();
