@@ -192,12 +192,12 @@ fn spawn_checkpointer(
                 && let Some(f) = &db_file
             {
                 let f = f.clone();
-                match tokio::task::spawn_blocking(move || f.sync_data()).await {
-                    Ok(Ok(())) => {}
-                    Ok(Err(e)) => {
-                        tracing::warn!(error = %e, "syncing the SQLite database file failed")
-                    }
-                    Err(e) => tracing::warn!(error = %e, "syncing the SQLite database file failed"),
+                let synced = tokio::task::spawn_blocking(move || f.sync_data())
+                    .await
+                    .map_err(|e| e.to_string())
+                    .and_then(|r| r.map_err(|e| e.to_string()));
+                if let Err(e) = synced {
+                    tracing::warn!(error = %e, "syncing the SQLite database file failed");
                 }
             }
             if frames <= WAL_RESTART_FRAMES {

@@ -8,6 +8,9 @@
 //! and runs a whole transaction (`BEGIN IMMEDIATE`, the inserts, the audit chain, `COMMIT`)
 //! without leaving it: one hand-over per batch instead of fourteen.
 //!
+//! The same thread runs the checkpoint that lets the write-ahead log start over (see
+//! `spawn_checkpointer`): other writers then wait exactly as long as SQLite works.
+//!
 //! The thread takes the store's writer lock like every other SQLite writer, its connection
 //! has the same settings as the pool's (`SQLITE_PRAGMAS`), and the statements are the same
 //! [`WriteSet`] the sqlx path runs on PostgreSQL. The thread starts with the first write and
