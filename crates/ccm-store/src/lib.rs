@@ -139,6 +139,10 @@ const SQLITE_PRAGMAS: &[&str] = &[
 /// How often the SQLite write-ahead log is checkpointed into the database file.
 const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 
+/// The checkpoint the background task and the issuance writer run; it answers (busy, frames in
+/// the log, frames copied).
+const WAL_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
+
 /// WAL frames (pages) beyond which the log is made to start over.
 const WAL_RESTART_FRAMES: i64 = 2048;
 
@@ -167,7 +171,7 @@ fn spawn_checkpointer(
     tokio::spawn(async move {
         // (busy, frames in the log, frames copied)
         let checkpoint = |pool: AnyPool| async move {
-            sqlx::query_as::<_, (i64, i64, i64)>("PRAGMA wal_checkpoint(PASSIVE)")
+            sqlx::query_as::<_, (i64, i64, i64)>(WAL_CHECKPOINT)
                 .fetch_one(&pool)
                 .await
         };

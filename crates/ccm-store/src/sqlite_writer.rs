@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use tokio::sync::{Mutex, oneshot};
 
 use crate::sql::WriteSet;
-use crate::{Error, Result, SQLITE_PRAGMAS};
+use crate::{Error, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT};
 
 /// A write taking longer than this is logged (with where its time went).
 const SLOW_WRITE: Duration = Duration::from_millis(100);
@@ -170,10 +170,9 @@ fn run(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Receiver<Job
 fn checkpoint(conn: &rusqlite::Connection, write_lock: &Mutex<()>) -> rusqlite::Result<()> {
     let _writers_wait = write_lock.blocking_lock();
     let started = Instant::now();
-    let (_busy, frames, copied): (i64, i64, i64) =
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-        })?;
+    let (_busy, frames, copied): (i64, i64, i64) = conn.query_row(WAL_CHECKPOINT, [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
     tracing::debug!(
         frames,
         copied,
