@@ -89,13 +89,13 @@ async fn target_info(State(agent): State<Agent>) -> Response {
 fn fields(body: &[u8], names: &[&str]) -> Result<Vec<String>, String> {
     let v: serde_json::Value =
         serde_json::from_slice(body).map_err(|e| format!("the body is not JSON: {e}"))?;
-    let obj = v
-        .as_object()
-        .ok_or_else(|| "the body is not a JSON object".to_string())?;
+    let serde_json::Value::Object(mut obj) = v else {
+        return Err("the body is not a JSON object".to_string());
+    };
     names
         .iter()
-        .map(|n| match obj.get(*n) {
-            Some(serde_json::Value::String(s)) => Ok(s.clone()),
+        .map(|n| match obj.remove(*n) {
+            Some(serde_json::Value::String(s)) => Ok(s),
             Some(_) => Err(format!("the field {n:?} is not a string")),
             None => Err(format!("the field {n:?} is missing")),
         })

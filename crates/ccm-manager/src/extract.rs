@@ -48,25 +48,22 @@ pub struct BodyLimit(pub usize);
 
 /// Parses JSON with the error classification of [`Json`].
 pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
-    // Syntax first (the whole body must be one JSON value), then the shape.
-    if let Err(e) = serde_json::from_slice::<serde::de::IgnoredAny>(bytes) {
-        return Err(ApiError::bad_request(
-            "invalid_json",
-            format!("malformed JSON: {e}"),
-        ));
-    }
-    let de = &mut serde_json::Deserializer::from_slice(bytes);
-    match serde_path_to_error::deserialize::<_, T>(de) {
-        Ok(v) => Ok(v),
+    let malformed = |e: serde_json::Error| {
+        ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    match serde_path_to_error::deserialize::<_, T>(&mut de) {
+        // The whole body must be this one value.
+        Ok(v) => de.end().map(|()| v).map_err(malformed),
         Err(e) => {
+            // A syntax error anywhere in the body is reported as such, before a shape error
+            // that the parse came across first.
+            serde_json::from_slice::<serde::de::IgnoredAny>(bytes).map_err(malformed)?;
             let path = e.path().to_string();
             let inner = e.into_inner();
             use serde_json::error::Category;
             match inner.classify() {
-                Category::Syntax | Category::Eof | Category::Io => Err(ApiError::bad_request(
-                    "invalid_json",
-                    format!("malformed JSON: {inner}"),
-                )),
+                Category::Syntax | Category::Eof | Category::Io => Err(malformed(inner)),
                 Category::Data => {
                     let mut field = (path != ".").then_some(path);
                     // serde reports a missing field at the enclosing object; name the field itself.
@@ -119,5 +116,35 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             .await
             .map(|q| Query(q.0))
             .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, serde::Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Body {
+        #[allow(dead_code)]
+        a: u32,
+    }
+
+    fn code(body: &str) -> String {
+        parse_json::<Body>(body.as_bytes())
+            .map(|_| "ok".to_string())
+            .unwrap_or_else(|e| e.body().code.clone())
+    }
+
+    #[test]
+    fn syntax_errors_come_before_shape_errors_and_trailing_text_is_refused() {
+        assert_eq!(code(r#"{"a": 1}"#), "ok");
+        // A well-formed value followed by more text.
+        assert_eq!(code(r#"{"a": 1} x"#), "invalid_json");
+        assert_eq!(code(r#"{"a": 1} {}"#), "invalid_json");
+        // The wrong type comes first in the text, the syntax error later: still malformed.
+        assert_eq!(code(r#"{"a": "x", "b": [1,}"#), "invalid_json");
+        assert_eq!(code(r#"{"a": "x"}"#), "invalid_field");
+        assert_eq!(code(r#"{"a": 1, "b": 2}"#), "invalid_field");
     }
 }

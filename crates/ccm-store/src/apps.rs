@@ -9,6 +9,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::error::on_unique;
+use crate::sqlite_reads::Columns;
 use crate::tasks::{self, NewTask};
 use crate::util::{json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
@@ -40,6 +41,30 @@ pub(crate) const APP_COLS: &str = "app_id, acct_id, name, description, input_ima
      certificate, advanced_settings, labels, created_at, updated_at";
 
 impl AppRow {
+    /// The row from a result row of either path whose columns are named as in [`APP_COLS`].
+    pub(crate) fn from_columns(r: &impl Columns) -> Result<Self> {
+        Ok(Self {
+            app_id: r.get("app_id")?,
+            acct_id: r.get("acct_id")?,
+            name: r.get("name")?,
+            description: r.get("description")?,
+            input_image_name: r.get("input_image_name")?,
+            output_image_name: r.get("output_image_name")?,
+            isvprodid: r.get("isvprodid")?,
+            isvsvn: r.get("isvsvn")?,
+            mem_size: r.get("mem_size")?,
+            threads: r.get("threads")?,
+            allowed_domains: r.get("allowed_domains")?,
+            whitelisted_domains: r.get("whitelisted_domains")?,
+            pending_task_id: r.get("pending_task_id")?,
+            certificate: r.get("certificate")?,
+            advanced_settings: r.get("advanced_settings")?,
+            labels: r.get("labels")?,
+            created_at: r.get("created_at")?,
+            updated_at: r.get("updated_at")?,
+        })
+    }
+
     pub(crate) fn into_app(self) -> Result<App> {
         Ok(App {
             app_id: uuid("apps.app_id", &self.app_id)?,

@@ -14,6 +14,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::sql::{Insert, WriteSet};
+use crate::sqlite_reads::Columns;
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
@@ -265,6 +266,26 @@ pub struct ImageMatch {
     pub image: String,
 }
 
+/// The image and app of [`Store::image_with_app`]'s row (either path).
+fn image_with_app(r: &impl Columns) -> Result<(ImageMatch, Option<App>)> {
+    let name: String = r.get("img_name")?;
+    let tag: String = r.get("img_tag")?;
+    let image = ImageMatch {
+        build_id: uuid("builds.build_id", &r.get::<String>("img_build_id")?)?,
+        app_id: uuid("builds.app_id", &r.get::<String>("img_app_id")?)?,
+        mrsigner: r.get("img_mrsigner")?,
+        isvprodid: r.get("img_isvprodid")?,
+        isvsvn: r.get("img_isvsvn")?,
+        status: r.get("img_status")?,
+        image: format!("{name}:{tag}"),
+    };
+    let app = match r.get::<Option<String>>("app_id")? {
+        Some(_) => Some(crate::apps::AppRow::from_columns(r)?.into_app()?),
+        None => None,
+    };
+    Ok((image, app))
+}
+
 /// Largest batch [`Store::record_issuances`] writes in one statement.
 pub const MAX_ISSUANCE_BATCH: usize = 64;
 
@@ -334,34 +355,20 @@ impl Store {
                 app_cols.join(", ")
             )
         });
-        use sqlx::{FromRow as _, Row as _};
-        let Some(row) = sqlx::query(&SQL)
-            .bind(acct_id.to_string())
-            .bind(mrenclave)
-            .fetch_optional(&self.pool)
-            .await?
-        else {
-            return Ok(None);
-        };
-        let name: String = row.try_get("img_name")?;
-        let tag: String = row.try_get("img_tag")?;
-        let image = ImageMatch {
-            build_id: uuid(
-                "builds.build_id",
-                &row.try_get::<String, _>("img_build_id")?,
-            )?,
-            app_id: uuid("builds.app_id", &row.try_get::<String, _>("img_app_id")?)?,
-            mrsigner: row.try_get("img_mrsigner")?,
-            isvprodid: row.try_get("img_isvprodid")?,
-            isvsvn: row.try_get("img_isvsvn")?,
-            status: row.try_get("img_status")?,
-            image: format!("{name}:{tag}"),
-        };
-        let app = match row.try_get::<Option<String>, _>("app_id")? {
-            Some(_) => Some(crate::apps::AppRow::from_row(&row)?.into_app()?),
-            None => None,
-        };
-        Ok(Some((image, app)))
+        match &self.sqlite_reads {
+            Some(reads) => reads.read(|c| {
+                let mut stmt = c.prepare_cached(&SQL)?;
+                let mut rows = stmt.query([acct_id.to_string(), mrenclave.to_string()])?;
+                rows.next()?.map(image_with_app).transpose()
+            }),
+            None => sqlx::query(&SQL)
+                .bind(acct_id.to_string())
+                .bind(mrenclave)
+                .fetch_optional(&self.pool)
+                .await?
+                .map(|r| image_with_app(&r))
+                .transpose(),
+        }
     }
 
     /// CPUSVN and TCB status recorded with a certificate.
@@ -401,13 +408,24 @@ impl Store {
                 self.backend.params(1, chunk.len()),
                 self.backend.params(chunk.len() + 1, chunk.len())
             );
-            let mut q = sqlx::query_as::<_, (String,)>(&sql);
-            for _ in 0..2 {
-                for id in chunk {
-                    q = q.bind(id.to_string());
+            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
+            let found: Vec<String> = match &self.sqlite_reads {
+                Some(reads) => reads.read(|c| {
+                    Ok(c.prepare_cached(&sql)?
+                        .query_map(rusqlite::params_from_iter(ids.iter().chain(&ids)), |r| {
+                            r.get(0)
+                        })?
+                        .collect::<rusqlite::Result<_>>()?)
+                })?,
+                None => {
+                    let mut q = sqlx::query_scalar::<_, String>(&sql);
+                    for id in ids.iter().chain(&ids) {
+                        q = q.bind(id);
+                    }
+                    q.fetch_all(&self.pool).await?
                 }
-            }
-            for (id,) in q.fetch_all(&self.pool).await? {
+            };
+            for id in found {
                 used.insert(uuid("tasks.task_id", &id)?);
             }
         }

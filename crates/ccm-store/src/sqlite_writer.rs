@@ -75,14 +75,14 @@ impl SqliteWriter {
                 *state = State::Running(self.start());
             }
             let State::Running(jobs) = &*state else {
-                return Err(Error::Writer("the store is closed".into()));
+                return Err(Error::Sqlite("the store is closed".into()));
             };
             jobs.send(Job::Write { write, done })
-                .map_err(|_| Error::Writer("the SQLite writer thread is gone".into()))?;
+                .map_err(|_| Error::Sqlite("the SQLite writer thread is gone".into()))?;
         }
         result
             .await
-            .map_err(|_| Error::Writer("the SQLite writer thread stopped".into()))?
+            .map_err(|_| Error::Sqlite("the SQLite writer thread stopped".into()))?
     }
 
     /// Copies the whole write-ahead log into the database file on the writer thread, holding
@@ -123,7 +123,8 @@ impl SqliteWriter {
     }
 }
 
-fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+/// Opens a connection to the existing database file with the store's settings.
+pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     // The file exists: the pool created it and ran the migrations.
     let conn = rusqlite::Connection::open_with_flags(
         path,
@@ -152,14 +153,14 @@ fn run(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Receiver<Job
                 let result = c.and_then(|c| apply(c, write_lock, &write)).map_err(|e| {
                     // A connection that failed is opened afresh for the next write.
                     conn = None;
-                    Error::Writer(format!("SQLite write failed: {e}"))
+                    Error::Sqlite(format!("SQLite write failed: {e}"))
                 });
                 let _ = done.send(result);
             }
             Job::Checkpoint { done } => {
                 let result = c.and_then(|c| checkpoint(c, write_lock)).map_err(|e| {
                     conn = None;
-                    Error::Writer(format!("SQLite checkpoint failed: {e}"))
+                    Error::Sqlite(format!("SQLite checkpoint failed: {e}"))
                 });
                 let _ = done.send(result);
             }

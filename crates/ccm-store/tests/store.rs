@@ -506,6 +506,102 @@ async fn issuance_batch_refused_whole_postgres() {
     issuance_batch_refused_whole(pg()).await
 }
 
+/// The reads of every issuance batch (on SQLite they run on their own connections): the image
+/// a MRENCLAVE names with its app, whitelisted images first, only in the node's account; and
+/// which task ids are used, across more ids than one statement takes.
+async fn issuance_reads(db: Db) {
+    let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let a = store
+        .create_app(&app(acct, "flask", &["a.example"]), &actor, NOW)
+        .await
+        .unwrap();
+    let mrenclave = "a".repeat(64);
+    assert_eq!(store.image_with_app(acct, &mrenclave).await.unwrap(), None);
+    let older = store
+        .create_build(&build(acct, a.app_id, "1"), &actor, NOW)
+        .await
+        .unwrap();
+    let newer = store
+        .create_build(&build(acct, a.app_id, "2"), &actor, NOW + 1)
+        .await
+        .unwrap();
+    let (image, found_app) = store
+        .image_with_app(acct, &mrenclave)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (image.build_id, image.status.as_str(), image.image.as_str()),
+        (newer.build_id, "PENDING", "registry.example/flask-sgx:2"),
+        "of pending images, the newest"
+    );
+    let stored_app = store.get_app(acct, a.app_id).await.unwrap();
+    assert_eq!(found_app, stored_app);
+    assert_eq!(
+        (image.app_id, image.mrsigner, image.isvprodid, image.isvsvn),
+        (a.app_id, "b".repeat(64), 1, 2)
+    );
+    store
+        .decide_task(
+            acct,
+            older.pending_task_id.unwrap(),
+            ApprovalStatus::Approved,
+            None,
+            &actor,
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    let (image, _) = store
+        .image_with_app(acct, &mrenclave)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        (image.build_id, image.status.as_str()),
+        (older.build_id, "WHITELISTED"),
+        "a whitelisted image before a newer pending one"
+    );
+    assert_eq!(
+        store
+            .image_with_app(Uuid::new_v4(), &mrenclave)
+            .await
+            .unwrap(),
+        None,
+        "another account's image is not found"
+    );
+    assert_eq!(
+        store.image_with_app(acct, &"c".repeat(64)).await.unwrap(),
+        None
+    );
+
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let records: Vec<IssuanceRecord> = (0..3).map(|_| denied(acct, zone)).collect();
+    store.record_issuances(&records, NOW).await.unwrap();
+    let mut asked: Vec<Uuid> = (0..100).map(|_| Uuid::now_v7()).collect();
+    asked[3] = records[0].task_id;
+    asked[90] = records[2].task_id;
+    let used = store.used_task_ids(&asked).await.unwrap();
+    assert_eq!(
+        used,
+        [records[0].task_id, records[2].task_id]
+            .into_iter()
+            .collect()
+    );
+    assert!(store.used_task_ids(&[]).await.unwrap().is_empty());
+    store.close().await;
+    assert!(store.image_with_app(acct, &mrenclave).await.is_err());
+}
+
+#[tokio::test]
+async fn issuance_reads_sqlite() {
+    issuance_reads(sqlite()).await
+}
+#[tokio::test]
+async fn issuance_reads_postgres() {
+    issuance_reads(pg()).await
+}
+
 #[tokio::test]
 async fn rejects_unknown_database_urls() {
     let err = Store::connect("mysql://root:hunter2@db/x", &StoreOptions::default())
@@ -678,4 +774,34 @@ async fn upgrade_keeps_instance_reports_sqlite() {
 #[tokio::test]
 async fn upgrade_keeps_instance_reports_postgres() {
     upgrade_keeps_instance_reports(pg()).await;
+}
+
+/// On PostgreSQL the certificate chain and the quote are stored out of line without compression,
+/// set once by the first start and left alone by the next.
+#[tokio::test]
+async fn postgres_stores_certificates_uncompressed() {
+    use sqlx::Connection as _;
+    let db = pg();
+    for _ in 0..2 {
+        Store::connect(&db.url(), &StoreOptions::default())
+            .await
+            .unwrap()
+            .close()
+            .await;
+    }
+    let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+    let storage: Vec<(String, String)> = sqlx::query_as(
+        "SELECT attname::text, attstorage::text FROM pg_attribute \
+         WHERE attrelid = 'certificates'::regclass AND attname IN ('cert_pem', 'quote', 'csr') \
+         ORDER BY attname",
+    )
+    .fetch_all(&mut conn)
+    .await
+    .unwrap();
+    let storage: Vec<(&str, &str)> = storage
+        .iter()
+        .map(|(a, s)| (a.as_str(), s.as_str()))
+        .collect();
+    // `x` (extended: compressed, then out of line) is the default the CSR keeps.
+    assert_eq!(storage, [("cert_pem", "e"), ("csr", "x"), ("quote", "e")]);
 }
