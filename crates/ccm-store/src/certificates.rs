@@ -304,7 +304,7 @@ impl Store {
             return Ok(());
         }
         let write = issuance_write(batch, now)?;
-        if let Some(writer) = &self.sqlite_writer {
+        if let Some(writer) = &self.writer {
             return writer.write(write).await;
         }
         let mut w = self.begin_write().await?;

@@ -10,10 +10,10 @@ pub enum Error {
     /// The database failed or could not be reached.
     #[error("database error: {0}")]
     Database(#[from] sqlx::Error),
-    /// A direct SQLite connection (the issuance writer thread, the hot-path reads) failed or
-    /// is gone.
+    /// A dedicated connection (the issuance writer thread's, the SQLite hot-path reads') failed
+    /// or is gone.
     #[error("database error: {0}")]
-    Sqlite(String),
+    Connection(String),
     /// A migration failed.
     #[error("database migration failed: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),

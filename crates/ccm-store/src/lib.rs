@@ -15,10 +15,11 @@
 //!   (`audit_head`) is updated first in every write transaction; its row lock orders concurrent
 //!   writers from any number of manager replicas. Races on business state are decided by
 //!   conditional `UPDATE ... WHERE status = ...` statements whose row counts tell who won.
-//! - **Except for the hot path.** Certificate issuance batches on an SQLite file run on a
-//!   dedicated rusqlite connection (`sqlite_writer`): the same statements (`sql::WriteSet`), the
-//!   same writer lock, but no per-statement round trips to a worker thread. The three point
-//!   reads of every node-agent batch run in place on rusqlite connections (`sqlite_reads`).
+//! - **Except for the hot path.** Certificate issuance batches run on a dedicated thread with a
+//!   connection of its own (`writer`: rusqlite on an SQLite file, sqlx on its own runtime for
+//!   PostgreSQL): the same statements (`sql::WriteSet`), the same writer lock or audit head
+//!   lock, but no round trips through the busy runtime. On SQLite, the three point reads of
+//!   every node-agent batch run in place on rusqlite connections (`sqlite_reads`).
 //! - **Durability.** SQLite runs in WAL mode with `synchronous = FULL`: with NORMAL, a power
 //!   loss may roll back the last transactions that the API already acknowledged; FULL syncs the
 //!   WAL on every commit, which is what "acknowledged writes survive a crash" requires. The WAL
@@ -37,10 +38,10 @@ mod nodes;
 mod sessions;
 mod sql;
 mod sqlite_reads;
-mod sqlite_writer;
 mod tasks;
 mod users;
 mod util;
+mod writer;
 mod zones;
 
 use std::str::FromStr;
@@ -145,6 +146,12 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// the log, frames copied).
 const WAL_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
+/// The first statement of every write transaction on PostgreSQL: it takes the audit chain
+/// head's row lock. Every write transaction appends to the audit log, and taking this one lock
+/// before any other makes writers (of any replica) queue in order instead of deadlocking on
+/// each other's rows.
+const PG_WRITE_ORDER: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
+
 /// WAL frames (pages) beyond which the log is made to start over.
 const WAL_RESTART_FRAMES: i64 = 2048;
 
@@ -167,7 +174,7 @@ const WAL_RESTART_FRAMES: i64 = 2048;
 fn spawn_checkpointer(
     pool: AnyPool,
     write_lock: Arc<Mutex<()>>,
-    writer: Option<std::sync::Weak<sqlite_writer::SqliteWriter>>,
+    writer: Option<std::sync::Weak<writer::Writer>>,
     db_file: Option<std::path::PathBuf>,
 ) {
     tokio::spawn(async move {
@@ -276,8 +283,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
-    /// Runs issuance batches on SQLite files (see `sqlite_writer`).
-    sqlite_writer: Option<Arc<sqlite_writer::SqliteWriter>>,
+    /// Runs issuance batches (see `writer`); `None` for an in-memory SQLite database.
+    writer: Option<Arc<writer::Writer>>,
     /// Runs the issuance path's point reads on SQLite files (see `sqlite_reads`).
     sqlite_reads: Option<Arc<sqlite_reads::SqliteReads>>,
 }
@@ -343,22 +350,26 @@ impl Store {
         };
         let pool = pool_options.connect_with(connect_options).await?;
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        let sqlite_writer = match (&write_lock, sqlite_file(&url)) {
-            (Some(lock), Some(path)) => Some(Arc::new(sqlite_writer::SqliteWriter::new(
+        let target = match (&write_lock, sqlite_file(&url)) {
+            (Some(lock), Some(path)) => Some(writer::Target::Sqlite {
                 path,
-                lock.clone(),
-            ))),
+                write_lock: lock.clone(),
+            }),
+            (Some(_), None) => None,
+            (None, _) => Some(writer::Target::Postgres { url: url.clone() }),
+        };
+        let sqlite_reads = match &target {
+            Some(writer::Target::Sqlite { path, .. }) => {
+                Some(Arc::new(sqlite_reads::SqliteReads::new(path.clone())))
+            }
             _ => None,
         };
-        let sqlite_reads = sqlite_writer
-            .as_ref()
-            .and(sqlite_file(&url))
-            .map(|path| Arc::new(sqlite_reads::SqliteReads::new(path)));
+        let writer = target.map(|t| Arc::new(writer::Writer::new(t)));
         let store = Self {
             pool,
             backend,
             write_lock,
-            sqlite_writer,
+            writer,
             sqlite_reads,
         };
         store.migrate().await?;
@@ -366,7 +377,7 @@ impl Store {
             spawn_checkpointer(
                 store.pool.clone(),
                 lock.clone(),
-                store.sqlite_writer.as_ref().map(Arc::downgrade),
+                store.writer.as_ref().map(Arc::downgrade),
                 sqlite_file(&url),
             );
         }
@@ -408,10 +419,10 @@ impl Store {
         Ok(())
     }
 
-    /// Closes the pool, waiting for connections in use to be returned, and stops the SQLite
-    /// issuance writer once the writes handed to it are done. Reads and writes fail afterwards.
+    /// Closes the pool, waiting for connections in use to be returned, and stops the issuance
+    /// writer once the writes handed to it are done. Reads and writes fail afterwards.
     pub async fn close(&self) {
-        if let Some(writer) = &self.sqlite_writer {
+        if let Some(writer) = &self.writer {
             writer.close();
         }
         if let Some(reads) = &self.sqlite_reads {
@@ -430,14 +441,9 @@ impl Store {
             Backend::Postgres => self.pool.begin().await?,
         };
         let mut w = WriteTx { tx, _guard: guard };
-        // Take the audit chain head's row lock first: every write transaction appends to the
-        // audit log, and taking this one lock before any other makes writers on PostgreSQL
-        // queue in order instead of deadlocking on each other's rows. (SQLite's BEGIN IMMEDIATE
-        // has already taken the one database write lock.)
+        // (SQLite's BEGIN IMMEDIATE has already taken the one database write lock.)
         if self.backend == Backend::Postgres {
-            sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
-                .execute(&mut *w.tx)
-                .await?;
+            sqlx::query(PG_WRITE_ORDER).execute(&mut *w.tx).await?;
         }
         Ok(w)
     }

@@ -1,5 +1,5 @@
 //! Multi-row inserts, modelled once and run by either driver: sqlx (every backend) or the
-//! dedicated SQLite writer (`sqlite_writer`).
+//! dedicated issuance writer (`writer`).
 
 use sqlx::AnyConnection;
 

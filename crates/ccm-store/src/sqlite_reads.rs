@@ -45,7 +45,7 @@ impl SqliteReads {
     ) -> Result<T> {
         let taken = match self.idle.lock().unwrap_or_else(|e| e.into_inner()).as_mut() {
             Some(idle) => idle.pop(),
-            None => return Err(Error::Sqlite("the store is closed".into())),
+            None => return Err(Error::Connection("the store is closed".into())),
         };
         let conn = match taken {
             Some(c) => c,
@@ -68,7 +68,7 @@ impl SqliteReads {
 
 impl From<rusqlite::Error> for Error {
     fn from(e: rusqlite::Error) -> Self {
-        Self::Sqlite(e.to_string())
+        Self::Connection(e.to_string())
     }
 }
 
@@ -102,7 +102,7 @@ impl Columns for sqlx::any::AnyRow {
 }
 
 fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = crate::sqlite_writer::open(path)?;
+    let conn = crate::writer::open(path)?;
     conn.execute_batch("PRAGMA query_only = ON")?;
     // `used_task_ids` has one statement per batch size.
     conn.set_prepared_statement_cache_capacity(2 * crate::MAX_ISSUANCE_BATCH);

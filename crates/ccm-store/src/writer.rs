@@ -1,0 +1,313 @@
+//! The dedicated issuance writer, the manager's hot write path: one thread that owns one
+//! connection and runs whole issuance transactions on it.
+//!
+//! Through the pool, every statement is a round trip that ends with the waiting task being
+//! scheduled again, and under issuance load both cores are busy verifying signatures. On
+//! SQLite, each of a batch's seven statements waited for the scheduler (sqlx hands every
+//! statement to the connection's worker thread): a commit took ~4.5 ms, of which SQLite's own
+//! work was a fraction. On PostgreSQL, the eight round trips of a commit (begin, the audit head's
+//! lock, three inserts, the audit head twice, commit) took 6.6 ms at the median and kept the
+//! one writer busy 86% of the time, which capped the issuance rate. A thread of its own answers
+//! at once:
+//!
+//! - **SQLite**: a rusqlite connection to the same file runs `BEGIN IMMEDIATE`, the inserts,
+//!   the audit chain and `COMMIT` without leaving the thread, behind the store's writer lock
+//!   like every other SQLite writer. The same thread runs the checkpoint that lets the
+//!   write-ahead log start over (see `spawn_checkpointer`): other writers then wait exactly as
+//!   long as SQLite works.
+//! - **PostgreSQL**: an sqlx connection driven by the thread's own single-threaded runtime runs
+//!   the same transaction as [`Store::begin_write`](crate::Store) would, audit head lock first.
+//!
+//! The statements are the same [`WriteSet`] everywhere. The thread starts with the first write
+//! and ends, closing its connection, when the store is closed or the last
+//! [`Store`](crate::Store) clone is dropped. A connection that failed is opened afresh for the
+//! next write.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::sync::mpsc;
+use std::time::{Duration, Instant};
+
+use tokio::sync::{Mutex, oneshot};
+
+use crate::sql::WriteSet;
+use crate::{Backend, Error, PG_WRITE_ORDER, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT};
+
+/// A write taking longer than this is logged (with where its time went).
+const SLOW_WRITE: Duration = Duration::from_millis(100);
+
+enum Job {
+    Write {
+        write: WriteSet,
+        done: oneshot::Sender<Result<()>>,
+    },
+    Checkpoint {
+        done: oneshot::Sender<Result<()>>,
+    },
+}
+
+/// The database the writer thread writes to.
+pub(crate) enum Target {
+    /// An SQLite file, serialised with the store's other writers by `write_lock`.
+    Sqlite {
+        /// The database file.
+        path: PathBuf,
+        /// The store's writer lock.
+        write_lock: Arc<Mutex<()>>,
+    },
+    /// A PostgreSQL database.
+    Postgres {
+        /// Its URL (with credentials: never logged).
+        url: String,
+    },
+}
+
+impl std::fmt::Debug for Target {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Sqlite { path, .. } => f.debug_struct("Sqlite").field("path", path).finish(),
+            Self::Postgres { url } => f
+                .debug_struct("Postgres")
+                .field("url", &crate::redact_url(url))
+                .finish(),
+        }
+    }
+}
+
+/// Handle to the writer thread (started on first use).
+#[derive(Debug)]
+pub(crate) struct Writer {
+    target: Arc<Target>,
+    state: std::sync::Mutex<State>,
+}
+
+#[derive(Debug)]
+enum State {
+    NotStarted,
+    Running(mpsc::Sender<Job>),
+    Closed,
+}
+
+impl Writer {
+    /// A writer for `target`.
+    pub(crate) fn new(target: Target) -> Self {
+        Self {
+            target: Arc::new(target),
+            state: std::sync::Mutex::new(State::NotStarted),
+        }
+    }
+
+    /// Runs `write` in one transaction on the writer thread; returns once it is durable.
+    pub(crate) async fn write(&self, write: WriteSet) -> Result<()> {
+        let (done, result) = oneshot::channel();
+        {
+            let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            if matches!(*state, State::NotStarted) {
+                *state = State::Running(self.start());
+            }
+            let State::Running(jobs) = &*state else {
+                return Err(Error::Connection("the store is closed".into()));
+            };
+            jobs.send(Job::Write { write, done })
+                .map_err(|_| Error::Connection("the issuance writer thread is gone".into()))?;
+        }
+        result
+            .await
+            .map_err(|_| Error::Connection("the issuance writer thread stopped".into()))?
+    }
+
+    /// Copies the whole SQLite write-ahead log into the database file on the writer thread,
+    /// holding the writer lock, so that the next write starts the log over; `None` when the
+    /// thread is not running (no issuance yet, or closed), and the caller does it on its own
+    /// connection.
+    ///
+    /// Other writers wait for exactly as long as SQLite works: a task on the runtime holding
+    /// the lock would hold it, after its checkpoint, until a busy core schedules it again.
+    pub(crate) async fn restart_checkpoint(&self) -> Option<Result<()>> {
+        let (done, result) = oneshot::channel();
+        {
+            let state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+            let State::Running(jobs) = &*state else {
+                return None;
+            };
+            jobs.send(Job::Checkpoint { done }).ok()?;
+        }
+        result.await.ok()
+    }
+
+    /// Stops the thread once the writes already handed to it are done; later writes fail.
+    pub(crate) fn close(&self) {
+        *self.state.lock().unwrap_or_else(|e| e.into_inner()) = State::Closed;
+    }
+
+    fn start(&self) -> mpsc::Sender<Job> {
+        let (tx, rx) = mpsc::channel::<Job>();
+        let target = self.target.clone();
+        let spawned = std::thread::Builder::new()
+            .name("ccm-issuance-writer".into())
+            .spawn(move || match &*target {
+                Target::Sqlite { path, write_lock } => run_sqlite(path, write_lock, &rx),
+                Target::Postgres { url } => run_postgres(url, &rx),
+            });
+        if let Err(e) = spawned {
+            // `rx` is gone with the closure, so every write reports the failure.
+            tracing::error!(error = %e, "could not start the issuance writer thread");
+        }
+        tx
+    }
+}
+
+/// Opens a connection to the existing database file with the store's settings.
+pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
+    // The file exists: the pool created it and ran the migrations.
+    let conn = rusqlite::Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_WRITE | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    for pragma in SQLITE_PRAGMAS {
+        // Some pragmas answer with a row (journal_mode), others with none.
+        conn.query_row(pragma, [], |_| Ok(()))
+            .or_else(|e| match e {
+                rusqlite::Error::QueryReturnedNoRows => Ok(()),
+                e => Err(e),
+            })?;
+    }
+    Ok(conn)
+}
+
+fn run_sqlite(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Receiver<Job>) {
+    let mut conn: Option<rusqlite::Connection> = None;
+    while let Ok(job) = jobs.recv() {
+        let c = match &mut conn {
+            Some(c) => Ok(c),
+            None => open(path).map(|c| conn.insert(c)),
+        };
+        match job {
+            Job::Write { write, done } => {
+                let result = c.and_then(|c| apply_sqlite(c, write_lock, &write)).map_err(|e| {
+                    // A connection that failed is opened afresh for the next write.
+                    conn = None;
+                    Error::Connection(format!("SQLite write failed: {e}"))
+                });
+                let _ = done.send(result);
+            }
+            Job::Checkpoint { done } => {
+                let result = c.and_then(|c| checkpoint(c, write_lock)).map_err(|e| {
+                    conn = None;
+                    Error::Connection(format!("SQLite checkpoint failed: {e}"))
+                });
+                let _ = done.send(result);
+            }
+        }
+    }
+}
+
+fn checkpoint(conn: &rusqlite::Connection, write_lock: &Mutex<()>) -> rusqlite::Result<()> {
+    let _writers_wait = write_lock.blocking_lock();
+    let started = Instant::now();
+    let (_busy, frames, copied): (i64, i64, i64) = conn.query_row(WAL_CHECKPOINT, [], |r| {
+        Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+    })?;
+    tracing::debug!(
+        frames,
+        copied,
+        millis = started.elapsed().as_secs_f64() * 1e3,
+        "WAL checkpoint with writers held"
+    );
+    Ok(())
+}
+
+fn apply_sqlite(
+    conn: &mut rusqlite::Connection,
+    write_lock: &Mutex<()>,
+    write: &WriteSet,
+) -> rusqlite::Result<()> {
+    let started = Instant::now();
+    let _writers_wait = write_lock.blocking_lock();
+    let locked = Instant::now();
+    let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+    write.execute_sqlite(&tx)?;
+    let written = Instant::now();
+    tx.commit()?;
+    warn_if_slow(Backend::Sqlite, started, locked, written);
+    Ok(())
+}
+
+/// Logs a write that took longer than [`SLOW_WRITE`], with where its time went.
+fn warn_if_slow(backend: Backend, started: Instant, locked: Instant, written: Instant) {
+    if started.elapsed() >= SLOW_WRITE {
+        let ms = |d: Duration| d.as_secs_f64() * 1e3;
+        tracing::warn!(
+            database = backend.as_str(),
+            lock_wait_ms = ms(locked - started),
+            statements_ms = ms(written - locked),
+            commit_ms = ms(written.elapsed()),
+            "slow issuance write"
+        );
+    }
+}
+
+/// A PostgreSQL connection unused for this long is checked before a write: the server or a
+/// firewall may have closed it meanwhile, and a write must not fail for that.
+const PG_IDLE_CHECK: Duration = Duration::from_secs(10);
+
+fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
+    let runtime = match tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            // Returning drops `jobs`, so every write reports the failure.
+            tracing::error!(error = %e, "could not start the issuance writer's runtime");
+            return;
+        }
+    };
+    let mut conn: Option<(sqlx::AnyConnection, Instant)> = None;
+    while let Ok(job) = jobs.recv() {
+        match job {
+            Job::Write { write, done } => {
+                let result = runtime.block_on(apply_postgres(&mut conn, url, write));
+                if result.is_err() {
+                    conn = None;
+                }
+                let _ = done.send(result);
+            }
+            // The write-ahead log is SQLite's.
+            Job::Checkpoint { done } => {
+                let _ = done.send(Ok(()));
+            }
+        }
+    }
+    if let Some((c, _)) = conn {
+        let _ = runtime.block_on(sqlx::Connection::close(c));
+    }
+}
+
+async fn apply_postgres(
+    conn: &mut Option<(sqlx::AnyConnection, Instant)>,
+    url: &str,
+    write: WriteSet,
+) -> Result<()> {
+    use sqlx::Connection as _;
+    if let Some((c, last_used)) = conn
+        && last_used.elapsed() >= PG_IDLE_CHECK
+        && c.ping().await.is_err()
+    {
+        *conn = None;
+    }
+    let (c, last_used) = match conn {
+        Some(c) => c,
+        None => conn.insert((sqlx::AnyConnection::connect(url).await?, Instant::now())),
+    };
+    let started = Instant::now();
+    let mut tx = c.begin().await?;
+    sqlx::query(PG_WRITE_ORDER).execute(&mut *tx).await?;
+    let locked = Instant::now();
+    write.execute(&mut tx, Backend::Postgres).await?;
+    let written = Instant::now();
+    tx.commit().await?;
+    *last_used = Instant::now();
+    warn_if_slow(Backend::Postgres, started, locked, written);
+    Ok(())
+}
