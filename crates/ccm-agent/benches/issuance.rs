@@ -109,8 +109,9 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
         let secs = (u.parse::<f64>().unwrap_or(0.0) + s.parse::<f64>().unwrap_or(0.0)) / tick;
         let group = if name.starts_with("sqlx-sqlite") {
             "sqlite connection threads".to_string()
-        } else if name.starts_with("ccm-sqlite-writ") {
-            "sqlite writer".to_string()
+        } else if name.starts_with("ccm-issuance-wr") {
+            // The kernel keeps 15 characters of a thread's name.
+            "issuance writer".to_string()
         } else if name.starts_with("tokio-rt") {
             "tokio workers".to_string()
         } else {

@@ -1,6 +1,7 @@
 //! Attestation services of the manager: the DCAP verifier with its trust roots, platform
-//! collateral, the zone CAs in memory, the certificate-issuance decision and its group-committing
-//! writer, and the background sweeps (pending requests, stale nodes).
+//! collateral, the zone CAs in memory, the certificate-issuance decision (whose records the
+//! store's issuance writer group-commits), and the background sweeps (pending requests, stale
+//! nodes).
 //!
 //! # Collateral
 //!
@@ -23,7 +24,7 @@
 //! request is then re-evaluated when a task is approved ([`process_pending`]).
 
 use std::collections::HashMap;
-use std::sync::{Arc, OnceLock, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use base64::Engine as _;
@@ -37,7 +38,6 @@ use ccm_attest::{Collateral, Policy, RootKind, TrustRoot, TrustRoots, VerifiedQu
 use ccm_pki::{Csr, Evidence, ZoneCa};
 use ccm_store::{EnclaveFacts, ImageMatch, IssuanceRecord, NodeAuth, PendingOutcome};
 use sha2::{Digest, Sha256};
-use tokio::sync::{mpsc, oneshot};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
@@ -48,7 +48,6 @@ pub struct AttestServices {
     verifier: Verifier,
     collateral: RwLock<HashMap<[u8; 6], Vec<Arc<Collateral>>>>,
     cas: RwLock<HashMap<Uuid, Arc<ZoneCa>>>,
-    writer: OnceLock<mpsc::Sender<WriteJob>>,
 }
 
 impl std::fmt::Debug for AttestServices {
@@ -57,11 +56,6 @@ impl std::fmt::Debug for AttestServices {
             .field("verifier", &self.verifier)
             .finish_non_exhaustive()
     }
-}
-
-struct WriteJob {
-    record: IssuanceRecord,
-    done: oneshot::Sender<Result<(), String>>,
 }
 
 /// SHA-256 hex of a PPID, as kept in node records.
@@ -116,7 +110,6 @@ impl AttestServices {
             verifier: Verifier::new(roots),
             collateral: RwLock::new(HashMap::new()),
             cas: RwLock::new(HashMap::new()),
-            writer: OnceLock::new(),
         })
     }
 
@@ -587,52 +580,13 @@ async fn decide(
     Ok(())
 }
 
-/// Writes decisions through the group-committing writer and waits until they are durable.
+/// Writes decisions and waits until they are durable. The store's issuance writer commits the
+/// batches of concurrent calls together (group commit).
 pub async fn write(s: &AppState, records: Vec<IssuanceRecord>) -> ApiResult<()> {
-    let tx = s.attest.writer.get_or_init(|| spawn_writer(s.clone()));
-    let mut waits = Vec::with_capacity(records.len());
-    for record in records {
-        let (done, wait) = oneshot::channel();
-        tx.send(WriteJob { record, done })
-            .await
-            .map_err(|_| ApiError::unavailable("the manager is shutting down"))?;
-        waits.push(wait);
-    }
-    for wait in waits {
-        match wait.await {
-            Ok(Ok(())) => {}
-            Ok(Err(e)) => return Err(ApiError::internal(e)),
-            Err(_) => return Err(ApiError::unavailable("the manager is shutting down")),
-        }
-    }
-    Ok(())
-}
-
-fn spawn_writer(s: AppState) -> mpsc::Sender<WriteJob> {
-    let (tx, mut rx) = mpsc::channel::<WriteJob>(4096);
-    tokio::spawn(async move {
-        let mut batch: Vec<WriteJob> = Vec::with_capacity(ccm_store::MAX_ISSUANCE_BATCH);
-        while let Some(first) = rx.recv().await {
-            batch.push(first);
-            while batch.len() < ccm_store::MAX_ISSUANCE_BATCH {
-                match rx.try_recv() {
-                    Ok(j) => batch.push(j),
-                    Err(_) => break,
-                }
-            }
-            let (records, done): (Vec<IssuanceRecord>, Vec<_>) =
-                batch.drain(..).map(|j| (j.record, j.done)).unzip();
-            let result = s
-                .store
-                .record_issuances(&records, s.clock.now())
-                .await
-                .map_err(|e| e.to_string());
-            for d in done {
-                let _ = d.send(result.clone());
-            }
-        }
-    });
-    tx
+    s.store
+        .record_issuances(&records, s.clock.now())
+        .await
+        .map_err(ApiError::internal)
 }
 
 /// The task view of a certificate request.

@@ -109,17 +109,17 @@ impl Insert {
     }
 
     /// Runs the insert as one multi-row statement through sqlx.
-    pub async fn execute(self, conn: &mut AnyConnection, backend: Backend) -> Result<()> {
+    pub async fn execute(&self, conn: &mut AnyConnection, backend: Backend) -> Result<()> {
         if self.rows.is_empty() {
             return Ok(());
         }
         let sql = self.sql(backend, self.rows.len());
         let mut q = sqlx::query(&sql);
-        for p in self.rows.into_iter().flatten() {
+        for p in self.rows.iter().flatten() {
             q = match p {
-                Param::Int(v) => q.bind(v),
-                Param::Text(v) => q.bind(v),
-                Param::Blob(v) => q.bind(v),
+                Param::Int(v) => q.bind(*v),
+                Param::Text(v) => q.bind(v.as_deref()),
+                Param::Blob(v) => q.bind(v.as_slice()),
             };
         }
         q.execute(&mut *conn).await?;
@@ -153,8 +153,8 @@ pub(crate) struct WriteSet {
 
 impl WriteSet {
     /// Runs the statements in the caller's transaction through sqlx.
-    pub async fn execute(self, conn: &mut AnyConnection, backend: Backend) -> Result<()> {
-        for insert in self.inserts {
+    pub async fn execute(&self, conn: &mut AnyConnection, backend: Backend) -> Result<()> {
+        for insert in &self.inserts {
             insert.execute(conn, backend).await?;
         }
         audit::append_many(conn, backend, self.now, &self.audit).await

@@ -33,6 +33,101 @@ use tokio::sync::{Mutex, oneshot};
 use crate::sql::WriteSet;
 use crate::{Backend, Error, PG_WRITE_ORDER, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT};
 
+/// Most write sets (of up to `MAX_ISSUANCE_BATCH` records each) one transaction takes.
+const MAX_GROUP: usize = 8;
+
+/// A write set and who waits for it.
+type Queued = (WriteSet, oneshot::Sender<Result<()>>);
+
+/// What the thread does next.
+enum Next {
+    /// Commit these write sets together.
+    Writes(Vec<Queued>),
+    /// Run the log-restart checkpoint (SQLite).
+    Checkpoint(oneshot::Sender<Result<()>>),
+}
+
+/// The thread's jobs: the write sets queued behind one are taken with it (group commit), so a
+/// commit follows the last at once, without waiting for the runtime to hand over the next.
+struct Queue<'a> {
+    jobs: &'a mpsc::Receiver<Job>,
+    held: Option<Job>,
+}
+
+impl<'a> Queue<'a> {
+    fn new(jobs: &'a mpsc::Receiver<Job>) -> Self {
+        Self { jobs, held: None }
+    }
+
+    /// The next thing to do; `None` once the store let go of the thread.
+    fn next(&mut self) -> Option<Next> {
+        let first = match self.held.take() {
+            Some(job) => job,
+            None => self.jobs.recv().ok()?,
+        };
+        let (write, done) = match first {
+            Job::Checkpoint { done } => return Some(Next::Checkpoint(done)),
+            Job::Write { write, done } => (write, done),
+        };
+        let mut group = vec![(write, done)];
+        while group.len() < MAX_GROUP {
+            match self.jobs.try_recv() {
+                Ok(Job::Write { write, done }) => group.push((write, done)),
+                Ok(other) => {
+                    self.held = Some(other);
+                    break;
+                }
+                Err(_) => break,
+            }
+        }
+        Some(Next::Writes(group))
+    }
+}
+
+/// Commits `group` in one transaction through `apply`. When that fails and `rolled_back` says
+/// the failure left nothing written, one write set may be at fault (a record of an account
+/// deleted meanwhile, say): each is then tried alone, so that the others are not refused with
+/// it. After a failure that may have committed (a connection lost during `COMMIT`), everyone
+/// gets the error: trying again could write the audit entries twice. Answers everyone; returns
+/// whether anything failed.
+fn commit_group(
+    group: Vec<Queued>,
+    rolled_back: impl Fn(&Error) -> bool,
+    mut apply: impl FnMut(&[WriteSet]) -> Result<()>,
+) -> bool {
+    let (writes, waiting): (Vec<WriteSet>, Vec<_>) = group.into_iter().unzip();
+    let e = match apply(&writes) {
+        Ok(()) => {
+            for done in waiting {
+                let _ = done.send(Ok(()));
+            }
+            return false;
+        }
+        Err(e) => e,
+    };
+    if writes.len() > 1 && rolled_back(&e) {
+        for (write, done) in writes.iter().zip(waiting) {
+            let _ = done.send(apply(std::slice::from_ref(write)));
+        }
+    } else {
+        let message = e.to_string();
+        let mut first = Some(e);
+        for done in waiting {
+            let e = first
+                .take()
+                .unwrap_or_else(|| Error::Connection(message.clone()));
+            let _ = done.send(Err(e));
+        }
+    }
+    true
+}
+
+/// Whether a PostgreSQL write failed with nothing written: the server refused a statement or
+/// the commit, so the transaction was rolled back.
+fn pg_rolled_back(e: &Error) -> bool {
+    matches!(e, Error::Database(sqlx::Error::Database(_)))
+}
+
 /// A write taking longer than this is logged (with where its time went).
 const SLOW_WRITE: Duration = Duration::from_millis(100);
 
@@ -177,27 +272,40 @@ pub(crate) fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connect
 
 fn run_sqlite(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Receiver<Job>) {
     let mut conn: Option<rusqlite::Connection> = None;
-    while let Ok(job) = jobs.recv() {
+    let mut queue = Queue::new(jobs);
+    while let Some(next) = queue.next() {
         let c = match &mut conn {
             Some(c) => Ok(c),
             None => open(path).map(|c| conn.insert(c)),
         };
-        match job {
-            Job::Write { write, done } => {
-                let result = c.and_then(|c| apply_sqlite(c, write_lock, &write)).map_err(|e| {
-                    // A connection that failed is opened afresh for the next write.
-                    conn = None;
-                    Error::Connection(format!("SQLite write failed: {e}"))
-                });
+        let failed = match next {
+            Next::Writes(group) => match c {
+                // SQLite's failures are local: a transaction that failed was rolled back.
+                Ok(c) => commit_group(
+                    group,
+                    |_| true,
+                    |writes| {
+                        apply_sqlite(c, write_lock, writes)
+                            .map_err(|e| Error::Connection(format!("SQLite write failed: {e}")))
+                    },
+                ),
+                Err(e) => {
+                    let e = format!("SQLite write failed: {e}");
+                    commit_group(group, |_| false, |_| Err(Error::Connection(e.clone())))
+                }
+            },
+            Next::Checkpoint(done) => {
+                let result = c
+                    .and_then(|c| checkpoint(c, write_lock))
+                    .map_err(|e| Error::Connection(format!("SQLite checkpoint failed: {e}")));
+                let failed = result.is_err();
                 let _ = done.send(result);
+                failed
             }
-            Job::Checkpoint { done } => {
-                let result = c.and_then(|c| checkpoint(c, write_lock)).map_err(|e| {
-                    conn = None;
-                    Error::Connection(format!("SQLite checkpoint failed: {e}"))
-                });
-                let _ = done.send(result);
-            }
+        };
+        if failed {
+            // A connection that failed is opened afresh for the next write.
+            conn = None;
         }
     }
 }
@@ -220,13 +328,15 @@ fn checkpoint(conn: &rusqlite::Connection, write_lock: &Mutex<()>) -> rusqlite::
 fn apply_sqlite(
     conn: &mut rusqlite::Connection,
     write_lock: &Mutex<()>,
-    write: &WriteSet,
+    writes: &[WriteSet],
 ) -> rusqlite::Result<()> {
     let started = Instant::now();
     let _writers_wait = write_lock.blocking_lock();
     let locked = Instant::now();
     let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-    write.execute_sqlite(&tx)?;
+    for write in writes {
+        write.execute_sqlite(&tx)?;
+    }
     let written = Instant::now();
     tx.commit()?;
     warn_if_slow(Backend::Sqlite, started, locked, written);
@@ -264,17 +374,21 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
         }
     };
     let mut conn: Option<(sqlx::AnyConnection, Instant)> = None;
-    while let Ok(job) = jobs.recv() {
-        match job {
-            Job::Write { write, done } => {
-                let result = runtime.block_on(apply_postgres(&mut conn, url, write));
-                if result.is_err() {
-                    conn = None;
-                }
-                let _ = done.send(result);
+    let mut queue = Queue::new(jobs);
+    while let Some(next) = queue.next() {
+        match next {
+            Next::Writes(group) => {
+                commit_group(group, pg_rolled_back, |writes| {
+                    let result = runtime.block_on(apply_postgres(&mut conn, url, writes));
+                    if result.is_err() {
+                        // Opened afresh for the next attempt.
+                        conn = None;
+                    }
+                    result
+                });
             }
             // The write-ahead log is SQLite's.
-            Job::Checkpoint { done } => {
+            Next::Checkpoint(done) => {
                 let _ = done.send(Ok(()));
             }
         }
@@ -287,7 +401,7 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
 async fn apply_postgres(
     conn: &mut Option<(sqlx::AnyConnection, Instant)>,
     url: &str,
-    write: WriteSet,
+    writes: &[WriteSet],
 ) -> Result<()> {
     use sqlx::Connection as _;
     if let Some((c, last_used)) = conn
@@ -304,10 +418,80 @@ async fn apply_postgres(
     let mut tx = c.begin().await?;
     sqlx::query(PG_WRITE_ORDER).execute(&mut *tx).await?;
     let locked = Instant::now();
-    write.execute(&mut tx, Backend::Postgres).await?;
+    for write in writes {
+        write.execute(&mut tx, Backend::Postgres).await?;
+    }
     let written = Instant::now();
     tx.commit().await?;
     *last_used = Instant::now();
     warn_if_slow(Backend::Postgres, started, locked, written);
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A write set told apart by its time.
+    fn queued(now: i64) -> (Queued, oneshot::Receiver<Result<()>>) {
+        let (done, answer) = oneshot::channel();
+        let write = WriteSet {
+            inserts: Vec::new(),
+            audit: Vec::new(),
+            now,
+        };
+        ((write, done), answer)
+    }
+
+    fn answers(answers: Vec<oneshot::Receiver<Result<()>>>) -> Vec<bool> {
+        answers
+            .into_iter()
+            .map(|mut a| a.try_recv().unwrap().is_ok())
+            .collect()
+    }
+
+    #[test]
+    fn a_failed_group_is_tried_set_by_set_when_nothing_was_written() {
+        let (group, waiting): (Vec<_>, Vec<_>) = [1, 2, 3].map(queued).into_iter().unzip();
+        let mut calls = Vec::new();
+        let failed = commit_group(
+            group,
+            |_| true,
+            |writes| {
+                calls.push(writes.len());
+                if writes.iter().any(|w| w.now == 2) {
+                    Err(Error::Connection("refused".into()))
+                } else {
+                    Ok(())
+                }
+            },
+        );
+        assert!(failed);
+        assert_eq!(calls, [3, 1, 1, 1]);
+        assert_eq!(answers(waiting), [true, false, true]);
+    }
+
+    #[test]
+    fn a_failure_that_may_have_committed_is_not_tried_again() {
+        let (group, waiting): (Vec<_>, Vec<_>) = [1, 2].map(queued).into_iter().unzip();
+        let mut calls = 0;
+        let failed = commit_group(
+            group,
+            |_| false,
+            |_| {
+                calls += 1;
+                Err(Error::Connection("connection lost during COMMIT".into()))
+            },
+        );
+        assert!(failed);
+        assert_eq!(calls, 1);
+        assert_eq!(answers(waiting), [false, false]);
+    }
+
+    #[test]
+    fn a_group_that_commits_answers_everyone() {
+        let (group, waiting): (Vec<_>, Vec<_>) = [1, 2].map(queued).into_iter().unzip();
+        assert!(!commit_group(group, |_| true, |_| Ok(())));
+        assert_eq!(answers(waiting), [true, true]);
+    }
 }

@@ -497,6 +497,56 @@ async fn issuance_batch_refused_whole(db: Db) {
     assert!(store.record_issuances(&[record(acct)], NOW).await.is_err());
 }
 
+/// Batches written at the same time are committed together; one that cannot be written is
+/// refused alone, and the others are written with their audit entries, chained in order.
+async fn concurrent_batches_one_refused(db: Db) {
+    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let audit_before = store.list_audit(None, 0, 1000).await.unwrap().len();
+    let batches: Vec<Vec<IssuanceRecord>> = (0..24)
+        .map(|i| {
+            let owner = if i == 7 { Uuid::new_v4() } else { acct };
+            (0..3).map(|_| denied(owner, zone)).collect()
+        })
+        .collect();
+    let writes: Vec<_> = batches
+        .iter()
+        .map(|b| {
+            let store = store.clone();
+            let b = b.clone();
+            tokio::spawn(async move { store.record_issuances(&b, NOW).await })
+        })
+        .collect();
+    let mut results = Vec::new();
+    for w in writes {
+        results.push(w.await.unwrap().is_ok());
+    }
+    let expected: Vec<bool> = (0..24).map(|i| i != 7).collect();
+    assert_eq!(results, expected);
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    assert_eq!(log.len(), audit_before + 23 * 3);
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    let asked: Vec<Uuid> = batches.iter().flatten().map(|r| r.task_id).collect();
+    let written = store.used_task_ids(&asked).await.unwrap();
+    let expected: std::collections::HashSet<Uuid> = batches
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 7)
+        .flat_map(|(_, b)| b.iter().map(|r| r.task_id))
+        .collect();
+    assert_eq!(written, expected);
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_one_refused_sqlite() {
+    concurrent_batches_one_refused(sqlite()).await
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_batches_one_refused_postgres() {
+    concurrent_batches_one_refused(pg()).await
+}
+
 #[tokio::test]
 async fn issuance_batch_refused_whole_sqlite() {
     issuance_batch_refused_whole(sqlite()).await
