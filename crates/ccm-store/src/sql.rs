@@ -152,12 +152,16 @@ pub(crate) struct WriteSet {
 }
 
 impl WriteSet {
-    /// Runs the statements in the caller's transaction through sqlx.
+    /// Runs the statements in the caller's transaction through sqlx, the audit entries first:
+    /// advancing the audit head takes the row lock that orders writers on PostgreSQL
+    /// (`PG_WRITE_ORDER`), so a transaction that starts with a write set takes that lock before
+    /// any other, as every writer must.
     pub async fn execute(&self, conn: &mut AnyConnection, backend: Backend) -> Result<()> {
+        audit::append_many(conn, backend, self.now, &self.audit).await?;
         for insert in &self.inserts {
             insert.execute(conn, backend).await?;
         }
-        audit::append_many(conn, backend, self.now, &self.audit).await
+        Ok(())
     }
 
     /// Runs the statements in the caller's transaction on a rusqlite connection.

@@ -416,7 +416,11 @@ async fn apply_postgres(
     };
     let started = Instant::now();
     let mut tx = c.begin().await?;
-    sqlx::query(PG_WRITE_ORDER).execute(&mut *tx).await?;
+    // The first write set's audit entries take the audit head's lock first; only without any
+    // does the transaction take it explicitly.
+    if writes.first().is_none_or(|w| w.audit.is_empty()) {
+        sqlx::query(PG_WRITE_ORDER).execute(&mut *tx).await?;
+    }
     let locked = Instant::now();
     for write in writes {
         write.execute(&mut tx, Backend::Postgres).await?;
