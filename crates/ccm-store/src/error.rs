@@ -41,6 +41,13 @@ pub enum Error {
     },
 }
 
+/// A failure of a rusqlite connection (the SQLite hot-path reads).
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Self {
+        Self::Connection(e.to_string())
+    }
+}
+
 impl Error {
     pub(crate) fn corrupt(column: &'static str, detail: impl std::fmt::Display) -> Self {
         Self::Corrupt {

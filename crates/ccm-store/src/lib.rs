@@ -146,10 +146,11 @@ const CHECKPOINT_EVERY: Duration = Duration::from_millis(100);
 /// the log, frames copied).
 const WAL_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
-/// The first statement of every write transaction on PostgreSQL: it takes the audit chain
-/// head's row lock. Every write transaction appends to the audit log, and taking this one lock
-/// before any other makes writers (of any replica) queue in order instead of deadlocking on
-/// each other's rows.
+/// Takes the audit chain head's row lock, as the first statement of a PostgreSQL write
+/// transaction that does not begin by advancing the head itself (an issuance write set does:
+/// `WriteSet::execute`). Every write transaction appends to the audit log, and taking this one
+/// lock before any other makes writers (of any replica) queue in order instead of deadlocking
+/// on each other's rows.
 const PG_WRITE_ORDER: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 
 /// WAL frames (pages) beyond which the log is made to start over.

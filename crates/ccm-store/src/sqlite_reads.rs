@@ -66,12 +66,6 @@ impl SqliteReads {
     }
 }
 
-impl From<rusqlite::Error> for Error {
-    fn from(e: rusqlite::Error) -> Self {
-        Self::Connection(e.to_string())
-    }
-}
-
 /// A value both paths decode: from a rusqlite column and from an sqlx `Any` column.
 pub(crate) trait Column:
     rusqlite::types::FromSql + for<'r> sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>

@@ -421,6 +421,8 @@ async fn apply_postgres(
     if writes.first().is_none_or(|w| w.audit.is_empty()) {
         sqlx::query(PG_WRITE_ORDER).execute(&mut *tx).await?;
     }
+    // When the audit entries take the lock, waiting for it counts as statements in a
+    // slow-write warning.
     let locked = Instant::now();
     for write in writes {
         write.execute(&mut tx, Backend::Postgres).await?;
