@@ -1,7 +1,7 @@
 //! The hash-chained audit log.
 
 use ccm_api::audit::{AuditEntry, entry_hash};
-use sqlx::AnyConnection;
+use sqlx::{AnyConnection, Row as _};
 use uuid::Uuid;
 
 use crate::sql::{Cell, Insert};
@@ -83,9 +83,40 @@ const ADVANCE_HEAD: &str = "UPDATE audit_head SET seq = seq + $1 WHERE id = 1 RE
 /// Sets the chain head's hash to `$1`, that of the last entry appended.
 const SET_HEAD_HASH: &str = "UPDATE audit_head SET hash = $1 WHERE id = 1";
 
+/// [`SET_HEAD_HASH`] with the hash as parameter `$n`, for a statement with other parameters.
+pub(crate) fn set_head_hash_sql(n: usize) -> String {
+    SET_HEAD_HASH.replace("$1", &format!("${n}"))
+}
+
+/// On PostgreSQL, starts a transaction and moves the chain head on by `count` entries in one
+/// round trip (two statements sent as one simple query; `count` is a number, not text), and
+/// returns the new last sequence number and the hash the first new entry chains to. With
+/// `count` 0 the transaction takes the writers' lock ([`PG_WRITE_ORDER`](crate::PG_WRITE_ORDER))
+/// instead, and there is no head to return.
+///
+/// The caller ends the transaction with `COMMIT`, or drops the connection.
+pub(crate) async fn begin_postgres(
+    conn: &mut AnyConnection,
+    count: usize,
+) -> Result<Option<(i64, String)>> {
+    if count == 0 {
+        sqlx::raw_sql(&format!("BEGIN; {}", crate::PG_WRITE_ORDER))
+            .execute(&mut *conn)
+            .await?;
+        return Ok(None);
+    }
+    let sql = ADVANCE_HEAD.replace("$1", &count.to_string());
+    // (`fetch_one` would stop at the end of `BEGIN`, which returns no rows.)
+    let rows = sqlx::raw_sql(&format!("BEGIN; {sql}"))
+        .fetch_all(&mut *conn)
+        .await?;
+    let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
+    Ok(Some((row.try_get(0)?, row.try_get(1)?)))
+}
+
 /// The rows of `entries`, numbered from `first_seq` and chained from `prev_hash`; and the hash of
 /// the last one, the chain's new head.
-fn chain(
+pub(crate) fn chain(
     entries: &[PendingEntry],
     first_seq: i64,
     mut prev_hash: String,

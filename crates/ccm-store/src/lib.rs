@@ -347,7 +347,20 @@ impl Store {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => pool_options.max_connections(options.max_connections.max(1)),
+            Backend::Postgres => pool_options
+                .max_connections(options.max_connections.max(1))
+                // sqlx pings a connection (a round trip) every time it is taken from the pool,
+                // and again when it goes back. A connection that was in use moments ago is
+                // checked by that second ping; only one idle for a while is pinged first.
+                .test_before_acquire(false)
+                .before_acquire(|conn, meta| {
+                    Box::pin(async move {
+                        if meta.idle_for >= PG_IDLE_CHECK {
+                            sqlx::Connection::ping(conn).await?;
+                        }
+                        Ok(true)
+                    })
+                }),
         };
         let pool = pool_options.connect_with(connect_options).await?;
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
@@ -475,14 +488,25 @@ impl Store {
     }
 }
 
+/// A PostgreSQL connection unused for this long is checked before use: the server or a
+/// firewall may have closed it meanwhile, and a request must not fail for that.
+const PG_IDLE_CHECK: Duration = Duration::from_secs(10);
+
 /// Columns PostgreSQL stores out of line *without compression*: the certificate chain (PEM,
 /// with the quote embedded) and the quote. Compressing them with pglz took a quarter of the
 /// server's CPU under issuance load, for values that hardly compress (base64 and signatures).
 /// SQLite has no such setting, so this is not a migration: it is applied after them, once.
 const PG_UNCOMPRESSED: &[(&str, &str)] = &[("certificates", "cert_pem"), ("certificates", "quote")];
 
-/// Applies [`PG_UNCOMPRESSED`] where it is not in place yet (an `ALTER TABLE` takes the table's
-/// lock, so it does not run on every start).
+/// Certificate rows up to this size (bytes) stay whole in the table's page instead of having
+/// their chain moved out of line. An issued certificate's row is ~8 KB (the chain embeds the
+/// quote); moving it out cost four more rows and four more index entries in the TOAST table per
+/// issuance. Larger rows, such as a pending request with its quote, still move out. 8160 is
+/// PostgreSQL's maximum (one row per 8 KiB page).
+const PG_CERTIFICATE_ROW_TARGET: u32 = 8160;
+
+/// Applies [`PG_UNCOMPRESSED`] and [`PG_CERTIFICATE_ROW_TARGET`] where they are not in place yet
+/// (an `ALTER TABLE` takes the table's lock, so it does not run on every start).
 async fn postgres_storage(conn: &mut sqlx::AnyConnection) -> Result<()> {
     for (table, column) in PG_UNCOMPRESSED {
         let (storage,): (String,) = sqlx::query_as(
@@ -500,6 +524,17 @@ async fn postgres_storage(conn: &mut sqlx::AnyConnection) -> Result<()> {
             .execute(&mut *conn)
             .await?;
         }
+    }
+    let (options,): (Option<String>,) = sqlx::query_as(
+        "SELECT array_to_string(reloptions, ',') FROM pg_class WHERE oid = 'certificates'::regclass",
+    )
+    .fetch_one(&mut *conn)
+    .await?;
+    let target = format!("toast_tuple_target={PG_CERTIFICATE_ROW_TARGET}");
+    if !options.is_some_and(|o| o.split(',').any(|kv| kv == target)) {
+        sqlx::query(&format!("ALTER TABLE certificates SET ({target})"))
+            .execute(&mut *conn)
+            .await?;
     }
     Ok(())
 }

@@ -88,7 +88,11 @@ impl Insert {
     /// The statement text for `rows` rows: parameters numbered in order on PostgreSQL, anonymous
     /// on SQLite (see `Backend::param`).
     pub fn sql(&self, backend: Backend, rows: usize) -> String {
-        let mut n = 0;
+        self.sql_from(backend, rows, &mut 0)
+    }
+
+    /// [`Insert::sql`] with the parameters numbered on from `*n` (which is left at the last).
+    fn sql_from(&self, backend: Backend, rows: usize, n: &mut usize) -> String {
         let rows: Vec<String> = (0..rows)
             .map(|_| {
                 let cells: Vec<String> = self
@@ -96,8 +100,8 @@ impl Insert {
                     .iter()
                     .map(|c| match c {
                         Cell::Param => {
-                            n += 1;
-                            backend.param(n)
+                            *n += 1;
+                            backend.param(*n)
                         }
                         Cell::Lit(sql) => (*sql).to_string(),
                     })
@@ -114,16 +118,28 @@ impl Insert {
             return Ok(());
         }
         let sql = self.sql(backend, self.rows.len());
-        let mut q = sqlx::query(&sql);
-        for p in self.rows.iter().flatten() {
-            q = match p {
-                Param::Int(v) => q.bind(*v),
-                Param::Text(v) => q.bind(v.as_deref()),
-                Param::Blob(v) => q.bind(v.as_slice()),
-            };
-        }
-        q.execute(&mut *conn).await?;
-        Ok(())
+        run(conn, &sql, self.rows.iter().flatten()).await
+    }
+
+    /// How many parameters one row takes.
+    fn row_params(&self) -> usize {
+        self.cells
+            .iter()
+            .filter(|c| matches!(c, Cell::Param))
+            .count()
+    }
+
+    /// Whether `other` inserts into the same columns in the same way, so that their rows can
+    /// go in one statement.
+    fn same_shape(&self, other: &Insert) -> bool {
+        self.head == other.head
+            && self.tail == other.tail
+            && self.cells.len() == other.cells.len()
+            && self.cells.iter().zip(other.cells).all(|pair| match pair {
+                (Cell::Param, Cell::Param) => true,
+                (Cell::Lit(a), Cell::Lit(b)) => a == b,
+                _ => false,
+            })
     }
 
     /// Runs the insert on a rusqlite connection: one cached single-row statement, executed per
@@ -138,6 +154,112 @@ impl Insert {
         }
         Ok(())
     }
+}
+
+/// Runs `sql` through sqlx with `params` bound in order.
+async fn run<'a>(
+    conn: &mut AnyConnection,
+    sql: &'a str,
+    params: impl Iterator<Item = &'a Param>,
+) -> Result<()> {
+    let mut q = sqlx::query(sql);
+    for p in params {
+        q = match p {
+            Param::Int(v) => q.bind(*v),
+            Param::Text(v) => q.bind(v.as_deref()),
+            Param::Blob(v) => q.bind(v.as_slice()),
+        };
+    }
+    q.execute(&mut *conn).await?;
+    Ok(())
+}
+
+/// Most parameters one PostgreSQL statement can take (the protocol counts them in 16 bits).
+const PG_MAX_PARAMS: usize = u16::MAX as usize;
+
+/// One statement of [`pg_group_statements`]: its text and its parameters in order.
+#[derive(Debug)]
+pub(crate) struct Statement<'a> {
+    /// The SQL text.
+    pub sql: String,
+    /// The parameters.
+    pub params: Vec<&'a Param>,
+}
+
+impl Statement<'_> {
+    /// Runs the statement in the caller's transaction.
+    pub async fn execute(&self, conn: &mut AnyConnection) -> Result<()> {
+        run(conn, &self.sql, self.params.iter().copied()).await
+    }
+}
+
+/// The rows of `inserts` as few PostgreSQL statements as the parameter limit allows, in
+/// practice one: inserts of the same shape are merged into one multi-row insert, and the
+/// inserts of a statement run together as data-modifying `WITH` clauses. The last statement
+/// also sets the audit chain's head hash to `head`, when given.
+///
+/// The clauses of one statement see the same snapshot and run in no set order, so `inserts`
+/// must not depend on each other (no foreign key from one to another's rows): the issuance
+/// writer's certificates, tasks and audit entries do not.
+pub(crate) fn pg_group_statements<'a>(
+    inserts: &[&'a Insert],
+    head: Option<&'a Param>,
+) -> Vec<Statement<'a>> {
+    // Merge inserts of the same shape, keeping the first one of each as the model.
+    let mut merged: Vec<(&Insert, Vec<&'a [Param]>)> = Vec::new();
+    for insert in inserts.iter().copied() {
+        let rows = insert.rows.iter().map(Vec::as_slice);
+        match merged.iter_mut().find(|(m, _)| m.same_shape(insert)) {
+            Some((_, all)) => all.extend(rows),
+            None => merged.push((insert, rows.collect())),
+        }
+    }
+    let head_params = usize::from(head.is_some());
+    let mut out = Vec::new();
+    let mut clauses: Vec<String> = Vec::new();
+    let mut params: Vec<&'a Param> = Vec::new();
+    for (model, rows) in merged {
+        let per_row = model.row_params().max(1);
+        let mut rest = rows.as_slice();
+        while !rest.is_empty() {
+            let room = PG_MAX_PARAMS.saturating_sub(params.len() + head_params) / per_row;
+            if room == 0 && !params.is_empty() {
+                out.push(pg_statement(
+                    std::mem::take(&mut clauses),
+                    std::mem::take(&mut params),
+                ));
+                continue;
+            }
+            let (now, later) = rest.split_at(room.clamp(1, rest.len()));
+            let mut n = params.len();
+            clauses.push(model.sql_from(Backend::Postgres, now.len(), &mut n));
+            params.extend(now.iter().copied().flatten());
+            rest = later;
+        }
+    }
+    if let Some(head) = head {
+        clauses.push(audit::set_head_hash_sql(params.len() + 1));
+        params.push(head);
+    }
+    if !clauses.is_empty() {
+        out.push(pg_statement(clauses, params));
+    }
+    out
+}
+
+/// One statement of `clauses`: all but the last as `WITH` clauses of the last.
+fn pg_statement<'a>(mut clauses: Vec<String>, params: Vec<&'a Param>) -> Statement<'a> {
+    let last = clauses.pop().unwrap_or_default();
+    let sql = if clauses.is_empty() {
+        last
+    } else {
+        let with: Vec<String> = (1..)
+            .zip(&clauses)
+            .map(|(i, c)| format!("w{i} AS ({c})"))
+            .collect();
+        format!("WITH {} {last}", with.join(", "))
+    };
+    Statement { sql, params }
 }
 
 /// What one write transaction adds: its inserts, in order, then its audit entries, chained.
@@ -193,5 +315,97 @@ mod tests {
             insert.sql(Backend::Sqlite, 1),
             "INSERT INTO t (a, b, c) VALUES (?, 'x', ?) ON CONFLICT (a) DO NOTHING"
         );
+    }
+
+    fn insert(head: &'static str, cells: &'static [Cell], rows: usize) -> Insert {
+        let per_row = cells.iter().filter(|c| matches!(c, Cell::Param)).count();
+        Insert {
+            head,
+            cells,
+            tail: "",
+            rows: (0..rows)
+                .map(|r| {
+                    (0..per_row)
+                        .map(|c| Param::from((r * 100 + c) as i64))
+                        .collect()
+                })
+                .collect(),
+        }
+    }
+
+    #[test]
+    fn pg_group_merges_inserts_of_one_shape_and_sets_the_head_last() {
+        let a1 = insert(
+            "INSERT INTO a (x, y) VALUES",
+            &[Cell::Param, Cell::Param],
+            2,
+        );
+        let b = insert(
+            "INSERT INTO b (x, k) VALUES",
+            &[Cell::Param, Cell::Lit("'k'")],
+            1,
+        );
+        let a2 = insert(
+            "INSERT INTO a (x, y) VALUES",
+            &[Cell::Param, Cell::Param],
+            1,
+        );
+        // Same columns, another literal: not the same shape.
+        let b2 = insert(
+            "INSERT INTO b (x, k) VALUES",
+            &[Cell::Param, Cell::Lit("'j'")],
+            1,
+        );
+        let head = Param::from("h".to_string());
+        let statements = pg_group_statements(&[&a1, &b, &a2, &b2], Some(&head));
+        assert_eq!(statements.len(), 1);
+        assert_eq!(
+            statements[0].sql,
+            "WITH w1 AS (INSERT INTO a (x, y) VALUES ($1, $2), ($3, $4), ($5, $6) ), \
+             w2 AS (INSERT INTO b (x, k) VALUES ($7, 'k') ), \
+             w3 AS (INSERT INTO b (x, k) VALUES ($8, 'j') ) \
+             UPDATE audit_head SET hash = $9 WHERE id = 1"
+        );
+        let ints: Vec<Option<i64>> = statements[0]
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Int(v) => *v,
+                _ => None,
+            })
+            .collect();
+        // a1's rows, then a2's, then b's, b2's, and the head (not an integer).
+        assert_eq!(
+            ints,
+            [0, 1, 100, 101, 0, 1, 0, 0]
+                .map(Some)
+                .into_iter()
+                .chain([None])
+                .collect::<Vec<_>>()
+        );
+        // Without a head, the last insert is the statement itself.
+        let alone = pg_group_statements(&[&b], None);
+        assert_eq!(alone[0].sql, "INSERT INTO b (x, k) VALUES ($1, 'k') ");
+        assert!(pg_group_statements(&[], None).is_empty());
+    }
+
+    #[test]
+    fn pg_group_splits_at_the_parameter_limit() {
+        const CELLS: &[Cell] = &[Cell::Param; 26];
+        // 2,521 rows of 26 parameters: 65,546 parameters, 11 more than one statement takes.
+        let big = insert("INSERT INTO c (...) VALUES", CELLS, 2521);
+        let head = Param::from("h".to_string());
+        let statements = pg_group_statements(&[&big], Some(&head));
+        assert_eq!(statements.len(), 2);
+        // The first takes as many whole rows as fit; the head goes with the last.
+        assert_eq!(statements[0].params.len(), 2520 * 26);
+        assert_eq!(statements[1].params.len(), 26 + 1);
+        assert!(
+            statements[1]
+                .sql
+                .ends_with("UPDATE audit_head SET hash = $27 WHERE id = 1")
+        );
+        let rows: usize = statements.iter().map(|s| s.params.len()).sum::<usize>() - 1;
+        assert_eq!(rows, 2521 * 26);
     }
 }

@@ -16,9 +16,12 @@
 //!   write-ahead log start over (see `spawn_checkpointer`): other writers then wait exactly as
 //!   long as SQLite works.
 //! - **PostgreSQL**: an sqlx connection driven by the thread's own single-threaded runtime runs
-//!   the same transaction as [`Store::begin_write`](crate::Store) would, audit head lock first.
+//!   a group of write sets in three round trips: `BEGIN` with the audit head moved on by all
+//!   their entries (the writers' lock, taken first as every writer does), one statement with
+//!   every row and the head's new hash (data-modifying `WITH` clauses, see
+//!   [`pg_group_statements`](crate::sql::pg_group_statements)), and `COMMIT`.
 //!
-//! The statements are the same [`WriteSet`] everywhere. The thread starts with the first write
+//! The rows are the same [`WriteSet`]s everywhere. The thread starts with the first write
 //! and ends, closing its connection, when the store is closed or the last
 //! [`Store`](crate::Store) clone is dropped. A connection that failed is opened afresh for the
 //! next write.
@@ -30,8 +33,8 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, oneshot};
 
-use crate::sql::WriteSet;
-use crate::{Backend, Error, PG_WRITE_ORDER, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT};
+use crate::sql::{self, Insert, Param, WriteSet};
+use crate::{Backend, Error, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT, audit};
 
 /// Most write sets (of up to `MAX_ISSUANCE_BATCH` records each) one transaction takes.
 const MAX_GROUP: usize = 8;
@@ -357,10 +360,6 @@ fn warn_if_slow(backend: Backend, started: Instant, locked: Instant, written: In
     }
 }
 
-/// A PostgreSQL connection unused for this long is checked before a write: the server or a
-/// firewall may have closed it meanwhile, and a write must not fail for that.
-const PG_IDLE_CHECK: Duration = Duration::from_secs(10);
-
 fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
     let runtime = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
@@ -405,7 +404,7 @@ async fn apply_postgres(
 ) -> Result<()> {
     use sqlx::Connection as _;
     if let Some((c, last_used)) = conn
-        && last_used.elapsed() >= PG_IDLE_CHECK
+        && last_used.elapsed() >= crate::PG_IDLE_CHECK
         && c.ping().await.is_err()
     {
         *conn = None;
@@ -415,20 +414,34 @@ async fn apply_postgres(
         None => conn.insert((sqlx::AnyConnection::connect(url).await?, Instant::now())),
     };
     let started = Instant::now();
-    let mut tx = c.begin().await?;
-    // The first write set's audit entries take the audit head's lock first; only without any
-    // does the transaction take it explicitly.
-    if writes.first().is_none_or(|w| w.audit.is_empty()) {
-        sqlx::query(PG_WRITE_ORDER).execute(&mut *tx).await?;
-    }
-    // When the audit entries take the lock, waiting for it counts as statements in a
-    // slow-write warning.
+    // Three round trips, however many write sets: the transaction starts and the audit head
+    // moves on by all their entries (which takes the writers' lock); every row goes in with one
+    // statement, which also sets the head's new hash; commit. On any error the caller drops
+    // the connection, and the server rolls the transaction back.
+    let entries = writes.iter().map(|w| w.audit.len()).sum();
+    let head = audit::begin_postgres(c, entries).await?;
     let locked = Instant::now();
-    for write in writes {
-        write.execute(&mut tx, Backend::Postgres).await?;
+    let mut audit_inserts = Vec::new();
+    let mut new_head = None;
+    if let Some((last_seq, mut hash)) = head {
+        let mut seq = last_seq + 1 - i64::try_from(entries).unwrap_or(i64::MAX);
+        for w in writes.iter().filter(|w| !w.audit.is_empty()) {
+            let (insert, next) = audit::chain(&w.audit, seq, hash, w.now);
+            seq += i64::try_from(w.audit.len()).unwrap_or(i64::MAX);
+            hash = next;
+            audit_inserts.push(insert);
+        }
+        new_head = Some(Param::from(hash));
+    }
+    let inserts: Vec<&Insert> = audit_inserts
+        .iter()
+        .chain(writes.iter().flat_map(|w| &w.inserts))
+        .collect();
+    for statement in sql::pg_group_statements(&inserts, new_head.as_ref()) {
+        statement.execute(c).await?;
     }
     let written = Instant::now();
-    tx.commit().await?;
+    sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
     *last_used = Instant::now();
     warn_if_slow(Backend::Postgres, started, locked, written);
     Ok(())
