@@ -1,7 +1,7 @@
 //! The hash-chained audit log.
 
 use ccm_api::audit::{AuditEntry, entry_hash};
-use sqlx::{AnyConnection, Row as _};
+use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::sql::{Cell, Insert};
@@ -88,30 +88,33 @@ pub(crate) fn set_head_hash_sql(n: usize) -> String {
     SET_HEAD_HASH.replace("$1", &format!("${n}"))
 }
 
-/// On PostgreSQL, starts a transaction and moves the chain head on by `count` entries in one
-/// round trip (two statements sent as one simple query; `count` is a number, not text), and
+/// On PostgreSQL, starts a transaction and moves the chain head on by `count` entries, and
 /// returns the new last sequence number and the hash the first new entry chains to. With
 /// `count` 0 the transaction takes the writers' lock ([`PG_WRITE_ORDER`](crate::PG_WRITE_ORDER))
 /// instead, and there is no head to return.
+///
+/// `BEGIN` goes alone, and the head's update as a prepared statement: sent together as one
+/// simple query they would save a round trip, but the update would be planned every time,
+/// which cost the server more than the round trip.
 ///
 /// The caller ends the transaction with `COMMIT`, or drops the connection.
 pub(crate) async fn begin_postgres(
     conn: &mut AnyConnection,
     count: usize,
 ) -> Result<Option<(i64, String)>> {
+    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
     if count == 0 {
-        sqlx::raw_sql(&format!("BEGIN; {}", crate::PG_WRITE_ORDER))
+        sqlx::query(crate::PG_WRITE_ORDER)
             .execute(&mut *conn)
             .await?;
         return Ok(None);
     }
-    let sql = ADVANCE_HEAD.replace("$1", &count.to_string());
-    // (`fetch_one` would stop at the end of `BEGIN`, which returns no rows.)
-    let rows = sqlx::raw_sql(&format!("BEGIN; {sql}"))
-        .fetch_all(&mut *conn)
+    let count = i64::try_from(count).unwrap_or(i64::MAX);
+    let head = sqlx::query_as(ADVANCE_HEAD)
+        .bind(count)
+        .fetch_one(&mut *conn)
         .await?;
-    let row = rows.first().ok_or(sqlx::Error::RowNotFound)?;
-    Ok(Some((row.try_get(0)?, row.try_get(1)?)))
+    Ok(Some(head))
 }
 
 /// The rows of `entries`, numbered from `first_seq` and chained from `prev_hash`; and the hash of

@@ -361,13 +361,21 @@ impl Store {
                 let mut rows = stmt.query([acct_id.to_string(), mrenclave.to_string()])?;
                 rows.next()?.map(image_with_app).transpose()
             }),
-            None => sqlx::query(&SQL)
-                .bind(acct_id.to_string())
-                .bind(mrenclave)
-                .fetch_optional(&self.pool)
-                .await?
-                .map(|r| image_with_app(&r))
-                .transpose(),
+            None => {
+                self.hot_read(|c| {
+                    let mrenclave = mrenclave.to_string();
+                    Box::pin(async move {
+                        sqlx::query(&SQL)
+                            .bind(acct_id.to_string())
+                            .bind(mrenclave)
+                            .fetch_optional(c)
+                            .await?
+                            .map(|r| image_with_app(&r))
+                            .transpose()
+                    })
+                })
+                .await
+            }
         }
     }
 
@@ -418,11 +426,17 @@ impl Store {
                         .collect::<rusqlite::Result<_>>()?)
                 })?,
                 None => {
-                    let mut q = sqlx::query_scalar::<_, String>(&sql);
-                    for id in ids.iter().chain(&ids) {
-                        q = q.bind(id);
-                    }
-                    q.fetch_all(&self.pool).await?
+                    self.hot_read(|c| {
+                        let (sql, ids) = (sql.clone(), ids.clone());
+                        Box::pin(async move {
+                            let mut q = sqlx::query_scalar::<_, String>(&sql);
+                            for id in ids.iter().chain(&ids) {
+                                q = q.bind(id);
+                            }
+                            Ok(q.fetch_all(c).await?)
+                        })
+                    })
+                    .await?
                 }
             };
             for id in found {

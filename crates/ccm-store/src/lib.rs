@@ -35,6 +35,7 @@ mod certificates;
 mod conversions;
 mod error;
 mod nodes;
+mod pg_reads;
 mod sessions;
 mod sql;
 mod sqlite_reads;
@@ -288,6 +289,8 @@ pub struct Store {
     writer: Option<Arc<writer::Writer>>,
     /// Runs the issuance path's point reads on SQLite files (see `sqlite_reads`).
     sqlite_reads: Option<Arc<sqlite_reads::SqliteReads>>,
+    /// Runs the issuance path's point reads on PostgreSQL (see `pg_reads`).
+    pg_reads: Option<Arc<pg_reads::PgReads>>,
 }
 
 impl std::fmt::Debug for Store {
@@ -347,20 +350,7 @@ impl Store {
                         Ok(())
                     })
                 }),
-            Backend::Postgres => pool_options
-                .max_connections(options.max_connections.max(1))
-                // sqlx pings a connection (a round trip) every time it is taken from the pool,
-                // and again when it goes back. A connection that was in use moments ago is
-                // checked by that second ping; only one idle for a while is pinged first.
-                .test_before_acquire(false)
-                .before_acquire(|conn, meta| {
-                    Box::pin(async move {
-                        if meta.idle_for >= PG_IDLE_CHECK {
-                            sqlx::Connection::ping(conn).await?;
-                        }
-                        Ok(true)
-                    })
-                }),
+            Backend::Postgres => pool_options.max_connections(options.max_connections.max(1)),
         };
         let pool = pool_options.connect_with(connect_options).await?;
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
@@ -378,6 +368,8 @@ impl Store {
             }
             _ => None,
         };
+        let pg_reads = (backend == Backend::Postgres)
+            .then(|| Arc::new(pg_reads::PgReads::new(url.clone(), options.acquire_timeout)));
         let writer = target.map(|t| Arc::new(writer::Writer::new(t)));
         let store = Self {
             pool,
@@ -385,6 +377,7 @@ impl Store {
             write_lock,
             writer,
             sqlite_reads,
+            pg_reads,
         };
         store.migrate().await?;
         if let Some(lock) = &store.write_lock {
@@ -442,7 +435,36 @@ impl Store {
         if let Some(reads) = &self.sqlite_reads {
             reads.close();
         }
+        if let Some(reads) = &self.pg_reads {
+            reads.close();
+        }
         self.pool.close().await;
+    }
+
+    /// Runs a point read of the issuance path that is not on SQLite's read connections: on a
+    /// PostgreSQL read connection (see `pg_reads`), or else on one of the pool's.
+    ///
+    /// `read` may run twice, so it owns what its future needs (a boxed future keeps the
+    /// callers' futures `Send` where an async closure's would not be provably so).
+    pub(crate) async fn hot_read<T>(
+        &self,
+        read: impl Fn(&mut sqlx::AnyConnection) -> ReadFuture<'_, T>,
+    ) -> Result<T> {
+        let Some(reads) = &self.pg_reads else {
+            return read(&mut *self.pool.acquire().await?).await;
+        };
+        let mut c = reads.get().await?;
+        let value = match read(c.conn()).await {
+            // An idle connection the server closed meanwhile (a restart, a terminated
+            // backend): a read can be asked again, on a new connection.
+            Err(e) if c.reused() && pg_reads::connection_lost(&e) => {
+                c.reconnect().await?;
+                read(c.conn()).await?
+            }
+            other => other?,
+        };
+        c.done();
+        Ok(value)
     }
 
     pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
@@ -488,8 +510,12 @@ impl Store {
     }
 }
 
-/// A PostgreSQL connection unused for this long is checked before use: the server or a
-/// firewall may have closed it meanwhile, and a request must not fail for that.
+/// The future of a read on a borrowed connection (see `Store::hot_read`).
+pub(crate) type ReadFuture<'c, T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>>;
+
+/// A dedicated PostgreSQL connection (the issuance writer's, the hot-path reads') unused for
+/// this long is pinged before use: the server or a firewall may have closed it meanwhile.
 const PG_IDLE_CHECK: Duration = Duration::from_secs(10);
 
 /// Columns PostgreSQL stores out of line *without compression*: the certificate chain (PEM,

@@ -511,10 +511,13 @@ impl Store {
                     .optional()?)
             })?,
             None => {
-                sqlx::query_as(SQL)
-                    .bind(serial)
-                    .fetch_optional(&self.pool)
-                    .await?
+                self.hot_read(|c| {
+                    let serial = serial.to_string();
+                    Box::pin(async move {
+                        Ok(sqlx::query_as(SQL).bind(serial).fetch_optional(c).await?)
+                    })
+                })
+                .await?
             }
         };
         let Some((node, zone, not_after, revoked_at, acct, nzone, name, status, sgx)) = row else {

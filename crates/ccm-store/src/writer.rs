@@ -16,8 +16,8 @@
 //!   write-ahead log start over (see `spawn_checkpointer`): other writers then wait exactly as
 //!   long as SQLite works.
 //! - **PostgreSQL**: an sqlx connection driven by the thread's own single-threaded runtime runs
-//!   a group of write sets in three round trips: `BEGIN` with the audit head moved on by all
-//!   their entries (the writers' lock, taken first as every writer does), one statement with
+//!   a group of write sets in four round trips: `BEGIN`, the audit head moved on by all their
+//!   entries (the writers' lock, taken first as every writer does), one statement with
 //!   every row and the head's new hash (data-modifying `WITH` clauses, see
 //!   [`pg_group_statements`](crate::sql::pg_group_statements)), and `COMMIT`.
 //!
@@ -409,17 +409,26 @@ async fn apply_postgres(
     {
         *conn = None;
     }
+    let reused = conn.is_some();
     let (c, last_used) = match conn {
         Some(c) => c,
-        None => conn.insert((sqlx::AnyConnection::connect(url).await?, Instant::now())),
+        None => conn.insert((connect_postgres(url).await?, Instant::now())),
     };
     let started = Instant::now();
-    // Three round trips, however many write sets: the transaction starts and the audit head
-    // moves on by all their entries (which takes the writers' lock); every row goes in with one
+    // Four round trips, however many write sets: the transaction starts; the audit head moves
+    // on by all their entries (which takes the writers' lock); every row goes in with one
     // statement, which also sets the head's new hash; commit. On any error the caller drops
     // the connection, and the server rolls the transaction back.
     let entries = writes.iter().map(|w| w.audit.len()).sum();
-    let head = audit::begin_postgres(c, entries).await?;
+    let head = match audit::begin_postgres(c, entries).await {
+        // The server closed the connection since its last write (a restart, a terminated
+        // backend): nothing was written yet, so the write starts again on a new one.
+        Err(e) if reused && crate::pg_reads::connection_lost(&e) => {
+            *c = connect_postgres(url).await?;
+            audit::begin_postgres(c, entries).await?
+        }
+        other => other?,
+    };
     let locked = Instant::now();
     let mut audit_inserts = Vec::new();
     let mut new_head = None;
@@ -445,6 +454,19 @@ async fn apply_postgres(
     *last_used = Instant::now();
     warn_if_slow(Backend::Postgres, started, locked, written);
     Ok(())
+}
+
+/// A connection for the writer.
+async fn connect_postgres(url: &str) -> Result<sqlx::AnyConnection> {
+    use sqlx::Connection as _;
+    let mut c = sqlx::AnyConnection::connect(url).await?;
+    // The writer's statements are inserts and a primary-key update, whose plans do not depend
+    // on the values: planning them for each execution (PostgreSQL's default for a prepared
+    // statement's first five) is wasted.
+    sqlx::raw_sql("SET plan_cache_mode = force_generic_plan")
+        .execute(&mut c)
+        .await?;
+    Ok(c)
 }
 
 #[cfg(test)]

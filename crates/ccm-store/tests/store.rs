@@ -652,6 +652,53 @@ async fn issuance_reads_postgres() {
     issuance_reads(pg()).await
 }
 
+/// The store's own PostgreSQL connections (the issuance writer's, the hot-path reads', the
+/// pool's) outlive the server ending their sessions, as a restart does: the next reads and
+/// issuance batch succeed on new connections, with nothing lost or written twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_connections_ended_by_the_server_are_replaced() {
+    use sqlx::Connection as _;
+    let db = pg();
+    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let first: Vec<IssuanceRecord> = (0..2).map(|_| denied(acct, zone)).collect();
+    store.record_issuances(&first, NOW).await.unwrap();
+    let ids: Vec<Uuid> = first.iter().map(|r| r.task_id).collect();
+    assert_eq!(store.used_task_ids(&ids).await.unwrap().len(), 2);
+    assert_eq!(
+        store.image_with_app(acct, &"a".repeat(64)).await.unwrap(),
+        None
+    );
+
+    let mut admin = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    let ended: Vec<(bool,)> = sqlx::query_as(
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity \
+         WHERE datname = current_database() AND pid <> pg_backend_pid()",
+    )
+    .fetch_all(&mut admin)
+    .await
+    .unwrap();
+    // The pool's, the reads' and the writer's.
+    assert!(ended.len() >= 3, "{ended:?}");
+    admin.close().await.unwrap();
+
+    assert_eq!(store.used_task_ids(&ids).await.unwrap().len(), 2);
+    assert_eq!(
+        store.image_with_app(acct, &"a".repeat(64)).await.unwrap(),
+        None
+    );
+    let second: Vec<IssuanceRecord> = (0..2).map(|_| denied(acct, zone)).collect();
+    store.record_issuances(&second, NOW).await.unwrap();
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    let issued = log
+        .iter()
+        .filter(|e| e.action == "certificate.deny")
+        .count();
+    assert_eq!(issued, 4, "each batch's entries once");
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    store.close().await;
+}
+
 #[tokio::test]
 async fn rejects_unknown_database_urls() {
     let err = Store::connect("mysql://root:hunter2@db/x", &StoreOptions::default())
