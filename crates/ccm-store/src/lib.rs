@@ -17,9 +17,12 @@
 //!   conditional `UPDATE ... WHERE status = ...` statements whose row counts tell who won.
 //! - **Except for the hot path.** Certificate issuance batches run on a dedicated thread with a
 //!   connection of its own (`writer`: rusqlite on an SQLite file, sqlx on its own runtime for
-//!   PostgreSQL): the same statements (`sql::WriteSet`), the same writer lock or audit head
-//!   lock, but no round trips through the busy runtime. On SQLite, the three point reads of
-//!   every node-agent batch run in place on rusqlite connections (`sqlite_reads`).
+//!   PostgreSQL): the same rows (`sql::WriteSet`), the same writer lock or audit head lock,
+//!   but no round trips through the busy runtime; on PostgreSQL a group of batches is one
+//!   statement of data-modifying `WITH` clauses (`sql::pg_group_statements`). The three point
+//!   reads of every node-agent batch run on connections of their own: in place on rusqlite
+//!   connections on SQLite (`sqlite_reads`), on PostgreSQL without the pool's ping after every
+//!   read (`pg_reads`).
 //! - **Durability.** SQLite runs in WAL mode with `synchronous = FULL`: with NORMAL, a power
 //!   loss may roll back the last transactions that the API already acknowledged; FULL syncs the
 //!   WAL on every commit, which is what "acknowledged writes survive a crash" requires. The WAL
