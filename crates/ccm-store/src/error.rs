@@ -49,6 +49,12 @@ impl From<rusqlite::Error> for Error {
 }
 
 impl Error {
+    /// Whether PostgreSQL ended the transaction to break a deadlock (SQLSTATE 40P01): asking
+    /// again in a new transaction is the remedy.
+    pub(crate) fn is_deadlock(&self) -> bool {
+        matches!(self, Error::Database(sqlx::Error::Database(db)) if db.code().as_deref() == Some("40P01"))
+    }
+
     pub(crate) fn corrupt(column: &'static str, detail: impl std::fmt::Display) -> Self {
         Self::Corrupt {
             column,

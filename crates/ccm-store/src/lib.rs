@@ -152,9 +152,10 @@ const WAL_CHECKPOINT: &str = "PRAGMA wal_checkpoint(PASSIVE)";
 
 /// Takes the audit chain head's row lock, as the first statement of a PostgreSQL write
 /// transaction that does not begin by advancing the head itself (an issuance write set does:
-/// `WriteSet::execute`). Every write transaction appends to the audit log, and taking this one
-/// lock before any other makes writers (of any replica) queue in order instead of deadlocking
-/// on each other's rows.
+/// `WriteSet::execute`). Every write transaction but a running node's heartbeat
+/// (`Store::begin_unaudited_write`) appends to the audit log, and taking this one lock before
+/// any other makes writers (of any replica) queue in order instead of deadlocking on each
+/// other's rows.
 const PG_WRITE_ORDER: &str = "UPDATE audit_head SET seq = seq WHERE id = 1";
 
 /// WAL frames (pages) beyond which the log is made to start over.
@@ -485,6 +486,22 @@ impl Store {
             sqlx::query(PG_WRITE_ORDER).execute(&mut *w.tx).await?;
         }
         Ok(w)
+    }
+
+    /// A write transaction that appends nothing to the audit log, for bookkeeping such as a
+    /// heartbeat's last-seen time and instance reports. On SQLite it is [`Store::begin_write`] (one writer at a
+    /// time). On PostgreSQL it does not take the audit head's lock ([`PG_WRITE_ORDER`]), so it
+    /// runs beside the issuance writer instead of holding it up; the rows it locks are only
+    /// ordered by their own row locks, so a deadlock with a writer deleting the same rows is
+    /// possible and shows as [`Error::is_deadlock`] (the caller asks again).
+    pub(crate) async fn begin_unaudited_write(&self) -> Result<WriteTx<'_>> {
+        match self.backend {
+            Backend::Sqlite => self.begin_write().await,
+            Backend::Postgres => Ok(WriteTx {
+                tx: self.pool.begin().await?,
+                _guard: None,
+            }),
+        }
     }
 
     /// Reads a value from the `meta` table.

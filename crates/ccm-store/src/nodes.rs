@@ -590,6 +590,54 @@ impl Store {
         running: &[Uuid],
         now: i64,
     ) -> Result<Option<NodeStatusType>> {
+        // A running node's heartbeat appends nothing to the audit log: one statement, outside
+        // the writers' queue.
+        let mut w = self.begin_unaudited_write().await?;
+        let seen: Option<(String,)> = sqlx::query_as(
+            "UPDATE nodes SET last_seen_at = $1, last_seen_version = COALESCE($2, last_seen_version) \
+             WHERE node_id = $3 AND status NOT IN ('PROVISIONED', 'STOPPED') RETURNING status",
+        )
+        .bind(now)
+        .bind(version)
+        .bind(node_id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+        let status = match seen {
+            Some((status,)) => enum_value("nodes.status", &status, NodeStatusType::parse)?,
+            None => match self.node_seen_running(node_id, version, now).await? {
+                Some(status) => status,
+                None => return Ok(None),
+            },
+        };
+        // A busy node reports thousands of instances: a few statements, not one per instance,
+        // each in a transaction of its own, so that certificate issuance is held up by one
+        // statement at most on SQLite (one writer at a time) and not at all on PostgreSQL
+        // (reports append nothing to the audit log, so they skip its lock). Only the node's own
+        // certificates count.
+        for chunk in running.chunks(HEARTBEAT_UPDATE_CHUNK) {
+            let mut attempt = 0;
+            loop {
+                attempt += 1;
+                match self.report_instances(node_id, chunk, now).await {
+                    // Deleting an account (its certificates, their reports) while its node
+                    // reports locks the same rows the other way round.
+                    Err(e) if e.is_deadlock() && attempt < 3 => continue,
+                    other => break other?,
+                }
+            }
+        }
+        Ok(Some(status))
+    }
+
+    /// The heartbeat of a node that is not RUNNING (yet, or again): it becomes RUNNING, with an
+    /// audit entry. `None` for an unknown node.
+    async fn node_seen_running(
+        &self,
+        node_id: Uuid,
+        version: Option<&str>,
+        now: i64,
+    ) -> Result<Option<NodeStatusType>> {
         let mut w = self.begin_write().await?;
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT status, acct_id FROM nodes WHERE node_id = $1")
@@ -631,30 +679,29 @@ impl Store {
             .execute(&mut *w.tx)
             .await?;
         w.commit().await?;
-        // A busy node reports thousands of instances: a few statements, not one per instance,
-        // each in a transaction of its own, so that certificate issuance (waiting for the
-        // writer lock) is held up by one statement at most. Only the node's own certificates
-        // count.
-        for chunk in running.chunks(HEARTBEAT_UPDATE_CHUNK) {
-            let mut w = self.begin_write().await?;
-            let sql = format!(
-                "INSERT INTO instance_reports (task_id, last_reported_at) \
-                 SELECT task_id, {} FROM certificates WHERE {} = {} AND task_id IN ({}) \
-                 ON CONFLICT (task_id) DO UPDATE SET last_reported_at = excluded.last_reported_at",
-                self.backend.param(1),
-                // Found by task id: the node's own index would visit all its certificates.
-                self.backend.not_for_index("node_id"),
-                self.backend.param(2),
-                self.backend.params(3, chunk.len())
-            );
-            let mut q = sqlx::query(&sql).bind(now).bind(node_id.to_string());
-            for cert in chunk {
-                q = q.bind(cert.to_string());
-            }
-            q.execute(&mut *w.tx).await?;
-            w.commit().await?;
-        }
         Ok(Some(status))
+    }
+
+    /// Records that `running` (issuance task ids of the node's certificates) were running at
+    /// `now`, in one statement and transaction.
+    async fn report_instances(&self, node_id: Uuid, running: &[Uuid], now: i64) -> Result<()> {
+        let mut w = self.begin_unaudited_write().await?;
+        let sql = format!(
+            "INSERT INTO instance_reports (task_id, last_reported_at) \
+             SELECT task_id, {} FROM certificates WHERE {} = {} AND task_id IN ({}) \
+             ON CONFLICT (task_id) DO UPDATE SET last_reported_at = excluded.last_reported_at",
+            self.backend.param(1),
+            // Found by task id: the node's own index would visit all its certificates.
+            self.backend.not_for_index("node_id"),
+            self.backend.param(2),
+            self.backend.params(3, running.len())
+        );
+        let mut q = sqlx::query(&sql).bind(now).bind(node_id.to_string());
+        for cert in running {
+            q = q.bind(cert.to_string());
+        }
+        q.execute(&mut *w.tx).await?;
+        w.commit().await
     }
 
     /// Marks RUNNING nodes whose last heartbeat is older than `cutoff` as STOPPED; returns how

@@ -699,6 +699,90 @@ async fn postgres_connections_ended_by_the_server_are_replaced() {
     store.close().await;
 }
 
+/// On PostgreSQL a running node's heartbeat (last seen, instance reports) appends nothing to the
+/// audit log, so it does not queue behind writers: it completes while another transaction holds
+/// the audit head's lock. A STOPPED node's heartbeat still records `node.running` in the chain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_heartbeats_do_not_queue_behind_writers() {
+    use ccm_api::nodes::NodeStatusType;
+    use sqlx::Connection as _;
+    let db = pg();
+    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let node = Uuid::new_v4();
+    let mut admin = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    sqlx::query(
+        "INSERT INTO nodes (node_id, acct_id, zone_id, name, status, created_at, \
+         status_updated_at, attested_at, sgx_info, simulated, cert_pem, cert_serial, \
+         cert_not_after) VALUES ($1, $2, $3, 'node-1', 'RUNNING', $4, $4, $4, '{}', 1, 'PEM', \
+         '01', $5)",
+    )
+    .bind(node.to_string())
+    .bind(acct.to_string())
+    .bind(zone.to_string())
+    .bind(NOW)
+    .bind(NOW + 86_400)
+    .execute(&mut admin)
+    .await
+    .unwrap();
+    let records: Vec<IssuanceRecord> = (0..3)
+        .map(|_| IssuanceRecord {
+            node_id: node,
+            ..denied(acct, zone)
+        })
+        .collect();
+    store.record_issuances(&records, NOW).await.unwrap();
+    let running: Vec<Uuid> = records.iter().map(|r| r.task_id).collect();
+
+    let mut writer = admin.begin().await.unwrap();
+    sqlx::query("UPDATE audit_head SET seq = seq WHERE id = 1")
+        .execute(&mut *writer)
+        .await
+        .unwrap();
+    let status = tokio::time::timeout(
+        std::time::Duration::from_secs(30),
+        store.node_heartbeat(node, Some("9.9.9"), &running, NOW + 10),
+    )
+    .await
+    .expect("the heartbeat waited for the audit head's lock")
+    .unwrap();
+    assert_eq!(status, Some(NodeStatusType::Running));
+    writer.rollback().await.unwrap();
+    for r in &records {
+        let cert = store
+            .get_certificate(Some(acct), r.certificate_id, NOW + 10)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(cert.last_reported_at, Some(NOW + 10));
+    }
+
+    sqlx::query("UPDATE nodes SET status = 'STOPPED' WHERE node_id = $1")
+        .bind(node.to_string())
+        .execute(&mut admin)
+        .await
+        .unwrap();
+    let status = store
+        .node_heartbeat(node, None, &running, NOW + 20)
+        .await
+        .unwrap();
+    assert_eq!(status, Some(NodeStatusType::Running));
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    let running_again: Vec<_> = log.iter().filter(|e| e.action == "node.running").collect();
+    assert_eq!(running_again.len(), 1, "{log:?}");
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    assert_eq!(
+        store
+            .node_heartbeat(Uuid::new_v4(), None, &running, NOW + 30)
+            .await
+            .unwrap(),
+        None,
+        "an unknown node"
+    );
+    admin.close().await.unwrap();
+    store.close().await;
+}
+
 #[tokio::test]
 async fn rejects_unknown_database_urls() {
     let err = Store::connect("mysql://root:hunter2@db/x", &StoreOptions::default())
