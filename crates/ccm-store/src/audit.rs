@@ -88,6 +88,20 @@ pub(crate) fn set_head_hash_sql(n: usize) -> String {
     SET_HEAD_HASH.replace("$1", &format!("${n}"))
 }
 
+/// Moves the chain head from one place to another when it is there: parameters `$n` and
+/// `$n+1` are the new sequence number and hash, `$n+2` and `$n+3` the expected ones. Returns
+/// a row when it moved.
+pub(crate) fn swap_head_sql(n: usize) -> String {
+    format!(
+        "UPDATE audit_head SET seq = ${}, hash = ${} WHERE id = 1 AND seq = ${} AND hash = ${} \
+         RETURNING 1",
+        n,
+        n + 1,
+        n + 2,
+        n + 3
+    )
+}
+
 /// On PostgreSQL, starts a transaction and moves the chain head on by `count` entries, and
 /// returns the new last sequence number and the hash the first new entry chains to. With
 /// `count` 0 the transaction takes the writers' lock ([`PG_WRITE_ORDER`](crate::PG_WRITE_ORDER))

@@ -193,17 +193,39 @@ impl Statement<'_> {
     }
 }
 
+/// How the statements of [`pg_group_statements`] move the audit chain's head (`audit_head`).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum HeadMove<'a> {
+    /// Not at all: the group appends no audit entries.
+    Stay,
+    /// The last statement sets its hash; the transaction has already moved its sequence number
+    /// on, which took its lock.
+    SetHash(&'a Param),
+    /// From `from` to `to` (sequence number, hash) at the start of the one statement, which runs
+    /// without a transaction around it: when the head is not at `from` (another writer appended
+    /// meanwhile) the statement fails with a division by zero and writes nothing. Only for a
+    /// group that fits one statement.
+    Swap {
+        /// Where the head is expected.
+        from: [&'a Param; 2],
+        /// Where the group leaves it.
+        to: [&'a Param; 2],
+    },
+}
+
 /// The rows of `inserts` as few PostgreSQL statements as the parameter limit allows, in
 /// practice one: inserts of the same shape are merged into one multi-row insert, and the
 /// inserts of a statement run together as data-modifying `WITH` clauses. The last statement
-/// also sets the audit chain's head hash to `head`, when given.
+/// also moves the audit chain's head as `head` says.
 ///
 /// The clauses of one statement see the same snapshot and run in no set order, so `inserts`
 /// must not depend on each other (no foreign key from one to another's rows): the issuance
-/// writer's certificates, tasks and audit entries do not.
+/// writer's certificates, tasks and audit entries do not. The head's update is the main
+/// statement or what it reads, so PostgreSQL runs it before the clauses it does not read: the
+/// head's lock is taken first, as every writer must (`PG_WRITE_ORDER`).
 pub(crate) fn pg_group_statements<'a>(
     inserts: &[&'a Insert],
-    head: Option<&'a Param>,
+    head: HeadMove<'a>,
 ) -> Vec<Statement<'a>> {
     // Merge inserts of the same shape, keeping the first one of each as the model.
     let mut merged: Vec<(&Insert, Vec<&'a [Param]>)> = Vec::new();
@@ -214,7 +236,11 @@ pub(crate) fn pg_group_statements<'a>(
             None => merged.push((insert, rows.collect())),
         }
     }
-    let head_params = usize::from(head.is_some());
+    let head_params = match head {
+        HeadMove::Stay => 0,
+        HeadMove::SetHash(_) => 1,
+        HeadMove::Swap { .. } => 4,
+    };
     let mut out = Vec::new();
     let mut clauses: Vec<String> = Vec::new();
     let mut params: Vec<&'a Param> = Vec::new();
@@ -237,9 +263,18 @@ pub(crate) fn pg_group_statements<'a>(
             rest = later;
         }
     }
-    if let Some(head) = head {
-        clauses.push(audit::set_head_hash_sql(params.len() + 1));
-        params.push(head);
+    match head {
+        HeadMove::Stay => {}
+        HeadMove::SetHash(hash) => {
+            clauses.push(audit::set_head_hash_sql(params.len() + 1));
+            params.push(hash);
+        }
+        HeadMove::Swap { from, to } => {
+            clauses.push(audit::swap_head_sql(params.len() + 1));
+            params.extend(to.into_iter().chain(from));
+            // Reading the swap's one row (or none) runs it first.
+            clauses.push(format!("SELECT 1 / count(*) FROM w{}", clauses.len()));
+        }
     }
     if !clauses.is_empty() {
         out.push(pg_statement(clauses, params));
@@ -357,7 +392,7 @@ mod tests {
             1,
         );
         let head = Param::from("h".to_string());
-        let statements = pg_group_statements(&[&a1, &b, &a2, &b2], Some(&head));
+        let statements = pg_group_statements(&[&a1, &b, &a2, &b2], HeadMove::SetHash(&head));
         assert_eq!(statements.len(), 1);
         assert_eq!(
             statements[0].sql,
@@ -384,9 +419,48 @@ mod tests {
                 .collect::<Vec<_>>()
         );
         // Without a head, the last insert is the statement itself.
-        let alone = pg_group_statements(&[&b], None);
+        let alone = pg_group_statements(&[&b], HeadMove::Stay);
         assert_eq!(alone[0].sql, "INSERT INTO b (x, k) VALUES ($1, 'k') ");
-        assert!(pg_group_statements(&[], None).is_empty());
+        assert!(pg_group_statements(&[], HeadMove::Stay).is_empty());
+    }
+
+    #[test]
+    fn pg_group_swapping_the_head_reads_the_swap_first() {
+        let a = insert(
+            "INSERT INTO a (x, y) VALUES",
+            &[Cell::Param, Cell::Param],
+            1,
+        );
+        let [seq, hash, new_seq, new_hash] = [
+            Param::from(4i64),
+            Param::from("h".to_string()),
+            Param::from(5i64),
+            Param::from("i".to_string()),
+        ];
+        let statements = pg_group_statements(
+            &[&a],
+            HeadMove::Swap {
+                from: [&seq, &hash],
+                to: [&new_seq, &new_hash],
+            },
+        );
+        assert_eq!(statements.len(), 1);
+        assert_eq!(
+            statements[0].sql,
+            "WITH w1 AS (INSERT INTO a (x, y) VALUES ($1, $2) ), \
+             w2 AS (UPDATE audit_head SET seq = $3, hash = $4 WHERE id = 1 AND seq = $5 \
+             AND hash = $6 RETURNING 1) \
+             SELECT 1 / count(*) FROM w2"
+        );
+        let ints: Vec<Option<i64>> = statements[0]
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Int(v) => *v,
+                _ => None,
+            })
+            .collect();
+        assert_eq!(ints, [Some(0), Some(1), Some(5), None, Some(4), None]);
     }
 
     #[test]
@@ -395,7 +469,7 @@ mod tests {
         // 2,521 rows of 26 parameters: 65,546 parameters, 11 more than one statement takes.
         let big = insert("INSERT INTO c (...) VALUES", CELLS, 2521);
         let head = Param::from("h".to_string());
-        let statements = pg_group_statements(&[&big], Some(&head));
+        let statements = pg_group_statements(&[&big], HeadMove::SetHash(&head));
         assert_eq!(statements.len(), 2);
         // The first takes as many whole rows as fit; the head goes with the last.
         assert_eq!(statements[0].params.len(), 2520 * 26);

@@ -15,11 +15,13 @@
 //!   like every other SQLite writer. The same thread runs the checkpoint that lets the
 //!   write-ahead log start over (see `spawn_checkpointer`): other writers then wait exactly as
 //!   long as SQLite works.
-//! - **PostgreSQL**: an sqlx connection driven by the thread's own single-threaded runtime runs
-//!   a group of write sets in four round trips: `BEGIN`, the audit head moved on by all their
-//!   entries (the writers' lock, taken first as every writer does), one statement with
-//!   every row and the head's new hash (data-modifying `WITH` clauses, see
-//!   [`pg_group_statements`](crate::sql::pg_group_statements)), and `COMMIT`.
+//! - **PostgreSQL**: an sqlx connection driven by the thread's own single-threaded runtime
+//!   commits a group of write sets with one statement: every row as data-modifying `WITH`
+//!   clauses (see [`pg_group_statements`](crate::sql::pg_group_statements)), behind an update
+//!   that moves the audit head on from where the writer's last commit left it. When another
+//!   writer moved the head meanwhile, the group takes four round trips instead: `BEGIN`, the
+//!   head moved on by all its entries (the writers' lock, taken first as every writer does),
+//!   the rows and the head's new hash, and `COMMIT` (see `PgWriter::apply`).
 //!
 //! The rows are the same [`WriteSet`]s everywhere. The thread starts with the first write
 //! and ends, closing its connection, when the store is closed or the last
@@ -33,7 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, oneshot};
 
-use crate::sql::{self, Insert, Param, WriteSet};
+use crate::sql::{self, HeadMove, Insert, Param, WriteSet};
 use crate::{Backend, Error, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT, audit};
 
 /// Most write sets (of up to `MAX_ISSUANCE_BATCH` records each) one transaction takes.
@@ -372,16 +374,16 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
             return;
         }
     };
-    let mut conn: Option<(sqlx::AnyConnection, Instant)> = None;
+    let mut writer = PgWriter::default();
     let mut queue = Queue::new(jobs);
     while let Some(next) = queue.next() {
         match next {
             Next::Writes(group) => {
                 commit_group(group, pg_rolled_back, |writes| {
-                    let result = runtime.block_on(apply_postgres(&mut conn, url, writes));
+                    let result = runtime.block_on(writer.apply(url, writes));
                     if result.is_err() {
                         // Opened afresh for the next attempt.
-                        conn = None;
+                        writer.conn = None;
                     }
                     result
                 });
@@ -392,68 +394,152 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
             }
         }
     }
-    if let Some((c, _)) = conn {
+    if let Some((c, _)) = writer.conn {
         let _ = runtime.block_on(sqlx::Connection::close(c));
     }
 }
 
-async fn apply_postgres(
-    conn: &mut Option<(sqlx::AnyConnection, Instant)>,
-    url: &str,
-    writes: &[WriteSet],
-) -> Result<()> {
-    use sqlx::Connection as _;
-    if let Some((c, last_used)) = conn
-        && last_used.elapsed() >= crate::PG_IDLE_CHECK
-        && c.ping().await.is_err()
-    {
-        *conn = None;
-    }
-    let reused = conn.is_some();
-    let (c, last_used) = match conn {
-        Some(c) => c,
-        None => conn.insert((connect_postgres(url).await?, Instant::now())),
-    };
-    let started = Instant::now();
-    // Four round trips, however many write sets: the transaction starts; the audit head moves
-    // on by all their entries (which takes the writers' lock); every row goes in with one
-    // statement, which also sets the head's new hash; commit. On any error the caller drops
-    // the connection, and the server rolls the transaction back.
-    let entries = writes.iter().map(|w| w.audit.len()).sum();
-    let head = match audit::begin_postgres(c, entries).await {
-        // The server closed the connection since its last write (a restart, a terminated
-        // backend): nothing was written yet, so the write starts again on a new one.
-        Err(e) if reused && crate::pg_reads::connection_lost(&e) => {
-            *c = connect_postgres(url).await?;
-            audit::begin_postgres(c, entries).await?
+/// An audit chain head: the last entry's sequence number and hash.
+type Head = (i64, String);
+
+/// The issuance writer's PostgreSQL connection, with when it was last used, and the audit
+/// chain's head as its last commit left it.
+#[derive(Default)]
+struct PgWriter {
+    conn: Option<(sqlx::AnyConnection, Instant)>,
+    head: Option<Head>,
+}
+
+impl PgWriter {
+    /// Commits `writes` (one group) and answers when they are written.
+    ///
+    /// Usually in one round trip: the writer knows where its last commit left the audit head,
+    /// chains the group's entries on from there and sends one statement (no transaction around
+    /// it) that moves the head from there and inserts every row ([`HeadMove::Swap`]). When
+    /// another writer appended meanwhile (another replica, an approval) that statement writes
+    /// nothing, and the group goes the locked way: `BEGIN`, the head moved on by all the
+    /// entries (which takes the writers' lock), one statement with every row and the head's
+    /// new hash, `COMMIT`.
+    ///
+    /// When the connection fails during the one statement, it may have committed: the locked
+    /// way then runs on a new connection and first looks for the entries the statement would
+    /// have written, so that nothing is written twice.
+    async fn apply(&mut self, url: &str, writes: &[WriteSet]) -> Result<()> {
+        use sqlx::Connection as _;
+        if let Some((c, last_used)) = &mut self.conn
+            && last_used.elapsed() >= crate::PG_IDLE_CHECK
+            && c.ping().await.is_err()
+        {
+            self.conn = None;
         }
-        other => other?,
-    };
-    let locked = Instant::now();
-    let mut audit_inserts = Vec::new();
-    let mut new_head = None;
-    if let Some((last_seq, mut hash)) = head {
-        let mut seq = last_seq + 1 - i64::try_from(entries).unwrap_or(i64::MAX);
-        for w in writes.iter().filter(|w| !w.audit.is_empty()) {
-            let (insert, next) = audit::chain(&w.audit, seq, hash, w.now);
-            seq += i64::try_from(w.audit.len()).unwrap_or(i64::MAX);
-            hash = next;
-            audit_inserts.push(insert);
+        let reused = self.conn.is_some();
+        let (c, last_used) = match &mut self.conn {
+            Some(c) => c,
+            None => self
+                .conn
+                .insert((connect_postgres(url).await?, Instant::now())),
+        };
+        let started = Instant::now();
+        let entries = writes.iter().map(|w| w.audit.len()).sum();
+        let mut unsure = None;
+        if let Some(from) = self.head.take().filter(|_| entries > 0) {
+            let (audit, to) = chain_group(writes, &from);
+            let [from_seq, from_hash] = [Param::from(from.0), Param::from(from.1)];
+            let [to_seq, to_hash] = [Param::from(to.0), Param::from(to.1.clone())];
+            let swap = HeadMove::Swap {
+                from: [&from_seq, &from_hash],
+                to: [&to_seq, &to_hash],
+            };
+            if let [statement] =
+                sql::pg_group_statements(&group_inserts(&audit, writes), swap).as_slice()
+            {
+                match statement.execute(c).await {
+                    Ok(()) => {
+                        *last_used = Instant::now();
+                        self.head = Some(to);
+                        warn_if_slow(Backend::Postgres, started, started, *last_used);
+                        return Ok(());
+                    }
+                    // The head moved (or a row was refused): nothing was written, and the
+                    // locked way below decides.
+                    Err(e) if pg_rolled_back(&e) => {}
+                    Err(e) if crate::pg_reads::connection_lost(&e) => {
+                        *c = connect_postgres(url).await?;
+                        unsure = Some(to);
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
-        new_head = Some(Param::from(hash));
+        // The locked way. On any error the caller drops the connection, and the server rolls
+        // the transaction back.
+        let head = match audit::begin_postgres(c, entries).await {
+            // The server closed the connection since its last write (a restart, a terminated
+            // backend): nothing was written yet, so the write starts again on a new one.
+            Err(e) if reused && crate::pg_reads::connection_lost(&e) => {
+                *c = connect_postgres(url).await?;
+                audit::begin_postgres(c, entries).await?
+            }
+            other => other?,
+        };
+        let locked = Instant::now();
+        if let Some(to) = unsure {
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT hash FROM audit_log WHERE seq = $1")
+                    .bind(to.0)
+                    .fetch_optional(&mut *c)
+                    .await?;
+            if found.is_some_and(|(hash,)| hash == to.1) {
+                // The lost statement committed: the group is written.
+                sqlx::raw_sql("ROLLBACK").execute(&mut *c).await?;
+                *last_used = Instant::now();
+                return Ok(());
+            }
+        }
+        let (audit, new_head) = match head {
+            Some((last_seq, prev_hash)) => {
+                let from = (
+                    last_seq - i64::try_from(entries).unwrap_or(i64::MAX),
+                    prev_hash,
+                );
+                let (audit, to) = chain_group(writes, &from);
+                (audit, Some(to))
+            }
+            None => (Vec::new(), None),
+        };
+        let hash = new_head.as_ref().map(|(_, hash)| Param::from(hash.clone()));
+        let head_move = hash.as_ref().map_or(HeadMove::Stay, HeadMove::SetHash);
+        for statement in sql::pg_group_statements(&group_inserts(&audit, writes), head_move) {
+            statement.execute(c).await?;
+        }
+        let written = Instant::now();
+        sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
+        *last_used = Instant::now();
+        self.head = new_head;
+        warn_if_slow(Backend::Postgres, started, locked, written);
+        Ok(())
     }
-    let inserts: Vec<&Insert> = audit_inserts
+}
+
+/// The audit entries of `writes` chained on from `head`: their inserts, and the new head.
+fn chain_group(writes: &[WriteSet], head: &Head) -> (Vec<Insert>, Head) {
+    let (mut seq, mut hash) = (head.0 + 1, head.1.clone());
+    let mut inserts = Vec::new();
+    for w in writes.iter().filter(|w| !w.audit.is_empty()) {
+        let (insert, next) = audit::chain(&w.audit, seq, hash, w.now);
+        seq += i64::try_from(w.audit.len()).unwrap_or(i64::MAX);
+        hash = next;
+        inserts.push(insert);
+    }
+    (inserts, (seq - 1, hash))
+}
+
+/// Every insert of a group: its audit entries', then the write sets' own.
+fn group_inserts<'a>(audit: &'a [Insert], writes: &'a [WriteSet]) -> Vec<&'a Insert> {
+    audit
         .iter()
         .chain(writes.iter().flat_map(|w| &w.inserts))
-        .collect();
-    for statement in sql::pg_group_statements(&inserts, new_head.as_ref()) {
-        statement.execute(c).await?;
-    }
-    let written = Instant::now();
-    sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
-    *last_used = Instant::now();
-    warn_if_slow(Backend::Postgres, started, locked, written);
-    Ok(())
+        .collect()
 }
 
 /// A connection for the writer. Its statements are inserts and a primary-key update, whose

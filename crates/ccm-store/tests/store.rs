@@ -699,6 +699,185 @@ async fn postgres_connections_ended_by_the_server_are_replaced() {
     store.close().await;
 }
 
+/// Two replicas on one PostgreSQL database issue side by side while approvals-style writes
+/// (an app created) append to the same audit chain: each issuance writer's one-statement
+/// commit finds the head moved by the others now and then and takes the locked way; every
+/// entry is written once and the chain verifies.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn postgres_replicas_issue_side_by_side() {
+    let db = pg();
+    let (a, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let b = Store::connect(&db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let zone = a.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let issue = |store: Store| async move {
+        for _ in 0..20 {
+            let records: Vec<IssuanceRecord> = (0..3).map(|_| denied(acct, zone)).collect();
+            store.record_issuances(&records, NOW).await.unwrap();
+        }
+    };
+    let other = {
+        let (a, actor) = (a.clone(), actor.clone());
+        async move {
+            for i in 0..10 {
+                a.create_app(&app(acct, &format!("app-{i}"), &["a.example"]), &actor, NOW)
+                    .await
+                    .unwrap();
+            }
+        }
+    };
+    tokio::join!(issue(a.clone()), issue(b.clone()), issue(a.clone()), other);
+    let log = a.list_audit(None, 0, 10_000).await.unwrap();
+    let denials = log
+        .iter()
+        .filter(|e| e.action == "certificate.deny")
+        .count();
+    assert_eq!(denials, 3 * 20 * 3);
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    b.close().await;
+    a.close().await;
+}
+
+/// What [`cutting_proxy`] does with the client message that carries its needle.
+#[derive(Clone, Copy, PartialEq)]
+enum Cut {
+    /// Drops it and closes the connection: the server never sees it.
+    Before,
+    /// Passes it on, lets the server run it, and closes the connection before the answer.
+    After,
+}
+
+/// A TCP proxy to the PostgreSQL server at `upstream` (`host:port`) that cuts, once, the
+/// connection whose client sends `needle` (as a parameter's bytes, say); answers the proxy's
+/// address and whether the cut happened.
+async fn cutting_proxy(
+    upstream: String,
+    needle: &'static [u8],
+    cut: Cut,
+) -> (
+    std::net::SocketAddr,
+    std::sync::Arc<std::sync::atomic::AtomicBool>,
+) {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+    use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let done = Arc::new(AtomicBool::new(false));
+    let cut_done = done.clone();
+    tokio::spawn(async move {
+        while let Ok((client, _)) = listener.accept().await {
+            let server = tokio::net::TcpStream::connect(&upstream).await.unwrap();
+            let done = cut_done.clone();
+            tokio::spawn(async move {
+                let (mut from_client, mut to_client) = client.into_split();
+                let (mut from_server, mut to_server) = server.into_split();
+                // Once cutting, the server's next answer is not passed on: the client's side
+                // closes when the server's does.
+                let cutting = Arc::new(AtomicBool::new(false));
+                let stop = cutting.clone();
+                tokio::spawn(async move {
+                    let mut buf = vec![0u8; 1 << 16];
+                    while let Ok(n @ 1..) = from_server.read(&mut buf).await {
+                        if stop.load(Ordering::SeqCst)
+                            || to_client.write_all(&buf[..n]).await.is_err()
+                        {
+                            break;
+                        }
+                    }
+                });
+                let mut buf = vec![0u8; 1 << 16];
+                let mut window: Vec<u8> = Vec::new();
+                while let Ok(n @ 1..) = from_client.read(&mut buf).await {
+                    window.extend_from_slice(&buf[..n]);
+                    let hit = window.windows(needle.len()).any(|w| w == needle);
+                    if hit && !done.swap(true, Ordering::SeqCst) {
+                        cutting.store(true, Ordering::SeqCst);
+                        if cut == Cut::After {
+                            to_server.write_all(&buf[..n]).await.unwrap();
+                            // Time for the server to run (and commit) it.
+                            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+                        }
+                        return;
+                    }
+                    window.drain(..window.len().saturating_sub(needle.len()));
+                    if to_server.write_all(&buf[..n]).await.is_err() {
+                        break;
+                    }
+                }
+            });
+        }
+    });
+    (addr, done)
+}
+
+/// The issuance writer's one-statement commit on PostgreSQL, when the connection fails before
+/// its answer: whether the statement committed or never arrived, the group is written exactly
+/// once and the caller is told it is written.
+async fn issuance_write_cut_off(cut: Cut) {
+    let db = pg();
+    let Db::Pg(test_db) = &db else { unreachable!() };
+    let rest = test_db.url.split_once("127.0.0.1:").unwrap().1;
+    let port = rest.split_once('/').unwrap().0;
+    let needle: &'static [u8] = match cut {
+        Cut::Before => b"CSR-cut-before",
+        Cut::After => b"CSR-cut-after",
+    };
+    let (proxy, done) = cutting_proxy(format!("127.0.0.1:{port}"), needle, cut).await;
+    let url = test_db
+        .url
+        .replace(&format!("127.0.0.1:{port}"), &proxy.to_string());
+    let (_, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let store = Store::connect(&url, &StoreOptions::default())
+        .await
+        .unwrap();
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    // The first group takes the locked way and leaves the writer knowing the head; the second
+    // goes as one statement, which the proxy cuts off.
+    let first: Vec<IssuanceRecord> = (0..2).map(|_| denied(acct, zone)).collect();
+    store.record_issuances(&first, NOW).await.unwrap();
+    let second: Vec<IssuanceRecord> = (0..3)
+        .map(|_| IssuanceRecord {
+            csr: String::from_utf8(needle.to_vec()).unwrap(),
+            ..denied(acct, zone)
+        })
+        .collect();
+    store.record_issuances(&second, NOW).await.unwrap();
+    assert!(
+        done.load(std::sync::atomic::Ordering::SeqCst),
+        "the one-statement commit was not sent"
+    );
+    let third: Vec<IssuanceRecord> = (0..2).map(|_| denied(acct, zone)).collect();
+    store.record_issuances(&third, NOW).await.unwrap();
+
+    let ids: Vec<Uuid> = first
+        .iter()
+        .chain(&second)
+        .chain(&third)
+        .map(|r| r.task_id)
+        .collect();
+    assert_eq!(store.used_task_ids(&ids).await.unwrap().len(), 7);
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    let denials: Vec<_> = log
+        .iter()
+        .filter(|e| e.action == "certificate.deny")
+        .collect();
+    assert_eq!(denials.len(), 7, "each entry once");
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_issuance_write_cut_off_after_commit_is_not_written_twice() {
+    issuance_write_cut_off(Cut::After).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn postgres_issuance_write_cut_off_before_the_server_is_written() {
+    issuance_write_cut_off(Cut::Before).await
+}
+
 /// On PostgreSQL a running node's heartbeat (last seen, instance reports) appends nothing to the
 /// audit log, so it does not queue behind writers: it completes while another transaction holds
 /// the audit head's lock. A STOPPED node's heartbeat still records `node.running` in the chain.
