@@ -102,9 +102,9 @@ pub(crate) fn swap_head_sql(n: usize) -> String {
     )
 }
 
-/// On PostgreSQL, starts a transaction and moves the chain head on by `count` entries, and
-/// returns the new last sequence number and the hash the first new entry chains to. With
-/// `count` 0 the transaction takes the writers' lock ([`PG_WRITE_ORDER`](crate::PG_WRITE_ORDER))
+/// On PostgreSQL, in a transaction the caller began, moves the chain head on by `count`
+/// entries and returns the new last sequence number and the hash the first new entry chains
+/// to. With `count` 0 it takes the writers' lock ([`PG_WRITE_ORDER`](crate::PG_WRITE_ORDER))
 /// instead, and there is no head to return.
 ///
 /// `BEGIN` goes alone, and the head's update as a prepared statement: sent together as one
@@ -112,11 +112,10 @@ pub(crate) fn swap_head_sql(n: usize) -> String {
 /// which cost the server more than the round trip.
 ///
 /// The caller ends the transaction with `COMMIT`, or drops the connection.
-pub(crate) async fn begin_postgres(
+pub(crate) async fn advance_postgres(
     conn: &mut AnyConnection,
     count: usize,
 ) -> Result<Option<(i64, String)>> {
-    sqlx::raw_sql("BEGIN").execute(&mut *conn).await?;
     if count == 0 {
         sqlx::query(crate::PG_WRITE_ORDER)
             .execute(&mut *conn)

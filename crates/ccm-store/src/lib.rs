@@ -38,6 +38,7 @@ mod certificates;
 mod conversions;
 mod error;
 mod nodes;
+mod pg_conn;
 mod pg_reads;
 mod sessions;
 mod sql;
@@ -458,15 +459,7 @@ impl Store {
             return read(&mut *self.pool.acquire().await?).await;
         };
         let mut c = reads.get().await?;
-        let value = match read(c.conn()).await {
-            // An idle connection the server closed meanwhile (a restart, a terminated
-            // backend): a read can be asked again, on a new connection.
-            Err(e) if c.reused() && pg_reads::connection_lost(&e) => {
-                c.reconnect().await?;
-                read(c.conn()).await?
-            }
-            other => other?,
-        };
+        let value = c.conn().retrying(read).await?;
         c.done();
         Ok(value)
     }

@@ -5,23 +5,23 @@
 //! round trip: sqlx pings a connection when it goes back to the pool, as a query cut short may
 //! have left it mid-answer. Under issuance load that ping woke a server process and a runtime
 //! task for every read. Here a connection goes back to the idle list only after its query
-//! finished; one whose query failed, or was cancelled, is closed instead. A connection idle for
-//! [`PG_IDLE_CHECK`] is pinged before use; one the server closed more recently (a restart, a
-//! terminated backend) fails its read, which is then asked again on a new connection
-//! (`Store::hot_read`: reads can be repeated).
+//! finished; one whose query failed, or was cancelled, is closed instead. They are checked
+//! like the writer's (`pg_conn`): pinged after being idle long, and a read that finds one the
+//! server ended is asked again on a new connection (`Store::hot_read`: reads can be repeated).
 //!
 //! In the issuance bench (32 clients), this took ~25 µs per issuance off the server's CPU and
 //! ~30 µs off the manager's, for 5% more issuances per second.
 //!
 //! At most [`MAX_CONNECTIONS`] are open at once; a read waits for one like a pool acquire.
 
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use sqlx::{AnyConnection, Connection as _};
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::{Error, PG_IDLE_CHECK, Result};
+use crate::pg_conn::{Dedicated, Role};
+use crate::{Error, Result};
 
 /// Most connections open at once (and kept idle).
 pub(crate) const MAX_CONNECTIONS: usize = 8;
@@ -29,20 +29,18 @@ pub(crate) const MAX_CONNECTIONS: usize = 8;
 /// The read connections of a PostgreSQL database.
 #[derive(Debug)]
 pub(crate) struct PgReads {
-    url: String,
+    url: Arc<str>,
     /// How long a read waits for a connection.
     acquire_timeout: Duration,
     permits: Semaphore,
-    idle: std::sync::Mutex<Vec<(AnyConnection, Instant)>>,
+    idle: std::sync::Mutex<Vec<Dedicated>>,
     closed: AtomicBool,
 }
 
 /// A connection taken for one read: [`PgRead::done`] gives it back, dropping it closes it.
 pub(crate) struct PgRead<'a> {
     reads: &'a PgReads,
-    conn: AnyConnection,
-    /// Whether `conn` served reads before (and the server may have closed it since).
-    reused: bool,
+    conn: Dedicated,
     _permit: SemaphorePermit<'a>,
 }
 
@@ -50,7 +48,7 @@ impl PgReads {
     /// Reads of the database at `url`.
     pub(crate) fn new(url: String, acquire_timeout: Duration) -> Self {
         Self {
-            url,
+            url: url.into(),
             acquire_timeout,
             permits: Semaphore::new(MAX_CONNECTIONS),
             idle: std::sync::Mutex::new(Vec::new()),
@@ -75,19 +73,16 @@ impl PgReads {
             .map_err(|_| closed())?;
         loop {
             let taken = self.idle.lock().unwrap_or_else(|e| e.into_inner()).pop();
-            let (conn, reused) = match taken {
-                Some((mut c, idle_since)) => {
-                    if idle_since.elapsed() >= PG_IDLE_CHECK && c.ping().await.is_err() {
-                        continue;
-                    }
-                    (c, true)
-                }
-                None => (connect(&self.url).await?, false),
+            let conn = match taken {
+                Some(c) => match c.checked().await {
+                    Some(c) => c,
+                    None => continue,
+                },
+                None => Dedicated::open(self.url.clone(), Role::Reads).await?,
             };
             return Ok(PgRead {
                 reads: self,
                 conn,
-                reused,
                 _permit: permit,
             });
         }
@@ -103,56 +98,22 @@ impl PgReads {
 
 impl PgRead<'_> {
     /// The connection.
-    pub(crate) fn conn(&mut self) -> &mut AnyConnection {
+    pub(crate) fn conn(&mut self) -> &mut Dedicated {
         &mut self.conn
-    }
-
-    /// Whether the connection served reads before.
-    pub(crate) fn reused(&self) -> bool {
-        self.reused
-    }
-
-    /// Replaces the connection with a new one.
-    pub(crate) async fn reconnect(&mut self) -> Result<()> {
-        self.conn = connect(&self.reads.url).await?;
-        self.reused = false;
-        Ok(())
     }
 
     /// Gives the connection back for the next read, its query having finished.
     pub(crate) fn done(self) {
-        let PgRead { reads, conn, .. } = self;
+        let PgRead {
+            reads, mut conn, ..
+        } = self;
         if !reads.closed.load(Ordering::Acquire) {
+            conn.finished();
             reads
                 .idle
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
-                .push((conn, Instant::now()));
+                .push(conn);
         }
-    }
-}
-
-/// A read connection. Its reads are lookups by key, and it never plans a sequential scan for
-/// them: a prepared statement's generic plan, made while the tables were small (a new
-/// database), scanned `certificates` whole for each batch once it held 20,000 rows (1.6 ms
-/// instead of ~40 µs a call), until the next `ANALYZE` replaced it.
-async fn connect(url: &str) -> Result<AnyConnection> {
-    let mut c = AnyConnection::connect(url).await?;
-    sqlx::query("SET enable_seqscan = off")
-        .execute(&mut c)
-        .await?;
-    Ok(c)
-}
-
-/// Whether `e` says the connection is gone, rather than that the server refused a statement:
-/// an I/O or protocol failure, or the server ending the session (SQLSTATE class 08, connection
-/// exception, or 57P, operator intervention such as a terminated backend or a shutdown).
-pub(crate) fn connection_lost(e: &Error) -> bool {
-    match e {
-        Error::Database(sqlx::Error::Io(_) | sqlx::Error::Protocol(_)) => true,
-        Error::Database(sqlx::Error::Database(db)) => db
-            .code()
-            .is_some_and(|c| c.starts_with("08") || c.starts_with("57P")),
-        _ => false,
     }
 }

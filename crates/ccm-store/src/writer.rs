@@ -35,6 +35,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, oneshot};
 
+use crate::pg_conn::{Dedicated, Role, connection_lost};
 use crate::sql::{self, HeadMove, Insert, Param, WriteSet};
 use crate::{Backend, Error, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT, audit};
 
@@ -374,13 +375,17 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
             return;
         }
     };
-    let mut writer = PgWriter::default();
+    let mut writer = PgWriter {
+        url: url.into(),
+        conn: None,
+        head: None,
+    };
     let mut queue = Queue::new(jobs);
     while let Some(next) = queue.next() {
         match next {
             Next::Writes(group) => {
                 commit_group(group, pg_rolled_back, |writes| {
-                    let result = runtime.block_on(writer.apply(url, writes));
+                    let result = runtime.block_on(writer.apply(writes));
                     if result.is_err() {
                         // Opened afresh for the next attempt.
                         writer.conn = None;
@@ -394,19 +399,19 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
             }
         }
     }
-    if let Some((c, _)) = writer.conn {
-        let _ = runtime.block_on(sqlx::Connection::close(c));
+    if let Some(c) = writer.conn {
+        let _ = runtime.block_on(c.close());
     }
 }
 
 /// An audit chain head: the last entry's sequence number and hash.
 type Head = (i64, String);
 
-/// The issuance writer's PostgreSQL connection, with when it was last used, and the audit
-/// chain's head as its last commit left it.
-#[derive(Default)]
+/// The issuance writer's PostgreSQL connection, and the audit chain's head as its last commit
+/// left it.
 struct PgWriter {
-    conn: Option<(sqlx::AnyConnection, Instant)>,
+    url: std::sync::Arc<str>,
+    conn: Option<Dedicated>,
     head: Option<Head>,
 }
 
@@ -424,20 +429,15 @@ impl PgWriter {
     /// When the connection fails during the one statement, it may have committed: the locked
     /// way then runs on a new connection and first looks for the entries the statement would
     /// have written, so that nothing is written twice.
-    async fn apply(&mut self, url: &str, writes: &[WriteSet]) -> Result<()> {
-        use sqlx::Connection as _;
-        if let Some((c, last_used)) = &mut self.conn
-            && last_used.elapsed() >= crate::PG_IDLE_CHECK
-            && c.ping().await.is_err()
-        {
-            self.conn = None;
+    async fn apply(&mut self, writes: &[WriteSet]) -> Result<()> {
+        if let Some(c) = self.conn.take() {
+            self.conn = c.checked().await;
         }
-        let reused = self.conn.is_some();
-        let (c, last_used) = match &mut self.conn {
+        let c = match &mut self.conn {
             Some(c) => c,
             None => self
                 .conn
-                .insert((connect_postgres(url).await?, Instant::now())),
+                .insert(Dedicated::open(self.url.clone(), Role::Writer).await?),
         };
         let started = Instant::now();
         let entries = writes.iter().map(|w| w.audit.len()).sum();
@@ -453,18 +453,18 @@ impl PgWriter {
             if let [statement] =
                 sql::pg_group_statements(&group_inserts(&audit, writes), swap).as_slice()
             {
-                match statement.execute(c).await {
+                match statement.execute(c.conn()).await {
                     Ok(()) => {
-                        *last_used = Instant::now();
+                        c.finished();
                         self.head = Some(to);
-                        warn_if_slow(Backend::Postgres, started, started, *last_used);
+                        warn_if_slow(Backend::Postgres, started, started, Instant::now());
                         return Ok(());
                     }
                     // The head moved (or a row was refused): nothing was written, and the
                     // locked way below decides.
                     Err(e) if pg_rolled_back(&e) => {}
-                    Err(e) if crate::pg_reads::connection_lost(&e) => {
-                        *c = connect_postgres(url).await?;
+                    Err(e) if connection_lost(&e) => {
+                        c.reopen().await?;
                         unsure = Some(to);
                     }
                     Err(e) => return Err(e),
@@ -473,26 +473,27 @@ impl PgWriter {
         }
         // The locked way. On any error the caller drops the connection, and the server rolls
         // the transaction back.
-        let head = match audit::begin_postgres(c, entries).await {
-            // The server closed the connection since its last write (a restart, a terminated
-            // backend): nothing was written yet, so the write starts again on a new one.
-            Err(e) if reused && crate::pg_reads::connection_lost(&e) => {
-                *c = connect_postgres(url).await?;
-                audit::begin_postgres(c, entries).await?
-            }
-            other => other?,
-        };
+        // When the server ended the connection since its last write (a restart, a terminated
+        // backend), nothing was written yet: the write starts again on a new one.
+        c.retrying(|conn| {
+            Box::pin(async move {
+                sqlx::query("BEGIN").execute(conn).await?;
+                Ok(())
+            })
+        })
+        .await?;
+        let head = audit::advance_postgres(c.conn(), entries).await?;
         let locked = Instant::now();
         if let Some(to) = unsure {
             let found: Option<(String,)> =
                 sqlx::query_as("SELECT hash FROM audit_log WHERE seq = $1")
                     .bind(to.0)
-                    .fetch_optional(&mut *c)
+                    .fetch_optional(c.conn())
                     .await?;
             if found.is_some_and(|(hash,)| hash == to.1) {
                 // The lost statement committed: the group is written.
-                sqlx::raw_sql("ROLLBACK").execute(&mut *c).await?;
-                *last_used = Instant::now();
+                sqlx::raw_sql("ROLLBACK").execute(c.conn()).await?;
+                c.finished();
                 return Ok(());
             }
         }
@@ -510,11 +511,11 @@ impl PgWriter {
         let hash = new_head.as_ref().map(|(_, hash)| Param::from(hash.clone()));
         let head_move = hash.as_ref().map_or(HeadMove::Stay, HeadMove::SetHash);
         for statement in sql::pg_group_statements(&group_inserts(&audit, writes), head_move) {
-            statement.execute(c).await?;
+            statement.execute(c.conn()).await?;
         }
         let written = Instant::now();
-        sqlx::raw_sql("COMMIT").execute(&mut *c).await?;
-        *last_used = Instant::now();
+        sqlx::raw_sql("COMMIT").execute(c.conn()).await?;
+        c.finished();
         self.head = new_head;
         warn_if_slow(Backend::Postgres, started, locked, written);
         Ok(())
@@ -540,19 +541,6 @@ fn group_inserts<'a>(audit: &'a [Insert], writes: &'a [WriteSet]) -> Vec<&'a Ins
         .iter()
         .chain(writes.iter().flat_map(|w| &w.inserts))
         .collect()
-}
-
-/// A connection for the writer. Its statements are inserts and a primary-key update, whose
-/// plans do not depend on the values: planning them for each execution (PostgreSQL's default
-/// for a prepared statement's first five, and for any whose generic plan it estimates dearer)
-/// is wasted. (The hot-path reads keep the default: forced generic plans made them slower.)
-async fn connect_postgres(url: &str) -> Result<sqlx::AnyConnection> {
-    use sqlx::Connection as _;
-    let mut c = sqlx::AnyConnection::connect(url).await?;
-    sqlx::query("SET plan_cache_mode = force_generic_plan")
-        .execute(&mut c)
-        .await?;
-    Ok(c)
 }
 
 #[cfg(test)]
