@@ -368,6 +368,18 @@ mod tests {
         }
     }
 
+    /// A statement's parameters: the integers' values, `None` for the others.
+    fn int_params(statement: &Statement<'_>) -> Vec<Option<i64>> {
+        statement
+            .params
+            .iter()
+            .map(|p| match p {
+                Param::Int(v) => *v,
+                _ => None,
+            })
+            .collect()
+    }
+
     #[test]
     fn pg_group_merges_inserts_of_one_shape_and_sets_the_head_last() {
         let a1 = insert(
@@ -401,14 +413,7 @@ mod tests {
              w3 AS (INSERT INTO b (x, k) VALUES ($8, 'j') ) \
              UPDATE audit_head SET hash = $9 WHERE id = 1"
         );
-        let ints: Vec<Option<i64>> = statements[0]
-            .params
-            .iter()
-            .map(|p| match p {
-                Param::Int(v) => *v,
-                _ => None,
-            })
-            .collect();
+        let ints = int_params(&statements[0]);
         // a1's rows, then a2's, then b's, b2's, and the head (not an integer).
         assert_eq!(
             ints,
@@ -452,14 +457,7 @@ mod tests {
              AND hash = $6 RETURNING 1) \
              SELECT 1 / count(*) FROM w2"
         );
-        let ints: Vec<Option<i64>> = statements[0]
-            .params
-            .iter()
-            .map(|p| match p {
-                Param::Int(v) => *v,
-                _ => None,
-            })
-            .collect();
+        let ints = int_params(&statements[0]);
         assert_eq!(ints, [Some(0), Some(1), Some(5), None, Some(4), None]);
     }
 
