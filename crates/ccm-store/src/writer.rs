@@ -379,6 +379,7 @@ fn run_postgres(url: &str, jobs: &mpsc::Receiver<Job>) {
         url: url.into(),
         conn: None,
         head: None,
+        alone: true,
     };
     let mut queue = Queue::new(jobs);
     while let Some(next) = queue.next() {
@@ -413,6 +414,11 @@ struct PgWriter {
     url: std::sync::Arc<str>,
     conn: Option<Dedicated>,
     head: Option<Head>,
+    /// Whether the last commit that took the locked way found the head where this writer's
+    /// previous commit had left it. While other writers keep moving the head (another busy
+    /// replica), the one-statement commit would fail each time, and the server would log each
+    /// failure: the writer takes the locked way until it finds the head undisturbed again.
+    alone: bool,
 }
 
 impl PgWriter {
@@ -425,6 +431,10 @@ impl PgWriter {
     /// nothing, and the group goes the locked way: `BEGIN`, the head moved on by all the
     /// entries (which takes the writers' lock), one statement with every row and the head's
     /// new hash, `COMMIT`.
+    ///
+    /// A one-statement commit that finds the head moved fails with an error the server logs
+    /// (a division by zero); after one, the writer takes the locked way until other writers
+    /// leave the head alone between two of its commits (`alone`).
     ///
     /// When the connection fails during the one statement, it may have committed: the locked
     /// way then runs on a new connection and first looks for the entries the statement would
@@ -442,9 +452,10 @@ impl PgWriter {
         let started = Instant::now();
         let entries = writes.iter().map(|w| w.audit.len()).sum();
         let mut unsure = None;
-        if let Some(from) = self.head.take().filter(|_| entries > 0) {
-            let (audit, to) = chain_group(writes, &from);
-            let [from_seq, from_hash] = [Param::from(from.0), Param::from(from.1)];
+        let expected = self.head.take();
+        if let Some(from) = expected.as_ref().filter(|_| entries > 0 && self.alone) {
+            let (audit, to) = chain_group(writes, from);
+            let [from_seq, from_hash] = [Param::from(from.0), Param::from(from.1.clone())];
             let [to_seq, to_hash] = [Param::from(to.0), Param::from(to.1.clone())];
             let swap = HeadMove::Swap {
                 from: [&from_seq, &from_hash],
@@ -503,6 +514,8 @@ impl PgWriter {
                     last_seq - i64::try_from(entries).unwrap_or(i64::MAX),
                     prev_hash,
                 );
+                // (Without a head to compare, as after a failure, nothing says otherwise.)
+                self.alone = expected.as_ref().is_none_or(|e| *e == from);
                 let (audit, to) = chain_group(writes, &from);
                 (audit, Some(to))
             }
