@@ -482,11 +482,12 @@ impl Store {
     }
 
     /// A write transaction that appends nothing to the audit log, for bookkeeping such as a
-    /// heartbeat's last-seen time and instance reports. On SQLite it is [`Store::begin_write`] (one writer at a
-    /// time). On PostgreSQL it does not take the audit head's lock ([`PG_WRITE_ORDER`]), so it
-    /// runs beside the issuance writer instead of holding it up; the rows it locks are only
-    /// ordered by their own row locks, so a deadlock with a writer deleting the same rows is
-    /// possible and shows as [`Error::is_deadlock`] (the caller asks again).
+    /// heartbeat's last-seen time and instance reports. On SQLite it is [`Store::begin_write`]
+    /// (one writer at a time). On PostgreSQL it does not take the audit head's lock
+    /// ([`PG_WRITE_ORDER`]), so it runs beside the issuance writer instead of holding it up;
+    /// the rows it locks are only ordered by their own row locks, so a deadlock with a writer
+    /// deleting the same rows is possible and shows as [`Error::is_deadlock`] (the caller asks
+    /// again).
     pub(crate) async fn begin_unaudited_write(&self) -> Result<WriteTx<'_>> {
         match self.backend {
             Backend::Sqlite => self.begin_write().await,

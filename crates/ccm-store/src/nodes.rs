@@ -204,6 +204,11 @@ pub(crate) async fn revoke_node_certificates(
     crate::certificates::revoke_where(conn, "node_id", &node_id.to_string(), reason, now).await
 }
 
+/// Records a heartbeat on a node: the time `$1` and the agent's version `$2` (when it sent one)
+/// on node `$3`.
+const NODE_SEEN: &str = "UPDATE nodes SET last_seen_at = $1, \
+     last_seen_version = COALESCE($2, last_seen_version) WHERE node_id = $3";
+
 /// Running instances reported by one statement (and transaction) of a heartbeat.
 const HEARTBEAT_UPDATE_CHUNK: usize = 250;
 
@@ -593,15 +598,15 @@ impl Store {
         // A running node's heartbeat appends nothing to the audit log: one statement, outside
         // the writers' queue.
         let mut w = self.begin_unaudited_write().await?;
-        let seen: Option<(String,)> = sqlx::query_as(
-            "UPDATE nodes SET last_seen_at = $1, last_seen_version = COALESCE($2, last_seen_version) \
-             WHERE node_id = $3 AND status NOT IN ('PROVISIONED', 'STOPPED') RETURNING status",
-        )
-        .bind(now)
-        .bind(version)
-        .bind(node_id.to_string())
-        .fetch_optional(&mut *w.tx)
-        .await?;
+        static SEEN_RUNNING: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+            format!("{NODE_SEEN} AND status NOT IN ('PROVISIONED', 'STOPPED') RETURNING status")
+        });
+        let seen: Option<(String,)> = sqlx::query_as(&SEEN_RUNNING)
+            .bind(now)
+            .bind(version)
+            .bind(node_id.to_string())
+            .fetch_optional(&mut *w.tx)
+            .await?;
         w.commit().await?;
         let status = match seen {
             Some((status,)) => enum_value("nodes.status", &status, NodeStatusType::parse)?,
@@ -672,7 +677,7 @@ impl Store {
             .execute(&mut *w.tx)
             .await?;
         }
-        sqlx::query("UPDATE nodes SET last_seen_at = $1, last_seen_version = COALESCE($2, last_seen_version) WHERE node_id = $3")
+        sqlx::query(NODE_SEEN)
             .bind(now)
             .bind(version)
             .bind(node_id.to_string())
