@@ -60,6 +60,10 @@ pub struct IssueWithQuoteRequest {
     pub quote: String,
 }
 
+/// Response of `POST /v1/enclave/nonce`: a manager-issued nonce for the workload's next quote
+/// (REPORTDATA[32..64]); see [`crate::nodes::IssuanceNonce`].
+pub type NonceResponse = crate::nodes::IssuanceNonce;
+
 /// The error body of the agent's API.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AgentError {

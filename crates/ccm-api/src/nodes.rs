@@ -253,8 +253,40 @@ pub struct AttestedIssueRequest {
     /// The application's CSR (PEM).
     pub csr: String,
     /// The application enclave's DCAP quote, base64; REPORTDATA[0..32] = SHA-256 of the CSR's
-    /// SubjectPublicKeyInfo DER, the rest zero.
+    /// SubjectPublicKeyInfo DER, REPORTDATA[32..64] = an [`IssuanceNonce`] this manager issued
+    /// to this node (docs/attestation-evidence.md).
     pub quote: String,
+}
+
+/// Most nonces one [`IssuanceNonceRequest`] may ask for.
+pub const MAX_NONCE_BATCH: u32 = 64;
+
+/// `POST /v1/node-agent/nonces` (mTLS): fresh issuance nonces for workloads on the node. The
+/// agent keeps a few ready and hands one to each local workload that asks
+/// (`POST /v1/enclave/nonce`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IssuanceNonceRequest {
+    /// How many (1 to [`MAX_NONCE_BATCH`]).
+    pub count: u32,
+}
+
+/// A manager-issued issuance nonce: single use, bound to the node that fetched it, valid until
+/// `expires_at`. A workload puts its 32 bytes into REPORTDATA[32..64] of the quote it sends with
+/// its CSR.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuanceNonce {
+    /// The 32 nonce bytes, base64.
+    pub nonce: String,
+    /// When the manager stops accepting it (Unix seconds).
+    pub expires_at: i64,
+}
+
+/// Response of [`IssuanceNonceRequest`].
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct IssuanceNonces {
+    /// The nonces, as many as asked for.
+    pub nonces: Vec<IssuanceNonce>,
 }
 
 /// Response of attested issuance and of polling it.

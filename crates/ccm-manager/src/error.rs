@@ -70,6 +70,7 @@ struct Inner {
     status: StatusCode,
     body: ErrorBody,
     internal: Option<String>,
+    retry_after_secs: Option<u64>,
 }
 
 impl ApiError {
@@ -83,6 +84,7 @@ impl ApiError {
                 errors: Vec::new(),
             },
             internal: None,
+            retry_after_secs: None,
         }))
     }
 
@@ -179,6 +181,17 @@ impl ApiError {
         e
     }
 
+    /// 429 with `Retry-After`.
+    pub fn too_many_requests(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate_limited",
+            format!("too many requests; retry after {retry_after_secs} s"),
+        );
+        e.0.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
     /// 503.
     pub fn unavailable(message: impl Into<String>) -> Self {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
@@ -220,6 +233,33 @@ impl From<ccm_store::Error> for ApiError {
     }
 }
 
+impl From<crate::service::ServiceError> for ApiError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        use crate::service::ServiceError as S;
+        match e {
+            S::NotFound(what) => Self::not_found(what),
+            S::Forbidden(message) => Self::forbidden(message),
+            S::Unauthenticated { code, message } => Self::unauthorized(code, message),
+            S::BadRequest { code, message } => Self::bad_request(code, message),
+            S::Invalid(errors) => Self::validation(errors),
+            S::Conflict {
+                code,
+                message,
+                field,
+            } => {
+                let e = Self::conflict(code, message);
+                match field {
+                    Some(f) => e.with_field(f),
+                    None => e,
+                }
+            }
+            S::RateLimited { retry_after_secs } => Self::too_many_requests(retry_after_secs),
+            S::Unavailable(message) => Self::unavailable(message),
+            S::Internal(cause) => Self::internal(cause),
+        }
+    }
+}
+
 /// The logged cause of a 5xx response, kept in the response extensions for the logging layer.
 #[derive(Debug, Clone)]
 pub struct InternalCause(pub String);
@@ -230,11 +270,16 @@ impl IntoResponse for ApiError {
             status,
             body,
             internal,
+            retry_after_secs,
         } = *self.0;
         let mut resp = (status, axum::Json(body)).into_response();
         if status == StatusCode::UNAUTHORIZED {
             resp.headers_mut()
                 .insert(header::WWW_AUTHENTICATE, HeaderValue::from_static("Bearer"));
+        }
+        if let Some(secs) = retry_after_secs {
+            resp.headers_mut()
+                .insert(header::RETRY_AFTER, HeaderValue::from(secs));
         }
         if let Some(cause) = internal {
             resp.extensions_mut().insert(InternalCause(cause));

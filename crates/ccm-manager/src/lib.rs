@@ -6,6 +6,8 @@
 //!   with `utoipa-axum` so that the OpenAPI document (`GET /v1/openapi.json`, [`openapi`]) is
 //!   generated from the handlers themselves and cannot drift from them. The web console
 //!   (`/console`, `console/`) renders HTML pages over the same service functions.
+//! - Decisions: [`service`], one module per domain, returning [`service::ServiceError`]; routes
+//!   and console pages are adapters over it (DESIGN.md section 12).
 //! - Errors: handlers return [`ApiError`]; failures map to statuses in `error.rs` only; request
 //!   bodies, paths and queries go through the wrappers in [`extract`], so rejections use the
 //!   same error format (`{"code", "message", "field", "errors"}`, see [`ccm_api::ErrorBody`]).
@@ -32,6 +34,7 @@ pub mod metrics;
 pub mod node_auth;
 mod routes;
 pub mod secrets;
+pub mod service;
 pub mod tls;
 mod validate;
 

@@ -1,0 +1,17 @@
+//! The service layer: where the manager decides (DESIGN.md section 12).
+//!
+//! Adapters (REST routes in `routes/`, console pages in `console/`, the agent-facing routes)
+//! parse input, call a service function and render its answer; they never decide. Services
+//! authorize beyond "is a member", run workflow effects and the issuance and enrollment steps,
+//! and return a [`ServiceError`]; `error.rs` maps it to an HTTP status (and the console to a
+//! message) in one place. The store ([`ccm_store::Store`]) runs what a service decided inside
+//! one transaction and knows no workflow.
+//!
+//! One module per domain. Dependencies point one way: adapters → services → store; a service
+//! never names an adapter type.
+
+mod error;
+mod refusal;
+
+pub use error::{ServiceError, ServiceResult};
+pub use refusal::{Refusal, RefusalCode};
