@@ -27,6 +27,9 @@
 //!   loss may roll back the last transactions that the API already acknowledged; FULL syncs the
 //!   WAL on every commit, which is what "acknowledged writes survive a crash" requires. The WAL
 //!   is checkpointed into the database file by a background task, off the commit path.
+//! - **Statuses are enums on both sides.** Every status-like column accepts only the wire
+//!   spellings of its `ccm-api` enum: CHECK constraints on PostgreSQL, aborting triggers on SQLite,
+//!   generated from the enums after the migrations (`domains`).
 //! - **Time is an input.** Methods take `now` (Unix seconds); the store never reads the clock.
 #![deny(missing_docs)]
 
@@ -36,6 +39,7 @@ mod audit;
 mod builds;
 mod certificates;
 mod conversions;
+mod domains;
 mod error;
 mod nodes;
 mod pg_conn;
@@ -408,6 +412,9 @@ impl Store {
             .run(&mut *conn)
             .await
             .map_err(Error::from);
+        if result.is_ok() {
+            result = domains::apply(&mut conn, self.backend).await;
+        }
         if self.backend == Backend::Postgres {
             if result.is_ok() {
                 result = postgres_storage(&mut conn).await;

@@ -1165,3 +1165,79 @@ async fn postgres_stores_certificates_uncompressed() {
     // `x` (extended: compressed, then out of line) is the default the CSR keeps.
     assert_eq!(storage, [("cert_pem", "e"), ("csr", "x"), ("quote", "e")]);
 }
+
+/// A status-like column refuses a value outside its enum, on insert and on update, and a second
+/// start leaves the constraints as they are.
+async fn statuses_outside_their_enum_are_refused(db: Db) {
+    let (store, actor, acct_id) = setup(&db, ApprovalPolicy::Manual).await;
+    store.close().await;
+    // A second start finds every constraint in place and changes nothing.
+    let store = Store::connect(&db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    store.close().await;
+    let statements = [
+        format!("UPDATE accounts SET approval_policy = 'LAX' WHERE acct_id = '{acct_id}'"),
+        format!("UPDATE memberships SET role = 'OWNER' WHERE acct_id = '{acct_id}'"),
+        format!(
+            "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
+             requester_name, requester_type, domains_added, created_at, status_updated_at) \
+             VALUES ('{}', '{acct_id}', 'x', 'BUILD_WHITELIST', 'APPROVED', 'd', 'n', 'USER', \
+             '[]', 1, 1)",
+            Uuid::new_v4()
+        ),
+    ];
+    let errors: Vec<String> = match &db {
+        Db::Sqlite(dir) => {
+            let conn = rusqlite::Connection::open(dir.path().join("ccm.db")).unwrap();
+            statements
+                .iter()
+                .map(|sql| conn.execute(sql, []).unwrap_err().to_string())
+                .collect()
+        }
+        Db::Pg(_) => {
+            use sqlx::Connection as _;
+            let mut conn = sqlx::PgConnection::connect(&db.url()).await.unwrap();
+            let mut errors = Vec::new();
+            for sql in &statements {
+                errors.push(
+                    sqlx::query(sql)
+                        .execute(&mut conn)
+                        .await
+                        .unwrap_err()
+                        .to_string(),
+                );
+            }
+            errors
+        }
+    };
+    for (error, column) in errors.iter().zip([
+        "ck_accounts_approval_policy_",
+        "ck_memberships_role_",
+        "ck_tasks_status_",
+    ]) {
+        assert!(error.contains(column), "{error}");
+    }
+    // The rows are as they were.
+    let store = Store::connect(&db.url(), &StoreOptions::default())
+        .await
+        .unwrap();
+    let (account, role) = store
+        .account_for_user(acct_id, actor.user_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(account.approval_policy, ApprovalPolicy::Manual);
+    assert_eq!(role, AccessRole::Manager);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn statuses_outside_their_enum_are_refused_sqlite() {
+    statuses_outside_their_enum_are_refused(sqlite()).await;
+}
+
+#[tokio::test]
+async fn statuses_outside_their_enum_are_refused_postgres() {
+    statuses_outside_their_enum_are_refused(pg()).await;
+}
