@@ -23,6 +23,7 @@ use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::error::{ApiError, ApiResult};
+use crate::service::{ServiceError, ServiceResult};
 use crate::{AppState, Error};
 
 /// The Argon2id cost for new hashes: OWASP's 7 MiB, 5 passes, 1 lane setting, which that
@@ -286,11 +287,11 @@ pub struct Acct {
 
 impl Acct {
     /// 403 unless the caller's role is at least `min`.
-    pub fn require(&self, min: AccessRole) -> ApiResult<()> {
+    pub fn require(&self, min: AccessRole) -> ServiceResult<()> {
         if self.role >= min {
             Ok(())
         } else {
-            Err(ApiError::forbidden(format!(
+            Err(ServiceError::Forbidden(format!(
                 "this needs the {} role in the account; you have {}",
                 min.as_str(),
                 self.role.as_str()
@@ -306,11 +307,11 @@ impl Acct {
 
 impl Acct {
     /// Resolves the account context of an authenticated caller.
-    pub async fn of(caller: Caller, state: &AppState) -> ApiResult<Self> {
+    pub async fn of(caller: Caller, state: &AppState) -> ServiceResult<Self> {
         let (acct_id, cap) = match &caller.auth {
             CallerAuth::Session { session, .. } => (
                 session.selected_acct_id.ok_or_else(|| {
-                    ApiError::bad_request(
+                    ServiceError::bad_request(
                         "no_account_selected",
                         "select an account first: POST /v1/sys/session/select_account/{acct_id}",
                     )
@@ -323,7 +324,9 @@ impl Acct {
             .store
             .role_of(caller.user_id, acct_id)
             .await?
-            .ok_or_else(|| ApiError::forbidden("you are not a member of the selected account"))?;
+            .ok_or_else(|| {
+                ServiceError::Forbidden("you are not a member of the selected account".into())
+            })?;
         Ok(Acct {
             acct_id,
             role: member.min(cap),
@@ -340,7 +343,7 @@ impl FromRequestParts<AppState> for Acct {
         state: &AppState,
     ) -> Result<Self, Self::Rejection> {
         let caller = Caller::from_request_parts(parts, state).await?;
-        Acct::of(caller, state).await
+        Ok(Acct::of(caller, state).await?)
     }
 }
 

@@ -238,6 +238,7 @@ impl From<crate::service::ServiceError> for ApiError {
         use crate::service::ServiceError as S;
         match e {
             S::NotFound(what) => Self::not_found(what),
+            S::MissingReference { what, field } => Self::not_found(what).with_field(field),
             S::Forbidden(message) => Self::forbidden(message),
             S::Unauthenticated { code, message } => Self::unauthorized(code, message),
             S::BadRequest { code, message } => Self::bad_request(code, message),

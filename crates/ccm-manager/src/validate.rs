@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, HashSet};
 use ccm_api::FieldError;
 use ccm_api::apps::{AdvancedSettings, CertificateConfig, TcbStatus};
 
-use crate::error::{ApiError, ApiResult};
+use crate::service::{ServiceError, ServiceResult};
 
 #[derive(Debug, Default)]
 pub(crate) struct Checker {
@@ -25,11 +25,11 @@ impl Checker {
         });
     }
 
-    pub(crate) fn finish(self) -> ApiResult<()> {
+    pub(crate) fn finish(self) -> ServiceResult<()> {
         if self.errors.is_empty() {
             Ok(())
         } else {
-            Err(ApiError::validation(self.errors))
+            Err(ServiceError::Invalid(self.errors))
         }
     }
 

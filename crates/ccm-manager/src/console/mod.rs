@@ -161,6 +161,12 @@ impl From<ApiError> for ConsoleError {
     }
 }
 
+impl From<crate::service::ServiceError> for ConsoleError {
+    fn from(e: crate::service::ServiceError) -> Self {
+        ConsoleError::Api(e.into())
+    }
+}
+
 impl From<crate::Error> for ConsoleError {
     fn from(e: crate::Error) -> Self {
         ConsoleError::Api(e.into())

@@ -40,6 +40,7 @@ use super::form::FormData;
 use crate::AppState;
 use crate::auth::{self, Acct, Caller, CallerAuth};
 use crate::error::ApiError;
+use crate::service::ServiceError;
 
 /// `meta` key of the sealed console key.
 const KEY_META: &str = "console_csrf_key";
@@ -431,12 +432,10 @@ impl FromRequestParts<AppState> for InAccount {
         let Authed { caller, auth } = Authed::from_request_parts(parts, state).await?;
         match Acct::of(caller, state).await {
             Ok(acct) => Ok(InAccount { acct, auth }),
-            Err(e)
-                if e.status() == StatusCode::BAD_REQUEST || e.status() == StatusCode::FORBIDDEN =>
-            {
+            Err(ServiceError::BadRequest { .. } | ServiceError::Forbidden(_)) => {
                 Err(ConsoleError::NoAccount)
             }
-            Err(e) => Err(ConsoleError::Api(e)),
+            Err(e) => Err(e.into()),
         }
     }
 }

@@ -41,7 +41,7 @@ fn check_app(app: &App) -> ApiResult<()> {
     }
     c.advanced("advanced_settings", &app.advanced_settings);
     c.labels("labels", &app.labels);
-    c.finish()
+    Ok(c.finish()?)
 }
 
 /// The selected account's apps, by name.

@@ -2,7 +2,6 @@
 
 use axum::Json;
 use axum::extract::State;
-use ccm_api::accounts::AccessRole;
 use ccm_api::audit::AuditPage;
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -10,10 +9,10 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::AppState;
-use crate::auth::{Acct, Caller, CallerAuth};
+use crate::auth::Caller;
 use crate::error::ApiResult;
 use crate::extract::Query;
-use crate::validate::Checker;
+use crate::service::audit;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new().routes(routes!(list_audit))
@@ -37,27 +36,6 @@ async fn list_audit(
     caller: Caller,
     Query(q): Query<AuditQuery>,
 ) -> ApiResult<Json<AuditPage>> {
-    let mut c = Checker::new();
-    let after = q.after.unwrap_or(0);
-    let limit = q.limit.unwrap_or(100);
-    c.range("after", after, 0, i64::MAX);
-    c.range("limit", limit, 1, 1000);
-    c.finish()?;
-    let sysadmin = caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. });
-    let scope = if sysadmin {
-        None
-    } else {
-        let acct = Acct::of(caller, &s).await?;
-        acct.require(AccessRole::Manager)?;
-        Some(acct.acct_id)
-    };
-    let entries = s.store.list_audit(scope, after, limit).await?;
-    let next_after = (entries.len() as i64 == limit)
-        .then(|| entries.last().map(|e| e.seq))
-        .flatten();
-    Ok(Json(AuditPage {
-        entries,
-        next_after,
-        complete_chain: scope.is_none(),
-    }))
+    let page = audit::page(&s, caller, q.after.unwrap_or(0), q.limit.unwrap_or(100)).await?;
+    Ok(Json(page))
 }

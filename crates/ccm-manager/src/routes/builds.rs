@@ -4,9 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::accounts::AccessRole;
-use ccm_api::builds::{
-    Build, BuildStatus, BuildStatusType, CreateBuildRequest, DockerInfo, EnclaveInfo,
-};
+use ccm_api::builds::{Build, CreateBuildRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,9 +13,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Acct;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json as Body, Path, Query};
-use crate::validate::{self, Checker};
+use crate::service::images;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -40,7 +38,7 @@ async fn list_builds(
     acct: Acct,
     Query(q): Query<BuildQuery>,
 ) -> ApiResult<Json<Vec<Build>>> {
-    Ok(Json(s.store.list_builds(acct.acct_id, q.app_id).await?))
+    Ok(Json(images::list(&s, &acct, q.app_id).await?))
 }
 
 /// Creates an image (WRITER). Two forms:
@@ -64,84 +62,10 @@ async fn create_build(
         return Ok((StatusCode::ACCEPTED, Json(build)));
     }
     let req = crate::extract::parse_json::<CreateBuildRequest>(body.to_string().as_bytes())?;
-    Ok((StatusCode::CREATED, Json(create(&s, &acct, req).await?)))
-}
-
-/// Validates and records an image from known values (WRITER) and raises its BUILD_WHITELIST
-/// task. Shared by the API and the console.
-pub(crate) async fn create(s: &AppState, acct: &Acct, req: CreateBuildRequest) -> ApiResult<Build> {
-    acct.require(AccessRole::Writer)?;
-    let mut c = Checker::new();
-    c.image(
-        "docker_info.docker_image_name",
-        &req.docker_info.docker_image_name,
-    );
-    validate::tag(
-        &mut c,
-        "docker_info.docker_version",
-        &req.docker_info.docker_version,
-    );
-    if let Some(sha) = &req.docker_info.docker_image_sha {
-        match sha.strip_prefix("sha256:") {
-            Some(h) => c.hex32("docker_info.docker_image_sha", h),
-            None => c.err(
-                "docker_info.docker_image_sha",
-                "must be sha256:<64 hex digits>",
-            ),
-        }
-    }
-    if let Some(size) = req.docker_info.docker_image_size {
-        c.range("docker_info.docker_image_size", size, 0, 1 << 40);
-    }
-    c.hex32("mrenclave", &req.mrenclave);
-    c.hex32("mrsigner", &req.mrsigner);
-    for (field, value, min, max) in [
-        ("isvprodid", req.isvprodid, 0, 65535),
-        ("isvsvn", req.isvsvn, 0, 65535),
-        ("mem_size", req.mem_size, 16, 262_144),
-        ("threads", req.threads, 1, 4096),
-    ] {
-        if let Some(v) = value {
-            c.range(field, v, min, max);
-        }
-    }
-    c.finish()?;
-    let app = s
-        .store
-        .get_app(acct.acct_id, req.app_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("app").with_field("app_id"))?;
-    let now = s.clock.now();
-    let build = Build {
-        build_id: Uuid::new_v4(),
-        acct_id: acct.acct_id,
-        app_id: app.app_id,
-        app_name: app.name,
-        docker_info: DockerInfo {
-            docker_image_sha: req
-                .docker_info
-                .docker_image_sha
-                .map(|s| s.to_ascii_lowercase()),
-            ..req.docker_info
-        },
-        enclave_info: EnclaveInfo {
-            mrenclave: req.mrenclave.to_ascii_lowercase(),
-            mrsigner: req.mrsigner.to_ascii_lowercase(),
-            isvprodid: req.isvprodid.unwrap_or(app.isvprodid),
-            isvsvn: req.isvsvn.unwrap_or(app.isvsvn),
-        },
-        mem_size: req.mem_size.unwrap_or(app.mem_size),
-        threads: req.threads.unwrap_or(app.threads),
-        status: BuildStatus {
-            status: BuildStatusType::Pending,
-            status_updated_at: now,
-        },
-        pending_task_id: None,
-        conversion: None,
-        created_at: now,
-        updated_at: now,
-    };
-    Ok(s.store.create_build(&build, &acct.actor(), now).await?)
+    Ok((
+        StatusCode::CREATED,
+        Json(images::create(&s, &acct, req).await?),
+    ))
 }
 
 /// An image of the selected account.
@@ -153,11 +77,7 @@ async fn get_build(
     acct: Acct,
     Path(build_id): Path<Uuid>,
 ) -> ApiResult<Json<Build>> {
-    s.store
-        .get_build(acct.acct_id, build_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("image"))
+    Ok(Json(images::get(&s, &acct, build_id).await?))
 }
 
 /// Deletes an image and its tasks (WRITER).
@@ -169,15 +89,6 @@ async fn delete_build(
     acct: Acct,
     Path(build_id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    delete(&s, &acct, build_id).await?;
+    images::delete(&s, &acct, build_id).await?;
     Ok(StatusCode::NO_CONTENT)
-}
-
-/// Deletes an image and its tasks (WRITER). Shared by the API and the console.
-pub(crate) async fn delete(s: &AppState, acct: &Acct, build_id: Uuid) -> ApiResult<()> {
-    acct.require(AccessRole::Writer)?;
-    s.store
-        .delete_build(acct.acct_id, build_id, &acct.actor(), s.clock.now())
-        .await?;
-    Ok(())
 }

@@ -10,6 +10,14 @@ pub enum ServiceError {
     /// No such object, or not one the caller may see (other accounts' objects look absent).
     #[error("{0} not found")]
     NotFound(&'static str),
+    /// An object a request field refers to does not exist (or is in another account).
+    #[error("{what} not found")]
+    MissingReference {
+        /// The kind of object.
+        what: &'static str,
+        /// The request field naming it.
+        field: &'static str,
+    },
     /// The caller is known but its role does not allow this.
     #[error("{0}")]
     Forbidden(String),

@@ -10,7 +10,9 @@
 //! One module per domain. Dependencies point one way: adapters → services → store; a service
 //! never names an adapter type.
 
+pub(crate) mod audit;
 mod error;
+pub(crate) mod images;
 mod refusal;
 
 pub use error::{ServiceError, ServiceResult};

@@ -22,7 +22,7 @@ use crate::console::html::{
 use crate::console::session::{InAccount, Posted};
 use crate::console::{ConsoleError, PAGE_SIZE, PageResult, done};
 use crate::extract::{Path, Query};
-use crate::routes;
+use crate::service::images;
 
 /// Most applications offered in the image form's list (the application page links to the form
 /// with its own id, which works for any number of applications).
@@ -353,10 +353,10 @@ async fn create_known(
         mem_size: None,
         threads: None,
     };
-    match routes::builds::create(s, &ia.acct, req).await {
+    match images::create(s, &ia.acct, req).await {
         Ok(b) => Ok(Some(b)),
         Err(e) => {
-            errors.absorb_api(e, |f| match f {
+            errors.absorb_api(e.into(), |f| match f {
                 "app_id" => Some("known_app_id"),
                 "docker_version" => Some("docker_info.docker_version"),
                 _ => None,
@@ -535,7 +535,7 @@ pub(crate) async fn delete(
     Posted(_): Posted,
 ) -> PageResult<Response> {
     let b = load(&s, &ia, id).await?;
-    routes::builds::delete(&s, &ia.acct, id).await?;
+    images::delete(&s, &ia.acct, id).await?;
     Ok(done(
         &ia.auth,
         "/console/images",

@@ -1,0 +1,122 @@
+//! Images (builds) recorded from known values, and their deletion. Conversions
+//! (`crate::conversion`) record images of their own.
+
+use ccm_api::accounts::AccessRole;
+use ccm_api::builds::{
+    Build, BuildStatus, BuildStatusType, CreateBuildRequest, DockerInfo, EnclaveInfo,
+};
+use uuid::Uuid;
+
+use crate::AppState;
+use crate::auth::Acct;
+use crate::service::{ServiceError, ServiceResult};
+use crate::validate::{self, Checker};
+
+/// Every field of a build from known values, checked together.
+fn check(req: &CreateBuildRequest) -> ServiceResult<()> {
+    let mut c = Checker::new();
+    let docker = &req.docker_info;
+    c.image("docker_info.docker_image_name", &docker.docker_image_name);
+    validate::tag(&mut c, "docker_info.docker_version", &docker.docker_version);
+    if let Some(sha) = &docker.docker_image_sha {
+        match sha.strip_prefix("sha256:") {
+            Some(h) => c.hex32("docker_info.docker_image_sha", h),
+            None => c.err(
+                "docker_info.docker_image_sha",
+                "must be sha256:<64 hex digits>",
+            ),
+        }
+    }
+    if let Some(size) = docker.docker_image_size {
+        c.range("docker_info.docker_image_size", size, 0, 1 << 40);
+    }
+    c.hex32("mrenclave", &req.mrenclave);
+    c.hex32("mrsigner", &req.mrsigner);
+    for (field, value, min, max) in [
+        ("isvprodid", req.isvprodid, 0, 65535),
+        ("isvsvn", req.isvsvn, 0, 65535),
+        ("mem_size", req.mem_size, 16, 262_144),
+        ("threads", req.threads, 1, 4096),
+    ] {
+        if let Some(v) = value {
+            c.range(field, v, min, max);
+        }
+    }
+    c.finish()
+}
+
+/// Validates and records an image from known values (WRITER) and raises its BUILD_WHITELIST
+/// task. ISVPRODID, ISVSVN, memory and threads default to the app's.
+pub(crate) async fn create(
+    s: &AppState,
+    acct: &Acct,
+    req: CreateBuildRequest,
+) -> ServiceResult<Build> {
+    acct.require(AccessRole::Writer)?;
+    check(&req)?;
+    let app =
+        s.store
+            .get_app(acct.acct_id, req.app_id)
+            .await?
+            .ok_or(ServiceError::MissingReference {
+                what: "app",
+                field: "app_id",
+            })?;
+    let now = s.clock.now();
+    let build = Build {
+        build_id: Uuid::new_v4(),
+        acct_id: acct.acct_id,
+        app_id: app.app_id,
+        app_name: app.name,
+        docker_info: DockerInfo {
+            docker_image_sha: req
+                .docker_info
+                .docker_image_sha
+                .map(|s| s.to_ascii_lowercase()),
+            ..req.docker_info
+        },
+        enclave_info: EnclaveInfo {
+            mrenclave: req.mrenclave.to_ascii_lowercase(),
+            mrsigner: req.mrsigner.to_ascii_lowercase(),
+            isvprodid: req.isvprodid.unwrap_or(app.isvprodid),
+            isvsvn: req.isvsvn.unwrap_or(app.isvsvn),
+        },
+        mem_size: req.mem_size.unwrap_or(app.mem_size),
+        threads: req.threads.unwrap_or(app.threads),
+        status: BuildStatus {
+            status: BuildStatusType::Pending,
+            status_updated_at: now,
+        },
+        pending_task_id: None,
+        conversion: None,
+        created_at: now,
+        updated_at: now,
+    };
+    Ok(s.store.create_build(&build, &acct.actor(), now).await?)
+}
+
+/// The account's images (of one app, when given), newest first.
+pub(crate) async fn list(
+    s: &AppState,
+    acct: &Acct,
+    app_id: Option<Uuid>,
+) -> ServiceResult<Vec<Build>> {
+    Ok(s.store.list_builds(acct.acct_id, app_id).await?)
+}
+
+/// An image of the account.
+pub(crate) async fn get(s: &AppState, acct: &Acct, build_id: Uuid) -> ServiceResult<Build> {
+    s.store
+        .get_build(acct.acct_id, build_id)
+        .await?
+        .ok_or(ServiceError::NotFound("image"))
+}
+
+/// Deletes an image and its tasks (WRITER).
+pub(crate) async fn delete(s: &AppState, acct: &Acct, build_id: Uuid) -> ServiceResult<()> {
+    acct.require(AccessRole::Writer)?;
+    s.store
+        .delete_build(acct.acct_id, build_id, &acct.actor(), s.clock.now())
+        .await?;
+    Ok(())
+}
