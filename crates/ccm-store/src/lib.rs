@@ -179,7 +179,7 @@ const WAL_RESTART_FRAMES: i64 = 2048;
 ///
 /// SQLite syncs the database file only in a checkpoint that reaches the end of the log, which
 /// the passive ones never do under load: the locked one then had to sync all the pages they
-/// copied (~12 MB, 14 ms with writers held, every ~230 ms at 2,000 issuances/s). So after each
+/// copied, with writers held (BENCHMARKS.md has the figures). So after each
 /// passive checkpoint the file `db_file` is synced here, outside the lock, and the locked one
 /// syncs only its own few pages.
 fn spawn_checkpointer(

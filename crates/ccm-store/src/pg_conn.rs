@@ -23,9 +23,8 @@ pub(crate) enum Role {
     Writer,
     /// The hot-path reads. They are lookups by key and never plan a sequential scan: a
     /// prepared statement's generic plan, made while the tables were small (a new database),
-    /// scanned `certificates` whole for each batch once it held 20,000 rows (1.6 ms instead of
-    /// ~40 µs a call) until the next `ANALYZE` replaced it. (Generic plans for them cost the
-    /// server more CPU; planning each call cost ~40 µs per issuance.)
+    /// scanned `certificates` whole for each batch once it grew, until the next `ANALYZE`
+    /// replaced it. Forcing generic or custom plans instead cost more server CPU (BENCHMARKS.md).
     Reads,
 }
 

@@ -9,8 +9,7 @@
 //! like the writer's (`pg_conn`): pinged after being idle long, and a read that finds one the
 //! server ended is asked again on a new connection (`Store::hot_read`: reads can be repeated).
 //!
-//! In the issuance bench (32 clients), this took ~25 µs per issuance off the server's CPU and
-//! ~30 µs off the manager's, for 5% more issuances per second.
+//! What this saves per issuance is measured in BENCHMARKS.md (attested certificate issuance).
 //!
 //! At most [`MAX_CONNECTIONS`] are open at once; a read waits for one like a pool acquire.
 

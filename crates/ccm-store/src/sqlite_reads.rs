@@ -5,8 +5,8 @@
 //! whose cores are busy checking signatures. For the three reads of every node-agent batch
 //! (the node certificate and its node, the task ids already used, the image and its app) that
 //! hand-over cost more than the index lookups themselves. Here they run on a rusqlite
-//! connection of a small idle list, on the thread that asks: in the issuance bench the
-//! connection threads' CPU fell from ~50 to ~11 µs per issuance, the process's by 3–13%.
+//! connection of a small idle list, on the thread that asks (figures: BENCHMARKS.md, attested
+//! certificate issuance).
 //!
 //! Running them in place is sound because a reader does not wait for writers in WAL mode (only
 //! for the recovery of a log left by a crash, under `busy_timeout`): a read transaction sees
