@@ -10,8 +10,11 @@
 //! One module per domain. Dependencies point one way: adapters → services → store; a service
 //! never names an adapter type.
 
+pub mod auth;
 mod error;
+pub mod housekeeping;
 mod refusal;
+pub mod users;
 
 pub use error::{ServiceError, ServiceResult};
 pub use refusal::{Refusal, RefusalCode};
