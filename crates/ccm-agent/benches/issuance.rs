@@ -228,6 +228,7 @@ fn main() {
         database_url: pg.as_ref().map(|d| d.url.clone()),
         trusted_simulated_roots: vec![platform.join(sim::ROOT_CA_FILE)],
         db_max_connections: 8,
+        open_signup: true,
         ..Config::default()
     };
     rt.block_on(async move {

@@ -20,6 +20,11 @@ pub struct SignupRequest {
     /// Last name.
     #[serde(default)]
     pub last_name: Option<String>,
+    /// The one-time setup token of a new manager (the file `setup-token` in its data
+    /// directory): the sign-up that presents it becomes system administrator and uses it up.
+    /// Without it, sign-up needs the manager's open sign-up setting and makes an ordinary user.
+    #[serde(default)]
+    pub setup_token: Option<String>,
 }
 
 impl std::fmt::Debug for SignupRequest {
@@ -29,6 +34,10 @@ impl std::fmt::Debug for SignupRequest {
             .field("user_password", &"<redacted>")
             .field("first_name", &self.first_name)
             .field("last_name", &self.last_name)
+            .field(
+                "setup_token",
+                &self.setup_token.as_ref().map(|_| "<redacted>"),
+            )
             .finish()
     }
 }
@@ -51,7 +60,8 @@ pub struct User {
     /// Last successful login.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_logged_in_at: Option<i64>,
-    /// Whether the user administers the whole manager (the first user to sign up does).
+    /// Whether the user administers the whole manager (the one who signed up with the setup
+    /// token does).
     pub is_sysadmin: bool,
     /// `ACTIVE`.
     pub status: String,

@@ -112,6 +112,7 @@ async fn bench_backend(
         database_url,
         insecure_http: true,
         db_max_connections: 16,
+        open_signup: true,
         ..Config::default()
     };
     let m = ccm_manager::start(config, Arc::new(SystemClock))
@@ -209,6 +210,7 @@ fn serve_only(dir: &str) {
             listen: "127.0.0.1:0".parse().expect("addr"),
             data_dir: dir.into(),
             insecure_http: true,
+            open_signup: true,
             ..Config::default()
         };
         let m = ccm_manager::start(config, Arc::new(SystemClock))

@@ -68,6 +68,7 @@ async fn main() {
         listen: "127.0.0.1:0".parse().expect("addr"),
         data_dir: dir.path().to_path_buf(),
         insecure_http: true,
+        open_signup: true,
         ..Config::default()
     };
     let m = ccm_manager::start(config, Arc::new(SystemClock))

@@ -687,11 +687,13 @@ pub async fn process_pending(s: &AppState, acct_id: Option<Uuid>) -> ApiResult<u
 pub fn spawn_background(s: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
         let every = Duration::from_secs(s.config.sweep_interval_secs.max(1));
+        let mut housekeeping = crate::service::housekeeping::Schedule::new(&s);
         loop {
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = shutdown.changed() => break,
             }
+            housekeeping.run_if_due(&s).await;
             if let Err(e) = process_pending(&s, None).await {
                 tracing::warn!(error = ?e, "pending certificate sweep failed");
             }

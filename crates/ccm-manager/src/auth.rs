@@ -38,71 +38,112 @@ fn argon2() -> Argon2<'static> {
 
 type Job = Box<dyn FnOnce() + Send>;
 
-/// Runs password work on one long-lived thread. Argon2 allocates its whole memory cost per
-/// hash; doing every hash on the same thread keeps that memory in one allocator arena that is
-/// reused, instead of one retained arena per blocking thread (which pushed an idle manager's RSS
-/// up by the memory cost for every thread that ever hashed). It also bounds the memory and CPU
-/// a flood of logins can take: hashes queue rather than run side by side.
-fn on_password_thread<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> Option<T> {
-    static WORKER: std::sync::OnceLock<Option<std::sync::Mutex<std::sync::mpsc::Sender<Job>>>> =
-        std::sync::OnceLock::new();
-    let worker = WORKER.get_or_init(|| {
-        let (tx, rx) = std::sync::mpsc::channel::<Job>();
-        std::thread::Builder::new()
+/// Password hashing and verification on one long-lived thread behind a bounded queue.
+///
+/// Argon2 allocates its whole memory cost per hash; doing every hash on the same thread keeps
+/// that memory in one allocator arena that is reused, instead of one retained arena per
+/// blocking thread (which pushed an idle manager's RSS up by the memory cost for every thread
+/// that ever hashed). The queue is bounded: when `capacity` jobs wait, a new one is refused at
+/// once ([`ServiceError::Busy`], 503 with `Retry-After`) instead of queueing without end. Callers
+/// await the answer on a oneshot channel, so no async worker and no blocking-pool thread waits
+/// for a hash (conversions and CA loading keep the blocking pool).
+#[derive(Debug)]
+pub struct PasswordWorker {
+    tx: Option<std::sync::mpsc::SyncSender<Job>>,
+}
+
+impl PasswordWorker {
+    /// Starts the thread with room for `capacity` waiting jobs. The thread ends when the worker
+    /// is dropped.
+    pub fn start(capacity: usize) -> Self {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Job>(capacity.max(1));
+        let started = std::thread::Builder::new()
             .name("ccm-password".into())
             .spawn(move || {
                 for job in rx {
                     job();
                 }
             })
-            .ok()
-            .map(|_| std::sync::Mutex::new(tx))
-    });
-    let (done_tx, done_rx) = std::sync::mpsc::sync_channel(1);
-    let job: Job = Box::new(move || {
-        let _ = done_tx.send(f());
-    });
-    match worker {
-        Some(tx) => {
-            tx.lock().ok()?.send(job).ok()?;
-            done_rx.recv().ok()
+            .is_ok();
+        Self {
+            tx: started.then_some(tx),
         }
-        // No thread could be started: do the work here rather than fail logins.
-        None => {
-            job();
-            done_rx.recv().ok()
+    }
+
+    async fn run<T: Send + 'static>(
+        &self,
+        f: impl FnOnce() -> T + Send + 'static,
+    ) -> ServiceResult<T> {
+        let (done_tx, done_rx) = tokio::sync::oneshot::channel();
+        let job: Job = Box::new(move || {
+            let _ = done_tx.send(f());
+        });
+        match &self.tx {
+            Some(tx) => match tx.try_send(job) {
+                Ok(()) => {}
+                Err(std::sync::mpsc::TrySendError::Full(_)) => {
+                    return Err(ServiceError::Busy {
+                        retry_after_secs: 1,
+                    });
+                }
+                Err(std::sync::mpsc::TrySendError::Disconnected(_)) => {
+                    return Err(ServiceError::internal("the password thread stopped"));
+                }
+            },
+            // No thread could be started: do the work on the blocking pool rather than fail.
+            None => {
+                tokio::task::spawn_blocking(job)
+                    .await
+                    .map_err(ServiceError::internal)?;
+            }
         }
+        done_rx
+            .await
+            .map_err(|_| ServiceError::internal("the password thread dropped a job"))
+    }
+
+    /// Hashes a password with Argon2id (m = 7 MiB, t = 5, p = 1).
+    pub async fn hash(&self, password: &str) -> ServiceResult<String> {
+        let salt = new_salt().map_err(ServiceError::from)?;
+        let password = zeroize::Zeroizing::new(password.to_string());
+        self.run(move || {
+            argon2()
+                .hash_password(password.as_bytes(), &salt)
+                .map(|h| h.to_string())
+                .map_err(|e| ServiceError::internal(format!("password hashing: {e}")))
+        })
+        .await?
+    }
+
+    /// Checks a password against a PHC hash (with the parameters recorded in it); a malformed
+    /// hash verifies nothing.
+    pub async fn verify(&self, password: &str, hash: &str) -> ServiceResult<bool> {
+        let password = zeroize::Zeroizing::new(password.to_string());
+        let hash = hash.to_string();
+        self.run(move || {
+            PasswordHash::new(&hash)
+                .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
+        })
+        .await
     }
 }
 
-/// Hashes a password with Argon2id (m = 7 MiB, t = 5, p = 1). Blocks; call it off the async
-/// workers.
-pub fn hash_password(password: &str) -> Result<String, Error> {
+fn new_salt() -> Result<SaltString, Error> {
     let mut salt = [0u8; 16];
     SystemRandom::new()
         .fill(&mut salt)
         .map_err(|_| Error::Crypto("no randomness"))?;
-    let salt = SaltString::encode_b64(&salt).map_err(|e| Error::PasswordHash(e.to_string()))?;
-    let password = zeroize::Zeroizing::new(password.to_string());
-    on_password_thread(move || {
-        argon2()
-            .hash_password(password.as_bytes(), &salt)
-            .map(|h| h.to_string())
-            .map_err(|e| Error::PasswordHash(e.to_string()))
-    })
-    .unwrap_or_else(|| Err(Error::PasswordHash("the password thread stopped".into())))
+    SaltString::encode_b64(&salt).map_err(|e| Error::PasswordHash(e.to_string()))
 }
 
-/// Checks a password against a PHC hash (with the parameters recorded in it); a malformed hash
-/// verifies nothing. Blocks; call it off the async workers.
-pub fn verify_password(password: &str, hash: &str) -> bool {
-    let password = zeroize::Zeroizing::new(password.to_string());
-    let hash = hash.to_string();
-    on_password_thread(move || {
-        PasswordHash::new(&hash)
-            .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
-    })
-    .unwrap_or(false)
+/// Hashes a password with Argon2id (m = 7 MiB, t = 5, p = 1) on the calling thread. Blocks;
+/// request handlers use [`PasswordWorker`].
+pub fn hash_password(password: &str) -> Result<String, Error> {
+    let salt = new_salt()?;
+    argon2()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| Error::PasswordHash(e.to_string()))
 }
 
 /// A new random token with `prefix`.

@@ -12,8 +12,19 @@
 //! | `master_key_file` | `CCM_MASTER_KEY_FILE` | `<data_dir>/master.key` |
 //! | `token_ttl_secs` | `CCM_TOKEN_TTL_SECS` | `3600` |
 //! | `session_ttl_secs` | `CCM_SESSION_TTL_SECS` | `86400` |
-//! | `allow_signup` | `CCM_ALLOW_SIGNUP` | `true` (the first user may always sign up) |
+//! | `open_signup` (alias `allow_signup`) | `CCM_OPEN_SIGNUP` (or `CCM_ALLOW_SIGNUP`) | `false`: only the holder of the setup token signs up (and becomes system administrator) |
 //! | `max_body_bytes` | `CCM_MAX_BODY_BYTES` | `1048576` |
+//! | `request_body_timeout_secs` | `CCM_REQUEST_BODY_TIMEOUT_SECS` | `30` (a request body must arrive within this) |
+//! | `max_connections` | `CCM_MAX_CONNECTIONS` | `1024` (more wait in the listen backlog) |
+//! | `password_queue_capacity` | `CCM_PASSWORD_QUEUE_CAPACITY` | `16` (then logins and sign-ups get 503) |
+//! | `auth_attempts_per_minute_per_address` | `CCM_AUTH_ATTEMPTS_PER_MINUTE_PER_ADDRESS` | `30` (logins and sign-ups, then 429) |
+//! | `auth_failures_per_minute_per_email` | `CCM_AUTH_FAILURES_PER_MINUTE_PER_EMAIL` | `10` (failed logins and sign-ups, then 429) |
+//! | `node_requests_per_second` | `CCM_NODE_REQUESTS_PER_SECOND` | `5000` per node on `/v1/node-agent/...`, then 429 |
+//! | `node_request_burst` | `CCM_NODE_REQUEST_BURST` | `10000` |
+//! | `api_key_default_days` | `CCM_API_KEY_DEFAULT_DAYS` | `90` (lifetime of a key created without `expires_in`) |
+//! | `api_key_max_days` | `CCM_API_KEY_MAX_DAYS` | `366` (longest `expires_in` accepted) |
+//! | `rejected_retention_days` | `CCM_REJECTED_RETENTION_DAYS` | `7` (REJECTED certificate requests, with CSR and quote, are then deleted) |
+//! | `housekeeping_interval_secs` | `CCM_HOUSEKEEPING_INTERVAL_SECS` | `3600` (purge of expired sessions and old rejected requests) |
 //! | `db_max_connections` | `CCM_DB_MAX_CONNECTIONS` | `10` |
 //! | `zone_ca_validity_days` | `CCM_ZONE_CA_VALIDITY_DAYS` | `3650` |
 //! | `trusted_simulated_roots` | `CCM_TRUSTED_SIMULATED_ROOTS` (comma-separated files) | none: simulated platforms are refused |
@@ -59,10 +70,34 @@ pub struct Config {
     pub token_ttl_secs: i64,
     /// Lifetime of a session (refresh cannot extend past it).
     pub session_ttl_secs: i64,
-    /// Whether anyone may sign up (the first user always may).
-    pub allow_signup: bool,
+    /// Whether anyone may sign up as an ordinary user. Off: only the holder of the setup token
+    /// signs up (once, as system administrator).
+    #[serde(alias = "allow_signup")]
+    pub open_signup: bool,
     /// Request body limit.
     pub max_body_bytes: usize,
+    /// Time a client has to send a request body, from the end of its headers.
+    pub request_body_timeout_secs: u64,
+    /// Connections served at once; further ones wait in the listen backlog.
+    pub max_connections: usize,
+    /// Password hashes that may wait for the hashing thread; when full, 503.
+    pub password_queue_capacity: usize,
+    /// Logins and sign-ups per minute from one client address (burst of the same size).
+    pub auth_attempts_per_minute_per_address: u32,
+    /// Failed logins and sign-up attempts per minute for one e-mail address.
+    pub auth_failures_per_minute_per_email: u32,
+    /// Requests per second one node may make on the agent-facing routes.
+    pub node_requests_per_second: u32,
+    /// Requests one node may make at once on the agent-facing routes.
+    pub node_request_burst: u32,
+    /// Lifetime of an API key created without `expires_in`.
+    pub api_key_default_days: i64,
+    /// Longest lifetime an API key may be given.
+    pub api_key_max_days: i64,
+    /// REJECTED certificate requests (with their CSR and quote) are deleted after this.
+    pub rejected_retention_days: i64,
+    /// Interval of the housekeeping sweep (expired sessions, old rejected requests).
+    pub housekeeping_interval_secs: u64,
     /// Database pool size.
     pub db_max_connections: u32,
     /// Validity of new zone CA certificates.
@@ -106,8 +141,19 @@ impl Default for Config {
             master_key_file: None,
             token_ttl_secs: 3600,
             session_ttl_secs: 86_400,
-            allow_signup: true,
+            open_signup: false,
             max_body_bytes: 1 << 20,
+            request_body_timeout_secs: 30,
+            max_connections: 1024,
+            password_queue_capacity: 16,
+            auth_attempts_per_minute_per_address: 30,
+            auth_failures_per_minute_per_email: 10,
+            node_requests_per_second: 5000,
+            node_request_burst: 10_000,
+            api_key_default_days: 90,
+            api_key_max_days: 366,
+            rejected_retention_days: 7,
+            housekeeping_interval_secs: 3600,
             db_max_connections: 10,
             zone_ca_validity_days: 3650,
             trusted_simulated_roots: Vec::new(),
@@ -224,8 +270,23 @@ impl Config {
             "CCM_MASTER_KEY_FILE" => self.master_key_file = Some(PathBuf::from(v)),
             "CCM_TOKEN_TTL_SECS" => self.token_ttl_secs = parse(key, v)?,
             "CCM_SESSION_TTL_SECS" => self.session_ttl_secs = parse(key, v)?,
-            "CCM_ALLOW_SIGNUP" => self.allow_signup = boolean(key, v)?,
+            "CCM_OPEN_SIGNUP" | "CCM_ALLOW_SIGNUP" => self.open_signup = boolean(key, v)?,
             "CCM_MAX_BODY_BYTES" => self.max_body_bytes = parse(key, v)?,
+            "CCM_REQUEST_BODY_TIMEOUT_SECS" => self.request_body_timeout_secs = parse(key, v)?,
+            "CCM_MAX_CONNECTIONS" => self.max_connections = parse(key, v)?,
+            "CCM_PASSWORD_QUEUE_CAPACITY" => self.password_queue_capacity = parse(key, v)?,
+            "CCM_AUTH_ATTEMPTS_PER_MINUTE_PER_ADDRESS" => {
+                self.auth_attempts_per_minute_per_address = parse(key, v)?
+            }
+            "CCM_AUTH_FAILURES_PER_MINUTE_PER_EMAIL" => {
+                self.auth_failures_per_minute_per_email = parse(key, v)?
+            }
+            "CCM_NODE_REQUESTS_PER_SECOND" => self.node_requests_per_second = parse(key, v)?,
+            "CCM_NODE_REQUEST_BURST" => self.node_request_burst = parse(key, v)?,
+            "CCM_API_KEY_DEFAULT_DAYS" => self.api_key_default_days = parse(key, v)?,
+            "CCM_API_KEY_MAX_DAYS" => self.api_key_max_days = parse(key, v)?,
+            "CCM_REJECTED_RETENTION_DAYS" => self.rejected_retention_days = parse(key, v)?,
+            "CCM_HOUSEKEEPING_INTERVAL_SECS" => self.housekeeping_interval_secs = parse(key, v)?,
             "CCM_DB_MAX_CONNECTIONS" => self.db_max_connections = parse(key, v)?,
             "CCM_ZONE_CA_VALIDITY_DAYS" => self.zone_ca_validity_days = parse(key, v)?,
             "CCM_TRUSTED_SIMULATED_ROOTS" => {
@@ -275,6 +336,58 @@ impl Config {
             return Err(invalid(
                 "max_body_bytes",
                 "must be between 1024 and 67108864",
+            ));
+        }
+        if !(1..=3600).contains(&self.request_body_timeout_secs) {
+            return Err(invalid(
+                "request_body_timeout_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        if !(1..=1_000_000).contains(&self.max_connections) {
+            return Err(invalid("max_connections", "must be between 1 and 1000000"));
+        }
+        if !(1..=4096).contains(&self.password_queue_capacity) {
+            return Err(invalid(
+                "password_queue_capacity",
+                "must be between 1 and 4096",
+            ));
+        }
+        for (field, v) in [
+            (
+                "auth_attempts_per_minute_per_address",
+                self.auth_attempts_per_minute_per_address,
+            ),
+            (
+                "auth_failures_per_minute_per_email",
+                self.auth_failures_per_minute_per_email,
+            ),
+            ("node_requests_per_second", self.node_requests_per_second),
+            ("node_request_burst", self.node_request_burst),
+        ] {
+            if !(1..=1_000_000).contains(&v) {
+                return Err(invalid(field, "must be between 1 and 1000000"));
+            }
+        }
+        if !(1..=3650).contains(&self.api_key_max_days) {
+            return Err(invalid("api_key_max_days", "must be between 1 and 3650"));
+        }
+        if !(1..=self.api_key_max_days).contains(&self.api_key_default_days) {
+            return Err(invalid(
+                "api_key_default_days",
+                "must be between 1 and api_key_max_days",
+            ));
+        }
+        if !(1..=3650).contains(&self.rejected_retention_days) {
+            return Err(invalid(
+                "rejected_retention_days",
+                "must be between 1 and 3650",
+            ));
+        }
+        if !(1..=86_400).contains(&self.housekeeping_interval_secs) {
+            return Err(invalid(
+                "housekeeping_interval_secs",
+                "must be between 1 and 86400",
             ));
         }
         if !(1..=1000).contains(&self.db_max_connections) {

@@ -197,6 +197,17 @@ impl ApiError {
         Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", message)
     }
 
+    /// 503 with `Retry-After`: a bounded queue is full.
+    pub fn busy(retry_after_secs: u64) -> Self {
+        let mut e = Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "busy",
+            format!("the manager is busy; retry after {retry_after_secs} s"),
+        );
+        e.0.retry_after_secs = Some(retry_after_secs);
+        e
+    }
+
     /// 500: the real error is logged, the client gets a generic message.
     pub fn internal(err: impl std::fmt::Display) -> Self {
         let mut e = Self::new(
@@ -256,6 +267,7 @@ impl From<crate::service::ServiceError> for ApiError {
             }
             S::RateLimited { retry_after_secs } => Self::too_many_requests(retry_after_secs),
             S::Unavailable(message) => Self::unavailable(message),
+            S::Busy { retry_after_secs } => Self::busy(retry_after_secs),
             S::Internal(cause) => Self::internal(cause),
         }
     }

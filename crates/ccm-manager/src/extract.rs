@@ -34,12 +34,30 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
         let bytes = Bytes::from_request(req, state).await.map_err(|rejection| {
             if rejection.status() == axum::http::StatusCode::PAYLOAD_TOO_LARGE {
                 ApiError::payload_too_large(limit)
+            } else if is_body_timeout(&rejection) {
+                ApiError::bad_request(
+                    "body_timeout",
+                    "the request body did not arrive within the time allowed",
+                )
+                .with_status(axum::http::StatusCode::REQUEST_TIMEOUT)
             } else {
                 ApiError::bad_request("invalid_body", "the request body could not be read")
             }
         })?;
         parse_json(&bytes).map(Json)
     }
+}
+
+/// Whether a body read failed because the server's body deadline passed.
+fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
+    let mut cur = Some(e);
+    while let Some(err) = cur {
+        if err.is::<crate::BodyTimeout>() {
+            return true;
+        }
+        cur = err.source();
+    }
+    false
 }
 
 /// The configured body limit, put into request extensions so rejections can name it.

@@ -32,6 +32,7 @@ mod error;
 pub mod extract;
 pub mod metrics;
 pub mod node_auth;
+pub mod ratelimit;
 mod routes;
 pub mod secrets;
 pub mod service;
@@ -80,6 +81,12 @@ pub struct StateInner {
     pub node_certs: node_auth::VerifiedCerts,
     /// The image conversion queue (this instance's id, waking the workers).
     pub conversions: conversion::Queue,
+    /// Password hashing (one thread, bounded queue).
+    pub passwords: auth::PasswordWorker,
+    /// Rate limits of logins and sign-ups.
+    pub auth_limits: ratelimit::AuthLimits,
+    /// Rate limit per node of the agent-facing routes.
+    pub node_limit: ratelimit::NodeLimit,
     dummy_hash: String,
 }
 
@@ -110,6 +117,9 @@ impl AppState {
         let attest = attested::AttestServices::new(&config)?;
         let conversions = conversion::Queue::new(conversion::instance_id(&config.data_dir)?);
         Ok(Self(Arc::new(StateInner {
+            passwords: auth::PasswordWorker::start(config.password_queue_capacity),
+            auth_limits: ratelimit::AuthLimits::new(&config),
+            node_limit: ratelimit::NodeLimit::new(&config),
             conversions,
             attest,
             node_certs: node_auth::VerifiedCerts::default(),
@@ -146,6 +156,7 @@ pub fn app(state: AppState) -> Router {
         ))
         .layer(DefaultBodyLimit::max(limit))
         .layer(axum::Extension(extract::BodyLimit(limit)))
+        .layer(axum::Extension(state.node_limit.clone()))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }
@@ -221,6 +232,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
             found: master_key.id().to_string(),
         });
     }
+    service::users::ensure_setup_token(&store, &config.data_dir).await?;
     let tls = if config.insecure_http {
         None
     } else {
@@ -243,7 +255,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     attested::spawn_background(state.clone(), rx.clone());
     let conversions = conversion::spawn(state.clone(), rx.clone())?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
-    let task = tokio::spawn(serve(listener, router, acceptor, rx));
+    let limits = ServeLimits {
+        max_connections: state.config.max_connections,
+        body_timeout: Duration::from_secs(state.config.request_body_timeout_secs),
+    };
+    let task = tokio::spawn(serve(listener, router, acceptor, limits, rx));
     Ok(RunningManager {
         local_addr,
         fingerprint,
@@ -254,14 +270,95 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     })
 }
 
+/// Limits of the serve loop.
+#[derive(Debug, Clone, Copy)]
+struct ServeLimits {
+    max_connections: usize,
+    body_timeout: Duration,
+}
+
+/// A request body that fails once `deadline` passes (a client trickling its body holds a
+/// connection and a handler only that long).
+struct DeadlineBody<B> {
+    inner: B,
+    deadline: std::pin::Pin<Box<tokio::time::Sleep>>,
+}
+
+/// The error of a body that did not arrive in time.
+#[derive(Debug, thiserror::Error)]
+#[error("the request body did not arrive within the time allowed")]
+pub struct BodyTimeout;
+
+impl<B> hyper::body::Body for DeadlineBody<B>
+where
+    B: hyper::body::Body + Unpin,
+    B::Error: Into<axum::BoxError>,
+{
+    type Data = B::Data;
+    type Error = axum::BoxError;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Self::Data>, Self::Error>>> {
+        use std::task::Poll;
+        let this = &mut *self;
+        match std::pin::Pin::new(&mut this.inner).poll_frame(cx) {
+            Poll::Ready(r) => Poll::Ready(r.map(|f| f.map_err(Into::into))),
+            Poll::Pending => match std::future::Future::poll(this.deadline.as_mut(), cx) {
+                Poll::Ready(()) => Poll::Ready(Some(Err(Box::new(BodyTimeout)))),
+                Poll::Pending => Poll::Pending,
+            },
+        }
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        self.inner.size_hint()
+    }
+}
+
+/// Puts the peer's address (and its client certificate, if any) into the request and bounds
+/// the time its body may take.
+fn prepare_request(
+    req: axum::http::Request<hyper::body::Incoming>,
+    peer: SocketAddr,
+    peer_cert: Option<&node_auth::PeerCertificate>,
+    body_timeout: Duration,
+) -> axum::http::Request<axum::body::Body> {
+    let (mut parts, body) = req.into_parts();
+    parts.extensions.insert(ratelimit::ClientAddr(peer.ip()));
+    if let Some(p) = peer_cert {
+        parts.extensions.insert(p.clone());
+    }
+    let body = DeadlineBody {
+        inner: body,
+        deadline: Box::pin(tokio::time::sleep(body_timeout)),
+    };
+    axum::http::Request::from_parts(parts, axum::body::Body::new(body))
+}
+
 async fn serve(
     listener: TcpListener,
     router: Router,
     tls: Option<tokio_rustls::TlsAcceptor>,
+    limits: ServeLimits,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let graceful = GracefulShutdown::new();
+    let slots = Arc::new(tokio::sync::Semaphore::new(limits.max_connections.max(1)));
     loop {
+        // At most `max_connections` served at once: further ones wait in the listen backlog.
+        let permit = tokio::select! {
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => break,
+            },
+            _ = shutdown.changed() => break,
+        };
         let (tcp, peer) = tokio::select! {
             accepted = listener.accept() => match accepted {
                 Ok(x) => x,
@@ -278,7 +375,9 @@ async fn serve(
         let router = router.clone();
         let watcher = graceful.watcher();
         let tls = tls.clone();
+        let body_timeout = limits.body_timeout;
         tokio::spawn(async move {
+            let _permit = permit;
             let mut builder = hyper::server::conn::http1::Builder::new();
             builder
                 .timer(TokioTimer::new())
@@ -309,11 +408,8 @@ async fn serve(
                         .map(|c| node_auth::PeerCertificate(Arc::new(c.as_ref().to_vec())));
                     let service = TowerToHyperService::new(tower::ServiceExt::map_request(
                         router,
-                        move |mut req: axum::http::Request<hyper::body::Incoming>| {
-                            if let Some(p) = &peer_cert {
-                                req.extensions_mut().insert(p.clone());
-                            }
-                            req
+                        move |req: axum::http::Request<hyper::body::Incoming>| {
+                            prepare_request(req, peer, peer_cert.as_ref(), body_timeout)
                         },
                     ));
                     let conn = builder.serve_connection(TokioIo::new(stream), service);
@@ -322,7 +418,12 @@ async fn serve(
                     }
                 }
                 None => {
-                    let service = TowerToHyperService::new(router);
+                    let service = TowerToHyperService::new(tower::ServiceExt::map_request(
+                        router,
+                        move |req: axum::http::Request<hyper::body::Incoming>| {
+                            prepare_request(req, peer, None, body_timeout)
+                        },
+                    ));
                     let conn = builder.serve_connection(TokioIo::new(tcp), service);
                     if let Err(e) = watcher.watch(conn).await {
                         tracing::debug!(%peer, error = %e, "connection ended with an error");

@@ -33,6 +33,15 @@ impl Checker {
         }
     }
 
+    /// [`Checker::finish`] for the service layer.
+    pub(crate) fn finish_service(self) -> crate::service::ServiceResult<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::service::ServiceError::Invalid(self.errors))
+        }
+    }
+
     /// Free text: length in characters within `min..=max`, no control characters (except
     /// newline and tab when `multiline`), no leading/trailing whitespace for one-line values.
     pub(crate) fn text(

@@ -1473,7 +1473,11 @@ async fn https_with_pinned_fingerprint_and_persisted_identity() {
         Method::POST,
         "/v1/users",
         None,
-        Some(json!({"user_email": "a@example.com", "user_password": common::PASSWORD})),
+        Some(json!({
+            "user_email": "a@example.com",
+            "user_password": common::PASSWORD,
+            "setup_token": common::setup_token(dir.path()),
+        })),
     )
     .await;
     assert_eq!(st, StatusCode::CREATED);

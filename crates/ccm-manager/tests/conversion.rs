@@ -122,6 +122,7 @@ async fn start(backend: Backend, insecure: &[String], workers: usize) -> Harness
         launcher: Some(launcher),
         insecure_registries: insecure.to_vec(),
         conversion_workers: workers,
+        open_signup: true,
         ..Config::default()
     };
     let clock = ManualClock::new(T0);

@@ -44,6 +44,7 @@ mod error;
 mod nodes;
 mod pg_conn;
 mod pg_reads;
+mod retention;
 mod sessions;
 mod sql;
 mod sqlite_reads;
@@ -72,9 +73,10 @@ pub use conversions::{
 };
 pub use error::Error;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
+pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
 pub use tasks::TaskFilter;
-pub use users::{NewUser, UserRecord};
+pub use users::{NewUser, SetupTokenState, UserRecord};
 pub use zones::{JoinTokenUse, NewJoinToken, ZoneRecord};
 
 /// Result type of this crate.

@@ -214,6 +214,38 @@ impl Store {
         w.commit().await
     }
 
+    /// Records a failed login in the audit log: the e-mail tried, the client address, and the
+    /// user when the e-mail names one. Never the password.
+    pub async fn record_login_failure(
+        &self,
+        email: &str,
+        user_id: Option<Uuid>,
+        client_address: Option<&str>,
+        reason: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        let actor = Actor {
+            user_id: None,
+            name: match client_address {
+                Some(a) => format!("anonymous@{a}"),
+                None => "anonymous".into(),
+            },
+        };
+        audit::append(
+            &mut w.tx,
+            now,
+            &actor,
+            None,
+            "session.login_failed",
+            "user",
+            user_id,
+            json!({"user_email": email, "client_address": client_address, "reason": reason}),
+        )
+        .await?;
+        w.commit().await
+    }
+
     /// Deletes sessions whose session lifetime is over.
     pub async fn purge_expired_sessions(&self, now: i64) -> Result<u64> {
         Ok(

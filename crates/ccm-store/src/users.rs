@@ -84,11 +84,133 @@ impl UserRow {
     }
 }
 
+/// Where a manager's first sign-up stands.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SetupTokenState {
+    /// A system administrator exists; no setup token is needed or valid.
+    AdminExists,
+    /// A setup token is waiting to be used; this is its recorded hash (it may be another
+    /// replica's).
+    Pending {
+        /// Hex SHA-256 of the token in force.
+        stored_hash: String,
+    },
+}
+
+async fn insert_user(
+    conn: &mut sqlx::AnyConnection,
+    new: NewUser,
+    is_sysadmin: bool,
+    now: i64,
+) -> Result<User> {
+    sqlx::query(
+        "INSERT INTO users (user_id, email, email_lower, password_hash, first_name, last_name, \
+         is_sysadmin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+    )
+    .bind(new.user_id.to_string())
+    .bind(&new.email)
+    .bind(new.email.to_lowercase())
+    .bind(&new.password_hash)
+    .bind(&new.first_name)
+    .bind(&new.last_name)
+    .bind(i64::from(is_sysadmin))
+    .bind(now)
+    .execute(&mut *conn)
+    .await
+    .map_err(on_unique("user", "user_email"))?;
+    let actor = Actor {
+        user_id: Some(new.user_id),
+        name: new.email.clone(),
+    };
+    audit::append(
+        conn,
+        now,
+        &actor,
+        None,
+        "user.create",
+        "user",
+        Some(new.user_id),
+        json!({"user_email": new.email, "is_sysadmin": is_sysadmin}),
+    )
+    .await?;
+    Ok(User {
+        user_id: new.user_id,
+        user_email: new.email,
+        first_name: new.first_name,
+        last_name: new.last_name,
+        created_at: now,
+        last_logged_in_at: None,
+        is_sysadmin,
+        status: "ACTIVE".into(),
+        roles: Vec::new(),
+    })
+}
+
 impl Store {
-    /// Creates a user. The first user ever created becomes system administrator (decided inside
-    /// the transaction, so two simultaneous first sign-ups cannot both win).
+    /// Creates an ordinary user (never a system administrator: that takes the setup token,
+    /// [`Store::create_admin_with_setup_token`]).
     pub async fn create_user(&self, new: NewUser, now: i64) -> Result<User> {
         let mut w = self.begin_write().await?;
+        let user = insert_user(&mut w.tx, new, false, now).await?;
+        w.commit().await?;
+        Ok(user)
+    }
+
+    /// Records the hash of a new manager's setup token, unless a system administrator exists
+    /// or a token was recorded before (by this or another replica).
+    pub async fn init_setup_token(&self, token_hash: &str) -> Result<SetupTokenState> {
+        let mut w = self.begin_write().await?;
+        let admin: Option<(String,)> =
+            sqlx::query_as("SELECT value FROM meta WHERE key = 'sysadmin_user_id'")
+                .fetch_optional(&mut *w.tx)
+                .await?;
+        if admin.is_some() {
+            w.commit().await?;
+            return Ok(SetupTokenState::AdminExists);
+        }
+        sqlx::query(
+            "INSERT INTO meta (key, value) VALUES ('setup_token_hash', $1) \
+             ON CONFLICT (key) DO NOTHING",
+        )
+        .bind(token_hash)
+        .execute(&mut *w.tx)
+        .await?;
+        let (stored,): (String,) =
+            sqlx::query_as("SELECT value FROM meta WHERE key = 'setup_token_hash'")
+                .fetch_one(&mut *w.tx)
+                .await?;
+        w.commit().await?;
+        Ok(SetupTokenState::Pending {
+            stored_hash: stored,
+        })
+    }
+
+    /// Whether the setup token is still unused (no system administrator yet).
+    pub async fn setup_pending(&self) -> Result<bool> {
+        Ok(self.get_meta("setup_token_hash").await?.is_some()
+            && self.get_meta("sysadmin_user_id").await?.is_none())
+    }
+
+    /// Creates the system administrator with the setup token: the token's hash must be the one
+    /// recorded, and it is consumed in the same transaction, so of two sign-ups with the token
+    /// exactly one succeeds. `None`: the token is not (or no longer) valid; nothing was written.
+    pub async fn create_admin_with_setup_token(
+        &self,
+        new: NewUser,
+        token_hash: &str,
+        now: i64,
+    ) -> Result<Option<User>> {
+        let mut w = self.begin_write().await?;
+        let consumed =
+            sqlx::query("DELETE FROM meta WHERE key = 'setup_token_hash' AND value = $1")
+                .bind(token_hash)
+                .execute(&mut *w.tx)
+                .await?
+                .rows_affected()
+                == 1;
+        if !consumed {
+            return Ok(None);
+        }
         let claimed = sqlx::query(
             "INSERT INTO meta (key, value) VALUES ('sysadmin_user_id', $1) ON CONFLICT (key) DO NOTHING",
         )
@@ -97,48 +219,12 @@ impl Store {
         .await?
         .rows_affected()
             == 1;
-        sqlx::query(
-            "INSERT INTO users (user_id, email, email_lower, password_hash, first_name, last_name, \
-             is_sysadmin, created_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
-        )
-        .bind(new.user_id.to_string())
-        .bind(&new.email)
-        .bind(new.email.to_lowercase())
-        .bind(&new.password_hash)
-        .bind(&new.first_name)
-        .bind(&new.last_name)
-        .bind(i64::from(claimed))
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await
-        .map_err(on_unique("user", "user_email"))?;
-        let actor = Actor {
-            user_id: Some(new.user_id),
-            name: new.email.clone(),
-        };
-        audit::append(
-            &mut w.tx,
-            now,
-            &actor,
-            None,
-            "user.create",
-            "user",
-            Some(new.user_id),
-            json!({"user_email": new.email, "is_sysadmin": claimed}),
-        )
-        .await?;
+        if !claimed {
+            return Ok(None);
+        }
+        let user = insert_user(&mut w.tx, new, true, now).await?;
         w.commit().await?;
-        Ok(User {
-            user_id: new.user_id,
-            user_email: new.email,
-            first_name: new.first_name,
-            last_name: new.last_name,
-            created_at: now,
-            last_logged_in_at: None,
-            is_sysadmin: claimed,
-            status: "ACTIVE".into(),
-            roles: Vec::new(),
-        })
+        Ok(Some(user))
     }
 
     /// Looks a user up by e-mail (case-insensitive).

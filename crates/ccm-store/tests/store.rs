@@ -44,8 +44,10 @@ async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
         .await
         .unwrap();
     let user_id = Uuid::new_v4();
+    // The first user signs up with the setup token and administers the manager.
+    store.init_setup_token("setup-hash").await.unwrap();
     store
-        .create_user(
+        .create_admin_with_setup_token(
             NewUser {
                 user_id,
                 email: "Alice@Example.com".into(),
@@ -53,10 +55,12 @@ async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
                 first_name: None,
                 last_name: None,
             },
+            "setup-hash",
             NOW,
         )
         .await
-        .unwrap();
+        .unwrap()
+        .expect("the setup token is valid");
     let actor = Actor {
         user_id: Some(user_id),
         name: "alice@example.com".into(),

@@ -101,7 +101,7 @@ impl Drop for Manager {
 /// Starts `ccm manager` (plain HTTP) on `port` and waits for its first line.
 fn start_manager(data: &Path, port: u16, extra: &[&str]) -> Manager {
     let mut child = ccm()
-        .args(["manager", "--insecure-http", "--listen"])
+        .args(["manager", "--insecure-http", "--open-signup", "--listen"])
         .arg(format!("127.0.0.1:{port}"))
         .arg("--data-dir")
         .arg(data)

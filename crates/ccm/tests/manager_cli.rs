@@ -131,6 +131,9 @@ fn operator_workflow(database: Option<&str>) {
     let cli = Cli {
         creds: dir.path().join("cfg/ccm/credentials.toml"),
     };
+    // The first sign-up presents the setup token the manager wrote into its data directory.
+    let setup_token = dir.path().join("data/setup-token");
+    let setup_token = setup_token.to_str().unwrap();
 
     // Unpinned HTTPS is refused without a decision; a wrong pin fails the handshake.
     cli.fails(
@@ -178,6 +181,8 @@ fn operator_workflow(database: Option<&str>) {
             "a@example.com",
             "--password-stdin",
             "--signup",
+            "--setup-token-file",
+            setup_token,
         ],
         &format!("{PASSWORD}\n"),
     );
@@ -330,6 +335,7 @@ fn trust_on_first_use_and_graceful_shutdown() {
     let cli = Cli {
         creds: dir.path().join("creds.toml"),
     };
+    let setup_token = dir.path().join("data/setup-token");
     let out = cli.run_stdin(
         &[
             "login",
@@ -340,6 +346,8 @@ fn trust_on_first_use_and_graceful_shutdown() {
             "t@example.com",
             "--password-stdin",
             "--signup",
+            "--setup-token-file",
+            setup_token.to_str().unwrap(),
         ],
         PASSWORD,
     );

@@ -10,7 +10,7 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{self, Acct, Caller};
+use crate::auth::{self, Acct, Caller, CallerAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
 use crate::validate::Checker;
@@ -22,7 +22,8 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Creates an API key acting for the caller in the selected account, with a role no higher than
-/// the caller's. The secret is shown only in this response.
+/// the caller's. It expires after `expires_in` seconds (at most `api_key_max_days`), or after
+/// `api_key_default_days` (90 by default) without it. The secret is shown only in this response.
 #[utoipa::path(post, path = "/v1/apikeys", tag = "apikeys", security(("bearer" = [])), request_body = ApiKeyRequest,
     responses((status = 201, body = ApiKeyCreated), (status = 403, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn create_key(
@@ -33,8 +34,9 @@ async fn create_key(
     acct.caller.session()?;
     let mut c = Checker::new();
     c.text("name", &req.name, 1, 128, false);
+    let max = s.config.api_key_max_days.saturating_mul(86_400);
     if let Some(e) = req.expires_in {
-        c.range("expires_in", e, 60, 86_400 * 366);
+        c.range("expires_in", e, 60, max);
     }
     c.finish()?;
     if req.role > acct.role {
@@ -53,7 +55,12 @@ async fn create_key(
         user_id: acct.caller.user_id,
         role: req.role,
         created_at: now,
-        expires_at: req.expires_in.map(|e| now.saturating_add(e)),
+        expires_at: Some(
+            now.saturating_add(
+                req.expires_in
+                    .unwrap_or(s.config.api_key_default_days.saturating_mul(86_400)),
+            ),
+        ),
     };
     s.store
         .create_api_key(
@@ -68,14 +75,29 @@ async fn create_key(
     Ok((StatusCode::CREATED, Json(ApiKeyCreated { key, secret })))
 }
 
-/// The caller's API keys (without secrets).
+/// The keys a caller may see and delete: with a session, the user's keys; with an API key,
+/// the user's keys of that key's account only (never another account's).
+async fn visible_keys(s: &AppState, caller: &Caller) -> ApiResult<Vec<ApiKey>> {
+    let keys = s.store.list_api_keys(caller.user_id).await?;
+    Ok(match &caller.auth {
+        CallerAuth::Session { .. } => keys,
+        CallerAuth::ApiKey(k) => keys
+            .into_iter()
+            .filter(|x| x.acct_id == k.acct_id)
+            .collect(),
+    })
+}
+
+/// The caller's API keys (without secrets). Called with an API key: that key's account's keys
+/// only.
 #[utoipa::path(get, path = "/v1/apikeys", tag = "apikeys", security(("bearer" = [])),
     responses((status = 200, body = [ApiKey])))]
 async fn list_keys(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
-    Ok(Json(s.store.list_api_keys(caller.user_id).await?))
+    Ok(Json(visible_keys(&s, &caller).await?))
 }
 
-/// Deletes one of the caller's API keys; it stops working at once.
+/// Deletes one of the caller's API keys; it stops working at once. Called with an API key,
+/// only keys of that key's account (others answer 404).
 #[utoipa::path(delete, path = "/v1/apikeys/{api_key_id}", tag = "apikeys", security(("bearer" = [])),
     params(("api_key_id" = Uuid, Path)),
     responses((status = 204), (status = 404, body = ccm_api::ErrorBody)))]
@@ -84,6 +106,13 @@ async fn delete_key(
     caller: Caller,
     Path(id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
+    if !visible_keys(&s, &caller)
+        .await?
+        .iter()
+        .any(|k| k.api_key_id == id)
+    {
+        return Err(ApiError::not_found("api key"));
+    }
     s.store
         .delete_api_key(caller.user_id, id, &caller.actor(), s.clock.now())
         .await?;

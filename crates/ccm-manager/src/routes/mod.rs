@@ -68,7 +68,10 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(zones::router())
         .merge(audit::router())
         .merge(nodes::router())
-        .merge(node_agent::router())
+        // Each node gets `node_requests_per_second` on the agent-facing routes.
+        .merge(
+            node_agent::router().route_layer(axum::middleware::from_fn(crate::ratelimit::per_node)),
+        )
         .merge(certificates::router())
 }
 
@@ -85,7 +88,8 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     e
 }
 
-/// Runs an Argon2 computation off the async workers.
+/// Runs blocking work (zone CA keys and certificates) off the async workers. Password hashing
+/// has its own thread ([`crate::auth::PasswordWorker`]).
 pub(crate) async fn blocking<T: Send + 'static>(
     f: impl FnOnce() -> T + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -6,7 +6,7 @@ use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ccm_api::auth::{AuthResponse, SESSION_TOKEN_PREFIX, SessionInfo};
 use ccm_api::sys::{HealthResponse, VersionResponse};
-use ccm_store::{Actor, NewSession, SessionRecord};
+use ccm_store::SessionRecord;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,6 +15,8 @@ use crate::AppState;
 use crate::auth::{self, Caller};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::Path;
+use crate::ratelimit::ClientIp;
+use crate::service;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -83,70 +85,24 @@ fn session_info(s: &SessionRecord) -> SessionInfo {
     }
 }
 
-/// Checks an e-mail and password and opens a session; returns the bearer token and the session.
-/// An unknown e-mail costs the same Argon2 verification as a wrong password. Shared by the API
-/// login and the console's login form.
-pub(crate) async fn password_login(
-    s: &AppState,
-    email: &str,
-    password: String,
-) -> ApiResult<(String, AuthResponse)> {
-    let user = s.store.user_by_email(email).await?;
-    let hash = user
-        .as_ref()
-        .map_or_else(|| s.dummy_hash.clone(), |u| u.password_hash.clone());
-    let ok = super::blocking(move || auth::verify_password(&password, &hash)).await?;
-    let user = match (ok, user) {
-        (true, Some(u)) => u.user,
-        _ => {
-            return Err(ApiError::unauthorized(
-                "invalid_credentials",
-                "wrong e-mail or password",
-            ));
-        }
-    };
-    let now = s.clock.now();
-    let token = auth::new_token(SESSION_TOKEN_PREFIX)?;
-    let session_expires_at = now.saturating_add(s.config.session_ttl_secs);
-    let new = NewSession {
-        session_id: Uuid::new_v4(),
-        token_hash: auth::token_hash(&token),
-        user_id: user.user_id,
-        token_expires_at: now
-            .saturating_add(s.config.token_ttl_secs)
-            .min(session_expires_at),
-        session_expires_at,
-    };
-    let actor = Actor {
-        user_id: Some(user.user_id),
-        name: user.user_email.clone(),
-    };
-    s.store.create_session(&new, &actor, now).await?;
-    Ok((
-        token.clone(),
-        AuthResponse {
-            access_token: token,
-            session_info: SessionInfo {
-                subject_id: user.user_id,
-                session_expires_at,
-                session_token_expires_at: new.token_expires_at,
-                selected_account_id: None,
-            },
-        },
-    ))
-}
-
 /// Logs in with HTTP Basic credentials (e-mail and password) and returns a bearer token.
+/// Rate limited per client address and per e-mail (failed attempts): 429 with `Retry-After`;
+/// 503 with `Retry-After` when the password hashing queue is full. Failed logins are audited.
 #[utoipa::path(post, path = "/v1/sys/auth", tag = "session", security(("basic" = [])),
-    responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody)))]
-async fn login(State(s): State<AppState>, headers: HeaderMap) -> ApiResult<Json<AuthResponse>> {
+    responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody),
+        (status = 429, body = ccm_api::ErrorBody), (status = 503, body = ccm_api::ErrorBody)))]
+async fn login(
+    State(s): State<AppState>,
+    ClientIp(client): ClientIp,
+    headers: HeaderMap,
+) -> ApiResult<Json<AuthResponse>> {
     let (email, password) = auth::parse_basic(&headers).ok_or_else(|| {
         ApiError::unauthorized(
             "missing_credentials",
             "HTTP Basic credentials (e-mail and password) are required",
         )
     })?;
-    let (_, resp) = password_login(&s, &email, password).await?;
+    let (_, resp) = service::auth::password_login(&s, &email, password, client).await?;
     Ok(Json(resp))
 }
 

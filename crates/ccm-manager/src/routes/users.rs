@@ -5,15 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::accounts::AccessRole;
 use ccm_api::users::{InviteUserRequest, SignupRequest, UpdateUserRequest, User};
-use ccm_store::NewUser;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::{self, Acct, Caller, CallerAuth};
+use crate::auth::{Acct, Caller, CallerAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
+use crate::ratelimit::ClientIp;
+use crate::service;
 use crate::validate::Checker;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -25,47 +26,21 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(remove_from_account))
 }
 
-/// Validates a sign-up and creates the user (the first one becomes system administrator).
-/// Shared by the API and the console's sign-up form.
-pub(crate) async fn signup_user(s: &AppState, req: SignupRequest) -> ApiResult<User> {
-    let mut c = Checker::new();
-    c.email("user_email", &req.user_email);
-    c.password("user_password", &req.user_password);
-    if let Some(f) = &req.first_name {
-        c.text("first_name", f, 1, 128, false);
-    }
-    if let Some(l) = &req.last_name {
-        c.text("last_name", l, 1, 128, false);
-    }
-    c.finish()?;
-    if !s.config.allow_signup && s.store.get_meta("sysadmin_user_id").await?.is_some() {
-        return Err(ApiError::forbidden("sign-up is disabled on this manager"));
-    }
-    let password = req.user_password;
-    let password_hash = super::blocking(move || auth::hash_password(&password)).await??;
-    Ok(s.store
-        .create_user(
-            NewUser {
-                user_id: Uuid::new_v4(),
-                email: req.user_email,
-                password_hash,
-                first_name: req.first_name,
-                last_name: req.last_name,
-            },
-            s.clock.now(),
-        )
-        .await?)
-}
-
-/// Signs up. The first user becomes system administrator. When `allow_signup` is off, only the
-/// first user may sign up.
+/// Signs up. With the manager's setup token (`setup_token`, from the file `setup-token` in its
+/// data directory) the new user becomes system administrator and the token is used up; without
+/// it, sign-up needs open sign-up (`open_signup`) and makes an ordinary user. Rate limited per
+/// client address and per e-mail (429 with `Retry-After`); 503 with `Retry-After` when the
+/// password hashing queue is full.
 #[utoipa::path(post, path = "/v1/users", tag = "users", request_body = SignupRequest,
-    responses((status = 201, body = User), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+    responses((status = 201, body = User), (status = 403, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody),
+        (status = 422, body = ccm_api::ErrorBody), (status = 429, body = ccm_api::ErrorBody), (status = 503, body = ccm_api::ErrorBody)))]
 async fn signup(
     State(s): State<AppState>,
+    ClientIp(client): ClientIp,
     Body(req): Body<SignupRequest>,
 ) -> ApiResult<(StatusCode, Json<User>)> {
-    Ok((StatusCode::CREATED, Json(signup_user(&s, req).await?)))
+    let user = service::users::signup(&s, req, client).await?;
+    Ok((StatusCode::CREATED, Json(user)))
 }
 
 async fn roles_in_selected(s: &AppState, caller: &Caller) -> ApiResult<Vec<AccessRole>> {

@@ -59,6 +59,12 @@ pub enum ServiceError {
     /// The service is saturated or a dependency is away; retrying later may succeed.
     #[error("{0}")]
     Unavailable(String),
+    /// A bounded queue is full (password hashing under a flood): retry after the given time.
+    #[error("busy; retry after {retry_after_secs} s")]
+    Busy {
+        /// Seconds to wait before retrying.
+        retry_after_secs: u64,
+    },
     /// A failure on the manager's side; logged, never shown to the client.
     #[error("internal: {0}")]
     Internal(String),

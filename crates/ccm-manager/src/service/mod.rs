@@ -11,9 +11,12 @@
 //! never names an adapter type.
 
 pub(crate) mod audit;
+pub mod auth;
 mod error;
+pub mod housekeeping;
 pub(crate) mod images;
 mod refusal;
+pub mod users;
 
 pub use error::{ServiceError, ServiceResult};
 pub use refusal::{Refusal, RefusalCode};

@@ -38,6 +38,11 @@ pub fn http_client() -> reqwest::Client {
 
 impl Harness {
     pub async fn start(backend: Backend) -> Self {
+        Self::start_with(backend, |_| {}).await
+    }
+
+    /// [`Harness::start`] with settings changed by `change`.
+    pub async fn start_with(backend: Backend, change: impl FnOnce(&mut Config)) -> Self {
         let data_dir = tempfile::tempdir().unwrap();
         let db = match backend {
             Backend::Sqlite => None,
@@ -45,14 +50,17 @@ impl Harness {
                 Some(ccm_testkit::postgres::database().expect("PostgreSQL test cluster"))
             }
         };
-        let config = Config {
+        let mut config = Config {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: data_dir.path().join("data"),
             database_url: db.as_ref().map(|d| d.url.clone()),
             insecure_http: true,
             max_body_bytes: 64 * 1024,
+            // Tests sign up several users: the first with the setup token, the others openly.
+            open_signup: true,
             ..Config::default()
         };
+        change(&mut config);
         let clock = ManualClock::new(T0);
         let m = ccm_manager::start(config.clone(), Arc::new(clock.clone()))
             .await
@@ -122,13 +130,23 @@ impl Harness {
         self.call(Method::DELETE, path, Some(token), None).await
     }
 
+    /// The manager's setup token, while no administrator signed up.
+    pub fn setup_token(&self) -> Option<String> {
+        setup_token(&self.config.data_dir)
+    }
+
+    /// Signs up; the first user presents the setup token (and administers the manager).
     pub async fn signup(&self, email: &str) -> Value {
         let (st, body) = self
             .call(
                 Method::POST,
                 "/v1/users",
                 None,
-                Some(json!({"user_email": email, "user_password": PASSWORD})),
+                Some(json!({
+                    "user_email": email,
+                    "user_password": PASSWORD,
+                    "setup_token": self.setup_token(),
+                })),
             )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{body}");
@@ -172,6 +190,13 @@ impl Harness {
         assert_eq!(st, StatusCode::OK, "{body}");
         acct
     }
+}
+
+/// The setup token a manager wrote into `data_dir`, while unused.
+pub fn setup_token(data_dir: &std::path::Path) -> Option<String> {
+    std::fs::read_to_string(data_dir.join("setup-token"))
+        .ok()
+        .map(|t| t.trim().to_string())
 }
 
 pub async fn call(

@@ -61,6 +61,8 @@ impl Manager {
             listen: "127.0.0.1:0".parse().unwrap(),
             data_dir: dir.path().join("data"),
             insecure_http: !https,
+            // Tests sign up several users: the first with the setup token, the others openly.
+            open_signup: true,
             ..Config::default()
         };
         let m = ccm_manager::start(config, clock).await.unwrap();
@@ -73,7 +75,14 @@ impl Manager {
 
     /// A console client for this manager (pinned to its certificate over HTTPS).
     pub fn client(&self) -> ConsoleClient {
-        ConsoleClient::pinned(&self.base(), self.m.fingerprint)
+        let mut c = ConsoleClient::pinned(&self.base(), self.m.fingerprint);
+        c.setup_token_file = Some(self.setup_token_file());
+        c
+    }
+
+    /// Where the manager keeps its setup token while no administrator signed up.
+    pub fn setup_token_file(&self) -> std::path::PathBuf {
+        self.dir.path().join("data/setup-token")
     }
 
     pub fn store(&self) -> &ccm_store::Store {
@@ -157,6 +166,9 @@ pub struct ConsoleClient {
     pub http: reqwest::Client,
     pub base: String,
     pub cookies: BTreeMap<String, String>,
+    /// The manager's setup token file: [`ConsoleClient::sign_up`] presents the token while the
+    /// file exists (the first sign-up).
+    pub setup_token_file: Option<std::path::PathBuf>,
 }
 
 impl ConsoleClient {
@@ -180,6 +192,7 @@ impl ConsoleClient {
             http,
             base: base.to_string(),
             cookies: BTreeMap::new(),
+            setup_token_file: None,
         }
     }
 
@@ -265,16 +278,21 @@ impl ConsoleClient {
 
     /// Signs up and is logged in (session cookie set).
     pub async fn sign_up(&mut self, email: &str) -> Page {
+        let token = self
+            .setup_token_file
+            .as_ref()
+            .and_then(|f| std::fs::read_to_string(f).ok())
+            .map(|t| t.trim().to_string());
+        let mut pairs = vec![
+            ("user_email", email),
+            ("user_password", PASSWORD),
+            ("password_confirm", PASSWORD),
+        ];
+        if let Some(t) = &token {
+            pairs.push(("setup_token", t.as_str()));
+        }
         let p = self
-            .submit(
-                "/console/signup",
-                "/console/signup",
-                &[
-                    ("user_email", email),
-                    ("user_password", PASSWORD),
-                    ("password_confirm", PASSWORD),
-                ],
-            )
+            .submit("/console/signup", "/console/signup", &pairs)
             .await;
         p.assert_redirect("/console/accounts");
         p

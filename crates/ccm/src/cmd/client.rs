@@ -387,6 +387,10 @@ pub struct LoginArgs {
     /// Create the user first (sign up), then log in.
     #[arg(long)]
     signup: bool,
+    /// With --signup: the manager's setup token, read from this file (`setup-token` in the
+    /// manager's data directory); the user becomes the manager's system administrator.
+    #[arg(long, value_name = "FILE", requires = "signup")]
+    setup_token_file: Option<std::path::PathBuf>,
     #[command(flatten)]
     out: OutputOpts,
 }
@@ -462,13 +466,26 @@ pub fn login(args: LoginArgs) -> anyhow::Result<()> {
         }
     };
     let password = read_password(args.password_stdin)?;
+    let setup_token = match &args.setup_token_file {
+        Some(f) => Some(
+            std::fs::read_to_string(f)
+                .with_context(|| format!("reading the setup token from {}", f.display()))?
+                .trim()
+                .to_string(),
+        ),
+        None => None,
+    };
     let http = http_client(fingerprint)?;
     let rt = runtime()?;
     let auth: AuthResponse = rt.block_on(async {
         if args.signup {
             let resp = http
                 .post(format!("{manager}/v1/users"))
-                .json(&serde_json::json!({"user_email": email, "user_password": password}))
+                .json(&serde_json::json!({
+                    "user_email": email,
+                    "user_password": password,
+                    "setup_token": setup_token,
+                }))
                 .send()
                 .await
                 .with_context(|| format!("connecting to {manager}"))?;

@@ -43,6 +43,10 @@ pub struct ManagerArgs {
     /// Conversions this manager runs at once (0: none; default 2).
     #[arg(long, value_name = "N")]
     conversion_workers: Option<usize>,
+    /// Let anyone sign up as an ordinary user (`open_signup` / CCM_OPEN_SIGNUP). Off by default:
+    /// only the holder of the setup token signs up, once, as system administrator.
+    #[arg(long)]
+    open_signup: bool,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -74,6 +78,9 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     if let Some(n) = args.conversion_workers {
         config.conversion_workers = n;
     }
+    if args.open_signup {
+        config.open_signup = true;
+    }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
@@ -97,6 +104,13 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
             "database: {}",
             ccm_store::redact_url(&config.database_url())
         );
+        let setup = ccm_manager::service::users::setup_token_path(&config.data_dir);
+        if setup.exists() {
+            println!(
+                "no administrator yet: sign up with the setup token in {}",
+                setup.display()
+            );
+        }
         tracing::info!(addr = %m.local_addr, "manager started");
         shutdown_signal().await;
         tracing::info!("shutting down");

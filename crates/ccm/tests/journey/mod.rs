@@ -372,7 +372,12 @@ impl World {
         let mut cmd = Command::new(ccm_bin());
         cmd.args(["manager", "--data-dir"])
             .arg(d.join("manager"))
-            .args(["--listen", "127.0.0.1:0", "--trust-simulated-root"])
+            .args([
+                "--listen",
+                "127.0.0.1:0",
+                "--open-signup",
+                "--trust-simulated-root",
+            ])
             .arg(platform.join("root-ca.pem"))
             .env("CCM_INSECURE_REGISTRIES", registry.host())
             .env("CCM_LAUNCHER", &launcher)
@@ -412,6 +417,11 @@ impl World {
             "--password-stdin",
             "--signup",
         ]);
+        // The first sign-up presents the setup token and administers the manager.
+        let setup_token = self.dir.path().join("manager/setup-token");
+        if setup_token.exists() {
+            login.arg("--setup-token-file").arg(&setup_token);
+        }
         login
             .stdin(Stdio::piped())
             .stdout(Stdio::piped())

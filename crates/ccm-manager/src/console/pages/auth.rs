@@ -15,7 +15,8 @@ use crate::console::html::{Input, bare_page, csrf_input, error_summary, field};
 use crate::console::session::{Authed, ConsoleAuth, Posted, safe_next};
 use crate::console::{PageResult, done, see_other};
 use crate::extract::Query;
-use crate::routes;
+use crate::ratelimit::ClientIp;
+use crate::service::{self, ServiceError};
 
 /// `?next=` of the login page.
 #[derive(Debug, Default, Deserialize)]
@@ -62,12 +63,12 @@ fn session_cookie(auth: &ConsoleAuth, token: &str, max_age: i64) -> axum::http::
 async fn open_session(
     s: &AppState,
     auth: &ConsoleAuth,
-    email: &str,
-    password: String,
+    login: (&str, String, Option<std::net::IpAddr>),
     next: &str,
     message: Option<&str>,
-) -> Result<Response, crate::ApiError> {
-    let (token, resp) = routes::sys::password_login(s, email, password).await?;
+) -> Result<Response, ServiceError> {
+    let (email, password, client) = login;
+    let (token, resp) = service::auth::password_login(s, email, password, client).await?;
     let to = if safe_next(next) { next } else { "/console" };
     let mut r = match message {
         Some(m) => done(auth, to, m),
@@ -82,43 +83,98 @@ async fn open_session(
     Ok(r)
 }
 
+/// A refusal that the login and sign-up forms show on the page: the status, the message and a
+/// `Retry-After` for limits. Anything else is an error page.
+fn form_refusal(e: &ServiceError) -> Option<(StatusCode, String, Option<u64>)> {
+    match e {
+        ServiceError::Unauthenticated { .. } => Some((
+            StatusCode::UNAUTHORIZED,
+            "Wrong e-mail or password.".into(),
+            None,
+        )),
+        ServiceError::RateLimited { retry_after_secs } => Some((
+            StatusCode::TOO_MANY_REQUESTS,
+            format!("Too many attempts. Try again in {retry_after_secs} s."),
+            Some(*retry_after_secs),
+        )),
+        ServiceError::Busy { retry_after_secs } => Some((
+            StatusCode::SERVICE_UNAVAILABLE,
+            format!("The manager is busy. Try again in {retry_after_secs} s."),
+            Some(*retry_after_secs),
+        )),
+        ServiceError::Forbidden(m) => Some((StatusCode::FORBIDDEN, m.clone(), None)),
+        _ => None,
+    }
+}
+
+fn with_retry_after(mut r: Response, retry_after: Option<u64>) -> Response {
+    if let Some(secs) = retry_after {
+        r.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(secs),
+        );
+    }
+    r
+}
+
 /// `POST /console/login`.
 pub(crate) async fn login(
     State(s): State<AppState>,
+    ClientIp(client): ClientIp,
     auth: ConsoleAuth,
     Posted(form): Posted,
 ) -> PageResult {
     let email = form.text("user_email").trim().to_string();
     let next = form.text("next");
-    match open_session(&s, &auth, &email, form.text("user_password"), &next, None).await {
+    let attempt = (email.as_str(), form.text("user_password"), client);
+    match open_session(&s, &auth, attempt, &next, None).await {
         Ok(r) => Ok(r),
-        Err(e) if e.status() == StatusCode::UNAUTHORIZED => {
-            let mut errors = FieldErrors::default();
-            errors.general("Wrong e-mail or password.");
-            let next = if safe_next(&next) {
-                next
-            } else {
-                String::new()
-            };
-            Ok((
-                StatusCode::UNAUTHORIZED,
-                login_page(&auth, &email, &next, &errors),
-            )
-                .into_response())
-        }
-        Err(e) => Err(e.into()),
+        Err(e) => match form_refusal(&e) {
+            Some((status, message, retry_after)) => {
+                let mut errors = FieldErrors::default();
+                errors.general(message);
+                let next = if safe_next(&next) {
+                    next
+                } else {
+                    String::new()
+                };
+                Ok(with_retry_after(
+                    (status, login_page(&auth, &email, &next, &errors)).into_response(),
+                    retry_after,
+                ))
+            }
+            None => Err(crate::ApiError::from(e).into()),
+        },
     }
 }
 
-fn signup_page(auth: &ConsoleAuth, form: &FormData, errors: &FieldErrors) -> Markup {
+fn signup_page(
+    auth: &ConsoleAuth,
+    form: &FormData,
+    errors: &FieldErrors,
+    setup_pending: bool,
+    open_signup: bool,
+) -> Markup {
     bare_page(
         "Sign up",
         auth.flash.as_deref(),
         html! {
-            p.lead { "The first user to sign up administers this manager." }
+            @if setup_pending {
+                p.lead {
+                    "This manager has no administrator yet. The user who signs up with its setup \
+                     token (the file setup-token in the manager's data directory) administers it."
+                }
+            }
             (error_summary(errors))
             form.stack method="post" action="/console/signup" {
                 (csrf_input(&auth.csrf))
+                @if setup_pending {
+                    (field("setup_token", "Setup token", "", errors, Input {
+                        kind: "password", required: !open_signup, autocomplete: Some("off"),
+                        hint: Some("Printed by the manager on its first start and kept in the file setup-token of its data directory."),
+                        ..Input::default()
+                    }))
+                }
                 (field("user_email", "E-mail", &form.text("user_email"), errors, Input {
                     kind: "email", required: true, autocomplete: Some("username"), ..Input::default()
                 }))
@@ -145,16 +201,27 @@ fn signup_page(auth: &ConsoleAuth, form: &FormData, errors: &FieldErrors) -> Mar
 }
 
 /// `GET /console/signup`.
-pub(crate) async fn signup_form(auth: ConsoleAuth) -> Response {
+pub(crate) async fn signup_form(State(s): State<AppState>, auth: ConsoleAuth) -> PageResult {
     if auth.caller.is_some() {
-        return see_other("/console");
+        return Ok(see_other("/console"));
     }
-    signup_page(&auth, &FormData::default(), &FieldErrors::default()).into_response()
+    let pending = service::users::setup_pending(&s)
+        .await
+        .map_err(crate::ApiError::from)?;
+    Ok(signup_page(
+        &auth,
+        &FormData::default(),
+        &FieldErrors::default(),
+        pending,
+        s.config.open_signup,
+    )
+    .into_response())
 }
 
 /// `POST /console/signup`: creates the user, logs them in and sends them to the accounts page.
 pub(crate) async fn signup(
     State(s): State<AppState>,
+    ClientIp(client): ClientIp,
     auth: ConsoleAuth,
     Posted(form): Posted,
 ) -> PageResult {
@@ -169,28 +236,44 @@ pub(crate) async fn signup(
         user_password: password.clone(),
         first_name: form.opt("first_name"),
         last_name: form.opt("last_name"),
+        setup_token: form.opt("setup_token"),
     };
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut retry_after = None;
     if errors.is_empty() {
-        match routes::users::signup_user(&s, req).await {
+        match service::users::signup(&s, req, client).await {
             Ok(_) => {
-                return Ok(open_session(
+                return open_session(
                     &s,
                     &auth,
-                    &email,
-                    password,
+                    (email.as_str(), password, client),
                     "/console/accounts",
                     Some("Welcome! Create an account to start."),
                 )
-                .await?);
+                .await
+                .map_err(|e| crate::ApiError::from(e).into());
             }
-            Err(e) => errors.absorb_api(e, |_| None)?,
+            Err(e) => match form_refusal(&e) {
+                Some((st, message, retry)) => {
+                    status = st;
+                    retry_after = retry;
+                    errors.general(message);
+                }
+                None => errors.absorb_api(crate::ApiError::from(e), |_| None)?,
+            },
         }
     }
-    Ok((
-        StatusCode::UNPROCESSABLE_ENTITY,
-        signup_page(&auth, &form, &errors),
-    )
-        .into_response())
+    let pending = service::users::setup_pending(&s)
+        .await
+        .map_err(crate::ApiError::from)?;
+    Ok(with_retry_after(
+        (
+            status,
+            signup_page(&auth, &form, &errors, pending, s.config.open_signup),
+        )
+            .into_response(),
+        retry_after,
+    ))
 }
 
 /// `POST /console/logout`: ends the session everywhere and clears the cookie.
