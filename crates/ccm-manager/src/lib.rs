@@ -80,6 +80,8 @@ pub struct StateInner {
     pub node_certs: node_auth::VerifiedCerts,
     /// The image conversion queue (this instance's id, waking the workers).
     pub conversions: conversion::Queue,
+    /// Simulated intermediate CAs and signed zone CRLs.
+    pub zone_cas: service::zones::ZoneCaches,
     dummy_hash: String,
 }
 
@@ -111,6 +113,7 @@ impl AppState {
         let conversions = conversion::Queue::new(conversion::instance_id(&config.data_dir)?);
         Ok(Self(Arc::new(StateInner {
             conversions,
+            zone_cas: service::zones::ZoneCaches::default(),
             attest,
             node_certs: node_auth::VerifiedCerts::default(),
             store,

@@ -25,6 +25,15 @@ impl Checker {
         });
     }
 
+    /// The problems found, as a service error.
+    pub(crate) fn finish_service(self) -> crate::service::ServiceResult<()> {
+        if self.errors.is_empty() {
+            Ok(())
+        } else {
+            Err(crate::service::ServiceError::Invalid(self.errors))
+        }
+    }
+
     pub(crate) fn finish(self) -> ApiResult<()> {
         if self.errors.is_empty() {
             Ok(())

@@ -92,7 +92,11 @@ async fn world(backend: Backend) -> World {
         _db: db,
     };
     let acct = w
-        .ok(Method::POST, "/v1/accounts", json!({"name": "acme"}))
+        .ok(
+            Method::POST,
+            "/v1/accounts",
+            json!({"name": "acme", "allow_simulated": true}),
+        )
         .await;
     let acct = acct["acct_id"].as_str().unwrap().to_string();
     w.ok(
@@ -546,7 +550,8 @@ async fn batch_issuance(backend: Backend) {
             "/v1/apps",
             json!({"name": "web", "input_image_name": "r.example/web", "output_image_name": "r.example/web-sgx",
                    "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
-                   "allowed_domains": ["web.example.com"]}),
+                   "allowed_domains": ["web.example.com"],
+                   "advanced_settings": {"allow_simulated": true}}),
         )
         .await;
     w.ok(

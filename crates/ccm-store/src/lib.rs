@@ -58,6 +58,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use accounts::{AccountRecord, NewAccount, NewZone};
+pub use apps::{AppEdit, PolicyEdit};
 pub use certificates::{
     EnclaveFacts, ImageMatch, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate,
     PendingOutcome,
@@ -69,7 +70,7 @@ pub use conversions::{
 pub use error::Error;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
-pub use tasks::TaskFilter;
+pub use tasks::{TaskEffect, TaskFilter};
 pub use users::{NewUser, UserRecord};
 pub use zones::{JoinTokenUse, NewJoinToken, ZoneRecord};
 

@@ -10,8 +10,8 @@ use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
 use ccm_store::{
-    Actor, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser, NewZone, Store, StoreOptions,
-    TaskFilter,
+    Actor, AppEdit, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser, NewZone, PolicyEdit,
+    Store, StoreOptions, TaskFilter,
 };
 use uuid::Uuid;
 
@@ -67,6 +67,7 @@ async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
                 acct_id: Uuid::new_v4(),
                 name: "acme".into(),
                 approval_policy: policy,
+                allow_simulated: false,
                 creator: user_id,
                 zone: NewZone {
                     zone_id: Uuid::new_v4(),
@@ -99,6 +100,7 @@ fn app(acct_id: Uuid, name: &str, domains: &[&str]) -> App {
         allowed_domains: domains.iter().map(|d| d.to_string()).collect(),
         whitelisted_domains: vec![],
         pending_task_id: None,
+        pending_policy_task_id: None,
         certificate: None,
         advanced_settings: AdvancedSettings::default(),
         labels: Default::default(),
@@ -204,9 +206,12 @@ async fn workflow(db: Db) {
 
     // Adding a domain raises a new task; removing one leaves the whitelist at once.
     let a = store
-        .update_app(acct, a.app_id, &actor, NOW + 3, |mut x| {
+        .update_app(acct, a.app_id, &actor, NOW + 3, |mut x, _| {
             x.allowed_domains = vec!["b.example".into(), "c.example".into()];
-            Ok::<_, ()>(x)
+            Ok::<_, ()>(AppEdit {
+                app: x,
+                policy: PolicyEdit::Apply,
+            })
         })
         .await
         .unwrap()

@@ -231,7 +231,16 @@ async fn provision_node(
         ));
     }
     let policy: NodePolicy = attested::node_policy(&s, rec.info.zone_id).await?;
-    let violations = attested::node_attest_policy(&policy).violations(&verified);
+    let account_allows_simulated = s.store.account_allows_simulated(rec.acct_id).await?;
+    if verified.simulated && !account_allows_simulated {
+        return Err(forbidden(
+            "simulated_not_trusted",
+            "the platform is simulated and the account does not trust simulated platforms \
+             (a MANAGER sets allow_simulated with PATCH /v1/accounts/{acct_id})",
+        ));
+    }
+    let violations =
+        attested::node_attest_policy(&policy, account_allows_simulated).violations(&verified);
     if !violations.is_empty() {
         return Err(forbidden(
             "node_policy",
@@ -247,8 +256,13 @@ async fn provision_node(
     }
     attested::keep_collateral(&s, &verified, &used).await?;
     let node_id = Uuid::new_v4();
+    // Simulated nodes' certificates come from the zone's simulated intermediate.
+    let issuing =
+        crate::service::zones::issuing_ca(&s, rec.acct_id, rec.info.zone_id, verified.simulated)
+            .await?;
     let ca = attested::zone_ca(&s, rec.acct_id, rec.info.zone_id).await?;
-    let issued = ca
+    let issued = issuing
+        .ca
         .issue_node(
             csr.spki_der(),
             &node_id.to_string(),

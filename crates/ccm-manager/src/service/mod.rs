@@ -10,8 +10,11 @@
 //! One module per domain. Dependencies point one way: adapters → services → store; a service
 //! never names an adapter type.
 
+pub mod apps;
 mod error;
 mod refusal;
+pub mod tasks;
+pub mod zones;
 
 pub use error::{ServiceError, ServiceResult};
 pub use refusal::{Refusal, RefusalCode};

@@ -43,6 +43,11 @@ pub struct ManagerArgs {
     /// Conversions this manager runs at once (0: none; default 2).
     #[arg(long, value_name = "N")]
     conversion_workers: Option<usize>,
+    /// The manager's URL as relying parties reach it, named in issued certificates' CRL
+    /// distribution point (default: https://<first TLS name>:<port>; `public_url` /
+    /// CCM_PUBLIC_URL).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -63,6 +68,9 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     }
     if args.insecure_http {
         config.insecure_http = true;
+    }
+    if let Some(u) = args.public_url {
+        config.public_url = Some(u);
     }
     config
         .trusted_simulated_roots
