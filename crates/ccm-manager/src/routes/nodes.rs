@@ -505,9 +505,14 @@ async fn set_node_policy(
 struct CrlQuery {
     /// `der` (default) or `pem`.
     format: Option<String>,
+    /// `zone` (default: the zone CA's CRL) or `simulated` (the simulated intermediate's).
+    ca: Option<String>,
 }
 
-/// The zone's certificate revocation list (public: relying parties need it without an account).
+/// The CRL of the zone CA, or with `ca=simulated` of the zone's simulated intermediate (public:
+/// relying parties need it without an account). It is the CRL distribution point of the
+/// certificates each CA issues; cached, and re-signed when a certificate is revoked or half a
+/// day has passed.
 #[utoipa::path(get, path = "/v1/zones/{zone_id}/crl", tag = "zones", params(("zone_id" = Uuid, Path), CrlQuery),
     responses((status = 200, body = Vec<u8>, content_type = "application/pkix-crl"), (status = 404, body = ccm_api::ErrorBody)))]
 async fn zone_crl(
@@ -515,22 +520,27 @@ async fn zone_crl(
     Path(zone_id): Path<Uuid>,
     Query(q): Query<CrlQuery>,
 ) -> ApiResult<Response> {
-    let acct_id = s
-        .store
-        .zone_account(zone_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("zone"))?;
-    let ca = attested::zone_ca(&s, acct_id, zone_id).await?;
-    let now = s.clock.now();
-    let entries = s.store.crl_entries(zone_id, now, 0).await?;
-    let revoked: Vec<(Vec<u8>, i64)> = entries
-        .into_iter()
-        .filter_map(|(serial, at)| hex::decode(serial).ok().map(|s| (s, at)))
-        .collect();
-    let crl_number = u64::try_from(now).unwrap_or(0);
-    let der = ca
-        .crl(&revoked, crl_number, now, 86_400)
-        .map_err(ApiError::internal)?;
+    use crate::service::zones::{self, ZoneCaKind};
+    let kind = match q.ca.as_deref() {
+        None | Some("zone") => ZoneCaKind::Zone,
+        Some("simulated") => ZoneCaKind::Simulated,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("ca must be zone or simulated, not {other:?}"),
+            ));
+        }
+    };
+    if !matches!(q.format.as_deref(), None | Some("der") | Some("pem")) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "format must be der or pem, not {:?}",
+                q.format.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let der = zones::crl(&s, zone_id, kind).await?;
     Ok(match q.format.as_deref() {
         Some("pem") => (
             [(header::CONTENT_TYPE, "application/x-pem-file")],
