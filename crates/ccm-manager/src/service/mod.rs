@@ -11,6 +11,7 @@
 //! never names an adapter type.
 
 pub mod apps;
+pub mod enrollment;
 mod error;
 mod refusal;
 pub mod tasks;
