@@ -93,6 +93,10 @@ pub struct AccountRequest {
     /// Key type of the account's zone CA (default `EC_P256`).
     #[serde(default)]
     pub zone_ca_key_type: Option<ZoneCaKeyType>,
+    /// Whether the account trusts simulated SGX platforms (default false; development and tests
+    /// only).
+    #[serde(default)]
+    pub allow_simulated: Option<bool>,
 }
 
 /// `PATCH /v1/accounts/{acct_id}`.
@@ -105,6 +109,10 @@ pub struct AccountUpdateRequest {
     /// New approval policy.
     #[serde(default)]
     pub approval_policy: Option<ApprovalPolicy>,
+    /// Whether the account trusts simulated SGX platforms (nodes and app quotes resting on a
+    /// `--trust-simulated-root`). Off by default; for development and tests only.
+    #[serde(default)]
+    pub allow_simulated: Option<bool>,
 }
 
 /// Counts of the objects an account owns.
@@ -137,6 +145,9 @@ pub struct Account {
     pub status: String,
     /// Approval policy for tasks.
     pub approval_policy: ApprovalPolicy,
+    /// Whether the account trusts simulated SGX platforms (default false).
+    #[serde(default)]
+    pub allow_simulated: bool,
     /// The account's zone.
     pub zone_id: Uuid,
     /// Object counts.

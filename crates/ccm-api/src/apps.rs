@@ -75,7 +75,9 @@ pub enum TcbStatus {
     Revoked,
 }
 
-/// Attestation policy settings of an application.
+/// Attestation policy settings of an application. Changing them is governed: it needs the MANAGER
+/// role, and in accounts with manual approvals it becomes a `POLICY_CHANGE` task that only a
+/// MANAGER's approval applies.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct AdvancedSettings {
@@ -88,6 +90,10 @@ pub struct AdvancedSettings {
     /// Minimum ISVSVN accepted (default: none).
     #[serde(default)]
     pub min_isvsvn: Option<i64>,
+    /// Whether enclaves on simulated platforms may obtain certificates (default false). Takes
+    /// effect only when the account allows simulated platforms too.
+    #[serde(default)]
+    pub allow_simulated: bool,
 }
 
 fn default_tcb_statuses() -> Vec<TcbStatus> {
@@ -100,6 +106,7 @@ impl Default for AdvancedSettings {
             allow_debug: false,
             accepted_tcb_statuses: default_tcb_statuses(),
             min_isvsvn: None,
+            allow_simulated: false,
         }
     }
 }
@@ -174,7 +181,7 @@ pub struct AppUpdateRequest {
     /// New certificate configuration.
     #[serde(default)]
     pub certificate: Option<CertificateConfig>,
-    /// New advanced settings.
+    /// New attestation policy settings (governed: see [`AdvancedSettings`]).
     #[serde(default)]
     pub advanced_settings: Option<AdvancedSettings>,
     /// New labels (replace the old ones).
@@ -213,6 +220,9 @@ pub struct App {
     /// The pending DOMAIN_WHITELIST task, if any.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub pending_task_id: Option<Uuid>,
+    /// The pending POLICY_CHANGE task proposing new `advanced_settings`, if any.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pending_policy_task_id: Option<Uuid>,
     /// Certificate configuration.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub certificate: Option<CertificateConfig>,

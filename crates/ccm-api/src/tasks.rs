@@ -16,6 +16,9 @@ pub enum TaskType {
     BuildWhitelist,
     /// An application asks for domains; `entity_id` is the app id.
     DomainWhitelist,
+    /// A change of an application's attestation policy (`advanced_settings`) waits for a
+    /// MANAGER; `entity_id` is the app id, `proposed_policy` the settings approval applies.
+    PolicyChange,
 }
 
 impl TaskType {
@@ -26,6 +29,7 @@ impl TaskType {
             Self::CertificateIssuance => "CERTIFICATE_ISSUANCE",
             Self::BuildWhitelist => "BUILD_WHITELIST",
             Self::DomainWhitelist => "DOMAIN_WHITELIST",
+            Self::PolicyChange => "POLICY_CHANGE",
         }
     }
 
@@ -36,6 +40,7 @@ impl TaskType {
             "CERTIFICATE_ISSUANCE" => Some(Self::CertificateIssuance),
             "BUILD_WHITELIST" => Some(Self::BuildWhitelist),
             "DOMAIN_WHITELIST" => Some(Self::DomainWhitelist),
+            "POLICY_CHANGE" => Some(Self::PolicyChange),
             _ => None,
         }
     }
@@ -180,6 +185,9 @@ pub struct Task {
     /// For DOMAIN_WHITELIST: the domains to approve.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub domains_added: Vec<String>,
+    /// For POLICY_CHANGE: the attestation policy its approval gives the app.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub proposed_policy: Option<crate::apps::AdvancedSettings>,
 }
 
 /// `GET /v1/tasks/status/{task_id}`: the outcome of a task.
@@ -194,7 +202,7 @@ pub struct TaskResult {
     /// The build, for BUILD_WHITELIST tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub build_id: Option<Uuid>,
-    /// The app, for DOMAIN_WHITELIST tasks.
+    /// The app, for DOMAIN_WHITELIST and POLICY_CHANGE tasks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub app_id: Option<Uuid>,
     /// The node, for NODE_ATTESTATION tasks.

@@ -34,6 +34,11 @@ pub struct Zone {
     pub description: Option<String>,
     /// The zone CA certificate (PEM).
     pub certificate: String,
+    /// The certificate (PEM) of the zone's simulated intermediate CA, issued by the zone CA,
+    /// once the zone has one: it issues every certificate resting on a simulated platform, so a
+    /// relying party refuses those by not accepting this intermediate in a chain.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub simulated_certificate: Option<String>,
     /// The CA key type.
     pub ca_key_type: ZoneCaKeyType,
     /// Creation time.

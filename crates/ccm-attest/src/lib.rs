@@ -27,6 +27,11 @@
 //!
 //! **Simulation proves nothing.** Anyone holding a simulated platform's files can mint quotes for
 //! any enclave identity. Never trust a simulated root in production.
+//!
+//! The simulator is behind the cargo feature `sim` (on by default for this crate's own tests;
+//! the workspace depends on the crate without default features, so only the crates that ask for
+//! it carry it: the `ccm` binary, the quote helper's server, test fixtures). Verifying quotes that
+//! rest on a simulated root needs no simulator: [`RootKind::Simulated`] is always available.
 #![deny(missing_docs)]
 #![deny(clippy::indexing_slicing, clippy::arithmetic_side_effects)]
 
@@ -34,6 +39,7 @@ pub mod collateral;
 mod error;
 pub mod policy;
 mod roots;
+#[cfg(feature = "sim")]
 pub mod sim;
 mod time;
 pub mod verify;

@@ -55,10 +55,17 @@ impl Policy {
         self
     }
 
-    /// Allows or refuses quotes from simulated platforms.
-    pub fn allow_simulated(mut self, allow: bool) -> Self {
+    /// Allows or refuses quotes from simulated platforms. **Dangerous:** a simulated platform
+    /// proves nothing (anyone holding its files can mint quotes for any enclave); allow it only
+    /// where the account and the application chose to trust simulation (development, tests).
+    pub fn dangerous_allow_simulated(mut self, allow: bool) -> Self {
         self.allow_simulated = allow;
         self
+    }
+
+    /// Whether quotes from simulated platforms are accepted.
+    pub fn allows_simulated(&self) -> bool {
+        self.allow_simulated
     }
 
     /// The accepted TCB statuses.

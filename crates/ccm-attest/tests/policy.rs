@@ -28,7 +28,7 @@ fn default_policy_is_strict() {
     // Simulated platforms are refused by default, whatever else holds.
     let up = verified(TcbStatus::UpToDate, false);
     assert_eq!(policy.violations(&up), [PolicyViolation::SimulatedPlatform]);
-    let sim_ok = Policy::default().allow_simulated(true);
+    let sim_ok = Policy::default().dangerous_allow_simulated(true);
     assert!(sim_ok.check(&up).is_ok());
     assert!(
         sim_ok
@@ -53,7 +53,7 @@ fn default_policy_is_strict() {
 
 #[test]
 fn debug_isvsvn_and_status_options() {
-    let base = Policy::default().allow_simulated(true);
+    let base = Policy::default().dangerous_allow_simulated(true);
     let debug = verified(TcbStatus::UpToDate, true);
     assert_eq!(base.violations(&debug), [PolicyViolation::DebugEnclave]);
     assert!(base.clone().allow_debug(true).check(&debug).is_ok());

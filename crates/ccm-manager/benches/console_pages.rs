@@ -157,6 +157,7 @@ async fn main() {
             allowed_domains: vec![domain.clone()],
             whitelisted_domains: Vec::new(),
             pending_task_id: None,
+            pending_policy_task_id: None,
             certificate: Some(CertificateConfig {
                 issuer: CertificateIssuer::ManagerCa,
                 subject: domain,

@@ -93,6 +93,15 @@ fn attest_tcb_status(s: ApiTcbStatus) -> ccm_attest::TcbStatus {
 impl AttestServices {
     /// Builds the services: Intel's root plus the simulated roots the configuration trusts.
     pub fn new(config: &Config) -> Result<Self, Error> {
+        if !cfg!(feature = "sim") && !config.trusted_simulated_roots.is_empty() {
+            return Err(Error::Config {
+                field: "trusted_simulated_roots".into(),
+                message: "this manager was built without the simulated platform (cargo feature \
+                          `sim`) and cannot trust a simulated root (--trust-simulated-root); \
+                          build it with `--features sim` for development and tests"
+                    .into(),
+            });
+        }
         let mut roots = TrustRoots::intel();
         for path in &config.trusted_simulated_roots {
             let text = std::fs::read_to_string(path).map_err(|e| Error::Io {
@@ -225,7 +234,12 @@ pub async fn zone_ca(s: &AppState, acct_id: Uuid, zone_id: Uuid) -> ApiResult<Ar
     let pem = rec.zone.certificate.clone();
     let ca = crate::routes::blocking(move || ZoneCa::from_parts(&pem, &key))
         .await?
-        .map_err(ApiError::internal)?;
+        .map_err(ApiError::internal)?
+        .with_crl_url(crate::service::zones::crl_url(
+            &s.config.public_base_url(),
+            zone_id,
+            crate::service::zones::ZoneCaKind::Zone,
+        ));
     let ca = Arc::new(ca);
     if let Ok(mut m) = s.attest.cas.write() {
         m.insert(zone_id, ca.clone());
@@ -266,8 +280,9 @@ pub async fn node_policy(s: &AppState, zone_id: Uuid) -> ApiResult<NodePolicy> {
     }
 }
 
-/// The verifier policy of a node policy (platform checks only).
-pub fn node_attest_policy(p: &NodePolicy) -> Policy {
+/// The verifier policy of a node policy (platform checks only). Simulated platforms are accepted
+/// only when the zone's account trusts them.
+pub fn node_attest_policy(p: &NodePolicy, account_allows_simulated: bool) -> Policy {
     Policy::default()
         .accept_statuses(
             p.accepted_tcb_statuses
@@ -276,7 +291,7 @@ pub fn node_attest_policy(p: &NodePolicy) -> Policy {
                 .map(attest_tcb_status),
         )
         .allow_debug(true)
-        .allow_simulated(true)
+        .dangerous_allow_simulated(account_allows_simulated)
 }
 
 fn describe_violations(v: &[ccm_attest::PolicyViolation]) -> String {
@@ -494,22 +509,19 @@ async fn decide(
         )));
     }
     let app = app.ok_or_else(|| deny("the image's app no longer exists"))?;
-    let adv = &app.advanced_settings;
-    let policy = Policy::default()
-        .accept_statuses(
-            adv.accepted_tcb_statuses
-                .iter()
-                .copied()
-                .map(attest_tcb_status),
-        )
-        .allow_debug(adv.allow_debug)
-        .min_isvsvn(
-            adv.min_isvsvn
-                .and_then(|m| u16::try_from(m).ok())
-                .unwrap_or(0),
-        )
-        // A simulated quote verifies only under a root the operator chose to trust.
-        .allow_simulated(true);
+    // A simulated quote needs the trust of the account and of the app (code
+    // `simulated_not_trusted`); the account's flag comes with the image lookup.
+    crate::service::apps::check_simulated_trust(
+        verified.simulated,
+        image.account_allows_simulated,
+        app.advanced_settings.allow_simulated,
+        &app.name,
+    )
+    .map_err(|r| deny(r.message))?;
+    let policy = crate::service::apps::app_attest_policy(
+        &app.advanced_settings,
+        image.account_allows_simulated,
+    );
     let violations = policy.violations(&verified);
     if !violations.is_empty() {
         return Err(deny(format!(
@@ -547,12 +559,18 @@ async fn decide(
         record.message = Some(format!("waiting for approval of {}", waiting.join(", ")));
         return Ok(());
     }
-    let ca = zone_ca(s, node.acct_id, node.zone_id)
-        .await
-        .map_err(|_| Refusal {
-            failed: true,
-            message: "the zone CA could not be loaded".into(),
-        })?;
+    // Certificates on simulated quotes come from the zone's simulated intermediate.
+    let issuing =
+        crate::service::zones::issuing_ca(s, node.acct_id, node.zone_id, verified.simulated)
+            .await
+            .map_err(|e| {
+                tracing::error!(error = %e, "loading the issuing CA");
+                Refusal {
+                    failed: true,
+                    message: "the zone CA could not be loaded".into(),
+                }
+            })?;
+    let ca = &issuing.ca;
     let evidence = Evidence {
         quote: quote.to_vec(),
         pubkey_sha256: csr.spki_sha256(),
@@ -573,7 +591,7 @@ async fn decide(
         })?;
     record.status = CertificateStatusType::Issued;
     record.task_status = "SUCCESS";
-    record.cert_pem = Some(format!("{}{}", issued.pem, ca.certificate_pem()));
+    record.cert_pem = Some(format!("{}{}", issued.pem, issuing.chain_pem));
     record.serial = Some(hex::encode(&issued.serial));
     record.valid_from = Some(issued.not_before);
     record.valid_until = Some(issued.not_after);

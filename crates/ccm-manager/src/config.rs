@@ -38,6 +38,7 @@
 //! | `registry_ca_file` | `CCM_REGISTRY_CA_FILE` | none: the system's CA certificates only |
 //! | `conversion_workers` | `CCM_CONVERSION_WORKERS` | `2` (0: this replica runs no conversions) |
 //! | `conversion_timeout_secs` | `CCM_CONVERSION_TIMEOUT_SECS` | `3600` |
+//! | `public_url` | `CCM_PUBLIC_URL` | `https://<first TLS name>:<port>` (CRL distribution points) |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -126,6 +127,10 @@ pub struct Config {
     pub conversion_workers: usize,
     /// A conversion still running after this long fails.
     pub conversion_timeout_secs: u64,
+    /// The manager's base URL as relying parties reach it (e.g. `https://ccm.example:8443`):
+    /// issued certificates name `<public_url>/v1/zones/<zone>/crl` as their CRL distribution
+    /// point. Default: the first TLS name and the listening port ([`Config::public_base_url`]).
+    pub public_url: Option<String>,
 }
 
 impl Default for Config {
@@ -167,7 +172,29 @@ impl Default for Config {
             registry_ca_file: None,
             conversion_workers: 2,
             conversion_timeout_secs: 3600,
+            public_url: None,
         }
+    }
+}
+
+impl Config {
+    /// The manager's base URL without a trailing slash: `public_url`, or
+    /// `https://<first TLS name>:<port>` (`http://` when serving plain HTTP; the listening IP
+    /// address when there is no TLS name).
+    pub fn public_base_url(&self) -> String {
+        if let Some(u) = &self.public_url {
+            return u.trim_end_matches('/').to_string();
+        }
+        let scheme = if self.insecure_http { "http" } else { "https" };
+        let host = match self.tls_names.first() {
+            Some(n) if n.contains(':') => format!("[{n}]"),
+            Some(n) => n.clone(),
+            None => match self.listen.ip() {
+                std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+                std::net::IpAddr::V4(ip) => ip.to_string(),
+            },
+        };
+        format!("{scheme}://{host}:{}", self.listen.port())
     }
 }
 
@@ -305,6 +332,7 @@ impl Config {
             "CCM_APP_CERT_VALIDITY_DAYS" => self.app_cert_validity_days = parse(key, v)?,
             "CCM_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = parse(key, v)?,
             "CCM_LAUNCHER" => self.launcher = Some(PathBuf::from(v)),
+            "CCM_PUBLIC_URL" => self.public_url = Some(v.trim().to_string()),
             "CCM_INSECURE_REGISTRIES" => {
                 self.insecure_registries = v
                     .split(',')
@@ -323,6 +351,16 @@ impl Config {
 
     /// Checks value ranges.
     pub fn validate(&self) -> Result<(), Error> {
+        if let Some(u) = &self.public_url
+            && !((u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() <= 512
+                && !u.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "public_url",
+                "must be an http:// or https:// URL without spaces (at most 512 characters)",
+            ));
+        }
         if !(60..=86_400 * 30).contains(&self.token_ttl_secs) {
             return Err(invalid("token_ttl_secs", "must be between 60 and 2592000"));
         }

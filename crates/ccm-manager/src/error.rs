@@ -253,6 +253,9 @@ impl From<crate::service::ServiceError> for ApiError {
             S::Forbidden(message) => Self::forbidden(message),
             S::Unauthenticated { code, message } => Self::unauthorized(code, message),
             S::BadRequest { code, message } => Self::bad_request(code, message),
+            S::Refused { code, message } => {
+                Self::bad_request(code, message).with_status(StatusCode::FORBIDDEN)
+            }
             S::Invalid(errors) => Self::validation(errors),
             S::Conflict {
                 code,

@@ -87,6 +87,8 @@ pub struct StateInner {
     pub auth_limits: ratelimit::AuthLimits,
     /// Rate limit per node of the agent-facing routes.
     pub node_limit: ratelimit::NodeLimit,
+    /// Simulated intermediate CAs and signed zone CRLs.
+    pub zone_cas: service::zones::ZoneCaches,
     dummy_hash: String,
 }
 
@@ -121,6 +123,7 @@ impl AppState {
             auth_limits: ratelimit::AuthLimits::new(&config),
             node_limit: ratelimit::NodeLimit::new(&config),
             conversions,
+            zone_cas: service::zones::ZoneCaches::default(),
             attest,
             node_certs: node_auth::VerifiedCerts::default(),
             store,

@@ -193,7 +193,15 @@ impl FromRequestParts<AppState> for NodeCaller {
         }
         let fp: [u8; 32] = Sha256::digest(der.as_slice()).into();
         if !state.node_certs.contains(&fp) {
-            let ca = crate::attested::zone_ca(state, node.acct_id, rec.zone_id).await?;
+            // A simulated node's certificate comes from the zone's simulated intermediate.
+            let ca = crate::service::zones::issuing_ca(
+                state,
+                node.acct_id,
+                rec.zone_id,
+                node.sgx_info.simulated,
+            )
+            .await?
+            .ca;
             let (_, ca_cert) =
                 X509Certificate::from_der(ca.certificate_der()).map_err(ApiError::internal)?;
             if cert.issuer() != ca_cert.subject()

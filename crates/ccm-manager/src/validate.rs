@@ -25,20 +25,12 @@ impl Checker {
         });
     }
 
+    /// The problems found, as a service error.
     pub(crate) fn finish(self) -> ServiceResult<()> {
         if self.errors.is_empty() {
             Ok(())
         } else {
             Err(ServiceError::Invalid(self.errors))
-        }
-    }
-
-    /// [`Checker::finish`] for the service layer.
-    pub(crate) fn finish_service(self) -> crate::service::ServiceResult<()> {
-        if self.errors.is_empty() {
-            Ok(())
-        } else {
-            Err(crate::service::ServiceError::Invalid(self.errors))
         }
     }
 

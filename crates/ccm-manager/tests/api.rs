@@ -19,6 +19,7 @@ both_backends!(
     app_validation_and_updates,
     sql_metacharacters_are_data,
     task_workflow,
+    policy_changes_are_governed,
     zones_and_join_tokens,
     audit_log_is_chained,
     restart_keeps_sessions_and_selection,
@@ -972,6 +973,208 @@ async fn task_workflow(b: Backend) {
         )
         .await;
     assert_eq!(all[0]["approvals"][0]["user_name"], "system");
+}
+
+/// Changing an app's attestation policy needs a MANAGER: in a MANUAL account a WRITER's (and a
+/// MANAGER's) change becomes a POLICY_CHANGE task that only a MANAGER's approval applies, and a
+/// denial discards; in an AUTO_APPROVE account a WRITER's change is refused and a MANAGER's
+/// applies at once. Request and outcome are audited; the account's simulated trust is a
+/// MANAGER's, audited, and shown on the account.
+async fn policy_changes_are_governed(b: Backend) {
+    let h = Harness::start(b).await;
+    let (mgr, acct) = h.user_with_account("m@example.com", "acme").await;
+    h.signup("w@example.com").await;
+    let (st, _) = h
+        .post(
+            "/v1/users/invite",
+            &mgr,
+            json!({"user_email": "w@example.com", "role": "WRITER"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let writer = h.login("w@example.com").await;
+    h.post(
+        &format!("/v1/sys/session/select_account/{acct}"),
+        &writer,
+        json!({}),
+    )
+    .await;
+    let (st, app) = h.post("/v1/apps", &writer, app_body("web")).await;
+    assert_eq!(st, StatusCode::CREATED, "{app}");
+    let app_id = app["app_id"].as_str().unwrap().to_string();
+    let path = format!("/v1/apps/{app_id}");
+    let weak = json!({"allow_debug": true, "accepted_tcb_statuses": ["UpToDate", "OutOfDate"],
+                      "min_isvsvn": 0, "allow_simulated": true});
+
+    // A WRITER's change in a MANUAL account: a task; other fields apply at once.
+    let (st, upd) = h
+        .patch(
+            &path,
+            &writer,
+            json!({"threads": 64, "advanced_settings": weak}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{upd}");
+    assert_eq!(upd["threads"], 64);
+    assert_eq!(upd["advanced_settings"]["allow_debug"], false, "{upd}");
+    assert_eq!(upd["advanced_settings"]["allow_simulated"], false, "{upd}");
+    let task_id = upd["pending_policy_task_id"].as_str().unwrap().to_string();
+    let (_, task) = h.get(&format!("/v1/tasks/{task_id}"), &mgr).await;
+    assert_eq!(task["task_type"], "POLICY_CHANGE", "{task}");
+    assert_eq!(task["entity_id"], app_id.as_str());
+    assert_eq!(task["proposed_policy"], weak, "{task}");
+    assert_eq!(task["requester_info"]["requester_name"], "w@example.com");
+    let (_, result) = h.get(&format!("/v1/tasks/status/{task_id}"), &mgr).await;
+    assert_eq!(result["app_id"], app_id.as_str(), "{result}");
+    // One proposal at a time.
+    assert_error(
+        &h.patch(
+            &path,
+            &writer,
+            json!({"advanced_settings": {"min_isvsvn": 4}}),
+        )
+        .await,
+        StatusCode::CONFLICT,
+        "policy_change_pending",
+        None,
+    );
+    // The WRITER cannot approve it.
+    assert_error(
+        &h.patch(
+            &format!("/v1/tasks/{task_id}"),
+            &writer,
+            json!({"status": "APPROVED"}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
+    );
+    let (_, still) = h.get(&path, &mgr).await;
+    assert_eq!(still["app"]["advanced_settings"]["allow_debug"], false);
+    // A MANAGER's approval applies it.
+    let (st, decided) = h
+        .patch(
+            &format!("/v1/tasks/{task_id}"),
+            &mgr,
+            json!({"status": "APPROVED"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{decided}");
+    assert_eq!(decided["status"]["status"], "SUCCESS");
+    let (_, now_app) = h.get(&path, &mgr).await;
+    assert_eq!(now_app["app"]["advanced_settings"], weak, "{now_app}");
+    assert!(now_app["app"]["pending_policy_task_id"].is_null());
+
+    // A MANAGER's change in a MANUAL account is a task too; denying it discards it.
+    let (_, upd) = h
+        .patch(
+            &path,
+            &mgr,
+            json!({"advanced_settings": {"allow_debug": false}}),
+        )
+        .await;
+    let task2 = upd["pending_policy_task_id"].as_str().unwrap().to_string();
+    let (st, _) = h
+        .patch(
+            &format!("/v1/tasks/{task2}"),
+            &mgr,
+            json!({"status": "DENIED", "denial_reason": "keep it"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (_, now_app) = h.get(&path, &mgr).await;
+    assert_eq!(now_app["app"]["advanced_settings"], weak);
+    assert!(now_app["app"]["pending_policy_task_id"].is_null());
+
+    // AUTO_APPROVE: a WRITER is refused, a MANAGER applies at once.
+    let (st, a) = h
+        .patch(
+            &format!("/v1/accounts/{acct}"),
+            &mgr,
+            json!({"approval_policy": "AUTO_APPROVE"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{a}");
+    let refused = h
+        .patch(
+            &path,
+            &writer,
+            json!({"advanced_settings": {"allow_debug": false}}),
+        )
+        .await;
+    assert_error(&refused, StatusCode::FORBIDDEN, "forbidden", None);
+    assert!(
+        refused.1["message"].as_str().unwrap().contains("MANAGER"),
+        "{}",
+        refused.1
+    );
+    // Nor may a WRITER create an app with a policy of its own there.
+    let mut body = app_body("weak");
+    body["advanced_settings"] = json!({"allow_debug": true});
+    assert_error(
+        &h.post("/v1/apps", &writer, body).await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
+    );
+    // Unchanged settings are no policy change for anyone.
+    let (st, _) = h
+        .patch(
+            &path,
+            &writer,
+            json!({"advanced_settings": weak, "threads": 32}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
+    let (st, upd) = h
+        .patch(
+            &path,
+            &mgr,
+            json!({"advanced_settings": {"allow_debug": false}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{upd}");
+    assert_eq!(upd["advanced_settings"]["allow_debug"], false);
+    assert!(upd["pending_policy_task_id"].is_null());
+
+    // Simulated trust: off by default, a MANAGER's, audited.
+    let (_, a) = h.get(&format!("/v1/accounts/{acct}"), &mgr).await;
+    assert_eq!(a["allow_simulated"], false, "{a}");
+    assert_error(
+        &h.patch(
+            &format!("/v1/accounts/{acct}"),
+            &writer,
+            json!({"allow_simulated": true}),
+        )
+        .await,
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        None,
+    );
+    let (st, a) = h
+        .patch(
+            &format!("/v1/accounts/{acct}"),
+            &mgr,
+            json!({"allow_simulated": true}),
+        )
+        .await;
+    assert_eq!((st, &a["allow_simulated"]), (StatusCode::OK, &json!(true)));
+
+    let (_, log) = h.get("/v1/audit?limit=1000", &mgr).await;
+    let entries: Vec<AuditEntry> = serde_json::from_value(log["entries"].clone()).unwrap();
+    let count = |action: &str| entries.iter().filter(|e| e.action == action).count();
+    assert_eq!(count("app.policy_change_request"), 2);
+    assert_eq!(
+        count("app.policy_change"),
+        2,
+        "the approval and the direct change"
+    );
+    assert!(count("task.approve") >= 1 && count("task.deny") >= 1);
+    assert!(
+        entries.iter().any(|e| e.action == "account.update"
+            && e.details["after"]["allow_simulated"] == json!(true))
+    );
 }
 
 async fn zones_and_join_tokens(b: Backend) {

@@ -832,13 +832,23 @@ async fn requests_are_checked(b: Backend) {
         "invalid_field",
         None,
     );
-    // Debug enclaves need the app's permission.
-    h.patch(
-        &format!("/v1/apps/{app_id}"),
-        &mgr,
-        json!({"advanced_settings": {"allow_debug": false}}),
-    )
-    .await;
+    // Debug enclaves need the app's permission (a policy change: a task, then its approval).
+    let (_, upd) = h
+        .patch(
+            &format!("/v1/apps/{app_id}"),
+            &mgr,
+            json!({"advanced_settings": {"allow_debug": false}}),
+        )
+        .await;
+    let policy_task = upd["pending_policy_task_id"].as_str().unwrap();
+    let (st, _) = h
+        .patch(
+            &format!("/v1/tasks/{policy_task}"),
+            &mgr,
+            json!({"status": "APPROVED"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
     assert_error(
         &h.post(
             "/v1/builds",

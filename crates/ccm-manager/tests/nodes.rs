@@ -96,7 +96,11 @@ async fn world(backend: Backend) -> World {
         _db: db,
     };
     let acct = w
-        .ok(Method::POST, "/v1/accounts", json!({"name": "acme"}))
+        .ok(
+            Method::POST,
+            "/v1/accounts",
+            json!({"name": "acme", "allow_simulated": true}),
+        )
         .await;
     let acct = acct["acct_id"].as_str().unwrap().to_string();
     w.ok(
@@ -550,7 +554,8 @@ async fn batch_issuance(backend: Backend) {
             "/v1/apps",
             json!({"name": "web", "input_image_name": "r.example/web", "output_image_name": "r.example/web-sgx",
                    "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
-                   "allowed_domains": ["web.example.com"]}),
+                   "allowed_domains": ["web.example.com"],
+                   "advanced_settings": {"allow_simulated": true}}),
         )
         .await;
     w.ok(
@@ -788,6 +793,214 @@ async fn batch_issuance(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// The CRL distribution point URIs of a DER certificate.
+fn crl_points(der: &[u8]) -> Vec<String> {
+    use x509_parser::prelude::*;
+    let (_, cert) = X509Certificate::from_der(der).unwrap();
+    let mut out = Vec::new();
+    for ext in cert.extensions() {
+        if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+            for p in points.iter() {
+                if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                    for n in names {
+                        if let GeneralName::URI(u) = n {
+                            out.push(u.to_string());
+                        }
+                    }
+                }
+            }
+        }
+    }
+    out
+}
+
+fn pem_ders(text: &str) -> Vec<Vec<u8>> {
+    CertificateDer::pem_slice_iter(text.as_bytes())
+        .map(|c| c.unwrap().to_vec())
+        .collect()
+}
+
+/// Simulated trust is the account's and the app's, off by default: a simulated node is refused
+/// enrollment unless its account trusts simulated platforms, and a simulated app quote is refused
+/// unless account and app both do. Simulated certificates chain through the zone's simulated
+/// intermediate, carry the CRL distribution point of their CA, and that CRL verifies under it.
+async fn simulated_trust_and_chain(backend: Backend) {
+    use x509_parser::prelude::*;
+    let w = world(backend).await;
+    let platform = w.dir.path().join("platform");
+    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await[0]["acct_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let acct_path = format!("/v1/accounts/{acct}");
+    let set_account = |body: Value| w.ok(Method::PATCH, &acct_path, body);
+    let a = set_account(json!({"allow_simulated": false, "approval_policy": "AUTO_APPROVE"})).await;
+    assert_eq!(a["allow_simulated"], false);
+
+    // Enrollment of a simulated node: refused without the account's trust.
+    let (token, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w.enroll(&token, &nonce, &nonce, &platform).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "simulated_not_trusted"),
+        "{v}"
+    );
+    set_account(json!({"allow_simulated": true})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, key) = w.enroll(&token, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let node_cert = v["certificate"].as_str().unwrap().to_string();
+    let node = w.node_client(&node_cert, &key);
+
+    // The zone publishes its simulated intermediate; the node certificate comes from it.
+    let zone = w.zone().await;
+    let z = w
+        .ok(Method::GET, &format!("/v1/zones/{zone}"), json!(null))
+        .await;
+    let sim_pem = z["simulated_certificate"].as_str().unwrap().to_string();
+    let zone_pem = z["certificate"].as_str().unwrap().to_string();
+    let sim_der = pem_ders(&sim_pem).remove(0);
+    let zone_der = pem_ders(&zone_pem).remove(0);
+    let (_, sim_ca) = X509Certificate::from_der(&sim_der).unwrap();
+    let (_, zone_ca) = X509Certificate::from_der(&zone_der).unwrap();
+    assert!(sim_ca.subject().to_string().contains("OU=SIMULATED"));
+    sim_ca.verify_signature(Some(zone_ca.public_key())).unwrap();
+    let node_der = pem_ders(&node_cert).remove(0);
+    let (_, leaf) = X509Certificate::from_der(&node_der).unwrap();
+    assert_eq!(leaf.issuer(), sim_ca.subject());
+    leaf.verify_signature(Some(sim_ca.public_key())).unwrap();
+    assert_eq!(
+        crl_points(&node_der),
+        [format!("{}/v1/zones/{zone}/crl?ca=simulated", w.base)]
+    );
+    assert_eq!(
+        crl_points(&sim_der),
+        [format!("{}/v1/zones/{zone}/crl", w.base)]
+    );
+
+    // An app that does not trust simulated platforms: its simulated quote is refused.
+    let app = w
+        .ok(
+            Method::POST,
+            "/v1/apps",
+            json!({"name": "web", "input_image_name": "r.example/web", "output_image_name": "r.example/web-sgx",
+                   "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
+                   "allowed_domains": ["web.example.com"]}),
+        )
+        .await;
+    assert_eq!(app["advanced_settings"]["allow_simulated"], false);
+    let app_path = format!("/v1/apps/{}", app["app_id"].as_str().unwrap());
+    w.ok(
+        Method::POST,
+        "/v1/builds",
+        json!({"app_id": app["app_id"], "docker_info": {"docker_image_name": "r.example/web-sgx", "docker_version": "1"},
+               "mrenclave": hex::encode([0x11u8; 32]), "mrsigner": hex::encode([0x22u8; 32]),
+               "isvprodid": 7, "isvsvn": 1}),
+    )
+    .await;
+    let issue = || async {
+        let (csr, quote) = enclave_request(&platform, "web.example.com");
+        let r = node
+            .post(format!("{}/v1/node-agent/certificates", w.base))
+            .json(&json!({"task_id": uuid::Uuid::new_v4(), "csr": csr, "quote": quote}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::OK);
+        r.json::<Value>().await.unwrap()
+    };
+    let t = issue().await;
+    assert_eq!(t["task_status"], "DENIED", "{t}");
+    let m = t["message"].as_str().unwrap();
+    assert!(m.contains("simulated") && m.contains("app web"), "{m}");
+
+    // The app trusts them (a MANAGER in an AUTO_APPROVE account changes the policy at once).
+    let upd = w
+        .ok(
+            Method::PATCH,
+            &app_path,
+            json!({"advanced_settings": {"allow_simulated": true}}),
+        )
+        .await;
+    assert_eq!(upd["advanced_settings"]["allow_simulated"], true, "{upd}");
+    let t = issue().await;
+    assert_eq!(t["task_status"], "SUCCESS", "{t}");
+    let chain = pem_ders(t["certificate"].as_str().unwrap());
+    assert_eq!(chain.len(), 3, "leaf, simulated intermediate, zone CA");
+    assert_eq!(chain[1], sim_der);
+    assert_eq!(chain[2], zone_der);
+    let (_, app_leaf) = X509Certificate::from_der(&chain[0]).unwrap();
+    assert_eq!(app_leaf.issuer(), sim_ca.subject());
+    app_leaf
+        .verify_signature(Some(sim_ca.public_key()))
+        .unwrap();
+    assert!(
+        app_leaf
+            .verify_signature(Some(zone_ca.public_key()))
+            .is_err()
+    );
+    assert!(app_leaf.subject().to_string().contains("OU=SIMULATED"));
+    assert_eq!(
+        crl_points(&chain[0]),
+        [format!("{}/v1/zones/{zone}/crl?ca=simulated", w.base)]
+    );
+
+    // Without the account's trust the app's is not enough.
+    set_account(json!({"allow_simulated": false})).await;
+    let t = issue().await;
+    assert_eq!(t["task_status"], "DENIED", "{t}");
+    assert!(
+        t["message"]
+            .as_str()
+            .unwrap()
+            .contains("the account does not trust"),
+        "{t}"
+    );
+
+    // The simulated intermediate's CRL verifies under it, and is served from the cache until
+    // something is revoked.
+    let http = w.http.clone();
+    let base = w.base.clone();
+    let get_crl = |ca: &'static str| {
+        let url = format!("{base}/v1/zones/{zone}/crl?ca={ca}");
+        let http = http.clone();
+        async move {
+            http.get(url)
+                .send()
+                .await
+                .unwrap()
+                .bytes()
+                .await
+                .unwrap()
+                .to_vec()
+        }
+    };
+    let first = get_crl("simulated").await;
+    let (_, crl) = CertificateRevocationList::from_der(&first).unwrap();
+    assert_eq!(crl.issuer(), sim_ca.subject());
+    crl.verify_signature(sim_ca.public_key()).unwrap();
+    w.clock.advance(10);
+    assert_eq!(get_crl("simulated").await, first, "cached while unchanged");
+    let zone_crl = get_crl("zone").await;
+    let (_, zcrl) = CertificateRevocationList::from_der(&zone_crl).unwrap();
+    zcrl.verify_signature(zone_ca.public_key()).unwrap();
+    let node_id = v["node"]["node_id"].as_str().unwrap();
+    w.ok(
+        Method::POST,
+        &format!("/v1/nodes/{node_id}/deactivate"),
+        json!({}),
+    )
+    .await;
+    let after = get_crl("simulated").await;
+    assert_ne!(after, first, "re-signed after a revocation");
+    let (_, crl) = CertificateRevocationList::from_der(&after).unwrap();
+    assert!(crl.iter_revoked_certificates().count() >= 2, "node and app");
+    w.m.shutdown().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -804,5 +1017,6 @@ macro_rules! both_backends {
 both_backends!(
     enrollment_refusals,
     heartbeat_deactivation_and_crl,
-    batch_issuance
+    batch_issuance,
+    simulated_trust_and_chain
 );

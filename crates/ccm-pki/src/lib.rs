@@ -2,9 +2,16 @@
 //! the attestation-evidence extension and CRLs.
 //!
 //! Design:
-//! - A [`ZoneCa`] is an ECDSA P-256 or P-384 CA (`basicConstraints CA:TRUE, pathlen:0`,
+//! - A [`ZoneCa`] is an ECDSA P-256 or P-384 CA (`basicConstraints CA:TRUE, pathlen:1`,
 //!   `keyUsage keyCertSign, cRLSign, digitalSignature`) that will sign node and application
-//!   certificates of one account. Its private key leaves this crate only as PKCS#8 DER in a
+//!   certificates of one account. Zones made before simulated intermediates existed have
+//!   `pathlen:0` ([`ZoneCa::may_certify_intermediates`]).
+//! - Certificates resting on a simulated platform are issued by the zone's *simulated
+//!   intermediate* ([`ZoneCa::issue_simulated_intermediate`]: `pathlen:0`, `OU=SIMULATED`, under
+//!   the zone CA), so a relying party refuses them by chain (by not accepting that intermediate),
+//!   not only by the subject's `OU=SIMULATED`.
+//! - Issued certificates carry a CRL distribution point when the CA has one
+//!   ([`ZoneCa::with_crl_url`]). Its private key leaves this crate only as PKCS#8 DER in a
 //!   [`Zeroizing`] buffer, for the manager to seal (AES-256-GCM) before storing it;
 //!   [`ZoneCa::from_parts`] loads it back and checks that key and certificate belong together.
 //! - Time is an input: validity windows start at the `now` the caller passes.
@@ -172,6 +179,8 @@ pub struct ZoneCa {
     /// The CA as rcgen's issuer (its name, key identifier and usages; the signature of this
     /// re-signed copy is never published).
     issuer: rcgen::Certificate,
+    /// Where relying parties fetch this CA's CRL; put into every certificate it issues.
+    crl_url: Option<String>,
 }
 
 impl std::fmt::Debug for ZoneCa {
@@ -196,7 +205,8 @@ impl ZoneCa {
         dn.push(DnType::CommonName, common_name);
         dn.push(DnType::OrganizationName, "ccm");
         params.distinguished_name = dn;
-        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        // One level below: the simulated intermediate.
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(1));
         params.key_usages = vec![
             KeyUsagePurpose::KeyCertSign,
             KeyUsagePurpose::CrlSign,
@@ -213,7 +223,86 @@ impl ZoneCa {
             key,
             key_type,
             issuer: cert,
+            crl_url: None,
         })
+    }
+
+    /// Whether this CA's basic constraints allow an intermediate CA below it (`pathlen` 1 or
+    /// more, or none). Zone CAs made before simulated intermediates existed have `pathlen:0`.
+    pub fn may_certify_intermediates(&self) -> bool {
+        x509_parser::parse_x509_certificate(&self.cert_der)
+            .ok()
+            .and_then(|(_, c)| {
+                c.basic_constraints()
+                    .ok()
+                    .flatten()
+                    .map(|b| b.value.clone())
+            })
+            .is_some_and(|bc| bc.ca && bc.path_len_constraint.is_none_or(|n| n >= 1))
+    }
+
+    /// Makes the zone's simulated intermediate CA, certified by this CA: the same key type,
+    /// subject `CN=<common_name>, O=ccm, OU=SIMULATED`, `pathlen:0`, valid from `now` for
+    /// `validity_days` (never beyond this CA). Certificates resting on simulated platforms are
+    /// issued by it, so relying parties can refuse them by chain.
+    pub fn issue_simulated_intermediate(
+        &self,
+        common_name: &str,
+        now: i64,
+        validity_days: i64,
+    ) -> Result<ZoneCa> {
+        if !self.may_certify_intermediates() {
+            return Err(Error::InvalidCertificate(
+                "the zone CA's basic constraints (pathlen:0) allow no intermediate CA".into(),
+            ));
+        }
+        let key = KeyPair::generate_for(self.key_type.algorithm())?;
+        let mut params = CertificateParams::default();
+        let mut dn = DistinguishedName::new();
+        dn.push(DnType::CommonName, common_name);
+        dn.push(DnType::OrganizationName, "ccm");
+        dn.push(DnType::OrganizationalUnitName, SIMULATED_OU);
+        params.distinguished_name = dn;
+        params.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let ca_not_after = self.issuer.params().not_after.unix_timestamp();
+        params.not_before = datetime(now.saturating_sub(300))?;
+        params.not_after = datetime(
+            now.saturating_add(validity_days.saturating_mul(86_400))
+                .min(ca_not_after),
+        )?;
+        params.serial_number = Some(random_serial());
+        params.use_authority_key_identifier_extension = true;
+        if let Some(url) = &self.crl_url {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
+        let cert = params.signed_by(&key, &self.issuer, &self.key)?;
+        Ok(Self {
+            cert_pem: cert.pem(),
+            cert_der: cert.der().to_vec(),
+            key,
+            key_type: self.key_type,
+            issuer: cert,
+            crl_url: None,
+        })
+    }
+
+    /// Sets where relying parties fetch this CA's CRL: every certificate it issues from now on
+    /// carries it as its CRL distribution point.
+    pub fn with_crl_url(mut self, url: impl Into<String>) -> Self {
+        self.crl_url = Some(url.into());
+        self
+    }
+
+    /// The CRL distribution point of the certificates this CA issues.
+    pub fn crl_url(&self) -> Option<&str> {
+        self.crl_url.as_deref()
     }
 
     /// Loads a CA from its certificate (PEM) and PKCS#8 private key (DER), checking that they
@@ -245,6 +334,7 @@ impl ZoneCa {
             key,
             key_type,
             issuer,
+            crl_url: None,
         })
     }
 
@@ -277,6 +367,12 @@ impl ZoneCa {
             .unwrap_or_default();
         let not_before = params.not_before.unix_timestamp();
         let not_after = params.not_after.unix_timestamp();
+        let mut params = params;
+        if let Some(url) = &self.crl_url {
+            params.crl_distribution_points = vec![rcgen::CrlDistributionPoint {
+                uris: vec![url.clone()],
+            }];
+        }
         let cert = params.signed_by(&public_key, &self.issuer, &self.key)?;
         Ok(IssuedCert {
             pem: cert.pem(),
@@ -465,7 +561,7 @@ mod tests {
             let (_, cert) = X509Certificate::from_der(ca.certificate_der()).unwrap();
             let bc = cert.basic_constraints().unwrap().unwrap().value;
             assert!(bc.ca);
-            assert_eq!(bc.path_len_constraint, Some(0));
+            assert_eq!(bc.path_len_constraint, Some(1));
             assert!(cert.key_usage().unwrap().unwrap().value.key_cert_sign());
             assert_eq!(cert.validity().not_before.timestamp(), NOW - 300);
             assert!(cert.subject().to_string().contains("acme zone CA"));
@@ -515,5 +611,119 @@ mod tests {
         assert_eq!(san.general_names.len(), 2);
         assert!(!cert.is_ca());
         assert!(id.key_pem.contains("PRIVATE KEY"));
+    }
+
+    fn app_csr(name: &str) -> Csr {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let params = CertificateParams::new(vec![name.to_string()]).unwrap();
+        Csr::from_pem(&params.serialize_request(&key).unwrap().pem().unwrap()).unwrap()
+    }
+
+    fn crl_uris(der: &[u8]) -> Vec<String> {
+        let (_, cert) = X509Certificate::from_der(der).unwrap();
+        let mut out = Vec::new();
+        for ext in cert.extensions() {
+            if let ParsedExtension::CRLDistributionPoints(points) = ext.parsed_extension() {
+                for p in points.iter() {
+                    if let Some(DistributionPointName::FullName(names)) = &p.distribution_point {
+                        for n in names {
+                            if let GeneralName::URI(u) = n {
+                                out.push(u.to_string());
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn simulated_certificates_chain_through_the_simulated_intermediate() {
+        let zone = ZoneCa::generate("acme zone CA", CaKeyType::P256, NOW, 3650)
+            .unwrap()
+            .with_crl_url("https://m.example/v1/zones/z/crl");
+        assert!(zone.may_certify_intermediates());
+        let sim = zone
+            .issue_simulated_intermediate("acme simulated CA", NOW, 3650)
+            .unwrap()
+            .with_crl_url("https://m.example/v1/zones/z/crl?ca=simulated");
+        let (_, zone_cert) = X509Certificate::from_der(zone.certificate_der()).unwrap();
+        let (_, sim_cert) = X509Certificate::from_der(sim.certificate_der()).unwrap();
+        // The intermediate: a CA that may sign leaves only, OU=SIMULATED, signed by the zone CA.
+        let bc = sim_cert.basic_constraints().unwrap().unwrap().value;
+        assert!(bc.ca);
+        assert_eq!(bc.path_len_constraint, Some(0));
+        assert!(sim_cert.subject().to_string().contains("OU=SIMULATED"));
+        assert_eq!(sim_cert.issuer(), zone_cert.subject());
+        sim_cert
+            .verify_signature(Some(zone_cert.public_key()))
+            .unwrap();
+        assert_eq!(
+            crl_uris(sim.certificate_der()),
+            ["https://m.example/v1/zones/z/crl"]
+        );
+        // A leaf issued by it chains to it, not to the zone CA directly.
+        let csr = app_csr("app.example.com");
+        let evidence = Evidence {
+            quote: vec![1, 2, 3],
+            pubkey_sha256: csr.spki_sha256(),
+            simulated: true,
+        };
+        let leaf = sim
+            .issue_app(&csr, &["app.example.com".into()], &evidence, NOW, 86_400)
+            .unwrap();
+        let (_, leaf_cert) = X509Certificate::from_der(&leaf.der).unwrap();
+        assert_eq!(leaf_cert.issuer(), sim_cert.subject());
+        leaf_cert
+            .verify_signature(Some(sim_cert.public_key()))
+            .unwrap();
+        assert!(
+            leaf_cert
+                .verify_signature(Some(zone_cert.public_key()))
+                .is_err()
+        );
+        assert_eq!(
+            crl_uris(&leaf.der),
+            ["https://m.example/v1/zones/z/crl?ca=simulated"]
+        );
+        // It loads back from its parts like a zone CA.
+        let loaded = ZoneCa::from_parts(sim.certificate_pem(), &sim.key_pkcs8_der()).unwrap();
+        let again = loaded
+            .issue_app(&csr, &["app.example.com".into()], &evidence, NOW, 86_400)
+            .unwrap();
+        let (_, again_cert) = X509Certificate::from_der(&again.der).unwrap();
+        again_cert
+            .verify_signature(Some(sim_cert.public_key()))
+            .unwrap();
+        assert!(crl_uris(&again.der).is_empty());
+    }
+
+    #[test]
+    fn a_pathlen_zero_zone_ca_makes_no_intermediate() {
+        let key = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+        let mut params = CertificateParams::default();
+        params
+            .distinguished_name
+            .push(DnType::CommonName, "old zone CA");
+        params.is_ca = IsCa::Ca(rcgen::BasicConstraints::Constrained(0));
+        let cert = params.self_signed(&key).unwrap();
+        let old = ZoneCa::from_parts(&cert.pem(), &key.serialize_der()).unwrap();
+        assert!(!old.may_certify_intermediates());
+        assert!(old.issue_simulated_intermediate("x", NOW, 1).is_err());
+    }
+
+    #[test]
+    fn issued_certificates_carry_the_crl_distribution_point() {
+        let bare = ZoneCa::generate("z", CaKeyType::P256, NOW, 1).unwrap();
+        let spki = KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)
+            .unwrap()
+            .public_key_der();
+        let node = bare.issue_node(&spki, "n1", false, NOW, 3600).unwrap();
+        assert!(crl_uris(&node.der).is_empty());
+        let ca = bare.with_crl_url("https://m.example/v1/zones/z/crl");
+        assert_eq!(ca.crl_url(), Some("https://m.example/v1/zones/z/crl"));
+        let node = ca.issue_node(&spki, "n1", false, NOW, 3600).unwrap();
+        assert_eq!(crl_uris(&node.der), ["https://m.example/v1/zones/z/crl"]);
     }
 }

@@ -41,6 +41,8 @@ pub struct NewAccount {
     pub name: String,
     /// Task approval policy.
     pub approval_policy: ApprovalPolicy,
+    /// Whether the account trusts simulated platforms.
+    pub allow_simulated: bool,
     /// The creating user, who becomes its MANAGER.
     pub creator: Uuid,
     /// The account's zone.
@@ -56,6 +58,8 @@ pub struct AccountRecord {
     pub name: String,
     /// Approval policy.
     pub approval_policy: ApprovalPolicy,
+    /// Whether the account trusts simulated SGX platforms.
+    pub allow_simulated: bool,
     /// Creation time.
     pub created_at: i64,
     /// Last update.
@@ -69,6 +73,7 @@ struct AccountRow {
     acct_id: String,
     name: String,
     approval_policy: String,
+    allow_simulated: i64,
     created_at: i64,
     updated_at: i64,
     zone_id: String,
@@ -84,6 +89,7 @@ impl AccountRow {
                 &self.approval_policy,
                 ApprovalPolicy::parse,
             )?,
+            allow_simulated: self.allow_simulated != 0,
             created_at: self.created_at,
             updated_at: self.updated_at,
             zone_id: uuid("zones.zone_id", &self.zone_id)?,
@@ -92,11 +98,11 @@ impl AccountRow {
 }
 
 const ACCOUNT_SELECT: &str = "SELECT accounts.acct_id, accounts.name, accounts.approval_policy, \
-     accounts.created_at, accounts.updated_at, zones.zone_id FROM accounts \
+     accounts.allow_simulated, accounts.created_at, accounts.updated_at, zones.zone_id FROM accounts \
      JOIN zones ON zones.acct_id = accounts.acct_id";
 
 const ACCOUNT_WITH_ROLE: &str = "SELECT accounts.acct_id, accounts.name, accounts.approval_policy, \
-     accounts.created_at, accounts.updated_at, zones.zone_id, memberships.role FROM accounts \
+     accounts.allow_simulated, accounts.created_at, accounts.updated_at, zones.zone_id, memberships.role FROM accounts \
      JOIN zones ON zones.acct_id = accounts.acct_id \
      JOIN memberships ON memberships.acct_id = accounts.acct_id";
 
@@ -117,16 +123,18 @@ impl Store {
             "account.create",
             "account",
             Some(a.acct_id),
-            json!({"name": a.name, "approval_policy": a.approval_policy.as_str(), "zone_id": a.zone.zone_id}),
+            json!({"name": a.name, "approval_policy": a.approval_policy.as_str(),
+                   "allow_simulated": a.allow_simulated, "zone_id": a.zone.zone_id}),
         )
         .await?;
         sqlx::query(
-            "INSERT INTO accounts (acct_id, name, approval_policy, created_at, updated_at) \
-             VALUES ($1, $2, $3, $4, $4)",
+            "INSERT INTO accounts (acct_id, name, approval_policy, allow_simulated, created_at, \
+             updated_at) VALUES ($1, $2, $3, $4, $5, $5)",
         )
         .bind(a.acct_id.to_string())
         .bind(&a.name)
         .bind(a.approval_policy.as_str())
+        .bind(i64::from(a.allow_simulated))
         .bind(now)
         .execute(&mut *w.tx)
         .await
@@ -162,6 +170,7 @@ impl Store {
             acct_id: a.acct_id,
             name: a.name.clone(),
             approval_policy: a.approval_policy,
+            allow_simulated: a.allow_simulated,
             created_at: now,
             updated_at: now,
             zone_id: a.zone.zone_id,
@@ -194,6 +203,16 @@ impl Store {
             ))
         })
         .transpose()
+    }
+
+    /// Whether an account trusts simulated platforms (`false` when there is no such account).
+    pub async fn account_allows_simulated(&self, acct_id: Uuid) -> Result<bool> {
+        let row: Option<(i64,)> =
+            sqlx::query_as("SELECT allow_simulated FROM accounts WHERE acct_id = $1")
+                .bind(acct_id.to_string())
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(row.is_some_and(|(v,)| v != 0))
     }
 
     /// The user's role in an account, if a member.
@@ -254,12 +273,14 @@ impl Store {
         })
     }
 
-    /// Renames an account and/or changes its approval policy.
+    /// Renames an account, changes its approval policy and/or its trust in simulated platforms
+    /// (audited with the values before and after).
     pub async fn update_account(
         &self,
         acct_id: Uuid,
         name: Option<&str>,
         approval_policy: Option<ApprovalPolicy>,
+        allow_simulated: Option<bool>,
         actor: &Actor,
         now: i64,
     ) -> Result<AccountRecord> {
@@ -272,14 +293,19 @@ impl Store {
         let before = before.ok_or(Error::NotFound("account"))?.into_record()?;
         let new_name = name.unwrap_or(&before.name);
         let new_policy = approval_policy.unwrap_or(before.approval_policy);
-        sqlx::query("UPDATE accounts SET name = $1, approval_policy = $2, updated_at = $3 WHERE acct_id = $4")
-            .bind(new_name)
-            .bind(new_policy.as_str())
-            .bind(now)
-            .bind(acct_id.to_string())
-            .execute(&mut *w.tx)
-            .await
-            .map_err(on_unique("account", "name"))?;
+        let new_simulated = allow_simulated.unwrap_or(before.allow_simulated);
+        sqlx::query(
+            "UPDATE accounts SET name = $1, approval_policy = $2, allow_simulated = $3, \
+             updated_at = $4 WHERE acct_id = $5",
+        )
+        .bind(new_name)
+        .bind(new_policy.as_str())
+        .bind(i64::from(new_simulated))
+        .bind(now)
+        .bind(acct_id.to_string())
+        .execute(&mut *w.tx)
+        .await
+        .map_err(on_unique("account", "name"))?;
         audit::append(
             &mut w.tx,
             now,
@@ -289,8 +315,10 @@ impl Store {
             "account",
             Some(acct_id),
             json!({
-                "before": {"name": before.name, "approval_policy": before.approval_policy.as_str()},
-                "after": {"name": new_name, "approval_policy": new_policy.as_str()},
+                "before": {"name": before.name, "approval_policy": before.approval_policy.as_str(),
+                           "allow_simulated": before.allow_simulated},
+                "after": {"name": new_name, "approval_policy": new_policy.as_str(),
+                          "allow_simulated": new_simulated},
             }),
         )
         .await?;
@@ -298,6 +326,7 @@ impl Store {
         Ok(AccountRecord {
             name: new_name.to_string(),
             approval_policy: new_policy,
+            allow_simulated: new_simulated,
             updated_at: now,
             ..before
         })

@@ -2,7 +2,8 @@
 
 use std::collections::BTreeSet;
 
-use ccm_api::apps::App;
+use ccm_api::accounts::ApprovalPolicy;
+use ccm_api::apps::{AdvancedSettings, App};
 use ccm_api::tasks::TaskType;
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -34,11 +35,12 @@ pub(crate) struct AppRow {
     labels: String,
     created_at: i64,
     updated_at: i64,
+    pending_policy_task_id: Option<String>,
 }
 
 pub(crate) const APP_COLS: &str = "app_id, acct_id, name, description, input_image_name, output_image_name, \
      isvprodid, isvsvn, mem_size, threads, allowed_domains, whitelisted_domains, pending_task_id, \
-     certificate, advanced_settings, labels, created_at, updated_at";
+     certificate, advanced_settings, labels, created_at, updated_at, pending_policy_task_id";
 
 impl AppRow {
     /// The row from a result row of either path whose columns are named as in [`APP_COLS`].
@@ -62,6 +64,7 @@ impl AppRow {
             labels: r.get("labels")?,
             created_at: r.get("created_at")?,
             updated_at: r.get("updated_at")?,
+            pending_policy_task_id: r.get("pending_policy_task_id")?,
         })
     }
 
@@ -80,6 +83,10 @@ impl AppRow {
             allowed_domains: json("apps.allowed_domains", &self.allowed_domains)?,
             whitelisted_domains: json("apps.whitelisted_domains", &self.whitelisted_domains)?,
             pending_task_id: opt_uuid("apps.pending_task_id", self.pending_task_id.as_deref())?,
+            pending_policy_task_id: opt_uuid(
+                "apps.pending_policy_task_id",
+                self.pending_policy_task_id.as_deref(),
+            )?,
             certificate: self
                 .certificate
                 .as_deref()
@@ -144,6 +151,7 @@ fn summary(app: &App) -> serde_json::Value {
         "isvsvn": app.isvsvn,
         "mem_size": app.mem_size,
         "threads": app.threads,
+        "advanced_settings": app.advanced_settings,
     })
 }
 
@@ -210,10 +218,152 @@ async fn reconcile_domain_task(
             description,
             requester: actor,
             domains_added: needed,
+            proposal: None,
         },
         now,
     )
     .await?;
+    Ok(())
+}
+
+/// An edit of an app (see [`Store::update_app`]).
+#[derive(Debug, Clone)]
+pub struct AppEdit {
+    /// The app as the edit leaves it (its `advanced_settings` included).
+    pub app: App,
+    /// What a changed `advanced_settings` does.
+    pub policy: PolicyEdit,
+}
+
+/// What a change of an app's attestation policy does, as the service decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PolicyEdit {
+    /// Written at once.
+    Apply,
+    /// Proposed as a POLICY_CHANGE task; only its approval applies it.
+    Propose {
+        /// The task's id.
+        task_id: Uuid,
+        /// The task's description.
+        description: String,
+    },
+}
+
+async fn approval_policy(conn: &mut AnyConnection, acct_id: Uuid) -> Result<ApprovalPolicy> {
+    let (policy,): (String,) =
+        sqlx::query_as("SELECT approval_policy FROM accounts WHERE acct_id = $1")
+            .bind(acct_id.to_string())
+            .fetch_one(&mut *conn)
+            .await?;
+    crate::util::enum_value("accounts.approval_policy", &policy, ApprovalPolicy::parse)
+}
+
+/// Creates the POLICY_CHANGE task holding `proposed` and marks the app as waiting for it.
+async fn propose_policy(
+    conn: &mut AnyConnection,
+    app: &App,
+    proposed: &AdvancedSettings,
+    task_id: Uuid,
+    description: String,
+    actor: &Actor,
+    now: i64,
+) -> Result<()> {
+    sqlx::query("UPDATE apps SET pending_policy_task_id = $1 WHERE app_id = $2 AND acct_id = $3")
+        .bind(task_id.to_string())
+        .bind(app.app_id.to_string())
+        .bind(app.acct_id.to_string())
+        .execute(&mut *conn)
+        .await?;
+    audit::append(
+        conn,
+        now,
+        actor,
+        Some(app.acct_id),
+        "app.policy_change_request",
+        "app",
+        Some(app.app_id),
+        json!({"task_id": task_id, "before": app.advanced_settings, "proposed": proposed}),
+    )
+    .await?;
+    let auto = tasks::create(
+        conn,
+        NewTask {
+            acct_id: app.acct_id,
+            task_id,
+            entity_id: app.app_id,
+            task_type: TaskType::PolicyChange,
+            description,
+            requester: actor,
+            domains_added: Vec::new(),
+            proposal: Some(to_json("tasks.proposal", proposed)?),
+        },
+        now,
+    )
+    .await?;
+    if auto {
+        // The service proposes only in accounts with manual approvals; the policy changed in
+        // between. Nothing is applied without a decision.
+        return Err(Error::InvalidState(
+            "the account's approval policy changed; repeat the request".into(),
+        ));
+    }
+    Ok(())
+}
+
+/// Applies (approved) or discards (denied) the proposal of a POLICY_CHANGE task, as the service
+/// decided it; the app must still be waiting for this task.
+pub(crate) async fn settle_policy_change(
+    conn: &mut AnyConnection,
+    task_id: Uuid,
+    app_id: Uuid,
+    apply: Option<&AdvancedSettings>,
+    actor: &Actor,
+    now: i64,
+) -> Result<()> {
+    let row: Option<(String, String)> = sqlx::query_as(
+        "SELECT acct_id, advanced_settings FROM apps WHERE app_id = $1 AND pending_policy_task_id = $2",
+    )
+    .bind(app_id.to_string())
+    .bind(task_id.to_string())
+    .fetch_optional(&mut *conn)
+    .await?;
+    let Some((acct_id, before)) = row else {
+        return Err(Error::InvalidState(
+            "the app no longer waits for this policy change".into(),
+        ));
+    };
+    let acct_id = uuid("apps.acct_id", &acct_id)?;
+    let before: AdvancedSettings = json("apps.advanced_settings", &before)?;
+    match apply {
+        Some(settings) => {
+            sqlx::query(
+                "UPDATE apps SET advanced_settings = $1, pending_policy_task_id = NULL, updated_at = $2 \
+                 WHERE app_id = $3",
+            )
+            .bind(to_json("apps.advanced_settings", settings)?)
+            .bind(now)
+            .bind(app_id.to_string())
+            .execute(&mut *conn)
+            .await?;
+            audit::append(
+                conn,
+                now,
+                actor,
+                Some(acct_id),
+                "app.policy_change",
+                "app",
+                Some(app_id),
+                json!({"before": before, "after": settings, "task_id": task_id}),
+            )
+            .await?;
+        }
+        None => {
+            sqlx::query("UPDATE apps SET pending_policy_task_id = NULL WHERE app_id = $1")
+                .bind(app_id.to_string())
+                .execute(&mut *conn)
+                .await?;
+        }
+    }
     Ok(())
 }
 
@@ -224,7 +374,7 @@ impl Store {
         let mut w = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', NULL, \
-             NULL, '{{}}', '{{}}', $12, $12)"
+             NULL, '{{}}', '{{}}', $12, $12, NULL)"
         ))
         .bind(app.app_id.to_string())
         .bind(app.acct_id.to_string())
@@ -244,6 +394,7 @@ impl Store {
         let mut new = App {
             whitelisted_domains: Vec::new(),
             pending_task_id: None,
+            pending_policy_task_id: None,
             created_at: now,
             updated_at: now,
             ..app.clone()
@@ -298,23 +449,31 @@ impl Store {
         load(&mut conn, acct_id, app_id).await
     }
 
-    /// Updates an app in one transaction: `edit` gets the current app and returns the new one
-    /// (or a validation error, which is passed back and changes nothing). Domains removed from
-    /// `allowed_domains` leave the whitelist at once; added ones need approval.
+    /// Updates an app in one transaction: `edit` gets the current app and the account's approval
+    /// policy and returns the new app with what to do about its attestation policy (or a
+    /// validation error, which is passed back and changes nothing). Domains removed from
+    /// `allowed_domains` leave the whitelist at once; added ones need approval. A changed
+    /// `advanced_settings` is written and audited (`app.policy_change`) under
+    /// [`PolicyEdit::Apply`], or kept as the proposal of a new POLICY_CHANGE task under
+    /// [`PolicyEdit::Propose`] while the app keeps its current settings.
     pub async fn update_app<E>(
         &self,
         acct_id: Uuid,
         app_id: Uuid,
         actor: &Actor,
         now: i64,
-        edit: impl FnOnce(App) -> std::result::Result<App, E>,
+        edit: impl FnOnce(App, ApprovalPolicy) -> std::result::Result<AppEdit, E>,
     ) -> Result<std::result::Result<App, E>> {
         let mut w = self.begin_write().await?;
         let old = load(&mut w.tx, acct_id, app_id)
             .await?
             .ok_or(Error::NotFound("app"))?;
-        let mut new = match edit(old.clone()) {
-            Ok(new) => new,
+        let approval = approval_policy(&mut w.tx, acct_id).await?;
+        let AppEdit {
+            app: mut new,
+            policy,
+        } = match edit(old.clone(), approval) {
+            Ok(e) => e,
             Err(e) => return Ok(Err(e)),
         };
         // Fields the caller may not change.
@@ -322,6 +481,7 @@ impl Store {
         new.acct_id = old.acct_id;
         new.created_at = old.created_at;
         new.pending_task_id = old.pending_task_id;
+        new.pending_policy_task_id = old.pending_policy_task_id;
         new.updated_at = now;
         new.whitelisted_domains = old
             .whitelisted_domains
@@ -329,6 +489,33 @@ impl Store {
             .filter(|d| new.allowed_domains.contains(d))
             .cloned()
             .collect();
+        let proposed = std::mem::replace(&mut new.advanced_settings, old.advanced_settings.clone());
+        let changed = proposed != old.advanced_settings;
+        match (&policy, changed) {
+            (_, false) => {}
+            (PolicyEdit::Apply, true) => {
+                new.advanced_settings = proposed.clone();
+                audit::append(
+                    &mut w.tx,
+                    now,
+                    actor,
+                    Some(acct_id),
+                    "app.policy_change",
+                    "app",
+                    Some(app_id),
+                    json!({"before": old.advanced_settings, "after": proposed, "approval": "direct"}),
+                )
+                .await?;
+            }
+            (PolicyEdit::Propose { .. }, true) => {
+                if let Some(pending) = old.pending_policy_task_id {
+                    return Err(Error::InvalidState(format!(
+                        "a change of this app's attestation policy is already waiting for \
+                         approval (task {pending}); decide that task first"
+                    )));
+                }
+            }
+        }
         write(&mut w.tx, &new).await?;
         audit::append(
             &mut w.tx,
@@ -342,6 +529,16 @@ impl Store {
         )
         .await?;
         reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
+        if let (
+            PolicyEdit::Propose {
+                task_id,
+                description,
+            },
+            true,
+        ) = (policy, changed)
+        {
+            propose_policy(&mut w.tx, &new, &proposed, task_id, description, actor, now).await?;
+        }
         let app = load(&mut w.tx, acct_id, app_id)
             .await?
             .ok_or(Error::NotFound("app"))?;

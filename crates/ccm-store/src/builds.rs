@@ -161,6 +161,7 @@ impl Store {
                 description,
                 requester: actor,
                 domains_added: Vec::new(),
+                proposal: None,
             },
             now,
         )

@@ -264,6 +264,9 @@ pub struct ImageMatch {
     pub status: String,
     /// `name:tag`.
     pub image: String,
+    /// Whether the image's account trusts simulated platforms (read with the image, so the
+    /// issuance decision costs no query of its own for it).
+    pub account_allows_simulated: bool,
 }
 
 /// The image and app of [`Store::image_with_app`]'s row (either path).
@@ -278,6 +281,7 @@ fn image_with_app(r: &impl Columns) -> Result<(ImageMatch, Option<App>)> {
         isvsvn: r.get("img_isvsvn")?,
         status: r.get("img_status")?,
         image: format!("{name}:{tag}"),
+        account_allows_simulated: r.get::<i64>("acct_allow_simulated")? != 0,
     };
     let app = match r.get::<Option<String>>("app_id")? {
         Some(_) => Some(crate::apps::AppRow::from_columns(r)?.into_app()?),
@@ -346,7 +350,8 @@ impl Store {
                 "SELECT b.build_id AS img_build_id, b.app_id AS img_app_id, \
                  b.mrsigner AS img_mrsigner, b.isvprodid AS img_isvprodid, \
                  b.isvsvn AS img_isvsvn, b.status AS img_status, \
-                 b.docker_image_name AS img_name, b.docker_version AS img_tag, {} \
+                 b.docker_image_name AS img_name, b.docker_version AS img_tag, \
+                 (SELECT allow_simulated FROM accounts WHERE acct_id = $1) AS acct_allow_simulated, {} \
                  FROM (SELECT build_id, app_id, acct_id, mrsigner, isvprodid, isvsvn, status, \
                  docker_image_name, docker_version FROM builds WHERE acct_id = $1 AND mrenclave = $2 \
                  ORDER BY CASE status WHEN 'WHITELISTED' THEN 0 WHEN 'PENDING' THEN 1 ELSE 2 END, \

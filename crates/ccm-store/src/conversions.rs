@@ -581,6 +581,7 @@ impl Store {
                 ),
                 requester: &requester,
                 domains_added: Vec::new(),
+                proposal: None,
             },
             now,
         )

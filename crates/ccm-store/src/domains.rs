@@ -129,7 +129,13 @@ pub(crate) fn domains() -> Vec<Domain> {
         Domain::new(
             "tasks",
             "task_type",
-            every!(TaskType: NodeAttestation, CertificateIssuance, BuildWhitelist, DomainWhitelist),
+            every!(
+                TaskType: NodeAttestation,
+                CertificateIssuance,
+                BuildWhitelist,
+                DomainWhitelist,
+                PolicyChange
+            ),
         ),
         Domain::new(
             "tasks",

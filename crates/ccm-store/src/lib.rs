@@ -63,6 +63,7 @@ use sqlx::{Any, AnyPool, Executor, Transaction};
 use tokio::sync::{Mutex, MutexGuard};
 
 pub use accounts::{AccountRecord, NewAccount, NewZone};
+pub use apps::{AppEdit, PolicyEdit};
 pub use certificates::{
     EnclaveFacts, ImageMatch, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate,
     PendingOutcome,
@@ -75,7 +76,7 @@ pub use error::Error;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
 pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
-pub use tasks::TaskFilter;
+pub use tasks::{TaskEffect, TaskFilter};
 pub use users::{NewUser, SetupTokenState, UserRecord};
 pub use zones::{JoinTokenUse, NewJoinToken, ZoneRecord};
 

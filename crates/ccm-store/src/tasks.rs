@@ -36,6 +36,8 @@ pub(crate) struct NewTask<'a> {
     pub description: String,
     pub requester: &'a Actor,
     pub domains_added: Vec<String>,
+    /// JSON of what the task proposes (POLICY_CHANGE: the app's new `advanced_settings`).
+    pub proposal: Option<String>,
 }
 
 /// Inserts a task. Under the AUTO_APPROVE policy it is approved at once (by `system`) and its
@@ -55,8 +57,8 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
     };
     sqlx::query(
         "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
-         requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'USER', $9, $10, $10)",
+         requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at, \
+         proposal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'USER', $9, $10, $10, $11)",
     )
     .bind(t.task_id.to_string())
     .bind(t.acct_id.to_string())
@@ -68,6 +70,7 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
     .bind(&t.requester.name)
     .bind(to_json("tasks.domains_added", &t.domains_added)?)
     .bind(now)
+    .bind(&t.proposal)
     .execute(&mut *conn)
     .await?;
     audit::append(
@@ -241,6 +244,13 @@ async fn apply_effect(
                 .await?;
             }
         },
+        TaskType::PolicyChange => {
+            // Its effect is decided by the manager's service layer ([`TaskEffect`]); a policy
+            // change is never applied without that decision.
+            return Err(Error::InvalidState(
+                "a policy change is decided through the manager's task service".into(),
+            ));
+        }
         TaskType::CertificateIssuance => match decision {
             ApprovalStatus::Approved => {
                 return Err(Error::InvalidState(
@@ -263,6 +273,17 @@ async fn apply_effect(
     Ok(())
 }
 
+/// The effect of a decision on a task, as the manager's service layer decided it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TaskEffect {
+    /// The store's own effect for the task's type (images, domains, nodes, certificates).
+    ByType,
+    /// POLICY_CHANGE approved: the app gets these settings.
+    SetAppPolicy(ccm_api::apps::AdvancedSettings),
+    /// POLICY_CHANGE denied: the proposal is discarded and the app keeps its settings.
+    DiscardAppPolicy,
+}
+
 #[derive(sqlx::FromRow)]
 struct TaskRow {
     task_id: String,
@@ -277,10 +298,11 @@ struct TaskRow {
     domains_added: String,
     created_at: i64,
     status_updated_at: i64,
+    proposal: Option<String>,
 }
 
 const TASK_COLS: &str = "task_id, acct_id, entity_id, task_type, status, description, requester_user_id, \
-     requester_name, requester_type, domains_added, created_at, status_updated_at";
+     requester_name, requester_type, domains_added, created_at, status_updated_at, proposal";
 
 #[derive(sqlx::FromRow)]
 struct ApprovalRow {
@@ -327,6 +349,11 @@ impl TaskRow {
             description: self.description,
             approvals,
             domains_added: json("tasks.domains_added", &self.domains_added)?,
+            proposed_policy: self
+                .proposal
+                .as_deref()
+                .map(|p| json("tasks.proposal", p))
+                .transpose()?,
         })
     }
 }
@@ -422,6 +449,33 @@ impl Store {
         actor: &Actor,
         now: i64,
     ) -> Result<Task> {
+        self.decide_task_with(
+            acct_id,
+            task_id,
+            decision,
+            denial_reason,
+            TaskEffect::ByType,
+            actor,
+            now,
+        )
+        .await
+    }
+
+    /// [`Store::decide_task`] with the effect the caller decided: the decision, its effect and
+    /// the audit entries commit together. An effect that does not fit the task's type (or an app
+    /// no longer waiting for its policy change) gives [`Error::InvalidState`] and changes
+    /// nothing.
+    #[allow(clippy::too_many_arguments)]
+    pub async fn decide_task_with(
+        &self,
+        acct_id: Uuid,
+        task_id: Uuid,
+        decision: ApprovalStatus,
+        denial_reason: Option<&str>,
+        effect: TaskEffect,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<Task> {
         let mut w = self.begin_write().await?;
         let new_status = match decision {
             ApprovalStatus::Approved => TaskStatusType::Success,
@@ -456,10 +510,35 @@ impl Store {
         let entity_id = uuid("tasks.entity_id", &entity_id)?;
         let domains: Vec<String> = json("tasks.domains_added", &domains)?;
         record_decision(&mut w.tx, task_id, actor, decision, denial_reason, now).await?;
-        apply_effect(
-            &mut w.tx, task_type, task_id, entity_id, decision, &domains, now,
-        )
-        .await?;
+        match (effect, task_type) {
+            (TaskEffect::ByType, _) => {
+                apply_effect(
+                    &mut w.tx, task_type, task_id, entity_id, decision, &domains, now,
+                )
+                .await?;
+            }
+            (TaskEffect::SetAppPolicy(settings), TaskType::PolicyChange) => {
+                crate::apps::settle_policy_change(
+                    &mut w.tx,
+                    task_id,
+                    entity_id,
+                    Some(&settings),
+                    actor,
+                    now,
+                )
+                .await?;
+            }
+            (TaskEffect::DiscardAppPolicy, TaskType::PolicyChange) => {
+                crate::apps::settle_policy_change(&mut w.tx, task_id, entity_id, None, actor, now)
+                    .await?;
+            }
+            (TaskEffect::SetAppPolicy(_) | TaskEffect::DiscardAppPolicy, other) => {
+                return Err(Error::InvalidState(format!(
+                    "a policy effect does not apply to a {} task",
+                    other.as_str()
+                )));
+            }
+        }
         let action = match decision {
             ApprovalStatus::Approved => "task.approve",
             ApprovalStatus::Denied => "task.deny",

@@ -15,6 +15,9 @@ pub struct ZoneRecord {
     pub zone: Zone,
     /// The CA private key, sealed by the manager's secrets module.
     pub ca_key_sealed: Vec<u8>,
+    /// The simulated intermediate CA's private key, sealed likewise, once the zone has one
+    /// (its certificate is `zone.simulated_certificate`).
+    pub sim_ca_key_sealed: Option<Vec<u8>>,
 }
 
 impl std::fmt::Debug for ZoneRecord {
@@ -53,6 +56,8 @@ struct ZoneRow {
     ca_key_sealed: Vec<u8>,
     ca_key_type: String,
     created_at: i64,
+    sim_ca_cert_pem: Option<String>,
+    sim_ca_key_sealed: Option<Vec<u8>>,
 }
 
 impl ZoneRow {
@@ -74,16 +79,18 @@ impl ZoneRow {
                 name: self.name,
                 description: self.description,
                 certificate: self.ca_cert_pem,
+                simulated_certificate: self.sim_ca_cert_pem,
                 ca_key_type,
                 created_at: self.created_at,
             },
             ca_key_sealed: self.ca_key_sealed,
+            sim_ca_key_sealed: self.sim_ca_key_sealed,
         })
     }
 }
 
-const ZONE_COLS: &str =
-    "zone_id, acct_id, name, description, ca_cert_pem, ca_key_sealed, ca_key_type, created_at";
+const ZONE_COLS: &str = "zone_id, acct_id, name, description, ca_cert_pem, ca_key_sealed, \
+     ca_key_type, created_at, sim_ca_cert_pem, sim_ca_key_sealed";
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {
@@ -141,6 +148,60 @@ impl Store {
         .fetch_optional(&self.pool)
         .await?;
         row.map(ZoneRow::into_record).transpose()
+    }
+
+    /// Gives a zone its simulated intermediate CA (certificate PEM and sealed key) unless it has
+    /// one already, and returns the one the zone has afterwards: of two replicas creating it at
+    /// once, both end up with the first one stored.
+    pub async fn set_zone_sim_ca(
+        &self,
+        acct_id: Uuid,
+        zone_id: Uuid,
+        cert_pem: &str,
+        key_sealed: &[u8],
+        now: i64,
+    ) -> Result<(String, Vec<u8>)> {
+        let mut w = self.begin_write().await?;
+        let n = sqlx::query(
+            "UPDATE zones SET sim_ca_cert_pem = $1, sim_ca_key_sealed = $2 \
+             WHERE zone_id = $3 AND acct_id = $4 AND sim_ca_cert_pem IS NULL",
+        )
+        .bind(cert_pem)
+        .bind(key_sealed)
+        .bind(zone_id.to_string())
+        .bind(acct_id.to_string())
+        .execute(&mut *w.tx)
+        .await?
+        .rows_affected();
+        if n == 1 {
+            audit::append(
+                &mut w.tx,
+                now,
+                &Actor::system(),
+                Some(acct_id),
+                "zone.simulated_ca.create",
+                "zone",
+                Some(zone_id),
+                json!({}),
+            )
+            .await?;
+        }
+        let row: Option<(Option<String>, Option<Vec<u8>>)> = sqlx::query_as(
+            "SELECT sim_ca_cert_pem, sim_ca_key_sealed FROM zones WHERE zone_id = $1 AND acct_id = $2",
+        )
+        .bind(zone_id.to_string())
+        .bind(acct_id.to_string())
+        .fetch_optional(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+        match row {
+            Some((Some(cert), Some(key))) => Ok((cert, key)),
+            Some(_) => Err(Error::corrupt(
+                "zones.sim_ca_cert_pem",
+                "the simulated CA was not stored",
+            )),
+            None => Err(Error::NotFound("zone")),
+        }
     }
 
     /// Stores a join token for a zone of `acct_id`.

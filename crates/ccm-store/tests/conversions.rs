@@ -66,6 +66,7 @@ async fn setup(db: &Db) -> Fixture {
                 acct_id: Uuid::new_v4(),
                 name: "acme".into(),
                 approval_policy: ApprovalPolicy::Manual,
+                allow_simulated: false,
                 creator: user_id,
                 zone: NewZone {
                     zone_id: Uuid::new_v4(),
@@ -97,6 +98,7 @@ async fn setup(db: &Db) -> Fixture {
                 allowed_domains: vec![],
                 whitelisted_domains: vec![],
                 pending_task_id: None,
+                pending_policy_task_id: None,
                 certificate: None,
                 advanced_settings: AdvancedSettings::default(),
                 labels: Default::default(),

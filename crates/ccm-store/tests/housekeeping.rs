@@ -127,6 +127,7 @@ async fn account(store: &Store) -> (Uuid, Uuid, Actor) {
                 acct_id: Uuid::new_v4(),
                 name: "acme".into(),
                 approval_policy: ApprovalPolicy::Manual,
+                allow_simulated: false,
                 creator,
                 zone: NewZone {
                     zone_id: Uuid::new_v4(),

@@ -10,8 +10,8 @@ use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
 use ccm_store::{
-    Actor, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser, NewZone, Store, StoreOptions,
-    TaskFilter,
+    Actor, AppEdit, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser, NewZone, PolicyEdit,
+    Store, StoreOptions, TaskFilter,
 };
 use uuid::Uuid;
 
@@ -71,6 +71,7 @@ async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
                 acct_id: Uuid::new_v4(),
                 name: "acme".into(),
                 approval_policy: policy,
+                allow_simulated: false,
                 creator: user_id,
                 zone: NewZone {
                     zone_id: Uuid::new_v4(),
@@ -103,6 +104,7 @@ fn app(acct_id: Uuid, name: &str, domains: &[&str]) -> App {
         allowed_domains: domains.iter().map(|d| d.to_string()).collect(),
         whitelisted_domains: vec![],
         pending_task_id: None,
+        pending_policy_task_id: None,
         certificate: None,
         advanced_settings: AdvancedSettings::default(),
         labels: Default::default(),
@@ -208,9 +210,12 @@ async fn workflow(db: Db) {
 
     // Adding a domain raises a new task; removing one leaves the whitelist at once.
     let a = store
-        .update_app(acct, a.app_id, &actor, NOW + 3, |mut x| {
+        .update_app(acct, a.app_id, &actor, NOW + 3, |mut x, _| {
             x.allowed_domains = vec!["b.example".into(), "c.example".into()];
-            Ok::<_, ()>(x)
+            Ok::<_, ()>(AppEdit {
+                app: x,
+                policy: PolicyEdit::Apply,
+            })
         })
         .await
         .unwrap()
@@ -654,6 +659,243 @@ async fn issuance_reads_sqlite() {
 #[tokio::test]
 async fn issuance_reads_postgres() {
     issuance_reads(pg()).await
+}
+
+/// A POLICY_CHANGE task: proposed by an edit (the app keeps its settings and names the task),
+/// applied by an approval with the decided effect, discarded by a denial; the store's effect by
+/// type refuses it; one proposal at a time. The account's simulated trust is stored, audited and
+/// read with the image lookup; a zone's simulated CA is stored once.
+async fn policy_change_and_simulated_trust(db: Db) {
+    use ccm_api::tasks::TaskType;
+    use ccm_store::TaskEffect;
+    let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let a = store
+        .create_app(&app(acct, "flask", &[]), &actor, NOW)
+        .await
+        .unwrap();
+    let weak = AdvancedSettings {
+        allow_debug: true,
+        allow_simulated: true,
+        ..AdvancedSettings::default()
+    };
+    let propose = |task_id: Uuid, settings: AdvancedSettings| {
+        move |mut x: App, approval: ApprovalPolicy| {
+            assert_eq!(approval, ApprovalPolicy::Manual);
+            x.advanced_settings = settings;
+            x.threads = 64;
+            Ok::<_, ()>(AppEdit {
+                app: x,
+                policy: PolicyEdit::Propose {
+                    task_id,
+                    description: "weaken".into(),
+                },
+            })
+        }
+    };
+    let t1 = Uuid::new_v4();
+    let edited = store
+        .update_app(acct, a.app_id, &actor, NOW + 1, propose(t1, weak.clone()))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(edited.advanced_settings, AdvancedSettings::default());
+    assert_eq!(edited.threads, 64, "other fields apply at once");
+    assert_eq!(edited.pending_policy_task_id, Some(t1));
+    let task = store.get_task(acct, t1).await.unwrap().unwrap();
+    assert_eq!(task.task_type, TaskType::PolicyChange);
+    assert_eq!(task.status.status, TaskStatusType::Inprogress);
+    assert_eq!(task.proposed_policy.as_ref(), Some(&weak));
+    // A second proposal waits for the first.
+    assert!(matches!(
+        store
+            .update_app(
+                acct,
+                a.app_id,
+                &actor,
+                NOW + 2,
+                propose(
+                    Uuid::new_v4(),
+                    AdvancedSettings {
+                        min_isvsvn: Some(3),
+                        ..AdvancedSettings::default()
+                    }
+                )
+            )
+            .await,
+        Err(Error::InvalidState(_))
+    ));
+    // The store never applies a policy change by itself.
+    assert!(matches!(
+        store
+            .decide_task(acct, t1, ApprovalStatus::Approved, None, &actor, NOW + 3)
+            .await,
+        Err(Error::InvalidState(_))
+    ));
+    assert_eq!(
+        store
+            .get_task(acct, t1)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+            .status,
+        TaskStatusType::Inprogress,
+        "a refused decision changes nothing"
+    );
+    let decided = store
+        .decide_task_with(
+            acct,
+            t1,
+            ApprovalStatus::Approved,
+            None,
+            TaskEffect::SetAppPolicy(weak.clone()),
+            &actor,
+            NOW + 4,
+        )
+        .await
+        .unwrap();
+    assert_eq!(decided.status.status, TaskStatusType::Success);
+    let now_app = store.get_app(acct, a.app_id).await.unwrap().unwrap();
+    assert_eq!(now_app.advanced_settings, weak);
+    assert_eq!(now_app.pending_policy_task_id, None);
+    // A denied proposal leaves the policy as it was.
+    let t2 = Uuid::new_v4();
+    store
+        .update_app(
+            acct,
+            a.app_id,
+            &actor,
+            NOW + 5,
+            propose(t2, AdvancedSettings::default()),
+        )
+        .await
+        .unwrap()
+        .unwrap();
+    store
+        .decide_task_with(
+            acct,
+            t2,
+            ApprovalStatus::Denied,
+            Some("no"),
+            TaskEffect::DiscardAppPolicy,
+            &actor,
+            NOW + 6,
+        )
+        .await
+        .unwrap();
+    let now_app = store.get_app(acct, a.app_id).await.unwrap().unwrap();
+    assert_eq!(now_app.advanced_settings, weak);
+    assert_eq!(now_app.pending_policy_task_id, None);
+    // A policy effect on another type of task is refused.
+    let b = store
+        .create_build(&build(acct, a.app_id, "1"), &actor, NOW + 7)
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .decide_task_with(
+                acct,
+                b.pending_task_id.unwrap(),
+                ApprovalStatus::Approved,
+                None,
+                TaskEffect::SetAppPolicy(weak.clone()),
+                &actor,
+                NOW + 8,
+            )
+            .await,
+        Err(Error::InvalidState(_))
+    ));
+    // An edit applied directly is audited as a policy change.
+    store
+        .update_app(acct, a.app_id, &actor, NOW + 9, |mut x, _| {
+            x.advanced_settings.min_isvsvn = Some(2);
+            Ok::<_, ()>(AppEdit {
+                app: x,
+                policy: PolicyEdit::Apply,
+            })
+        })
+        .await
+        .unwrap()
+        .unwrap();
+    let log = store.list_audit(Some(acct), 0, 1000).await.unwrap();
+    let actions: Vec<&str> = log.iter().map(|e| e.action.as_str()).collect();
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "app.policy_change_request")
+            .count(),
+        2
+    );
+    assert_eq!(
+        actions
+            .iter()
+            .filter(|a| **a == "app.policy_change")
+            .count(),
+        2,
+        "the approval and the direct edit"
+    );
+    assert!(actions.contains(&"task.deny"));
+
+    // Simulated trust: off by default, read with the image.
+    let mrenclave = "a".repeat(64);
+    let (image, _) = store
+        .image_with_app(acct, &mrenclave)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(!image.account_allows_simulated);
+    assert!(!store.account_allows_simulated(acct).await.unwrap());
+    let rec = store
+        .update_account(acct, None, None, Some(true), &actor, NOW + 10)
+        .await
+        .unwrap();
+    assert!(rec.allow_simulated);
+    assert!(store.account_allows_simulated(acct).await.unwrap());
+    let (image, _) = store
+        .image_with_app(acct, &mrenclave)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(image.account_allows_simulated);
+    let (rec, _) = store
+        .account_for_user(acct, actor.user_id.unwrap())
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(rec.allow_simulated);
+
+    // The zone's simulated CA: stored once, the first one kept.
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    assert!(
+        store.list_zones(acct).await.unwrap()[0]
+            .zone
+            .simulated_certificate
+            .is_none()
+    );
+    let first = store
+        .set_zone_sim_ca(acct, zone, "SIM1", &[7, 7], NOW)
+        .await
+        .unwrap();
+    let second = store
+        .set_zone_sim_ca(acct, zone, "SIM2", &[8], NOW)
+        .await
+        .unwrap();
+    assert_eq!(first, ("SIM1".to_string(), vec![7, 7]));
+    assert_eq!(second, first);
+    let z = store.get_zone(acct, zone).await.unwrap().unwrap();
+    assert_eq!(z.zone.simulated_certificate.as_deref(), Some("SIM1"));
+    assert_eq!(z.sim_ca_key_sealed, Some(vec![7, 7]));
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+}
+
+#[tokio::test]
+async fn policy_change_and_simulated_trust_sqlite() {
+    policy_change_and_simulated_trust(sqlite()).await
+}
+#[tokio::test]
+async fn policy_change_and_simulated_trust_postgres() {
+    policy_change_and_simulated_trust(pg()).await
 }
 
 /// The store's own PostgreSQL connections (the issuance writer's, the hot-path reads', the

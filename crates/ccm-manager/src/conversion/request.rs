@@ -350,6 +350,7 @@ mod tests {
             allowed_domains: vec![],
             whitelisted_domains: vec![],
             pending_task_id: None,
+            pending_policy_task_id: None,
             certificate: None,
             advanced_settings: Default::default(),
             labels: Default::default(),

@@ -39,6 +39,7 @@ async fn view(s: &AppState, rec: AccountRecord, role: AccessRole) -> ApiResult<A
         roles: vec![role],
         status: "ACTIVE".into(),
         approval_policy: rec.approval_policy,
+        allow_simulated: rec.allow_simulated,
         zone_id: rec.zone_id,
         totals,
     })
@@ -136,6 +137,7 @@ pub(crate) async fn create(
                 acct_id: Uuid::new_v4(),
                 name: req.name.clone(),
                 approval_policy: req.approval_policy.unwrap_or(ApprovalPolicy::Manual),
+                allow_simulated: req.allow_simulated.unwrap_or(false),
                 creator: caller.user_id,
                 zone: NewZone {
                     zone_id,
@@ -179,7 +181,9 @@ async fn get_account(
     Ok(Json(view(&s, rec, role).await?))
 }
 
-/// Renames an account or changes its approval policy (MANAGER).
+/// Renames an account, changes its approval policy or its trust in simulated platforms
+/// (`allow_simulated`, off by default: nodes and application quotes resting on a simulated root
+/// are refused unless it is on). MANAGER; audited.
 #[utoipa::path(patch, path = "/v1/accounts/{acct_id}", tag = "accounts", security(("bearer" = [])), request_body = AccountUpdateRequest,
     params(("acct_id" = Uuid, Path)),
     responses((status = 200, body = Account), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody)))]
@@ -202,6 +206,7 @@ async fn update_account(
             acct_id,
             req.name.as_deref(),
             req.approval_policy,
+            req.allow_simulated,
             &caller.actor(),
             s.clock.now(),
         )

@@ -14,6 +14,7 @@ use crate::AppState;
 use crate::auth::Acct;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
+use crate::service::{self, ServiceResult};
 use crate::validate::Checker;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -23,7 +24,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 }
 
 /// Every field of an app, checked together (cross-field rules included).
-fn check_app(app: &App) -> ApiResult<()> {
+fn check_app(app: &App) -> ServiceResult<()> {
     let mut c = Checker::new();
     c.text("name", &app.name, 1, 128, false);
     if let Some(d) = &app.description {
@@ -41,7 +42,7 @@ fn check_app(app: &App) -> ApiResult<()> {
     }
     c.advanced("advanced_settings", &app.advanced_settings);
     c.labels("labels", &app.labels);
-    Ok(c.finish()?)
+    c.finish()
 }
 
 /// The selected account's apps, by name.
@@ -62,33 +63,11 @@ async fn create_app(
     Ok((StatusCode::CREATED, Json(create(&s, &acct, req).await?)))
 }
 
-/// Validates and adds an app (WRITER); allowed domains raise a DOMAIN_WHITELIST task. Shared by
-/// the API and the console.
+/// Validates and adds an app (WRITER); allowed domains raise a DOMAIN_WHITELIST task, a WRITER's
+/// non-default attestation policy a POLICY_CHANGE task (see `service::apps`). Shared by the API
+/// and the console.
 pub(crate) async fn create(s: &AppState, acct: &Acct, req: AppRequest) -> ApiResult<App> {
-    acct.require(AccessRole::Writer)?;
-    let now = s.clock.now();
-    let app = App {
-        app_id: Uuid::new_v4(),
-        acct_id: acct.acct_id,
-        name: req.name,
-        description: req.description.filter(|d| !d.is_empty()),
-        input_image_name: req.input_image_name,
-        output_image_name: req.output_image_name,
-        isvprodid: req.isvprodid,
-        isvsvn: req.isvsvn,
-        mem_size: req.mem_size,
-        threads: req.threads,
-        allowed_domains: req.allowed_domains,
-        whitelisted_domains: Vec::new(),
-        pending_task_id: None,
-        certificate: req.certificate,
-        advanced_settings: req.advanced_settings.unwrap_or_default(),
-        labels: req.labels,
-        created_at: now,
-        updated_at: now,
-    };
-    check_app(&app)?;
-    Ok(s.store.create_app(&app, &acct.actor(), now).await?)
+    Ok(service::apps::create(s, acct, req, check_app).await?)
 }
 
 /// An app of the selected account, with the nodes it runs on (`nodes`).
@@ -119,7 +98,10 @@ async fn get_app(
 }
 
 /// Updates an app (WRITER); absent fields stay. Added domains need approval; removed ones leave
-/// the whitelist at once.
+/// the whitelist at once. Changing `advanced_settings` (the attestation policy) needs a MANAGER:
+/// in accounts with manual approvals it becomes a POLICY_CHANGE task (named in
+/// `pending_policy_task_id`) whose approval applies it; in auto-approving accounts a MANAGER's
+/// change applies at once and a WRITER's is refused (403).
 #[utoipa::path(patch, path = "/v1/apps/{app_id}", tag = "apps", security(("bearer" = [])), request_body = AppUpdateRequest,
     params(("app_id" = Uuid, Path)),
     responses((status = 200, body = App), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
@@ -133,61 +115,15 @@ async fn update_app(
 }
 
 /// Applies a partial update to an app (WRITER), validating the result as a whole; nothing
-/// changes when it is invalid. Shared by the API and the console.
+/// changes when it is invalid. A changed attestation policy is governed (`service::apps`).
+/// Shared by the API and the console.
 pub(crate) async fn update(
     s: &AppState,
     acct: &Acct,
     app_id: Uuid,
     p: AppUpdateRequest,
 ) -> ApiResult<App> {
-    acct.require(AccessRole::Writer)?;
-    s.store
-        .update_app(
-            acct.acct_id,
-            app_id,
-            &acct.actor(),
-            s.clock.now(),
-            move |mut a| {
-                if let Some(v) = p.name {
-                    a.name = v;
-                }
-                if let Some(v) = p.description {
-                    a.description = Some(v).filter(|d| !d.is_empty());
-                }
-                if let Some(v) = p.input_image_name {
-                    a.input_image_name = v;
-                }
-                if let Some(v) = p.output_image_name {
-                    a.output_image_name = v;
-                }
-                if let Some(v) = p.isvprodid {
-                    a.isvprodid = v;
-                }
-                if let Some(v) = p.isvsvn {
-                    a.isvsvn = v;
-                }
-                if let Some(v) = p.mem_size {
-                    a.mem_size = v;
-                }
-                if let Some(v) = p.threads {
-                    a.threads = v;
-                }
-                if let Some(v) = p.allowed_domains {
-                    a.allowed_domains = v;
-                }
-                if let Some(v) = p.certificate {
-                    a.certificate = Some(v);
-                }
-                if let Some(v) = p.advanced_settings {
-                    a.advanced_settings = v;
-                }
-                if let Some(v) = p.labels {
-                    a.labels = v;
-                }
-                check_app(&a).map(|()| a)
-            },
-        )
-        .await?
+    Ok(service::apps::update(s, acct, app_id, p, check_app).await?)
 }
 
 /// Deletes an app with its images and their tasks (WRITER).

@@ -79,9 +79,14 @@ async fn renew(
         }])
     })?;
     let node = &caller.node;
+    // Simulated nodes' certificates come from the zone's simulated intermediate.
+    let issuing =
+        crate::service::zones::issuing_ca(&s, node.acct_id, node.zone_id, node.sgx_info.simulated)
+            .await?;
     let ca = attested::zone_ca(&s, node.acct_id, node.zone_id).await?;
     let now = s.clock.now();
-    let issued = ca
+    let issued = issuing
+        .ca
         .issue_node(
             csr.spki_der(),
             &node.node_id.to_string(),

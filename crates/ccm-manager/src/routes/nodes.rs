@@ -9,11 +9,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ccm_api::accounts::AccessRole;
 use ccm_api::certificates::CertificateDetails;
-use ccm_api::nodes::{EnrollmentNonce, Node, NodeEnrollment, NodeProvisionRequest, SgxInfo};
-use ccm_api::zones::JoinToken;
-use ccm_attest::Collateral;
-use ccm_pki::Csr;
-use ccm_store::{NewNode, NonceState};
+use ccm_api::nodes::{EnrollmentNonce, Node, NodeEnrollment, NodeProvisionRequest};
 use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
@@ -27,7 +23,7 @@ use crate::attested::{self, NodePolicy};
 use crate::auth::Acct;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path, Query};
-use crate::validate::Checker;
+use crate::service::enrollment;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -44,60 +40,14 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 /// How long an enrollment nonce is accepted.
 const NONCE_TTL_SECS: i64 = 300;
 
-fn forbidden(code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::bad_request(code, message).with_status(StatusCode::FORBIDDEN)
-}
-
-/// Checks the join token in `Authorization: Bearer` and returns its record.
-async fn join_token(
-    s: &AppState,
-    headers: &HeaderMap,
-) -> ApiResult<(JoinToken, ccm_store::JoinTokenRecord)> {
-    let text = headers
+/// The bearer token of `Authorization`, if any.
+fn bearer(headers: &HeaderMap) -> Option<&str> {
+    headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.split_once(' '))
         .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
         .map(|(_, t)| t.trim())
-        .ok_or_else(|| {
-            ApiError::unauthorized(
-                "join_token_required",
-                "enrollment needs the join token as Authorization: Bearer <token>",
-            )
-        })?;
-    let token = JoinToken::parse(text)
-        .map_err(|e| ApiError::unauthorized("invalid_join_token", e.to_string()))?;
-    let invalid = || ApiError::unauthorized("invalid_join_token", "the join token is not valid");
-    let rec = s
-        .store
-        .join_token_record(token.token_id)
-        .await?
-        .ok_or_else(invalid)?;
-    let presented = crate::routes::join_secret_hash(&token.secret);
-    // Both are SHA-256 digests of secrets: comparing them leaks nothing useful about the secret.
-    if presented != rec.secret_hash {
-        return Err(invalid());
-    }
-    let now = s.clock.now();
-    if rec.info.revoked_at.is_some() {
-        return Err(ApiError::unauthorized(
-            "join_token_revoked",
-            "the join token was revoked",
-        ));
-    }
-    if rec.info.expires_at <= now {
-        return Err(ApiError::unauthorized(
-            "join_token_expired",
-            "the join token has expired",
-        ));
-    }
-    if rec.info.single_use && rec.info.use_count > 0 {
-        return Err(ApiError::unauthorized(
-            "join_token_used",
-            "the single-use join token was already used",
-        ));
-    }
-    Ok((token, rec))
 }
 
 /// A fresh enrollment nonce (join token as bearer). It is bound to the token, expires after
@@ -108,7 +58,7 @@ async fn enrollment_nonce(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<EnrollmentNonce>> {
-    let (token, _) = join_token(&s, &headers).await?;
+    let (token, _) = enrollment::authenticate_token(&s, bearer(&headers)).await?;
     let mut nonce = [0u8; 32];
     SystemRandom::new()
         .fill(&mut nonce)
@@ -130,8 +80,10 @@ async fn enrollment_nonce(
 }
 
 /// Enrolls a node (join token as bearer). The quote's REPORTDATA must bind SHA-256(node key
-/// SubjectPublicKeyInfo DER ‖ nonce); the quote must verify against the trusted roots and pass
-/// the zone's node policy. Returns the node certificate issued by the zone CA.
+/// SubjectPublicKeyInfo DER ‖ nonce); the quote must verify against the trusted roots, a
+/// simulated platform needs the account's `allow_simulated` (`simulated_not_trusted`), and the
+/// platform must pass the zone's node policy. Returns the node certificate issued by the zone CA
+/// (by its simulated intermediate for simulated platforms). The steps: `service::enrollment`.
 #[utoipa::path(post, path = "/v1/nodes", tag = "nodes", request_body = NodeProvisionRequest,
     responses((status = 201, body = NodeEnrollment), (status = 401, body = ccm_api::ErrorBody),
         (status = 403, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody),
@@ -141,164 +93,8 @@ async fn provision_node(
     headers: HeaderMap,
     Body(req): Body<NodeProvisionRequest>,
 ) -> ApiResult<(StatusCode, Json<NodeEnrollment>)> {
-    let (token, rec) = join_token(&s, &headers).await?;
-    let mut c = Checker::new();
-    c.text("name", &req.name, 1, 128, false);
-    if let Some(d) = &req.description {
-        c.text("description", d, 0, 1024, true);
-    }
-    c.text("ipaddress", &req.ipaddress, 0, 64, false);
-    c.text("sgx_version", &req.sgx_version, 0, 128, false);
-    if let Some(t) = &req.attestation_request.attestation_type
-        && t != "DCAP"
-    {
-        c.err(
-            "attestation_request.attestation_type",
-            "only DCAP is supported",
-        );
-    }
-    c.finish()?;
-    let now = s.clock.now();
-    let nonce = attested::decode_b64(&req.nonce)
-        .filter(|n| n.len() == 32)
-        .ok_or_else(|| {
-            ApiError::validation(vec![ccm_api::FieldError {
-                field: "nonce".into(),
-                message: "must be the 32-byte nonce from POST /v1/nodes/nonce, base64".into(),
-            }])
-        })?;
-    let nonce_hash = hex::encode(Sha256::digest(&nonce));
-    match s
-        .store
-        .enroll_nonce_state(token.token_id, &nonce_hash, now)
-        .await?
-    {
-        NonceState::Fresh => {}
-        NonceState::Unknown => {
-            return Err(ApiError::conflict(
-                "nonce_unknown",
-                "the nonce was not issued for this join token",
-            ));
-        }
-        NonceState::Expired => {
-            return Err(ApiError::conflict(
-                "nonce_expired",
-                "the nonce has expired; ask for a new one",
-            ));
-        }
-        NonceState::Used => {
-            return Err(ApiError::conflict(
-                "nonce_reused",
-                "the nonce was already used (replayed enrollment)",
-            ));
-        }
-    }
-    let csr = Csr::from_pem(&req.attestation_request.csr).map_err(|e| {
-        ApiError::validation(vec![ccm_api::FieldError {
-            field: "attestation_request.csr".into(),
-            message: e.to_string(),
-        }])
-    })?;
-    let quote = attested::decode_b64(&req.attestation_request.ias_quote).ok_or_else(|| {
-        ApiError::validation(vec![ccm_api::FieldError {
-            field: "attestation_request.ias_quote".into(),
-            message: "is not base64".into(),
-        }])
-    })?;
-    let collateral = match &req.collateral {
-        None => None,
-        Some(v) => Some(
-            Collateral::from_json(v.to_string().as_bytes()).map_err(|e| {
-                ApiError::validation(vec![ccm_api::FieldError {
-                    field: "collateral".into(),
-                    message: e.to_string(),
-                }])
-            })?,
-        ),
-    };
-    let (verified, used) = attested::verify_quote(&s, &quote, collateral)
-        .await
-        .map_err(|m| forbidden("quote_rejected", m))?;
-    let mut h = Sha256::new();
-    h.update(csr.spki_der());
-    h.update(&nonce);
-    let expected: [u8; 32] = h.finalize().into();
-    let rd = &verified.report.report_data.0;
-    if rd[..32] != expected || rd[32..].iter().any(|b| *b != 0) {
-        return Err(forbidden(
-            "report_data_mismatch",
-            "the quote's REPORTDATA does not bind SHA-256(node public key ‖ nonce)",
-        ));
-    }
-    let policy: NodePolicy = attested::node_policy(&s, rec.info.zone_id).await?;
-    let violations = attested::node_attest_policy(&policy).violations(&verified);
-    if !violations.is_empty() {
-        return Err(forbidden(
-            "node_policy",
-            format!(
-                "the platform does not meet the zone's node policy: {}",
-                violations
-                    .iter()
-                    .map(ToString::to_string)
-                    .collect::<Vec<_>>()
-                    .join("; ")
-            ),
-        ));
-    }
-    attested::keep_collateral(&s, &verified, &used).await?;
-    let node_id = Uuid::new_v4();
-    let ca = attested::zone_ca(&s, rec.acct_id, rec.info.zone_id).await?;
-    let issued = ca
-        .issue_node(
-            csr.spki_der(),
-            &node_id.to_string(),
-            verified.simulated,
-            now,
-            s.config.node_cert_validity_days.saturating_mul(86_400),
-        )
-        .map_err(ApiError::internal)?;
-    let sgx_info = SgxInfo {
-        version: Some(req.sgx_version.clone()),
-        fmspc: hex::encode(verified.fmspc),
-        tcb_status: attested::api_tcb_status(verified.status),
-        advisory_ids: verified.advisory_ids.clone(),
-        tcb_date: verified.tcb_date.clone(),
-        ppid_hash: attested::ppid_hash(&verified.ppid),
-        simulated: verified.simulated,
-        root_fingerprint: hex::encode(verified.root_fingerprint),
-    };
-    let node = s
-        .store
-        .enroll_node(
-            &NewNode {
-                node_id,
-                acct_id: rec.acct_id,
-                zone_id: rec.info.zone_id,
-                name: req.name,
-                description: req.description.filter(|d| !d.is_empty()),
-                ipaddress: Some(req.ipaddress).filter(|i| !i.is_empty()),
-                version: Some(req.sgx_version),
-                sgx_info,
-                cert_pem: issued.pem.clone(),
-                cert_serial: hex::encode(&issued.serial),
-                cert_not_after: issued.not_after,
-                token_id: token.token_id,
-                secret_hash: rec.secret_hash.clone(),
-                nonce_hash,
-                require_approval: policy.require_approval,
-            },
-            now,
-        )
-        .await?;
-    Ok((
-        StatusCode::CREATED,
-        Json(NodeEnrollment {
-            node,
-            certificate: issued.pem,
-            ca_certificate: ca.certificate_pem().to_string(),
-            heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
-        }),
-    ))
+    let enrolled = enrollment::enroll(&s, bearer(&headers), req).await?;
+    Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
 /// The node with its running application instances.
@@ -491,9 +287,14 @@ async fn set_node_policy(
 struct CrlQuery {
     /// `der` (default) or `pem`.
     format: Option<String>,
+    /// `zone` (default: the zone CA's CRL) or `simulated` (the simulated intermediate's).
+    ca: Option<String>,
 }
 
-/// The zone's certificate revocation list (public: relying parties need it without an account).
+/// The CRL of the zone CA, or with `ca=simulated` of the zone's simulated intermediate (public:
+/// relying parties need it without an account). It is the CRL distribution point of the
+/// certificates each CA issues; cached, and re-signed when a certificate is revoked or half a
+/// day has passed.
 #[utoipa::path(get, path = "/v1/zones/{zone_id}/crl", tag = "zones", params(("zone_id" = Uuid, Path), CrlQuery),
     responses((status = 200, body = Vec<u8>, content_type = "application/pkix-crl"), (status = 404, body = ccm_api::ErrorBody)))]
 async fn zone_crl(
@@ -501,22 +302,27 @@ async fn zone_crl(
     Path(zone_id): Path<Uuid>,
     Query(q): Query<CrlQuery>,
 ) -> ApiResult<Response> {
-    let acct_id = s
-        .store
-        .zone_account(zone_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("zone"))?;
-    let ca = attested::zone_ca(&s, acct_id, zone_id).await?;
-    let now = s.clock.now();
-    let entries = s.store.crl_entries(zone_id, now, 0).await?;
-    let revoked: Vec<(Vec<u8>, i64)> = entries
-        .into_iter()
-        .filter_map(|(serial, at)| hex::decode(serial).ok().map(|s| (s, at)))
-        .collect();
-    let crl_number = u64::try_from(now).unwrap_or(0);
-    let der = ca
-        .crl(&revoked, crl_number, now, 86_400)
-        .map_err(ApiError::internal)?;
+    use crate::service::zones::{self, ZoneCaKind};
+    let kind = match q.ca.as_deref() {
+        None | Some("zone") => ZoneCaKind::Zone,
+        Some("simulated") => ZoneCaKind::Simulated,
+        Some(other) => {
+            return Err(ApiError::bad_request(
+                "invalid_query",
+                format!("ca must be zone or simulated, not {other:?}"),
+            ));
+        }
+    };
+    if !matches!(q.format.as_deref(), None | Some("der") | Some("pem")) {
+        return Err(ApiError::bad_request(
+            "invalid_query",
+            format!(
+                "format must be der or pem, not {:?}",
+                q.format.as_deref().unwrap_or_default()
+            ),
+        ));
+    }
+    let der = zones::crl(&s, zone_id, kind).await?;
     Ok(match q.format.as_deref() {
         Some("pem") => (
             [(header::CONTENT_TYPE, "application/x-pem-file")],

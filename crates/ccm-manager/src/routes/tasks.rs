@@ -84,7 +84,8 @@ async fn get_task(
 }
 
 /// Approves or denies a task (MANAGER) and applies the effect atomically: the image becomes
-/// WHITELISTED or REJECTED, the domains whitelisted or dropped. A task already decided is 409.
+/// WHITELISTED or REJECTED, the domains whitelisted or dropped, the proposed attestation policy
+/// applied or discarded. A task already decided is 409.
 #[utoipa::path(patch, path = "/v1/tasks/{task_id}", tag = "tasks", security(("bearer" = [])), request_body = TaskUpdateRequest,
     params(("task_id" = Uuid, Path)),
     responses((status = 200, body = Task), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
@@ -113,29 +114,7 @@ pub(crate) async fn decide(
         c.text("denial_reason", r, 1, 1024, true);
     }
     c.finish()?;
-    let task = s
-        .store
-        .decide_task(
-            acct.acct_id,
-            task_id,
-            req.status,
-            req.denial_reason.as_deref(),
-            &acct.actor(),
-            s.clock.now(),
-        )
-        .await?;
-    if req.status == ApprovalStatus::Approved
-        && matches!(
-            task.task_type,
-            TaskType::BuildWhitelist | TaskType::DomainWhitelist
-        )
-    {
-        // Certificate requests that waited for this approval are issued now.
-        if let Err(e) = crate::attested::process_pending(s, Some(acct.acct_id)).await {
-            tracing::warn!(error = ?e, "issuing pending certificates after an approval failed");
-        }
-    }
-    Ok(task)
+    Ok(crate::service::tasks::decide(s, acct, task_id, req).await?)
 }
 
 /// The status and result of a task.
@@ -153,11 +132,12 @@ async fn task_status(
         .await?
         .ok_or_else(|| ApiError::not_found("task"))?;
     let of = |ty: TaskType| (t.task_type == ty).then_some(t.entity_id);
+    let app_id = of(TaskType::DomainWhitelist).or(of(TaskType::PolicyChange));
     Ok(Json(TaskResult {
         task_id: t.task_id,
         task_type: t.task_type,
         build_id: of(TaskType::BuildWhitelist),
-        app_id: of(TaskType::DomainWhitelist),
+        app_id,
         node_id: of(TaskType::NodeAttestation),
         certificate_id: of(TaskType::CertificateIssuance),
         task_status: t.status,

@@ -40,6 +40,15 @@ pub enum ServiceError {
     /// Field-level validation problems.
     #[error("invalid request")]
     Invalid(Vec<FieldError>),
+    /// The request was refused for a stated reason (a stable code and what was checked), e.g.
+    /// an enrollment whose quote or platform is not accepted.
+    #[error("{message}")]
+    Refused {
+        /// A stable machine-readable code.
+        code: &'static str,
+        /// Why.
+        message: String,
+    },
     /// The request conflicts with the current state.
     #[error("{message}")]
     Conflict {

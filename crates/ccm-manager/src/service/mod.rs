@@ -10,13 +10,17 @@
 //! One module per domain. Dependencies point one way: adapters → services → store; a service
 //! never names an adapter type.
 
+pub mod apps;
 pub(crate) mod audit;
 pub mod auth;
+pub mod enrollment;
 mod error;
 pub mod housekeeping;
 pub(crate) mod images;
 mod refusal;
+pub mod tasks;
 pub mod users;
+pub mod zones;
 
 pub use error::{ServiceError, ServiceResult};
 pub use refusal::{Refusal, RefusalCode};

@@ -140,7 +140,7 @@ pub async fn signup(
     if let Some(t) = &req.setup_token {
         c.text("setup_token", t.trim(), 1, 256, false);
     }
-    c.finish_service()?;
+    c.finish()?;
     admit(s, client, &req.user_email)?;
     let token_hash = req
         .setup_token

@@ -399,6 +399,8 @@ pub async fn ui_log_in(b: &mut Browser, base: &str, email: &str, password: &str)
 pub async fn ui_create_account(b: &mut Browser, base: &str, name: &str) {
     b.goto(&format!("{base}/console/accounts")).await.unwrap();
     b.fill("name", name).await.unwrap();
+    // The journeys run simulated platforms.
+    b.check("allow_simulated", true).await.unwrap();
     b.click_button("Add account").await.unwrap();
     b.wait_for_path("the overview", |p| p == "/console")
         .await
@@ -426,6 +428,7 @@ pub async fn ui_add_app(b: &mut Browser, base: &str, t: &TutorialApp<'_>) -> Str
     b.choose("rsa_key_size", "2048").await.unwrap();
     b.fill("key_path", t.key_path).await.unwrap();
     b.fill("cert_path", t.cert_path).await.unwrap();
+    b.check("allow_simulated", true).await.unwrap();
     b.screenshot("add-application-form").await.unwrap();
     b.click_button("Add application").await.unwrap();
     let path = b

@@ -61,6 +61,10 @@ enum AccountCommand {
         /// Select the new account.
         #[arg(long)]
         select: bool,
+        /// Trust nodes and application quotes resting on a simulated SGX platform (SIMULATED:
+        /// development and tests only).
+        #[arg(long)]
+        allow_simulated: bool,
     },
     /// List your accounts.
     List,
@@ -74,7 +78,7 @@ enum AccountCommand {
         /// Account name or id.
         account: String,
     },
-    /// Rename an account or change its approval policy.
+    /// Rename an account, change its approval policy or its trust in simulated platforms.
     Update {
         /// Account name or id.
         account: String,
@@ -84,6 +88,10 @@ enum AccountCommand {
         /// New approval policy.
         #[arg(long, value_enum)]
         approval_policy: Option<PolicyArg>,
+        /// Trust (true) or refuse (false) nodes and application quotes resting on a simulated
+        /// SGX platform (SIMULATED: development and tests only; off by default).
+        #[arg(long)]
+        allow_simulated: Option<bool>,
     },
     /// Delete an account and everything it owns.
     Delete {
@@ -120,6 +128,7 @@ fn show(a: &Account, out: Output) -> anyhow::Result<()> {
                         .join(","),
                 ),
                 ("approval_policy", a.approval_policy.as_str().into()),
+                ("allow_simulated", a.allow_simulated.to_string()),
                 ("zone_id", a.zone_id.to_string()),
                 ("apps", a.totals.apps.to_string()),
                 ("images", a.totals.builds.to_string()),
@@ -151,6 +160,7 @@ pub fn run(args: AccountArgs) -> anyhow::Result<()> {
             approval_policy,
             ca_key_type,
             select: sel,
+            allow_simulated,
         } => {
             let req = AccountRequest {
                 name,
@@ -159,6 +169,7 @@ pub fn run(args: AccountArgs) -> anyhow::Result<()> {
                     CaKeyArg::P256 => ZoneCaKeyType::EcP256,
                     CaKeyArg::P384 => ZoneCaKeyType::EcP384,
                 }),
+                allow_simulated: Some(allow_simulated),
             };
             let a: Account = c.call(Method::POST, "/v1/accounts", Some(&req))?;
             if sel {
@@ -224,11 +235,13 @@ pub fn run(args: AccountArgs) -> anyhow::Result<()> {
             account,
             name,
             approval_policy,
+            allow_simulated,
         } => {
             let a = resolve(&c, &account)?;
             let req = AccountUpdateRequest {
                 name,
                 approval_policy: approval_policy.map(Into::into),
+                allow_simulated,
             };
             let a: Account = c.call(
                 Method::PATCH,

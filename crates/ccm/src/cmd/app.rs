@@ -94,6 +94,10 @@ pub struct AppFields {
     /// Minimum ISVSVN accepted.
     #[arg(long)]
     min_isvsvn: Option<i64>,
+    /// Let enclaves on simulated platforms obtain certificates (SIMULATED: development and
+    /// tests only; effective only if the account trusts simulated platforms too).
+    #[arg(long)]
+    allow_simulated: bool,
     /// A label KEY=VALUE (repeatable).
     #[arg(long = "label", value_name = "KEY=VALUE")]
     labels: Vec<String>,
@@ -112,10 +116,13 @@ impl AppFields {
     }
 
     fn advanced(&self) -> Option<AdvancedSettings> {
-        (self.allow_debug || self.min_isvsvn.is_some()).then(|| AdvancedSettings {
-            allow_debug: self.allow_debug,
-            min_isvsvn: self.min_isvsvn,
-            ..AdvancedSettings::default()
+        (self.allow_debug || self.min_isvsvn.is_some() || self.allow_simulated).then(|| {
+            AdvancedSettings {
+                allow_debug: self.allow_debug,
+                min_isvsvn: self.min_isvsvn,
+                allow_simulated: self.allow_simulated,
+                ..AdvancedSettings::default()
+            }
         })
     }
 

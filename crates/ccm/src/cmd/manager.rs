@@ -47,6 +47,11 @@ pub struct ManagerArgs {
     /// only the holder of the setup token signs up, once, as system administrator.
     #[arg(long)]
     open_signup: bool,
+    /// The manager's URL as relying parties reach it, named in issued certificates' CRL
+    /// distribution point (default: https://<first TLS name>:<port>; `public_url` /
+    /// CCM_PUBLIC_URL).
+    #[arg(long, value_name = "URL")]
+    public_url: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -67,6 +72,9 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     }
     if args.insecure_http {
         config.insecure_http = true;
+    }
+    if let Some(u) = args.public_url {
+        config.public_url = Some(u);
     }
     config
         .trusted_simulated_roots

@@ -324,7 +324,13 @@ impl World {
     pub fn start(name: &str, account: &str) -> World {
         let w = World::start_infrastructure(name);
         w.cli_sign_up(&format!("operator-{name}@example.com"));
-        w.ccm_ok(&["account", "create", account, "--select"]);
+        w.ccm_ok(&[
+            "account",
+            "create",
+            account,
+            "--select",
+            "--allow-simulated",
+        ]);
         w
     }
 
@@ -533,6 +539,7 @@ impl World {
             "/run/key.pem",
             "--cert-path",
             "/run/cert.pem",
+            "--allow-simulated",
         ])
     }
 

@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::CallerAuth;
 use crate::console::form::{FieldErrors, FormData};
 use crate::console::html::{
-    Input, Nav, csrf_input, error_summary, facts, field, page, select as choice, time,
+    Input, Nav, checkbox, csrf_input, error_summary, facts, field, page, select as choice, time,
 };
 use crate::console::session::{Authed, Posted};
 use crate::console::{ConsoleError, PageResult, done};
@@ -47,7 +47,7 @@ async fn list_page(
             p.notice { "You are not a member of any account yet. Create one below: it gets its own zone, zone CA, applications, images and compute nodes." }
         } @else {
             div.table-wrap { table {
-                thead { tr { th { "Account" } th { "Your role" } th { "Approvals" } th { "Created" } th { span.visually-hidden { "Actions" } } } }
+                thead { tr { th { "Account" } th { "Your role" } th { "Approvals" } th { "Simulated platforms" } th { "Created" } th { span.visually-hidden { "Actions" } } } }
                 tbody {
                     @for (rec, role) in &accounts {
                         tr {
@@ -57,6 +57,7 @@ async fn list_page(
                             }
                             td { (role.as_str()) }
                             td { (rec.approval_policy.as_str()) }
+                            td { @if rec.allow_simulated { span.badge { "TRUSTED" } } @else { "refused" } }
                             td { (time(rec.created_at)) }
                             td.actions {
                                 @if selected != Some(rec.acct_id) {
@@ -87,6 +88,8 @@ async fn list_page(
                 ("MANUAL", "A manager approves each domain, image and node"),
                 ("AUTO_APPROVE", "Approve automatically (development only)"),
             ], errors, None))
+            (checkbox("allow_simulated", "Trust simulated platforms", form.checked("allow_simulated"),
+                Some("SIMULATED SGX platforms prove nothing about hardware: development and tests only.")))
             button type="submit" { "Add account" }
         }
     };
@@ -125,6 +128,7 @@ pub(crate) async fn create(
             name: form.text("name").trim().to_string(),
             approval_policy: policy,
             zone_ca_key_type: None,
+            allow_simulated: Some(form.checked("allow_simulated")),
         };
         match routes::accounts::create(&s, &a.caller, req).await {
             Ok(rec) => {

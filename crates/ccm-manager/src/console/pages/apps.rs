@@ -100,6 +100,7 @@ struct AppForm {
     key_path: String,
     cert_path: String,
     allow_debug: bool,
+    allow_simulated: bool,
 }
 
 impl AppForm {
@@ -123,6 +124,7 @@ impl AppForm {
             key_path: "/run/key.pem".into(),
             cert_path: "/run/cert.pem".into(),
             allow_debug: false,
+            allow_simulated: false,
         }
     }
 
@@ -164,6 +166,7 @@ impl AppForm {
             key_path: cert.map_or_else(|| "/run/key.pem".into(), |c| c.key_path.clone()),
             cert_path: cert.map_or_else(|| "/run/cert.pem".into(), |c| c.cert_path.clone()),
             allow_debug: a.advanced_settings.allow_debug,
+            allow_simulated: a.advanced_settings.allow_simulated,
         }
     }
 
@@ -186,6 +189,7 @@ impl AppForm {
             key_path: f.text("key_path"),
             cert_path: f.text("cert_path"),
             allow_debug: f.checked("allow_debug"),
+            allow_simulated: f.checked("allow_simulated"),
         }
     }
 }
@@ -203,6 +207,7 @@ struct Parsed {
     allowed_domains: Vec<String>,
     certificate: Option<CertificateConfig>,
     allow_debug: bool,
+    allow_simulated: bool,
 }
 
 /// Reads numbers and choices; the API's validation checks the rest.
@@ -278,6 +283,7 @@ fn parse(f: &FormData, errors: &mut FieldErrors) -> Option<Parsed> {
         allowed_domains: allowed,
         certificate,
         allow_debug: f.checked("allow_debug"),
+        allow_simulated: f.checked("allow_simulated"),
     })
 }
 
@@ -341,6 +347,8 @@ fn form_markup(
                 }
                 (checkbox("allow_debug", "Allow debug enclaves", v.allow_debug,
                     Some("Debug enclaves can be inspected by the host. Leave off for production.")))
+                (checkbox("allow_simulated", "Trust simulated platforms", v.allow_simulated,
+                    Some("SIMULATED platforms prove nothing; effective only if the account trusts them too. Changing the attestation policy needs a manager's approval.")))
             }
             fieldset {
                 legend { "Certificate" }
@@ -431,6 +439,7 @@ pub(crate) async fn create(
             certificate: p.certificate,
             advanced_settings: Some(AdvancedSettings {
                 allow_debug: p.allow_debug,
+                allow_simulated: p.allow_simulated,
                 ..AdvancedSettings::default()
             }),
             labels: Default::default(),
@@ -506,6 +515,9 @@ pub(crate) async fn show(
         @if let Some(t) = app.pending_task_id {
             p.notice { "Domains wait for approval: " a href=(format!("/console/tasks/{t}")) { "see the task" } "." }
         }
+        @if let Some(t) = app.pending_policy_task_id {
+            p.notice { "An attestation policy change waits for approval: " a href=(format!("/console/tasks/{t}")) { "see the task" } "." }
+        }
         div.panel {
             (facts(&[
                 ("Description", html! { (app.description.as_deref().unwrap_or("—")) }),
@@ -516,6 +528,7 @@ pub(crate) async fn show(
                 ("Memory size", html! { (app.mem_size) " MB" }),
                 ("Threads", html! { (app.threads) }),
                 ("Debug enclaves", html! { @if app.advanced_settings.allow_debug { "allowed" } @else { "refused" } }),
+                ("Simulated platforms", html! { @if app.advanced_settings.allow_simulated { "trusted (if the account trusts them)" } @else { "refused" } }),
                 ("Created", time(app.created_at)),
                 ("Application id", html! { code { (app.app_id) } }),
             ]))
@@ -626,16 +639,22 @@ pub(crate) async fn update(
             certificate: p.certificate,
             advanced_settings: Some(AdvancedSettings {
                 allow_debug: p.allow_debug,
+                allow_simulated: p.allow_simulated,
                 ..app.advanced_settings.clone()
             }),
             labels: None,
         };
         match routes::apps::update(&s, &ia.acct, id, req).await {
             Ok(app) => {
+                let note = if app.pending_policy_task_id.is_some() {
+                    " Its attestation policy change waits for approval under Tasks."
+                } else {
+                    ""
+                };
                 return Ok(done(
                     &ia.auth,
                     &format!("/console/apps/{id}"),
-                    &format!("Application “{}” saved.", app.name),
+                    &format!("Application “{}” saved.{note}", app.name),
                 ));
             }
             Err(e) => errors.absorb_api(e, input_of)?,

@@ -164,7 +164,7 @@ async fn load(s: &AppState, ia: &InAccount, id: Uuid) -> PageResult<Task> {
 fn entity_link(t: &Task) -> Markup {
     let (path, label) = match t.task_type {
         TaskType::BuildWhitelist => ("images", "the image"),
-        TaskType::DomainWhitelist => ("apps", "the application"),
+        TaskType::DomainWhitelist | TaskType::PolicyChange => ("apps", "the application"),
         TaskType::NodeAttestation => ("nodes", "the compute node"),
         TaskType::CertificateIssuance => ("certificates", "the certificate"),
     };
@@ -192,6 +192,17 @@ async fn detail_page(
                 ("Last change", time(t.status.status_updated_at)),
                 ("Domains", html! { @for d in &t.domains_added { code { (d) } " " } }),
             ]))
+        }
+        @if let Some(p) = &t.proposed_policy {
+            h2 { "Proposed attestation policy" }
+            div.panel {
+                (facts(&[
+                    ("Accepted TCB statuses", html! { @for st in &p.accepted_tcb_statuses { code { (format!("{st:?}")) } " " } }),
+                    ("Debug enclaves", html! { @if p.allow_debug { "allowed" } @else { "refused" } }),
+                    ("Minimum ISVSVN", html! { (p.min_isvsvn.map_or_else(|| "none".to_string(), |v| v.to_string())) }),
+                    ("Simulated platforms", html! { @if p.allow_simulated { "trusted" } @else { "refused" } }),
+                ]))
+            }
         }
         @if manager && t.status.status == TaskStatusType::Inprogress {
             div.panel { (actions(&ia.auth.csrf, t, &back, errors)) }

@@ -1,0 +1,434 @@
+//! Applications: creation and updates, with their attestation policy governed.
+//!
+//! # Who may change an app's attestation policy
+//!
+//! An app's attestation policy is its `advanced_settings`: the accepted TCB statuses, debug
+//! enclaves, the minimum ISVSVN and trust in simulated platforms. Issuance reads it live, so a
+//! change weakens (or tightens) every later certificate decision of the app. A change therefore
+//! needs a MANAGER ([`policy_route`]):
+//!
+//! | caller | account approvals `MANUAL` | account approvals `AUTO_APPROVE` |
+//! |---|---|---|
+//! | MANAGER | POLICY_CHANGE task (a MANAGER's approval applies it) | applied at once |
+//! | WRITER | POLICY_CHANGE task (a MANAGER's approval applies it) | refused (403) |
+//!
+//! A WRITER in an auto-approving account is refused because the task would approve itself: no
+//! MANAGER would ever see the change. Other fields of the same update are applied at once; while
+//! a POLICY_CHANGE task is pending the app keeps its current policy, and a second proposal is
+//! refused (409) until the first is decided. Request and outcome are both audited
+//! (`app.policy_change_request`, `task.approve`/`task.deny`, `app.policy_change`).
+//!
+//! An app created by a MANAGER gets the policy it is created with (there is no earlier policy to
+//! weaken, and `app.create` records it); a WRITER creating an app with a policy other than the
+//! default gets the app with the default policy and the requested one routed as above.
+//!
+//! # Simulated platforms
+//!
+//! A quote resting on a simulated root is acceptable only when both the account
+//! (`allow_simulated`, set by a MANAGER) and the app (`advanced_settings.allow_simulated`) trust
+//! simulated platforms ([`check_simulated_trust`], [`app_attest_policy`]).
+
+use ccm_api::accounts::{AccessRole, ApprovalPolicy};
+use ccm_api::apps::{AdvancedSettings, App, AppRequest, AppUpdateRequest, TcbStatus};
+use ccm_attest::Policy;
+use ccm_store::{AppEdit, PolicyEdit};
+use uuid::Uuid;
+
+use super::{Refusal, RefusalCode, ServiceError, ServiceResult};
+use crate::AppState;
+use crate::auth::Acct;
+
+/// What happens to a requested change of an app's attestation policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PolicyRoute {
+    /// Applied at once.
+    Apply,
+    /// Proposed as a POLICY_CHANGE task.
+    Propose,
+}
+
+/// Decides what a change of an app's attestation policy by a caller with `role` does in an
+/// account with `approval` (see the module documentation).
+pub fn policy_route(role: AccessRole, approval: ApprovalPolicy) -> ServiceResult<PolicyRoute> {
+    match (role, approval) {
+        (AccessRole::Reader, _) => Err(ServiceError::Forbidden(
+            "changing an app needs the WRITER role in the account; you have READER".into(),
+        )),
+        (AccessRole::Writer | AccessRole::Manager, ApprovalPolicy::Manual) => {
+            Ok(PolicyRoute::Propose)
+        }
+        (AccessRole::Manager, ApprovalPolicy::AutoApprove) => Ok(PolicyRoute::Apply),
+        (AccessRole::Writer, ApprovalPolicy::AutoApprove) => Err(ServiceError::Forbidden(
+            "changing an app's attestation policy (advanced_settings) needs the MANAGER role: \
+             this account approves tasks automatically, so the change cannot wait for a manager"
+                .into(),
+        )),
+    }
+}
+
+/// The verifier policy of an app's settings. Simulated platforms are accepted only when the
+/// account and the app both trust them.
+pub fn app_attest_policy(settings: &AdvancedSettings, account_allows_simulated: bool) -> Policy {
+    Policy::default()
+        .accept_statuses(
+            settings
+                .accepted_tcb_statuses
+                .iter()
+                .copied()
+                .map(attest_tcb_status),
+        )
+        .allow_debug(settings.allow_debug)
+        .min_isvsvn(
+            settings
+                .min_isvsvn
+                .and_then(|m| u16::try_from(m).ok())
+                .unwrap_or(0),
+        )
+        .dangerous_allow_simulated(account_allows_simulated && settings.allow_simulated)
+}
+
+/// Refuses a quote resting on a simulated platform unless the account and the app both trust
+/// simulated platforms (code `simulated_not_trusted`).
+pub fn check_simulated_trust(
+    simulated: bool,
+    account_allows: bool,
+    app_allows: bool,
+    app_name: &str,
+) -> Result<(), Refusal> {
+    if !simulated {
+        return Ok(());
+    }
+    let who = match (account_allows, app_allows) {
+        (true, true) => return Ok(()),
+        (false, false) => format!("neither the account nor app {app_name} trusts"),
+        (false, true) => "the account does not trust".to_string(),
+        (true, false) => format!("app {app_name} does not trust"),
+    };
+    Err(Refusal::new(
+        RefusalCode::SimulatedNotTrusted,
+        format!(
+            "the quote rests on a simulated SGX platform and {who} simulated platforms \
+             (account: PATCH /v1/accounts/{{acct_id}} allow_simulated; app: \
+             advanced_settings.allow_simulated)"
+        ),
+    ))
+}
+
+/// The verifier's spelling of an API TCB status.
+pub fn attest_tcb_status(s: TcbStatus) -> ccm_attest::TcbStatus {
+    use ccm_attest::TcbStatus as T;
+    match s {
+        TcbStatus::UpToDate => T::UpToDate,
+        TcbStatus::SWHardeningNeeded => T::SWHardeningNeeded,
+        TcbStatus::ConfigurationNeeded => T::ConfigurationNeeded,
+        TcbStatus::ConfigurationAndSWHardeningNeeded => T::ConfigurationAndSWHardeningNeeded,
+        TcbStatus::OutOfDate => T::OutOfDate,
+        TcbStatus::OutOfDateConfigurationNeeded => T::OutOfDateConfigurationNeeded,
+        TcbStatus::Revoked => T::Revoked,
+    }
+}
+
+fn require(role: AccessRole, min: AccessRole) -> ServiceResult<()> {
+    if role >= min {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "this needs the {} role in the account; you have {}",
+            min.as_str(),
+            role.as_str()
+        )))
+    }
+}
+
+/// The description of a POLICY_CHANGE task.
+fn proposal_description(app_name: &str, old: &AdvancedSettings, new: &AdvancedSettings) -> String {
+    let mut parts = Vec::new();
+    if old.accepted_tcb_statuses != new.accepted_tcb_statuses {
+        let list = |v: &[TcbStatus]| {
+            v.iter()
+                .map(|s| format!("{s:?}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        };
+        parts.push(format!(
+            "accepted TCB statuses {} -> {}",
+            list(&old.accepted_tcb_statuses),
+            list(&new.accepted_tcb_statuses)
+        ));
+    }
+    if old.allow_debug != new.allow_debug {
+        parts.push(format!(
+            "debug enclaves {}",
+            if new.allow_debug {
+                "allowed"
+            } else {
+                "refused"
+            }
+        ));
+    }
+    if old.min_isvsvn != new.min_isvsvn {
+        parts.push(format!(
+            "minimum ISVSVN {} -> {}",
+            old.min_isvsvn.map_or("none".into(), |v| v.to_string()),
+            new.min_isvsvn.map_or("none".into(), |v| v.to_string())
+        ));
+    }
+    if old.allow_simulated != new.allow_simulated {
+        parts.push(format!(
+            "simulated platforms {}",
+            if new.allow_simulated {
+                "trusted"
+            } else {
+                "refused"
+            }
+        ));
+    }
+    format!(
+        "Change the attestation policy of app {app_name}: {}",
+        parts.join("; ")
+    )
+}
+
+/// Validates and adds an app (WRITER); allowed domains raise a DOMAIN_WHITELIST task. A WRITER's
+/// non-default attestation policy is routed like a change ([`policy_route`]): the app starts with
+/// the default policy.
+pub async fn create(
+    s: &AppState,
+    acct: &Acct,
+    req: AppRequest,
+    check: impl Fn(&App) -> ServiceResult<()>,
+) -> ServiceResult<App> {
+    require(acct.role, AccessRole::Writer)?;
+    let now = s.clock.now();
+    let requested = req.advanced_settings.unwrap_or_default();
+    let writer_policy = acct.role < AccessRole::Manager && requested != AdvancedSettings::default();
+    let app = App {
+        app_id: Uuid::new_v4(),
+        acct_id: acct.acct_id,
+        name: req.name,
+        description: req.description.filter(|d| !d.is_empty()),
+        input_image_name: req.input_image_name,
+        output_image_name: req.output_image_name,
+        isvprodid: req.isvprodid,
+        isvsvn: req.isvsvn,
+        mem_size: req.mem_size,
+        threads: req.threads,
+        allowed_domains: req.allowed_domains,
+        whitelisted_domains: Vec::new(),
+        pending_task_id: None,
+        pending_policy_task_id: None,
+        certificate: req.certificate,
+        advanced_settings: requested.clone(),
+        labels: req.labels,
+        created_at: now,
+        updated_at: now,
+    };
+    check(&app)?;
+    if !writer_policy {
+        return Ok(s.store.create_app(&app, &acct.actor(), now).await?);
+    }
+    // Refuse before creating anything when the WRITER's policy cannot even become a task.
+    let account = s
+        .store
+        .account_for_user(acct.acct_id, acct.caller.user_id)
+        .await?
+        .ok_or(ServiceError::NotFound("account"))?
+        .0;
+    policy_route(acct.role, account.approval_policy)?;
+    let app = App {
+        advanced_settings: AdvancedSettings::default(),
+        ..app
+    };
+    let created = s.store.create_app(&app, &acct.actor(), now).await?;
+    update(
+        s,
+        acct,
+        created.app_id,
+        AppUpdateRequest {
+            advanced_settings: Some(requested),
+            ..AppUpdateRequest::default()
+        },
+        check,
+    )
+    .await
+}
+
+/// Applies a partial update to an app (WRITER), validating the result as a whole; nothing
+/// changes when it is invalid. A changed attestation policy is applied, proposed as a
+/// POLICY_CHANGE task or refused ([`policy_route`]); the returned app names a pending task in
+/// `pending_policy_task_id`.
+pub async fn update(
+    s: &AppState,
+    acct: &Acct,
+    app_id: Uuid,
+    p: AppUpdateRequest,
+    check: impl Fn(&App) -> ServiceResult<()>,
+) -> ServiceResult<App> {
+    require(acct.role, AccessRole::Writer)?;
+    let role = acct.role;
+    s.store
+        .update_app(
+            acct.acct_id,
+            app_id,
+            &acct.actor(),
+            s.clock.now(),
+            move |mut a, approval| {
+                let before = a.advanced_settings.clone();
+                if let Some(v) = p.name {
+                    a.name = v;
+                }
+                if let Some(v) = p.description {
+                    a.description = Some(v).filter(|d| !d.is_empty());
+                }
+                if let Some(v) = p.input_image_name {
+                    a.input_image_name = v;
+                }
+                if let Some(v) = p.output_image_name {
+                    a.output_image_name = v;
+                }
+                if let Some(v) = p.isvprodid {
+                    a.isvprodid = v;
+                }
+                if let Some(v) = p.isvsvn {
+                    a.isvsvn = v;
+                }
+                if let Some(v) = p.mem_size {
+                    a.mem_size = v;
+                }
+                if let Some(v) = p.threads {
+                    a.threads = v;
+                }
+                if let Some(v) = p.allowed_domains {
+                    a.allowed_domains = v;
+                }
+                if let Some(v) = p.certificate {
+                    a.certificate = Some(v);
+                }
+                if let Some(v) = p.advanced_settings {
+                    a.advanced_settings = v;
+                }
+                if let Some(v) = p.labels {
+                    a.labels = v;
+                }
+                check(&a)?;
+                let policy = if a.advanced_settings == before {
+                    PolicyEdit::Apply
+                } else {
+                    match policy_route(role, approval)? {
+                        PolicyRoute::Apply => PolicyEdit::Apply,
+                        PolicyRoute::Propose => {
+                            if let Some(pending) = a.pending_policy_task_id {
+                                return Err(ServiceError::conflict(
+                                    "policy_change_pending",
+                                    format!(
+                                        "a change of this app's attestation policy is already \
+                                         waiting for approval (task {pending}); decide that \
+                                         task first"
+                                    ),
+                                ));
+                            }
+                            PolicyEdit::Propose {
+                                task_id: Uuid::new_v4(),
+                                description: proposal_description(
+                                    &a.name,
+                                    &before,
+                                    &a.advanced_settings,
+                                ),
+                            }
+                        }
+                    }
+                };
+                Ok(AppEdit { app: a, policy })
+            },
+        )
+        .await?
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn policy_changes_need_a_manager_or_a_task() {
+        use AccessRole::*;
+        use ApprovalPolicy::*;
+        assert_eq!(policy_route(Manager, Manual).unwrap(), PolicyRoute::Propose);
+        assert_eq!(policy_route(Writer, Manual).unwrap(), PolicyRoute::Propose);
+        assert_eq!(
+            policy_route(Manager, AutoApprove).unwrap(),
+            PolicyRoute::Apply
+        );
+        let e = policy_route(Writer, AutoApprove).unwrap_err();
+        assert!(
+            matches!(&e, ServiceError::Forbidden(m) if m.contains("MANAGER")),
+            "{e:?}"
+        );
+        assert!(matches!(
+            policy_route(Reader, Manual),
+            Err(ServiceError::Forbidden(_))
+        ));
+    }
+
+    #[test]
+    fn simulated_trust_needs_account_and_app() {
+        assert!(check_simulated_trust(false, false, false, "a").is_ok());
+        assert!(check_simulated_trust(true, true, true, "a").is_ok());
+        for (acct, app) in [(false, false), (false, true), (true, false)] {
+            let r = check_simulated_trust(true, acct, app, "web").unwrap_err();
+            assert_eq!(r.code, RefusalCode::SimulatedNotTrusted);
+        }
+        let r = check_simulated_trust(true, false, true, "web").unwrap_err();
+        assert!(
+            r.message.contains("the account does not trust"),
+            "{}",
+            r.message
+        );
+    }
+
+    #[test]
+    fn app_policy_allows_simulated_only_with_both() {
+        let mut settings = AdvancedSettings::default();
+        assert!(!app_attest_policy(&settings, true).allows_simulated());
+        settings.allow_simulated = true;
+        assert!(!app_attest_policy(&settings, false).allows_simulated());
+        assert!(app_attest_policy(&settings, true).allows_simulated());
+    }
+
+    #[test]
+    fn app_policy_carries_statuses_debug_and_min_isvsvn() {
+        let settings = AdvancedSettings {
+            allow_debug: true,
+            accepted_tcb_statuses: vec![TcbStatus::OutOfDate, TcbStatus::Revoked],
+            min_isvsvn: Some(7),
+            allow_simulated: false,
+        };
+        let p = app_attest_policy(&settings, false);
+        assert_eq!(p.accepted_statuses(), &[ccm_attest::TcbStatus::OutOfDate]);
+        let expected = Policy::default()
+            .accept_statuses([ccm_attest::TcbStatus::OutOfDate])
+            .allow_debug(true)
+            .min_isvsvn(7);
+        assert_eq!(p, expected);
+    }
+
+    #[test]
+    fn proposal_description_names_each_change() {
+        let old = AdvancedSettings::default();
+        let new = AdvancedSettings {
+            allow_debug: true,
+            accepted_tcb_statuses: vec![TcbStatus::OutOfDate],
+            min_isvsvn: Some(3),
+            allow_simulated: true,
+        };
+        let d = proposal_description("web", &old, &new);
+        for part in [
+            "app web",
+            "OutOfDate",
+            "debug enclaves allowed",
+            "minimum ISVSVN none -> 3",
+            "simulated platforms trusted",
+        ] {
+            assert!(d.contains(part), "{d}");
+        }
+    }
+}
