@@ -784,6 +784,81 @@ async fn batch_issuance(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// Asks the manager for `count` issuance nonces as `node`: the status and body.
+async fn fetch_nonces(w: &World, node: &reqwest::Client, count: u32) -> (StatusCode, Value) {
+    let r = node
+        .post(format!("{}/v1/node-agent/nonces", w.base))
+        .json(&json!({ "count": count }))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap())
+}
+
+/// Enrolls a node on the world's platform and returns its mTLS client and id.
+async fn enrolled_node(w: &World) -> (reqwest::Client, String) {
+    let platform = w.dir.path().join("platform");
+    let (token, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, key) = w.enroll(&token, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    (
+        w.node_client(v["certificate"].as_str().unwrap(), &key),
+        v["node"]["node_id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The nonce endpoint: batch bounds, mTLS only, fresh distinct nonces with the configured
+/// lifetime, none for a deactivated node.
+async fn issuance_nonces(backend: Backend) {
+    let w = world(backend).await;
+    let (node, node_id) = enrolled_node(&w).await;
+    for count in [0, 65] {
+        let (st, v) = fetch_nonces(&w, &node, count).await;
+        assert_eq!(
+            (st, code(&v)),
+            (StatusCode::BAD_REQUEST, "nonce_count"),
+            "{v}"
+        );
+    }
+    let (st, v) = fetch_nonces(&w, &node, 64).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let nonces = v["nonces"].as_array().unwrap();
+    assert_eq!(nonces.len(), 64);
+    let mut seen = std::collections::HashSet::new();
+    for n in nonces {
+        assert_eq!(n["expires_at"], json!(T0 + 300), "{n}");
+        let bytes = STANDARD.decode(n["nonce"].as_str().unwrap()).unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(&bytes[..8], &((T0 + 300) as u64).to_be_bytes());
+        assert!(seen.insert(bytes), "nonces are distinct");
+    }
+    // Without a client certificate: refused.
+    let r = w
+        .http
+        .post(format!("{}/v1/node-agent/nonces", w.base))
+        .json(&json!({"count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A deactivated node gets none.
+    w.ok(
+        Method::POST,
+        &format!("/v1/nodes/{node_id}/deactivate"),
+        json!({}),
+    )
+    .await;
+    let (st, v) = fetch_nonces(&w, &node, 1).await;
+    assert!(
+        st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN,
+        "{st} {v}"
+    );
+    w.m.shutdown().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -800,5 +875,6 @@ macro_rules! both_backends {
 both_backends!(
     enrollment_refusals,
     heartbeat_deactivation_and_crl,
-    batch_issuance
+    batch_issuance,
+    issuance_nonces,
 );

@@ -9,8 +9,8 @@ use axum::extract::State;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
     AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueOutcome, AttestedIssueRequest,
-    HeartbeatRequest, HeartbeatResponse, MAX_ISSUE_BATCH, MAX_RUNNING_APPS, NodeRenewRequest,
-    NodeRenewResponse,
+    HeartbeatRequest, HeartbeatResponse, IssuanceNonceRequest, IssuanceNonces, MAX_ISSUE_BATCH,
+    MAX_RUNNING_APPS, NodeRenewRequest, NodeRenewResponse,
 };
 use ccm_pki::Csr;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,11 +22,13 @@ use crate::attested;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
 use crate::node_auth::NodeCaller;
+use crate::service;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(heartbeat))
         .routes(routes!(renew))
+        .routes(routes!(nonces))
         .routes(routes!(issue))
         .routes(routes!(issue_batch))
         .routes(routes!(issue_result))
@@ -104,6 +106,23 @@ async fn renew(
         certificate: issued.pem,
         ca_certificate: ca.certificate_pem().to_string(),
     }))
+}
+
+/// Fresh issuance nonces for workloads on the node (REPORTDATA[32..64] of their quotes): each
+/// is accepted once, from this node only, until its `expires_at`
+/// (docs/attestation-evidence.md).
+#[utoipa::path(post, path = "/v1/node-agent/nonces", tag = "node-agent", request_body = IssuanceNonceRequest,
+    responses((status = 200, body = IssuanceNonces), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody), (status = 403, body = ccm_api::ErrorBody)))]
+async fn nonces(
+    State(s): State<AppState>,
+    caller: NodeCaller,
+    Body(req): Body<IssuanceNonceRequest>,
+) -> ApiResult<Json<IssuanceNonces>> {
+    Ok(Json(service::issuance::issue_nonces(
+        &s,
+        &caller.node,
+        req.count,
+    )?))
 }
 
 /// Attested certificate issuance for an application enclave on the node. Idempotent on
