@@ -247,7 +247,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     let state = AppState::new(store, config, clock, master_key, fingerprint)?;
     let router = app(state.clone());
     let (shutdown, rx) = watch::channel(false);
-    attested::spawn_background(state.clone(), rx.clone());
+    service::issuance::spawn_background(state.clone(), rx.clone());
     let conversions = conversion::spawn(state.clone(), rx.clone())?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
     let task = tokio::spawn(serve(listener, router, acceptor, rx));

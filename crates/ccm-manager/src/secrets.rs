@@ -169,6 +169,11 @@ impl MasterKey {
     }
 }
 
+/// The sealing context of a zone's CA key.
+pub fn zone_key_context(zone_id: uuid::Uuid) -> String {
+    format!("zone-ca-key:{zone_id}")
+}
+
 /// The default master key path in a data directory.
 pub fn default_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("master.key")
