@@ -659,3 +659,97 @@ pub fn spawn_background(s: AppState, mut shutdown: tokio::sync::watch::Receiver<
         }
     });
 }
+
+#[cfg(test)]
+mod tests {
+    use ccm_api::apps::TcbStatus;
+    use ccm_api::nodes::{NodeStatusType, SgxInfo};
+
+    use super::*;
+
+    fn node() -> NodeAuth {
+        NodeAuth {
+            node_id: Uuid::from_u128(1),
+            acct_id: Uuid::from_u128(2),
+            zone_id: Uuid::from_u128(3),
+            name: "node-a".into(),
+            status: NodeStatusType::Running,
+            sgx_info: SgxInfo {
+                version: None,
+                fmspc: String::new(),
+                tcb_status: TcbStatus::UpToDate,
+                advisory_ids: Vec::new(),
+                tcb_date: String::new(),
+                ppid_hash: String::new(),
+                simulated: true,
+                root_fingerprint: String::new(),
+            },
+        }
+    }
+
+    /// A record as a granted request leaves it, carrying `nonce`.
+    fn issued(nonce: Option<[u8; 32]>) -> IssuanceRecord {
+        let mut r = new_record(&node(), Uuid::now_v7(), Uuid::now_v7(), "CSR", &[3, 0]);
+        r.status = CertificateStatusType::Issued;
+        r.task_status = TaskStatusType::Success;
+        r.cert_pem = Some("PEM".into());
+        r.serial = Some("01".into());
+        r.valid_from = Some(1);
+        r.valid_until = Some(2);
+        r.nonce = nonce;
+        r
+    }
+
+    #[test]
+    fn a_nonce_is_used_once_per_batch_and_the_replay_keeps_nothing_signed() {
+        let mut records = vec![
+            issued(Some([1; 32])),
+            issued(Some([2; 32])),
+            issued(Some([1; 32])),
+            issued(None),
+        ];
+        one_use_per_nonce(&mut records);
+        let statuses: Vec<_> = records.iter().map(|r| r.status).collect();
+        assert_eq!(
+            statuses,
+            [
+                CertificateStatusType::Issued,
+                CertificateStatusType::Issued,
+                CertificateStatusType::Rejected,
+                CertificateStatusType::Issued
+            ]
+        );
+        let replay = &records[2];
+        assert_eq!(replay.nonce, None, "the replay does not record the nonce");
+        assert_eq!(replay.task_status, TaskStatusType::Denied);
+        assert_eq!(
+            (&replay.cert_pem, &replay.serial, replay.valid_until),
+            (&None, &None, None)
+        );
+        assert!(
+            replay
+                .message
+                .as_deref()
+                .is_some_and(|m| m.ends_with("(replayed_nonce)")),
+            "{replay:?}"
+        );
+        let view = record_view(replay);
+        assert_eq!(view.task_status, IssueStatus::Denied);
+        assert_eq!(view.certificate, None);
+    }
+
+    #[test]
+    fn transient_refusals_fail_the_task_others_deny_it() {
+        let mut r = issued(None);
+        refuse(&mut r, &Refusal::internal("look up images", "I/O error"));
+        assert_eq!(r.task_status, TaskStatusType::Failed);
+        assert_eq!(record_view(&r).task_status, IssueStatus::Failed);
+        let mut r = issued(None);
+        refuse(
+            &mut r,
+            &Refusal::new(RefusalCode::KeyRevoked, "the key was revoked"),
+        );
+        assert_eq!(r.task_status, TaskStatusType::Denied);
+        assert_eq!(r.cert_pem, None);
+    }
+}
