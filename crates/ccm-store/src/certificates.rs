@@ -203,7 +203,7 @@ fn deny_keys_sql(condition: &str) -> String {
     format!(
         "INSERT INTO revoked_keys (acct_id, spki_sha256, certificate_id, revoked_at) \
          SELECT acct_id, spki_sha256, certificate_id, $1 FROM certificates \
-         WHERE {condition} AND status = 'ISSUED' AND spki_sha256 IS NOT NULL \
+         WHERE {condition} AND status = 'ISSUED' AND spki_sha256 IS NOT NULL AND spki_sha256 <> '' \
          ON CONFLICT (acct_id, spki_sha256) DO NOTHING"
     )
 }
@@ -621,6 +621,49 @@ impl Store {
             }
         }
         Ok(out)
+    }
+
+    /// Up to `limit` certificates (ISSUED or REVOKED) recorded before their key hash was
+    /// (schema version 5), with their CSR (PEM), for [`Store::set_key_hash`].
+    pub async fn certificates_without_key_hash(&self, limit: i64) -> Result<Vec<(Uuid, String)>> {
+        let rows: Vec<(String, String)> = sqlx::query_as(
+            "SELECT certificate_id, csr FROM certificates WHERE spki_sha256 IS NULL \
+             AND status IN ('ISSUED', 'REVOKED') LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.into_iter()
+            .map(|(id, csr)| Ok((uuid("certificates.certificate_id", &id)?, csr)))
+            .collect()
+    }
+
+    /// Records the key hash of a certificate recorded before schema version 5 (`None`: its CSR
+    /// does not parse, so it has none), and denies the key when the certificate is revoked.
+    pub async fn set_key_hash(
+        &self,
+        certificate_id: Uuid,
+        spki_sha256: Option<[u8; 32]>,
+    ) -> Result<()> {
+        let mut w = self.begin_unaudited_write().await?;
+        sqlx::query(
+            "UPDATE certificates SET spki_sha256 = $1 WHERE certificate_id = $2 \
+             AND spki_sha256 IS NULL",
+        )
+        .bind(spki_sha256.map(hex_encode).unwrap_or_default())
+        .bind(certificate_id.to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        sqlx::query(
+            "INSERT INTO revoked_keys (acct_id, spki_sha256, certificate_id, revoked_at) \
+             SELECT acct_id, spki_sha256, certificate_id, COALESCE(revoked_at, updated_at) \
+             FROM certificates WHERE certificate_id = $1 AND status = 'REVOKED' \
+             AND spki_sha256 <> '' ON CONFLICT (acct_id, spki_sha256) DO NOTHING",
+        )
+        .bind(certificate_id.to_string())
+        .execute(&mut *w.tx)
+        .await?;
+        w.commit().await
     }
 
     /// A certificate of an account (any account when `acct_id` is `None`).

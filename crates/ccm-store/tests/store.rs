@@ -717,6 +717,91 @@ async fn revocation_denies_keys(db: Db) {
         .await
         .unwrap();
     assert_eq!(revoked(acct).await, [1, 2]);
+
+    // Certificates recorded before key hashes were: revoked ones are denied once their hash
+    // is recorded, issued ones when revoked later; a CSR that does not parse leaves none.
+    let old = |key: u8| IssuanceRecord {
+        spki_sha256: None,
+        ..issued(key)
+    };
+    let (revoked_old, issued_old, broken) = (old(3), old(4), old(5));
+    store
+        .record_issuances(
+            &[revoked_old.clone(), issued_old.clone(), broken.clone()],
+            NOW,
+        )
+        .await
+        .unwrap();
+    store
+        .revoke_certificate(acct, revoked_old.certificate_id, None, &actor, NOW + 3)
+        .await
+        .unwrap();
+    let mut todo = store.certificates_without_key_hash(100).await.unwrap();
+    todo.sort();
+    let mut expected = vec![
+        revoked_old.certificate_id,
+        issued_old.certificate_id,
+        broken.certificate_id,
+    ];
+    expected.sort();
+    assert_eq!(todo.iter().map(|t| t.0).collect::<Vec<_>>(), expected);
+    for (id, _) in todo {
+        let hash = if id == broken.certificate_id {
+            None
+        } else if id == revoked_old.certificate_id {
+            Some([3; 32])
+        } else {
+            Some([4; 32])
+        };
+        store.set_key_hash(id, hash).await.unwrap();
+    }
+    assert!(
+        store
+            .certificates_without_key_hash(100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(revoked(acct).await, [1, 2, 3]);
+    store
+        .revoke_certificate(acct, issued_old.certificate_id, None, &actor, NOW + 4)
+        .await
+        .unwrap();
+    store
+        .revoke_certificate(acct, broken.certificate_id, None, &actor, NOW + 4)
+        .await
+        .unwrap();
+    let lookup = store
+        .issuance_lookup(
+            acct,
+            &[ccm_store::LookupKey {
+                task_id: Uuid::now_v7(),
+                nonce: None,
+                spki_sha256: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert!(lookup.revoked_keys.is_empty(), "no empty key is denied");
+    let mut all: Vec<u8> = store
+        .issuance_lookup(
+            acct,
+            &(1..=5u8)
+                .map(|k| ccm_store::LookupKey {
+                    task_id: Uuid::now_v7(),
+                    nonce: None,
+                    spki_sha256: Some([k; 32]),
+                })
+                .collect::<Vec<_>>(),
+        )
+        .await
+        .unwrap()
+        .revoked_keys
+        .into_iter()
+        .map(|k| k[0])
+        .collect();
+    all.sort();
+    assert_eq!(all, [1, 2, 3, 4]);
     store.close().await;
 }
 

@@ -636,10 +636,39 @@ pub async fn process_pending(s: &AppState, acct_id: Option<Uuid>) -> ServiceResu
     Ok(changed)
 }
 
+/// Records the key hashes of certificates issued before the store kept them (schema version
+/// 5), so that revoking one of those denies its key too, and denies the keys of those already
+/// revoked. Returns how many it recorded; a manager that finds none asks once.
+pub async fn backfill_key_hashes(s: &AppState) -> ServiceResult<usize> {
+    let mut done = 0;
+    loop {
+        let batch = s.store.certificates_without_key_hash(256).await?;
+        if batch.is_empty() {
+            return Ok(done);
+        }
+        for (certificate_id, csr) in batch {
+            let hash = ccm_pki::Csr::from_pem(&csr).ok().map(|c| c.spki_sha256());
+            s.store.set_key_hash(certificate_id, hash).await?;
+            done += 1;
+        }
+    }
+}
+
 /// Runs the periodic sweeps until `shutdown` fires: pending requests (approvals made under the
-/// auto-approve policy or on another replica) and nodes whose heartbeats stopped.
+/// auto-approve policy or on another replica) and nodes whose heartbeats stopped. First, once,
+/// [`backfill_key_hashes`].
 pub fn spawn_background(s: AppState, mut shutdown: tokio::sync::watch::Receiver<bool>) {
     tokio::spawn(async move {
+        match backfill_key_hashes(&s).await {
+            Ok(0) => {}
+            Ok(n) => tracing::info!(
+                certificates = n,
+                "key hashes of older certificates recorded"
+            ),
+            Err(e) => {
+                tracing::warn!(error = ?e, "recording key hashes of older certificates failed")
+            }
+        }
         let every = Duration::from_secs(s.config.sweep_interval_secs.max(1));
         loop {
             tokio::select! {
