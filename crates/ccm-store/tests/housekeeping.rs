@@ -6,6 +6,7 @@
 
 use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::certificates::CertificateStatusType;
+use ccm_api::tasks::TaskStatusType;
 use ccm_store::{
     Actor, IssuanceRecord, NewAccount, NewSession, NewUser, NewZone, SetupTokenState, Store,
     StoreOptions,
@@ -170,7 +171,13 @@ fn request(acct_id: Uuid, zone_id: Uuid, status: CertificateStatusType) -> Issua
         valid_from: None,
         valid_until: None,
         message: Some("refused".into()),
-        task_status: if rejected { "DENIED" } else { "INPROGRESS" },
+        task_status: if rejected {
+            TaskStatusType::Denied
+        } else {
+            TaskStatusType::Inprogress
+        },
+        nonce: None,
+        spki_sha256: None,
     }
 }
 

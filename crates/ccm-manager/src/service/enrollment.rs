@@ -324,7 +324,10 @@ pub async fn enroll(
     )?;
     let (verified, used) = attested::verify_quote(s, &parsed.quote, parsed.collateral)
         .await
-        .map_err(EnrollRefusal::QuoteRejected)?;
+        .map_err(|e| match e {
+            attested::QuoteError::Store(cause) => ServiceError::internal(cause),
+            e => EnrollRefusal::QuoteRejected(e.to_string()).into(),
+        })?;
     binding_step(
         &verified.report.report_data.0,
         parsed.csr.spki_der(),

@@ -17,6 +17,7 @@ pub mod enrollment;
 mod error;
 pub mod housekeeping;
 pub(crate) mod images;
+pub mod issuance;
 mod refusal;
 pub mod tasks;
 pub mod users;

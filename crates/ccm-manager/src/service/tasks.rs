@@ -75,7 +75,7 @@ pub async fn decide(
         )
     {
         // Certificate requests that waited for this approval are decided now.
-        if let Err(e) = crate::attested::process_pending(s, Some(acct.acct_id)).await {
+        if let Err(e) = crate::service::issuance::process_pending(s, Some(acct.acct_id)).await {
             tracing::warn!(error = ?e, "deciding pending certificates after an approval failed");
         }
     }
