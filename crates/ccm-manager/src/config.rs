@@ -583,6 +583,55 @@ mod tests {
     }
 
     #[test]
+    fn edge_settings_from_file_and_env() {
+        let c = Config::default();
+        assert!(!c.open_signup, "sign-up is closed by default");
+        assert_eq!((c.api_key_default_days, c.rejected_retention_days), (90, 7));
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("c.toml");
+        // The old name still reads.
+        std::fs::write(&f, "allow_signup = true\nmax_connections = 10\n").unwrap();
+        let c = Config::load(Some(&f), env(&[])).unwrap();
+        assert!(c.open_signup);
+        assert_eq!(c.max_connections, 10);
+        let c = Config::load(
+            None,
+            env(&[
+                ("CCM_OPEN_SIGNUP", "yes"),
+                ("CCM_PASSWORD_QUEUE_CAPACITY", "4"),
+                ("CCM_NODE_REQUESTS_PER_SECOND", "7"),
+                ("CCM_REJECTED_RETENTION_DAYS", "2"),
+            ]),
+        )
+        .unwrap();
+        assert!(c.open_signup);
+        assert_eq!(c.password_queue_capacity, 4);
+        assert_eq!(c.node_requests_per_second, 7);
+        assert_eq!(c.rejected_retention_days, 2);
+        for (k, v, field) in [
+            (
+                "CCM_PASSWORD_QUEUE_CAPACITY",
+                "0",
+                "password_queue_capacity",
+            ),
+            ("CCM_API_KEY_DEFAULT_DAYS", "400", "api_key_default_days"),
+            (
+                "CCM_REQUEST_BODY_TIMEOUT_SECS",
+                "0",
+                "request_body_timeout_secs",
+            ),
+            (
+                "CCM_REJECTED_RETENTION_DAYS",
+                "0",
+                "rejected_retention_days",
+            ),
+        ] {
+            let e = Config::load(None, env(&[(k, v)])).unwrap_err().to_string();
+            assert!(e.contains(field), "{k}={v}: {e}");
+        }
+    }
+
+    #[test]
     fn conversion_settings_from_file_and_env() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("c.toml");

@@ -50,9 +50,10 @@ async fn pending_tasks(m: &Manager, acct: uuid::Uuid) -> Vec<ccm_api::tasks::Tas
         .unwrap()
 }
 
-/// A signed-up user with a selected account.
+/// A signed-up user with a selected account (the manager's first one presents the setup token
+/// and administers the manager).
 async fn user_with_account(m: &Manager, email: &str, account: &str) -> (ConsoleClient, uuid::Uuid) {
-    let mut c = ConsoleClient::new(&m.base());
+    let mut c = m.client();
     c.sign_up(email).await;
     let acct = c.create_account(account, m.store()).await;
     (c, acct)
@@ -334,6 +335,50 @@ async fn sign_up_log_in_log_out_with_csrf_and_cookie_attributes() {
     let p = c.get("/console/accounts").await;
     p.assert_redirect("/console/login");
     assert!(!c.cookies.contains_key("ccm_session"));
+}
+
+/// While no administrator exists, the sign-up form asks for the setup token: a wrong one is
+/// refused next to its field and creates nothing; the user who gives the right one administers
+/// the manager, and the field goes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_up_form_takes_the_setup_token_while_no_administrator_exists() {
+    let (m, _) = manager().await;
+    let mut c = ConsoleClient::new(&m.base());
+    c.get("/console/signup")
+        .await
+        .assert_contains("name=\"setup_token\"");
+    let p = c
+        .submit(
+            "/console/signup",
+            "/console/signup",
+            &[
+                ("user_email", "x@example.com"),
+                ("user_password", console_support::PASSWORD),
+                ("password_confirm", console_support::PASSWORD),
+                ("setup_token", "ccmsetup1_wrong"),
+            ],
+        )
+        .await;
+    assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
+    assert!(p.field_error("setup-token").is_some(), "{}", p.body);
+    assert!(
+        m.store()
+            .user_by_email("x@example.com")
+            .await
+            .unwrap()
+            .is_none()
+    );
+    m.client().sign_up("root@example.com").await;
+    let root = m
+        .store()
+        .user_by_email("root@example.com")
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(root.user.is_sysadmin);
+    assert!(!m.setup_token_file().exists());
+    let form = ConsoleClient::new(&m.base()).get("/console/signup").await;
+    assert!(!form.body.contains("name=\"setup_token\""));
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
