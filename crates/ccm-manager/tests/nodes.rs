@@ -853,6 +853,8 @@ async fn simulated_trust_and_chain(backend: Backend) {
 
     // The zone publishes its simulated intermediate; the node certificate comes from it.
     let zone = w.zone().await;
+    // The default public URL: the first TLS name and the bound port.
+    let port = w.m.local_addr.port();
     let z = w
         .ok(Method::GET, &format!("/v1/zones/{zone}"), json!(null))
         .await;
@@ -870,11 +872,13 @@ async fn simulated_trust_and_chain(backend: Backend) {
     leaf.verify_signature(Some(sim_ca.public_key())).unwrap();
     assert_eq!(
         crl_points(&node_der),
-        [format!("{}/v1/zones/{zone}/crl?ca=simulated", w.base)]
+        [format!(
+            "https://localhost:{port}/v1/zones/{zone}/crl?ca=simulated"
+        )]
     );
     assert_eq!(
         crl_points(&sim_der),
-        [format!("{}/v1/zones/{zone}/crl", w.base)]
+        [format!("https://localhost:{port}/v1/zones/{zone}/crl")]
     );
 
     // An app that does not trust simulated platforms: its simulated quote is refused.
@@ -941,7 +945,9 @@ async fn simulated_trust_and_chain(backend: Backend) {
     assert!(app_leaf.subject().to_string().contains("OU=SIMULATED"));
     assert_eq!(
         crl_points(&chain[0]),
-        [format!("{}/v1/zones/{zone}/crl?ca=simulated", w.base)]
+        [format!(
+            "https://localhost:{port}/v1/zones/{zone}/crl?ca=simulated"
+        )]
     );
 
     // Without the account's trust the app's is not enough.
