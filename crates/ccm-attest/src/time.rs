@@ -6,6 +6,7 @@
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+#[cfg(feature = "sim")]
 use time::macros::format_description;
 
 /// Formats Unix seconds the way Intel's PCS does (`2025-06-19T10:56:11Z`); `None` if the value is
