@@ -264,7 +264,7 @@ fn main() {
         let acct = call(
             reqwest::Method::POST,
             "/v1/accounts",
-            json!({"name": "bench", "approval_policy": "AUTO_APPROVE"}),
+            json!({"name": "bench", "approval_policy": "AUTO_APPROVE", "allow_simulated": true}),
         )
         .await;
         let acct = acct["acct_id"].as_str().unwrap().to_string();
@@ -274,7 +274,7 @@ fn main() {
             "/v1/apps",
             json!({"name": "bench", "input_image_name": "r.example/a", "output_image_name": "r.example/a-sgx",
                    "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
-                   "allowed_domains": ["bench.example.com"]}),
+                   "allowed_domains": ["bench.example.com"], "advanced_settings": {"allow_simulated": true}}),
         )
         .await;
         call(

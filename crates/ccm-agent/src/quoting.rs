@@ -6,19 +6,24 @@
 //! socket (DESIGN.md section 3), under a fixed agent identity ([`agent_identity`]). On SGX
 //! hardware there is no such secret: the agent would need a small provisioning enclave of its own
 //! to produce the REPORT; this build has none, so enrollment on hardware stops with an error that
-//! says so.
+//! says so. The simulated path is the cargo feature `sim` (the `ccm` binary enables it); an agent
+//! built without it carries no simulator and cannot make its own quote.
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use ccm_aesm::AesmClient;
+#[cfg(feature = "sim")]
 use ccm_attest::sim::{EnclaveIdentity, SimCpu};
-use ccm_sgx::{AttKeyId, Measurement, Report, ReportData, TargetInfo};
+#[cfg(feature = "sim")]
+use ccm_sgx::Measurement;
+use ccm_sgx::{AttKeyId, Report, ReportData, TargetInfo};
 
 use crate::Error;
 
 /// The identity of the agent's simulated enclave: MRENCLAVE = SHA-256("ccm node agent
 /// (simulated)"), ISVPRODID 0, not a debug enclave.
+#[cfg(feature = "sim")]
 pub fn agent_identity() -> EnclaveIdentity {
     use sha2::{Digest, Sha256};
     let m: [u8; 32] = Sha256::digest(b"ccm node agent (simulated)").into();
@@ -32,6 +37,9 @@ pub fn agent_identity() -> EnclaveIdentity {
         ..EnclaveIdentity::default()
     }
 }
+
+/// The simulated platform secret's file name next to the AESM socket (DESIGN.md section 3).
+pub const SIM_CPU_KEY_FILE: &str = "ccm-sim-cpu.key";
 
 /// Talks to the quote helper.
 #[derive(Debug, Clone)]
@@ -52,7 +60,7 @@ impl Quoter {
             socket
                 .parent()
                 .unwrap_or(Path::new("/"))
-                .join(ccm_attest::sim::CPU_SECRET_FILE)
+                .join(SIM_CPU_KEY_FILE)
         });
         Self {
             client: AesmClient::new(socket).with_timeout(Duration::from_secs(30)),
@@ -77,6 +85,18 @@ impl Quoter {
     }
 
     /// A quote of the agent itself carrying `report_data`.
+    #[cfg(not(feature = "sim"))]
+    pub fn own_quote(&self, _report_data: &ReportData) -> Result<Vec<u8>, Error> {
+        Err(Error::NoPlatformSecret {
+            path: self.sim_key.clone(),
+            reason: "this agent was built without the simulated platform (cargo feature `sim`) \
+                     and has no other way to make its REPORT"
+                .into(),
+        })
+    }
+
+    /// A quote of the agent itself carrying `report_data`.
+    #[cfg(feature = "sim")]
     pub fn own_quote(&self, report_data: &ReportData) -> Result<Vec<u8>, Error> {
         let secret = std::fs::read(&self.sim_key).map_err(|e| Error::NoPlatformSecret {
             path: self.sim_key.clone(),
@@ -90,5 +110,13 @@ impl Quoter {
         let (key, target) = self.target()?;
         let report = cpu.ereport(&target, &agent_identity(), report_data);
         self.quote_report(&key, &report)
+    }
+}
+
+#[cfg(all(test, feature = "sim"))]
+mod tests {
+    #[test]
+    fn the_secret_file_name_is_the_simulators() {
+        assert_eq!(super::SIM_CPU_KEY_FILE, ccm_attest::sim::CPU_SECRET_FILE);
     }
 }

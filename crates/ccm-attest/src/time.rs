@@ -6,10 +6,12 @@
 
 use time::OffsetDateTime;
 use time::format_description::well_known::Rfc3339;
+#[cfg(feature = "sim")]
 use time::macros::format_description;
 
 /// Formats Unix seconds the way Intel's PCS does (`2025-06-19T10:56:11Z`); `None` if the value is
 /// beyond what a calendar date can hold.
+#[cfg(feature = "sim")]
 pub(crate) fn format_rfc3339(secs: u64) -> Option<String> {
     let secs = i64::try_from(secs).ok()?;
     let dt = OffsetDateTime::from_unix_timestamp(secs).ok()?;
@@ -26,6 +28,7 @@ pub(crate) fn parse_rfc3339(text: &str) -> Option<u64> {
 }
 
 /// Converts Unix seconds to an `OffsetDateTime` (for certificate and CRL generation).
+#[cfg(feature = "sim")]
 pub(crate) fn to_datetime(secs: u64) -> Option<OffsetDateTime> {
     let secs = i64::try_from(secs).ok()?;
     OffsetDateTime::from_unix_timestamp(secs).ok()

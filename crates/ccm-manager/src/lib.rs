@@ -259,6 +259,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
         source: e,
     })?;
     let fingerprint = tls.as_ref().map(|t| t.fingerprint);
+    // An ephemeral port (0) is recorded as the one bound, e.g. for the default public URL.
+    let mut config = config;
+    if config.listen.port() == 0 {
+        config.listen.set_port(local_addr.port());
+    }
     let state = AppState::new(store, config, clock, master_key, fingerprint)?;
     let router = app(state.clone());
     let (shutdown, rx) = watch::channel(false);

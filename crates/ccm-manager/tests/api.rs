@@ -1051,7 +1051,7 @@ async fn policy_changes_are_governed(b: Backend) {
         None,
     );
     let (_, still) = h.get(&path, &mgr).await;
-    assert_eq!(still["app"]["advanced_settings"]["allow_debug"], false);
+    assert_eq!(still["advanced_settings"]["allow_debug"], false);
     // A MANAGER's approval applies it.
     let (st, decided) = h
         .patch(
@@ -1063,8 +1063,8 @@ async fn policy_changes_are_governed(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{decided}");
     assert_eq!(decided["status"]["status"], "SUCCESS");
     let (_, now_app) = h.get(&path, &mgr).await;
-    assert_eq!(now_app["app"]["advanced_settings"], weak, "{now_app}");
-    assert!(now_app["app"]["pending_policy_task_id"].is_null());
+    assert_eq!(now_app["advanced_settings"], weak, "{now_app}");
+    assert!(now_app["pending_policy_task_id"].is_null());
 
     // A MANAGER's change in a MANUAL account is a task too; denying it discards it.
     let (_, upd) = h
@@ -1084,8 +1084,8 @@ async fn policy_changes_are_governed(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::OK);
     let (_, now_app) = h.get(&path, &mgr).await;
-    assert_eq!(now_app["app"]["advanced_settings"], weak);
-    assert!(now_app["app"]["pending_policy_task_id"].is_null());
+    assert_eq!(now_app["advanced_settings"], weak);
+    assert!(now_app["pending_policy_task_id"].is_null());
 
     // AUTO_APPROVE: a WRITER is refused, a MANAGER applies at once.
     let (st, a) = h

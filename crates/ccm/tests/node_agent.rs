@@ -193,7 +193,12 @@ impl Api {
             token: r["access_token"].as_str().unwrap().to_string(),
         };
         let acct = api
-            .ok(Method::POST, "/v1/accounts", Some(json!({"name": account})))
+            .ok(
+                Method::POST,
+                "/v1/accounts",
+                // The nodes of these tests are simulated.
+                Some(json!({"name": account, "allow_simulated": true})),
+            )
             .await;
         let acct = acct["acct_id"].as_str().unwrap().to_string();
         api.ok(
@@ -235,7 +240,8 @@ impl Api {
                 Some(json!({
                     "name": name, "input_image_name": "registry.example/flask",
                     "output_image_name": "registry.example/flask-sgx", "isvprodid": 7,
-                    "isvsvn": 1, "mem_size": 1024, "threads": 16, "allowed_domains": [DOMAIN]
+                    "isvsvn": 1, "mem_size": 1024, "threads": 16, "allowed_domains": [DOMAIN],
+                    "advanced_settings": {"allow_simulated": true}
                 })),
             )
             .await;

@@ -932,6 +932,7 @@ fn match_tcb_level<'a>(
 
 /// The platform TCB status `tcb_info` assigns to these SVNs (`None` when the TCB info is invalid
 /// or no level matches). Used by the simulator to record what it created.
+#[cfg(feature = "sim")]
 pub(crate) fn platform_status_for(
     tcb_info: &TcbInfo,
     components: &[u8; 16],
