@@ -22,6 +22,7 @@
 //! | `node_cert_validity_days` | `CCM_NODE_CERT_VALIDITY_DAYS` | `30` |
 //! | `app_cert_validity_days` | `CCM_APP_CERT_VALIDITY_DAYS` | `30` |
 //! | `sweep_interval_secs` | `CCM_SWEEP_INTERVAL_SECS` | `5` (pending requests, stale nodes) |
+//! | `issuance_nonce_ttl_secs` | `CCM_ISSUANCE_NONCE_TTL_SECS` | `300` (lifetime of an issuance nonce) |
 //! | `launcher` | `CCM_LAUNCHER` | `ccm-launch` next to the running program |
 //! | `insecure_registries` | `CCM_INSECURE_REGISTRIES` (comma-separated `HOST:PORT`) | none: registries are spoken to over TLS |
 //! | `registry_ca_file` | `CCM_REGISTRY_CA_FILE` | none: the system's CA certificates only |
@@ -80,6 +81,8 @@ pub struct Config {
     pub app_cert_validity_days: i64,
     /// Interval of the background sweeps (pending certificate requests, stale nodes).
     pub sweep_interval_secs: u64,
+    /// How long an issuance nonce (REPORTDATA[32..64] of a workload's quote) is accepted.
+    pub issuance_nonce_ttl_secs: i64,
     /// The in-image launcher embedded by conversions; default `ccm-launch` next to the running
     /// program.
     pub launcher: Option<PathBuf>,
@@ -116,6 +119,7 @@ impl Default for Config {
             node_cert_validity_days: 30,
             app_cert_validity_days: 30,
             sweep_interval_secs: 5,
+            issuance_nonce_ttl_secs: 300,
             launcher: None,
             insecure_registries: Vec::new(),
             registry_ca_file: None,
@@ -243,6 +247,7 @@ impl Config {
             "CCM_NODE_CERT_VALIDITY_DAYS" => self.node_cert_validity_days = parse(key, v)?,
             "CCM_APP_CERT_VALIDITY_DAYS" => self.app_cert_validity_days = parse(key, v)?,
             "CCM_SWEEP_INTERVAL_SECS" => self.sweep_interval_secs = parse(key, v)?,
+            "CCM_ISSUANCE_NONCE_TTL_SECS" => self.issuance_nonce_ttl_secs = parse(key, v)?,
             "CCM_LAUNCHER" => self.launcher = Some(PathBuf::from(v)),
             "CCM_INSECURE_REGISTRIES" => {
                 self.insecure_registries = v
@@ -312,6 +317,12 @@ impl Config {
         }
         if !(1..=3600).contains(&self.sweep_interval_secs) {
             return Err(invalid("sweep_interval_secs", "must be between 1 and 3600"));
+        }
+        if !(10..=3600).contains(&self.issuance_nonce_ttl_secs) {
+            return Err(invalid(
+                "issuance_nonce_ttl_secs",
+                "must be between 10 and 3600",
+            ));
         }
         for r in &self.insecure_registries {
             if !is_registry_host(r) {

@@ -76,6 +76,8 @@ pub struct StateInner {
     pub tls_fingerprint: Option<[u8; 32]>,
     /// Quote verification, collateral, zone CAs and certificate issuance.
     pub attest: attested::AttestServices,
+    /// Mints and checks issuance nonces (REPORTDATA[32..64] of workloads' quotes).
+    pub nonces: service::issuance::nonce::NonceKey,
     /// Node certificates whose zone-CA signature was verified.
     pub node_certs: node_auth::VerifiedCerts,
     /// The image conversion queue (this instance's id, waking the workers).
@@ -108,10 +110,15 @@ impl AppState {
         tls_fingerprint: Option<[u8; 32]>,
     ) -> Result<Self, Error> {
         let attest = attested::AttestServices::new(&config)?;
+        let nonces = service::issuance::nonce::NonceKey::new(
+            master_key.derive_hmac_key(service::issuance::nonce::KEY_PURPOSE),
+            config.issuance_nonce_ttl_secs,
+        );
         let conversions = conversion::Queue::new(conversion::instance_id(&config.data_dir)?);
         Ok(Self(Arc::new(StateInner {
             conversions,
             attest,
+            nonces,
             node_certs: node_auth::VerifiedCerts::default(),
             store,
             config,
@@ -240,7 +247,7 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     let state = AppState::new(store, config, clock, master_key, fingerprint)?;
     let router = app(state.clone());
     let (shutdown, rx) = watch::channel(false);
-    attested::spawn_background(state.clone(), rx.clone());
+    service::issuance::spawn_background(state.clone(), rx.clone());
     let conversions = conversion::spawn(state.clone(), rx.clone())?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
     let task = tokio::spawn(serve(listener, router, acceptor, rx));

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ring::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
+use ring::hmac;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
@@ -25,6 +26,7 @@ const VERSION: u8 = 1;
 /// The master key.
 pub struct MasterKey {
     key: LessSafeKey,
+    kdf: hmac::Key,
     id: String,
     rng: SystemRandom,
 }
@@ -48,6 +50,7 @@ impl MasterKey {
         let id = hex::encode(&h.finalize()[..8]);
         Ok(Self {
             key: LessSafeKey::new(unbound),
+            kdf: hmac::Key::new(hmac::HMAC_SHA256, bytes),
             id,
             rng: SystemRandom::new(),
         })
@@ -107,6 +110,18 @@ impl MasterKey {
         &self.id
     }
 
+    /// A key for `purpose` derived from the master key: HMAC-SHA256(master key,
+    /// "ccm-derive-v1:" ‖ purpose), used as an HMAC-SHA256 key. Each purpose gets its own key,
+    /// so a MAC made for one purpose is worthless for another and the raw key is never used
+    /// for MACs.
+    pub fn derive_hmac_key(&self, purpose: &str) -> hmac::Key {
+        let mut ctx = hmac::Context::with_key(&self.kdf);
+        ctx.update(b"ccm-derive-v1:");
+        ctx.update(purpose.as_bytes());
+        let tag = ctx.sign();
+        hmac::Key::new(hmac::HMAC_SHA256, tag.as_ref())
+    }
+
     /// Encrypts `plaintext` bound to `context`.
     pub fn seal(&self, context: &str, plaintext: &[u8]) -> Result<Vec<u8>, Error> {
         let mut nonce = [0u8; NONCE_LEN];
@@ -154,6 +169,11 @@ impl MasterKey {
     }
 }
 
+/// The sealing context of a zone's CA key.
+pub fn zone_key_context(zone_id: uuid::Uuid) -> String {
+    format!("zone-ca-key:{zone_id}")
+}
+
 /// The default master key path in a data directory.
 pub fn default_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("master.key")
@@ -191,6 +211,14 @@ mod tests {
         }
         let other = MasterKey::from_bytes(&[9; 32]).unwrap();
         assert!(other.open("ctx-a", &sealed).is_err());
+        let mac = |k: &MasterKey, purpose: &str| {
+            hmac::sign(&k.derive_hmac_key(purpose), b"m")
+                .as_ref()
+                .to_vec()
+        };
+        assert_eq!(mac(&k, "p"), mac(&again, "p"), "derivation is stable");
+        assert_ne!(mac(&k, "p"), mac(&k, "q"), "purposes separate");
+        assert_ne!(mac(&k, "p"), mac(&other, "p"), "keys separate");
         std::fs::write(&path, "bm90IGEga2V5\n").unwrap();
         assert!(matches!(
             MasterKey::load_or_create(&path),

@@ -1123,7 +1123,9 @@ async fn enrolling_a_node_shows_the_agent_command_and_nodes_are_labelled() {
                 valid_from: Some(T0),
                 valid_until: Some(T0 + 30 * 86_400),
                 message: None,
-                task_status: "SUCCESS",
+                task_status: ccm_api::tasks::TaskStatusType::Success,
+                nonce: None,
+                spki_sha256: None,
             }],
             T0,
         )

@@ -511,17 +511,41 @@ async fn heartbeat_deactivation_and_crl(backend: Backend) {
     w.m.shutdown().await;
 }
 
-/// An application enclave's request on the node's platform for `name`: CSR and quote (base64).
-fn enclave_request(platform: &Path, name: &str) -> (String, String) {
-    let id = EnclaveIdentity {
+/// The identity of the application enclave of the issuance tests.
+fn enclave_identity() -> EnclaveIdentity {
+    EnclaveIdentity {
         mr_enclave: Measurement([0x11; 32]),
         mr_signer: Measurement([0x22; 32]),
         isv_prod_id: 7,
         isv_svn: 1,
         ..EnclaveIdentity::default()
-    };
-    let r = ccm_testkit::enclave::request(platform, &id, &[name]).unwrap();
+    }
+}
+
+/// An application enclave's request on the node's platform for `name` with `nonce` in
+/// REPORTDATA[32..64]: CSR and quote (base64).
+fn enclave_request(platform: &Path, name: &str, nonce: &[u8; 32]) -> (String, String) {
+    let r = ccm_testkit::enclave::request_with_nonce(platform, &enclave_identity(), &[name], nonce)
+        .unwrap();
     (r.csr, STANDARD.encode(r.quote))
+}
+
+/// `count` issuance nonces for `node`, decoded.
+async fn nonces(w: &World, node: &reqwest::Client, count: u32) -> Vec<[u8; 32]> {
+    let (st, v) = fetch_nonces(w, node, count).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    v["nonces"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|n| {
+            STANDARD
+                .decode(n["nonce"].as_str().unwrap())
+                .unwrap()
+                .try_into()
+                .unwrap()
+        })
+        .collect()
 }
 
 /// The batch issuance endpoint: each request decided on its own, in order, with the
@@ -579,7 +603,8 @@ async fn batch_issuance(backend: Backend) {
         (StatusCode::BAD_REQUEST, "batch_size"),
         "{v}"
     );
-    let (csr, quote) = enclave_request(&platform, "web.example.com");
+    let n = nonces(&w, &node, 3).await;
+    let (csr, quote) = enclave_request(&platform, "web.example.com", &n[0]);
     let t1 = uuid::Uuid::new_v4();
     let one = json!({"task_id": t1, "csr": csr, "quote": quote});
     let (st, v) = post(json!({"requests": vec![one.clone(); 65]})).await;
@@ -610,7 +635,7 @@ async fn batch_issuance(backend: Backend) {
     assert_eq!(st, StatusCode::NOT_FOUND, "{v}");
 
     // A good request, one without evidence, one for a domain the app does not have.
-    let (csr3, quote3) = enclave_request(&platform, "other.example.com");
+    let (csr3, quote3) = enclave_request(&platform, "other.example.com", &n[1]);
     let (t2, t3) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
     let (st, v) = post(json!({"requests": [
         one.clone(),
@@ -662,7 +687,7 @@ async fn batch_issuance(backend: Backend) {
         .as_str()
         .unwrap()
         .to_string();
-    let (csr4, quote4) = enclave_request(&platform, "web.example.com");
+    let (csr4, quote4) = enclave_request(&platform, "web.example.com", &n[2]);
     let t4 = uuid::Uuid::new_v4();
     let (st, v) = post(json!({"requests": [
         one,
@@ -694,11 +719,13 @@ async fn batch_issuance(backend: Backend) {
 
     // Batches arriving together, while other audited writes (new apps) go on, are all issued,
     // and the audit log stays one intact chain with an entry for each certificate.
+    let fresh = nonces(&w, &node, 24).await;
     let batches: Vec<Value> = (0..6)
-        .map(|_| {
+        .map(|b| {
             let requests: Vec<Value> = (0..4)
-                .map(|_| {
-                    let (csr, quote) = enclave_request(&platform, "web.example.com");
+                .map(|i| {
+                    let (csr, quote) =
+                        enclave_request(&platform, "web.example.com", &fresh[b * 4 + i]);
                     json!({"task_id": uuid::Uuid::new_v4(), "csr": csr, "quote": quote})
                 })
                 .collect();
@@ -784,6 +811,294 @@ async fn batch_issuance(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// Asks the manager for `count` issuance nonces as `node`: the status and body.
+async fn fetch_nonces(w: &World, node: &reqwest::Client, count: u32) -> (StatusCode, Value) {
+    let r = node
+        .post(format!("{}/v1/node-agent/nonces", w.base))
+        .json(&json!({ "count": count }))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap())
+}
+
+/// Enrolls a node on the world's platform and returns its mTLS client and id.
+async fn enrolled_node(w: &World) -> (reqwest::Client, String) {
+    let platform = w.dir.path().join("platform");
+    let (token, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, key) = w.enroll(&token, &nonce, &nonce, &platform).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    (
+        w.node_client(v["certificate"].as_str().unwrap(), &key),
+        v["node"]["node_id"].as_str().unwrap().to_string(),
+    )
+}
+
+/// The nonce endpoint: batch bounds, mTLS only, fresh distinct nonces with the configured
+/// lifetime, none for a deactivated node.
+async fn issuance_nonces(backend: Backend) {
+    let w = world(backend).await;
+    let (node, node_id) = enrolled_node(&w).await;
+    for count in [0, 65] {
+        let (st, v) = fetch_nonces(&w, &node, count).await;
+        assert_eq!(
+            (st, code(&v)),
+            (StatusCode::BAD_REQUEST, "nonce_count"),
+            "{v}"
+        );
+    }
+    let (st, v) = fetch_nonces(&w, &node, 64).await;
+    assert_eq!(st, StatusCode::OK, "{v}");
+    let nonces = v["nonces"].as_array().unwrap();
+    assert_eq!(nonces.len(), 64);
+    let mut seen = std::collections::HashSet::new();
+    for n in nonces {
+        assert_eq!(n["expires_at"], json!(T0 + 300), "{n}");
+        let bytes = STANDARD.decode(n["nonce"].as_str().unwrap()).unwrap();
+        assert_eq!(bytes.len(), 32);
+        assert_eq!(&bytes[..8], &((T0 + 300) as u64).to_be_bytes());
+        assert!(seen.insert(bytes), "nonces are distinct");
+    }
+    // Without a client certificate: refused.
+    let r = w
+        .http
+        .post(format!("{}/v1/node-agent/nonces", w.base))
+        .json(&json!({"count": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    // A deactivated node gets none.
+    w.ok(
+        Method::POST,
+        &format!("/v1/nodes/{node_id}/deactivate"),
+        json!({}),
+    )
+    .await;
+    let (st, v) = fetch_nonces(&w, &node, 1).await;
+    assert!(
+        st == StatusCode::UNAUTHORIZED || st == StatusCode::FORBIDDEN,
+        "{st} {v}"
+    );
+    w.m.shutdown().await;
+}
+
+/// An account with an app (domain web.example.com approved at once) and an approved image of
+/// the test enclave, and an enrolled node: its mTLS client.
+async fn issuance_setup(w: &World) -> reqwest::Client {
+    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await[0]["acct_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(
+        Method::PATCH,
+        &format!("/v1/accounts/{acct}"),
+        json!({"approval_policy": "AUTO_APPROVE"}),
+    )
+    .await;
+    let app = w
+        .ok(
+            Method::POST,
+            "/v1/apps",
+            json!({"name": "web", "input_image_name": "r.example/web", "output_image_name": "r.example/web-sgx",
+                   "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
+                   "allowed_domains": ["web.example.com"]}),
+        )
+        .await;
+    w.ok(
+        Method::POST,
+        "/v1/builds",
+        json!({"app_id": app["app_id"], "docker_info": {"docker_image_name": "r.example/web-sgx", "docker_version": "1"},
+               "mrenclave": hex::encode([0x11u8; 32]), "mrsigner": hex::encode([0x22u8; 32]),
+               "isvprodid": 7, "isvsvn": 1}),
+    )
+    .await;
+    enrolled_node(w).await.0
+}
+
+/// One issuance request as `node`: the status and body.
+async fn issue_one(
+    w: &World,
+    node: &reqwest::Client,
+    task_id: uuid::Uuid,
+    csr: &str,
+    quote: &str,
+) -> (StatusCode, Value) {
+    let r = node
+        .post(format!("{}/v1/node-agent/certificates", w.base))
+        .json(&json!({"task_id": task_id, "csr": csr, "quote": quote}))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    (st, r.json().await.unwrap())
+}
+
+/// Asserts that a task was refused with `code` (the refusal code ends the message).
+fn assert_refused(v: &Value, code: &str) {
+    assert_eq!(v["task_status"], "DENIED", "{v}");
+    assert!(v["certificate"].is_null(), "{v}");
+    let message = v["message"].as_str().unwrap();
+    assert!(message.ends_with(&format!("({code})")), "{v}");
+}
+
+/// Fresh evidence end to end: a quote's nonce is used once (a replay, even with a new task
+/// id, is refused), expires, and must be there; revoking a certificate denies its key, so
+/// neither the quote copied out of the certificate nor a fresh quote for the same key buys a
+/// new certificate.
+async fn fresh_evidence(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.dir.path().join("platform");
+    let node = issuance_setup(&w).await;
+    let id = enclave_identity();
+    let names = ["web.example.com"];
+    let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
+    let n = nonces(&w, &node, 3).await;
+
+    // Issued with a fresh nonce.
+    let first = ccm_testkit::enclave::request_for_key(&platform, &id, &names, &n[0], &key).unwrap();
+    let quote = STANDARD.encode(&first.quote);
+    let t1 = uuid::Uuid::new_v4();
+    let (st, v) = issue_one(&w, &node, t1, &first.csr, &quote).await;
+    assert_eq!(
+        (st, &v["task_status"]),
+        (StatusCode::OK, &json!("SUCCESS")),
+        "{v}"
+    );
+    let pem = v["certificate"].as_str().unwrap().to_string();
+
+    // The same request again under a new task id: the nonce is used.
+    let (_, v) = issue_one(&w, &node, uuid::Uuid::new_v4(), &first.csr, &quote).await;
+    assert_refused(&v, "replayed_nonce");
+
+    // A quote without a nonce (zeros, as the legacy path makes them).
+    let legacy = ccm_testkit::enclave::request(&platform, &id, &names).unwrap();
+    let (_, v) = issue_one(
+        &w,
+        &node,
+        uuid::Uuid::new_v4(),
+        &legacy.csr,
+        &STANDARD.encode(&legacy.quote),
+    )
+    .await;
+    assert_refused(&v, "unknown_nonce");
+    assert!(
+        v["message"].as_str().unwrap().contains("no manager nonce"),
+        "{v}"
+    );
+
+    // An expired nonce.
+    let late = ccm_testkit::enclave::request_with_nonce(&platform, &id, &names, &n[1]).unwrap();
+    w.clock.advance(301);
+    let (_, v) = issue_one(
+        &w,
+        &node,
+        uuid::Uuid::new_v4(),
+        &late.csr,
+        &STANDARD.encode(&late.quote),
+    )
+    .await;
+    assert_refused(&v, "expired_nonce");
+
+    // Revocation denies the key.
+    let certs = w.ok(Method::GET, "/v1/certificates", json!(null)).await;
+    let cert_id = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["task_id"] == json!(t1))
+        .unwrap()["certificate_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(
+        Method::POST,
+        &format!("/v1/certificates/{cert_id}/revoke"),
+        json!({"reason": "key stolen"}),
+    )
+    .await;
+    // The quote copied out of the revoked certificate's evidence extension, with a new CSR for
+    // the same key.
+    let leaf = CertificateDer::from_pem_slice(pem.as_bytes()).unwrap();
+    let copied = ccm_pki::Evidence::from_certificate(&leaf).unwrap().unwrap();
+    assert_eq!(copied.quote, first.quote);
+    let new_csr = ccm_testkit::enclave::request_for_key(&platform, &id, &names, &n[2], &key)
+        .unwrap()
+        .csr;
+    let (_, v) = issue_one(
+        &w,
+        &node,
+        uuid::Uuid::new_v4(),
+        &new_csr,
+        &STANDARD.encode(&copied.quote),
+    )
+    .await;
+    assert_eq!(v["task_status"], "DENIED", "{v}");
+    assert!(v["certificate"].is_null(), "{v}");
+    // Even a fresh quote with a fresh nonce for that key.
+    let n = nonces(&w, &node, 1).await;
+    let again = ccm_testkit::enclave::request_for_key(&platform, &id, &names, &n[0], &key).unwrap();
+    let (_, v) = issue_one(
+        &w,
+        &node,
+        uuid::Uuid::new_v4(),
+        &again.csr,
+        &STANDARD.encode(&again.quote),
+    )
+    .await;
+    assert_refused(&v, "key_revoked");
+    // Another key is certified as before.
+    let n = nonces(&w, &node, 1).await;
+    let other = ccm_testkit::enclave::request_with_nonce(&platform, &id, &names, &n[0]).unwrap();
+    let (_, v) = issue_one(
+        &w,
+        &node,
+        uuid::Uuid::new_v4(),
+        &other.csr,
+        &STANDARD.encode(&other.quote),
+    )
+    .await;
+    assert_eq!(v["task_status"], "SUCCESS", "{v}");
+    w.m.shutdown().await;
+}
+
+/// Two requests with one task id at the same time (different keys and nonces): exactly one
+/// certificate is recorded, and both callers get that one; the other request's certificate,
+/// if it was signed, is handed to nobody.
+async fn concurrent_task_id(backend: Backend) {
+    let w = world(backend).await;
+    let platform = w.dir.path().join("platform");
+    let node = issuance_setup(&w).await;
+    for _round in 0..3 {
+        let n = nonces(&w, &node, 2).await;
+        let (csr_a, quote_a) = enclave_request(&platform, "web.example.com", &n[0]);
+        let (csr_b, quote_b) = enclave_request(&platform, "web.example.com", &n[1]);
+        let task = uuid::Uuid::new_v4();
+        let ((st_a, a), (st_b, b)) = tokio::join!(
+            issue_one(&w, &node, task, &csr_a, &quote_a),
+            issue_one(&w, &node, task, &csr_b, &quote_b)
+        );
+        assert_eq!((st_a, st_b), (StatusCode::OK, StatusCode::OK), "{a} {b}");
+        assert_eq!(a["task_status"], "SUCCESS", "{a}");
+        assert_eq!(a, b, "both callers get the recorded certificate");
+        let recorded: Vec<Value> = w
+            .ok(Method::GET, "/v1/certificates?limit=1000", json!(null))
+            .await
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|c| c["task_id"] == json!(task))
+            .cloned()
+            .collect();
+        assert_eq!(recorded.len(), 1, "{recorded:?}");
+        assert_eq!(recorded[0]["certificate"], a["certificate"]);
+    }
+    w.m.shutdown().await;
+}
+
 macro_rules! both_backends {
     ($($name:ident),* $(,)?) => {
         mod sqlite {
@@ -800,5 +1115,8 @@ macro_rules! both_backends {
 both_backends!(
     enrollment_refusals,
     heartbeat_deactivation_and_crl,
-    batch_issuance
+    batch_issuance,
+    issuance_nonces,
+    fresh_evidence,
+    concurrent_task_id,
 );

@@ -5,10 +5,12 @@
 //! chain head is read and written once per batch). The manager acknowledges a request only after
 //! its batch committed (group commit), so acknowledged issuances survive a crash.
 
+use std::collections::HashSet;
+
 use ccm_api::apps::App;
-use ccm_api::builds::EnclaveInfo;
+use ccm_api::builds::{BuildStatusType, EnclaveInfo};
 use ccm_api::certificates::{AppNodeInfo, Certificate, CertificateStatusType};
-use ccm_api::tasks::TaskType;
+use ccm_api::tasks::{TaskStatusType, TaskType};
 use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
@@ -73,8 +75,13 @@ pub struct IssuanceRecord {
     pub valid_until: Option<i64>,
     /// Denial reason or what it waits for.
     pub message: Option<String>,
-    /// The task status (INPROGRESS, SUCCESS, DENIED, FAILED).
-    pub task_status: &'static str,
+    /// The task status.
+    pub task_status: TaskStatusType,
+    /// The issuance nonce the quote carried (REPORTDATA[32..64]), once found valid for the
+    /// node; each is stored once (a unique index), so a second request with it is not written.
+    pub nonce: Option<[u8; 32]>,
+    /// SHA-256 of the CSR's SubjectPublicKeyInfo, when the CSR parsed: a revocation denies it.
+    pub spki_sha256: Option<[u8; 32]>,
 }
 
 /// A certificate request waiting for approvals.
@@ -190,8 +197,20 @@ impl CertRow {
     }
 }
 
+/// Adds the keys of the ISSUED certificates matching `condition` (SQL over `certificates`, its
+/// parameters numbered from 2; `$1` is the time) to their account's revoked keys.
+fn deny_keys_sql(condition: &str) -> String {
+    format!(
+        "INSERT INTO revoked_keys (acct_id, spki_sha256, certificate_id, revoked_at) \
+         SELECT acct_id, spki_sha256, certificate_id, $1 FROM certificates \
+         WHERE {condition} AND status = 'ISSUED' AND spki_sha256 IS NOT NULL \
+         ON CONFLICT (acct_id, spki_sha256) DO NOTHING"
+    )
+}
+
 /// Revokes the ISSUED certificates and rejects the PENDING requests whose `column` (`node_id`,
-/// `app_id` or `build_id`) is `value`, closing their tasks.
+/// `app_id` or `build_id`) is `value`, closing their tasks. The revoked certificates' keys are
+/// denied from then on.
 pub(crate) async fn revoke_where(
     conn: &mut AnyConnection,
     column: &'static str,
@@ -199,6 +218,11 @@ pub(crate) async fn revoke_where(
     reason: &str,
     now: i64,
 ) -> Result<()> {
+    sqlx::query(&deny_keys_sql(&format!("{column} = $2")))
+        .bind(now)
+        .bind(value)
+        .execute(&mut *conn)
+        .await?;
     sqlx::query(&format!(
         "UPDATE certificates SET status = 'REVOKED', revoked_at = $1, updated_at = $1, message = $2 \
          WHERE {column} = $3 AND status = 'ISSUED'"
@@ -260,8 +284,8 @@ pub struct ImageMatch {
     pub isvprodid: i64,
     /// ISVSVN.
     pub isvsvn: i64,
-    /// Whitelisting status (wire spelling).
-    pub status: String,
+    /// Whitelisting status.
+    pub status: BuildStatusType,
     /// `name:tag`.
     pub image: String,
 }
@@ -276,7 +300,11 @@ fn image_with_app(r: &impl Columns) -> Result<(ImageMatch, Option<App>)> {
         mrsigner: r.get("img_mrsigner")?,
         isvprodid: r.get("img_isvprodid")?,
         isvsvn: r.get("img_isvsvn")?,
-        status: r.get("img_status")?,
+        status: enum_value(
+            "builds.status",
+            &r.get::<String>("img_status")?,
+            BuildStatusType::parse,
+        )?,
         image: format!("{name}:{tag}"),
     };
     let app = match r.get::<Option<String>>("app_id")? {
@@ -289,17 +317,109 @@ fn image_with_app(r: &impl Columns) -> Result<(ImageMatch, Option<App>)> {
 /// Largest batch [`Store::record_issuances`] writes in one statement.
 pub const MAX_ISSUANCE_BATCH: usize = 64;
 
+/// One request of a batch as [`Store::issuance_lookup`] asks about it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LookupKey {
+    /// The request's task id.
+    pub task_id: Uuid,
+    /// The nonce its quote carries, if any.
+    pub nonce: Option<[u8; 32]>,
+    /// SHA-256 of the key it asks to certify, if known.
+    pub spki_sha256: Option<[u8; 32]>,
+}
+
+/// What [`Store::issuance_lookup`] found: which of the asked task ids, nonces and keys are
+/// taken, used or revoked.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct IssuanceLookup {
+    /// Task ids used by a task or a certificate request.
+    pub used_task_ids: HashSet<Uuid>,
+    /// Nonces already recorded with a certificate request.
+    pub used_nonces: HashSet<[u8; 32]>,
+    /// Keys on the account's revoked-key list.
+    pub revoked_keys: HashSet<[u8; 32]>,
+}
+
+/// Whether `e` is a unique-constraint violation (a task id or nonce stored meanwhile).
+fn is_unique_violation(e: &Error) -> bool {
+    match e {
+        Error::Conflict { .. } => true,
+        Error::Database(sqlx::Error::Database(db)) => db.is_unique_violation(),
+        _ => false,
+    }
+}
+
+/// Lower-case hex of 32 bytes, as nonces and key hashes are stored.
+fn hex_encode(bytes: [u8; 32]) -> String {
+    use std::fmt::Write as _;
+    let mut out = String::with_capacity(64);
+    for b in bytes {
+        let _ = write!(out, "{b:02x}");
+    }
+    out
+}
+
+/// The 32 bytes of a stored hex value.
+fn hex32(column: &'static str, text: &str) -> Result<[u8; 32]> {
+    let corrupt = || Error::corrupt(column, format!("not 64 hex digits: {text:?}"));
+    if text.len() != 64 || !text.is_ascii() {
+        return Err(corrupt());
+    }
+    let mut out = [0u8; 32];
+    for (o, pair) in out.iter_mut().zip(text.as_bytes().chunks(2)) {
+        let digits = std::str::from_utf8(pair).map_err(|_| corrupt())?;
+        *o = u8::from_str_radix(digits, 16).map_err(|_| corrupt())?;
+    }
+    Ok(out)
+}
+
 impl Store {
     /// Writes a batch of certificate requests with their tasks and audit entries in one
-    /// transaction. A task id that already exists is skipped (idempotent resubmission).
-    pub async fn record_issuances(&self, batch: &[IssuanceRecord], now: i64) -> Result<()> {
+    /// transaction, and returns the task ids of the requests it did *not* write: those whose
+    /// task id or nonce another request stored first (a resubmission, or two requests racing).
+    /// Nothing of those is written (no task, no audit entry); the caller answers them from
+    /// what is stored, never with what it decided for them.
+    pub async fn record_issuances(&self, batch: &[IssuanceRecord], now: i64) -> Result<Vec<Uuid>> {
+        let mut skipped = Vec::new();
         for chunk in batch.chunks(MAX_ISSUANCE_BATCH) {
-            self.record_chunk(chunk, now).await?;
+            let mut todo: Vec<&IssuanceRecord> = chunk.iter().collect();
+            while !todo.is_empty() {
+                match self.record_chunk(&todo, now).await {
+                    Ok(()) => break,
+                    Err(e) if is_unique_violation(&e) => {
+                        // Rare (a race): find what was stored meanwhile and write the rest.
+                        let keys: Vec<LookupKey> = todo
+                            .iter()
+                            .map(|r| LookupKey {
+                                task_id: r.task_id,
+                                nonce: r.nonce,
+                                spki_sha256: None,
+                            })
+                            .collect();
+                        let taken = self.issuance_lookup(Uuid::nil(), &keys).await?;
+                        let before = todo.len();
+                        todo.retain(|r| {
+                            let lost = taken.used_task_ids.contains(&r.task_id)
+                                || r.nonce.is_some_and(|n| taken.used_nonces.contains(&n));
+                            if lost {
+                                skipped.push(r.task_id);
+                            }
+                            !lost
+                        });
+                        if todo.len() == before {
+                            // Not a conflict with a stored row (two records of the batch
+                            // itself): the caller must not send such a batch.
+                            return Err(e);
+                        }
+                    }
+                    Err(e) => return Err(e),
+                }
+            }
         }
-        Ok(())
+        Ok(skipped)
     }
 
-    async fn record_chunk(&self, batch: &[IssuanceRecord], now: i64) -> Result<()> {
+    async fn record_chunk(&self, batch: &[&IssuanceRecord], now: i64) -> Result<()> {
         if batch.is_empty() {
             return Ok(());
         }
@@ -401,37 +521,83 @@ impl Store {
         Ok(row.is_some())
     }
 
-    /// Which of `task_ids` are used by a task or a certificate request, in one query: for new
-    /// ids (the usual case) neither [`Store::certificate_by_task`] nor [`Store::task_exists`]
-    /// can find anything, so new requests need not ask both.
-    pub async fn used_task_ids(
+    /// Which of `task_ids` are used by a task or a certificate request (see
+    /// [`Store::issuance_lookup`]).
+    pub async fn used_task_ids(&self, task_ids: &[Uuid]) -> Result<HashSet<Uuid>> {
+        let keys: Vec<LookupKey> = task_ids
+            .iter()
+            .map(|&task_id| LookupKey {
+                task_id,
+                nonce: None,
+                spki_sha256: None,
+            })
+            .collect();
+        Ok(self
+            .issuance_lookup(Uuid::nil(), &keys)
+            .await?
+            .used_task_ids)
+    }
+
+    /// What an issuance batch must know before deciding, in one query per
+    /// [`MAX_ISSUANCE_BATCH`] requests: which task ids are used by a task or a certificate
+    /// request (for new ids, the usual case, neither [`Store::certificate_by_task`] nor
+    /// [`Store::task_exists`] can find anything, so new requests need not ask both), which
+    /// nonces are already recorded, and which keys account `acct_id` has revoked.
+    pub async fn issuance_lookup(
         &self,
-        task_ids: &[Uuid],
-    ) -> Result<std::collections::HashSet<Uuid>> {
-        let mut used = std::collections::HashSet::new();
-        for chunk in task_ids.chunks(MAX_ISSUANCE_BATCH) {
+        acct_id: Uuid,
+        requests: &[LookupKey],
+    ) -> Result<IssuanceLookup> {
+        let mut out = IssuanceLookup::default();
+        for chunk in requests.chunks(MAX_ISSUANCE_BATCH) {
+            let n = chunk.len();
+            // Each list has one entry per request (an absent nonce or key asks for the empty
+            // string, which matches nothing), so there is one statement per batch size.
             let sql = format!(
-                "SELECT task_id FROM tasks WHERE task_id IN ({}) \
-                 UNION SELECT task_id FROM certificates WHERE task_id IN ({})",
-                self.backend.params(1, chunk.len()),
-                self.backend.params(chunk.len() + 1, chunk.len())
+                "SELECT 't', task_id FROM tasks WHERE task_id IN ({}) \
+                 UNION ALL SELECT 't', task_id FROM certificates WHERE task_id IN ({}) \
+                 UNION ALL SELECT 'n', nonce FROM certificates WHERE nonce IN ({}) \
+                 UNION ALL SELECT 'k', spki_sha256 FROM revoked_keys WHERE acct_id = {} \
+                 AND spki_sha256 IN ({})",
+                self.backend.params(1, n),
+                self.backend.params(n + 1, n),
+                self.backend.params(2 * n + 1, n),
+                self.backend.params(3 * n + 1, 1),
+                self.backend.params(3 * n + 2, n),
             );
-            let ids: Vec<String> = chunk.iter().map(Uuid::to_string).collect();
-            let found: Vec<String> = match &self.sqlite_reads {
+            let ids: Vec<String> = chunk.iter().map(|r| r.task_id.to_string()).collect();
+            let nonces: Vec<String> = chunk
+                .iter()
+                .map(|r| r.nonce.map(hex_encode).unwrap_or_default())
+                .collect();
+            let keys: Vec<String> = chunk
+                .iter()
+                .map(|r| r.spki_sha256.map(hex_encode).unwrap_or_default())
+                .collect();
+            let acct = [acct_id.to_string()];
+            let params: Vec<String> = ids
+                .iter()
+                .chain(&ids)
+                .chain(&nonces)
+                .chain(&acct)
+                .chain(&keys)
+                .cloned()
+                .collect();
+            let found: Vec<(String, String)> = match &self.sqlite_reads {
                 Some(reads) => reads.read(|c| {
                     Ok(c.prepare_cached(&sql)?
-                        .query_map(rusqlite::params_from_iter(ids.iter().chain(&ids)), |r| {
-                            r.get(0)
+                        .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                            Ok((r.get(0)?, r.get(1)?))
                         })?
                         .collect::<rusqlite::Result<_>>()?)
                 })?,
                 None => {
                     self.hot_read(|c| {
-                        let (sql, ids) = (sql.clone(), ids.clone());
+                        let (sql, params) = (sql.clone(), params.clone());
                         Box::pin(async move {
-                            let mut q = sqlx::query_scalar::<_, String>(&sql);
-                            for id in ids.iter().chain(&ids) {
-                                q = q.bind(id);
+                            let mut q = sqlx::query_as::<_, (String, String)>(&sql);
+                            for p in &params {
+                                q = q.bind(p);
                             }
                             Ok(q.fetch_all(c).await?)
                         })
@@ -439,11 +605,22 @@ impl Store {
                     .await?
                 }
             };
-            for id in found {
-                used.insert(uuid("tasks.task_id", &id)?);
+            for (kind, value) in found {
+                match kind.as_str() {
+                    "t" => {
+                        out.used_task_ids.insert(uuid("tasks.task_id", &value)?);
+                    }
+                    "n" => {
+                        out.used_nonces.insert(hex32("certificates.nonce", &value)?);
+                    }
+                    _ => {
+                        out.revoked_keys
+                            .insert(hex32("revoked_keys.spki_sha256", &value)?);
+                    }
+                }
             }
         }
-        Ok(used)
+        Ok(out)
     }
 
     /// A certificate of an account (any account when `acct_id` is `None`).
@@ -585,7 +762,7 @@ impl Store {
         Ok(true)
     }
 
-    /// Revokes an issued certificate (MANAGER action).
+    /// Revokes an issued certificate (MANAGER action); its key is denied from then on.
     pub async fn revoke_certificate(
         &self,
         acct_id: Uuid,
@@ -595,6 +772,12 @@ impl Store {
         now: i64,
     ) -> Result<Certificate> {
         let mut w = self.begin_write().await?;
+        sqlx::query(&deny_keys_sql("certificate_id = $2 AND acct_id = $3"))
+            .bind(now)
+            .bind(certificate_id.to_string())
+            .bind(acct_id.to_string())
+            .execute(&mut *w.tx)
+            .await?;
         let n = sqlx::query(
             "UPDATE certificates SET status = 'REVOKED', revoked_at = $1, updated_at = $1, message = $2 \
              WHERE certificate_id = $3 AND acct_id = $4 AND status = 'ISSUED'",
@@ -739,12 +922,12 @@ impl Store {
 }
 
 /// The rows of a batch of certificate requests: certificates, their tasks, their audit entries.
-fn issuance_write(batch: &[IssuanceRecord], now: i64) -> Result<WriteSet> {
+fn issuance_write(batch: &[&IssuanceRecord], now: i64) -> Result<WriteSet> {
     use crate::sql::Cell::{Lit, Param as P};
     let mut certs = Vec::with_capacity(batch.len());
     let mut tasks = Vec::with_capacity(batch.len());
     let mut audit = Vec::with_capacity(batch.len());
-    for r in batch {
+    for &r in batch {
         let e = r.enclave.as_ref();
         certs.push(vec![
             r.certificate_id.to_string().into(),
@@ -776,6 +959,8 @@ fn issuance_write(batch: &[IssuanceRecord], now: i64) -> Result<WriteSet> {
             r.valid_from.into(),
             r.valid_until.into(),
             r.message.clone().into(),
+            r.nonce.map(hex_encode).into(),
+            r.spki_sha256.map(hex_encode).into(),
             now.into(),
             now.into(),
         ]);
@@ -789,7 +974,7 @@ fn issuance_write(batch: &[IssuanceRecord], now: i64) -> Result<WriteSet> {
             r.acct_id.to_string().into(),
             r.certificate_id.to_string().into(),
             TaskType::CertificateIssuance.as_str().into(),
-            r.task_status.into(),
+            r.task_status.as_str().into(),
             format!(
                 "Certificate for {names} ({what}) on node {}{}",
                 r.node_name,
@@ -827,10 +1012,12 @@ fn issuance_write(batch: &[IssuanceRecord], now: i64) -> Result<WriteSet> {
                 head: "INSERT INTO certificates (certificate_id, task_id, acct_id, zone_id, \
                        node_id, app_id, build_id, status, csr, quote, domains, mrenclave, \
                        mrsigner, isvprodid, isvsvn, debug, cpusvn, tcb_status, simulated, \
-                       cert_pem, serial, valid_from, valid_until, message, created_at, \
-                       updated_at) VALUES",
-                cells: &[P; 26],
-                tail: "ON CONFLICT (task_id) DO NOTHING",
+                       cert_pem, serial, valid_from, valid_until, message, nonce, \
+                       spki_sha256, created_at, updated_at) VALUES",
+                cells: &[P; 28],
+                // No ON CONFLICT: a task id or nonce stored meanwhile fails the write, and
+                // `record_issuances` writes the others without it.
+                tail: "",
                 rows: certs,
             },
             Insert {
@@ -851,7 +1038,7 @@ fn issuance_write(batch: &[IssuanceRecord], now: i64) -> Result<WriteSet> {
                     P,
                     P,
                 ],
-                tail: "ON CONFLICT (task_id) DO NOTHING",
+                tail: "",
                 rows: tasks,
             },
         ],

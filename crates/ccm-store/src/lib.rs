@@ -59,8 +59,8 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use accounts::{AccountRecord, NewAccount, NewZone};
 pub use certificates::{
-    EnclaveFacts, ImageMatch, IssuanceRecord, MAX_ISSUANCE_BATCH, PendingCertificate,
-    PendingOutcome,
+    EnclaveFacts, ImageMatch, IssuanceLookup, IssuanceRecord, LookupKey, MAX_ISSUANCE_BATCH,
+    PendingCertificate, PendingOutcome,
 };
 pub use conversions::{
     ClaimedConversion, ConversionResult, INTERRUPTED_REASON, Interrupted, NewConversion,

@@ -98,7 +98,7 @@ impl Columns for sqlx::any::AnyRow {
 fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
     let conn = crate::writer::open(path)?;
     conn.execute_batch("PRAGMA query_only = ON")?;
-    // `used_task_ids` has one statement per batch size.
+    // `issuance_lookup` has one statement per batch size.
     conn.set_prepared_statement_cache_capacity(2 * crate::MAX_ISSUANCE_BATCH);
     Ok(conn)
 }

@@ -290,10 +290,7 @@ fn run_sqlite(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Recei
                 Ok(c) => commit_group(
                     group,
                     |_| true,
-                    |writes| {
-                        apply_sqlite(c, write_lock, writes)
-                            .map_err(|e| Error::Connection(format!("SQLite write failed: {e}")))
-                    },
+                    |writes| apply_sqlite(c, write_lock, writes).map_err(sqlite_write_error),
                 ),
                 Err(e) => {
                     let e = format!("SQLite write failed: {e}");
@@ -313,6 +310,23 @@ fn run_sqlite(path: &std::path::Path, write_lock: &Mutex<()>, jobs: &mpsc::Recei
             // A connection that failed is opened afresh for the next write.
             conn = None;
         }
+    }
+}
+
+/// A failed SQLite write as the store reports it: a unique-constraint violation (a task id or
+/// nonce stored meanwhile) as [`Error::Conflict`], so that the caller can tell it apart.
+fn sqlite_write_error(e: rusqlite::Error) -> Error {
+    match &e {
+        rusqlite::Error::SqliteFailure(f, _)
+            if f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_UNIQUE
+                || f.extended_code == rusqlite::ffi::SQLITE_CONSTRAINT_PRIMARYKEY =>
+        {
+            Error::Conflict {
+                what: "certificate request",
+                field: "task_id or nonce",
+            }
+        }
+        _ => Error::Connection(format!("SQLite write failed: {e}")),
     }
 }
 

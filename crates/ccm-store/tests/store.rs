@@ -468,7 +468,9 @@ fn denied(acct_id: Uuid, zone_id: Uuid) -> IssuanceRecord {
         valid_from: None,
         valid_until: None,
         message: Some("no attestation evidence".into()),
-        task_status: "DENIED",
+        task_status: TaskStatusType::Denied,
+        nonce: None,
+        spki_sha256: None,
     }
 }
 
@@ -556,6 +558,177 @@ async fn issuance_batch_refused_whole_postgres() {
     issuance_batch_refused_whole(pg()).await
 }
 
+/// A record that stored its nonce (as a request with a fresh nonce does).
+fn with_nonce(acct_id: Uuid, zone_id: Uuid, nonce: u8) -> IssuanceRecord {
+    IssuanceRecord {
+        nonce: Some([nonce; 32]),
+        ..denied(acct_id, zone_id)
+    }
+}
+
+/// A task id or nonce another request stored first is not written again, alone or in a batch
+/// (and nothing of it: no task, no audit entry); the store says which requests it skipped,
+/// also when the requests race.
+async fn issuance_conflicts_are_reported(db: Db) {
+    let (store, _, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let first = with_nonce(acct, zone, 1);
+    assert!(
+        store
+            .record_issuances(std::slice::from_ref(&first), NOW)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let audit_before = store.list_audit(None, 0, 1000).await.unwrap().len();
+    // Same task id; same nonce under a new task id; and a new request in the same batch.
+    let same_task = IssuanceRecord {
+        certificate_id: Uuid::now_v7(),
+        nonce: Some([2; 32]),
+        ..first.clone()
+    };
+    let same_nonce = with_nonce(acct, zone, 1);
+    let new = with_nonce(acct, zone, 3);
+    let skipped = store
+        .record_issuances(&[same_task.clone(), new.clone(), same_nonce.clone()], NOW)
+        .await
+        .unwrap();
+    assert_eq!(skipped, [same_task.task_id, same_nonce.task_id]);
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    assert_eq!(
+        log.len(),
+        audit_before + 1,
+        "only the new request is audited"
+    );
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    let used = store
+        .used_task_ids(&[same_nonce.task_id, new.task_id])
+        .await
+        .unwrap();
+    assert_eq!(
+        used,
+        [new.task_id].into_iter().collect(),
+        "no task for the skipped"
+    );
+    let lookup = store
+        .issuance_lookup(
+            acct,
+            &[ccm_store::LookupKey {
+                task_id: Uuid::now_v7(),
+                nonce: Some([1; 32]),
+                spki_sha256: None,
+            }],
+        )
+        .await
+        .unwrap();
+    assert_eq!(lookup.used_nonces, [[1; 32]].into_iter().collect());
+
+    // Racing: eight writers with one task id, each its own nonce; and eight with one nonce.
+    let task = Uuid::now_v7();
+    let racers: Vec<_> = (0..16u8)
+        .map(|i| {
+            let store = store.clone();
+            let mut r = with_nonce(acct, zone, 10 + i);
+            if i < 8 {
+                r.task_id = task;
+            } else {
+                r.nonce = Some([99; 32]);
+            }
+            tokio::spawn(async move { store.record_issuances(&[r], NOW).await.unwrap() })
+        })
+        .collect();
+    let mut written = 0;
+    for r in racers {
+        if r.await.unwrap().is_empty() {
+            written += 1;
+        }
+    }
+    assert_eq!(written, 2, "one per task id, one per nonce");
+    let log = store.list_audit(None, 0, 1000).await.unwrap();
+    assert_eq!(log.len(), audit_before + 3);
+    verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
+    store.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issuance_conflicts_are_reported_sqlite() {
+    issuance_conflicts_are_reported(sqlite()).await
+}
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn issuance_conflicts_are_reported_postgres() {
+    issuance_conflicts_are_reported(pg()).await
+}
+
+/// Revoking a certificate (by hand, or by deleting its app) puts its key on the account's
+/// revoked-key list; other accounts' lists are not affected.
+async fn revocation_denies_keys(db: Db) {
+    let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let a = store
+        .create_app(&app(acct, "flask", &["a.example"]), &actor, NOW)
+        .await
+        .unwrap();
+    let issued = |key: u8| IssuanceRecord {
+        status: CertificateStatusType::Issued,
+        task_status: TaskStatusType::Success,
+        app_id: Some(a.app_id),
+        cert_pem: Some("PEM".into()),
+        serial: Some(format!("0{key}")),
+        valid_from: Some(NOW),
+        valid_until: Some(NOW + 1000),
+        message: None,
+        spki_sha256: Some([key; 32]),
+        ..denied(acct, zone)
+    };
+    let (one, two) = (issued(1), issued(2));
+    store
+        .record_issuances(&[one.clone(), two.clone()], NOW)
+        .await
+        .unwrap();
+    let revoked = |acct_id| {
+        let store = store.clone();
+        async move {
+            let ask = |k: u8| ccm_store::LookupKey {
+                task_id: Uuid::now_v7(),
+                nonce: None,
+                spki_sha256: Some([k; 32]),
+            };
+            let mut keys: Vec<u8> = store
+                .issuance_lookup(acct_id, &[ask(1), ask(2), ask(3)])
+                .await
+                .unwrap()
+                .revoked_keys
+                .into_iter()
+                .map(|k| k[0])
+                .collect();
+            keys.sort();
+            keys
+        }
+    };
+    assert!(revoked(acct).await.is_empty());
+    store
+        .revoke_certificate(acct, one.certificate_id, Some("stolen"), &actor, NOW + 1)
+        .await
+        .unwrap();
+    assert_eq!(revoked(acct).await, [1]);
+    assert!(revoked(Uuid::new_v4()).await.is_empty());
+    store
+        .delete_app(acct, a.app_id, &actor, NOW + 2)
+        .await
+        .unwrap();
+    assert_eq!(revoked(acct).await, [1, 2]);
+    store.close().await;
+}
+
+#[tokio::test]
+async fn revocation_denies_keys_sqlite() {
+    revocation_denies_keys(sqlite()).await
+}
+#[tokio::test]
+async fn revocation_denies_keys_postgres() {
+    revocation_denies_keys(pg()).await
+}
+
 /// The reads of every issuance batch (on SQLite they run on their own connections): the image
 /// a MRENCLAVE names with its app, whitelisted images first, only in the node's account; and
 /// which task ids are used, across more ids than one statement takes.
@@ -581,8 +754,12 @@ async fn issuance_reads(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (image.build_id, image.status.as_str(), image.image.as_str()),
-        (newer.build_id, "PENDING", "registry.example/flask-sgx:2"),
+        (image.build_id, image.status, image.image.as_str()),
+        (
+            newer.build_id,
+            BuildStatusType::Pending,
+            "registry.example/flask-sgx:2"
+        ),
         "of pending images, the newest"
     );
     let stored_app = store.get_app(acct, a.app_id).await.unwrap();
@@ -608,8 +785,8 @@ async fn issuance_reads(db: Db) {
         .unwrap()
         .unwrap();
     assert_eq!(
-        (image.build_id, image.status.as_str()),
-        (older.build_id, "WHITELISTED"),
+        (image.build_id, image.status),
+        (older.build_id, BuildStatusType::Whitelisted),
         "a whitelisted image before a newer pending one"
     );
     assert_eq!(

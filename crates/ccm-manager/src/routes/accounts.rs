@@ -24,10 +24,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_account, update_account, delete_account))
 }
 
-/// The sealing context of a zone's CA key.
-pub(crate) fn zone_key_context(zone_id: Uuid) -> String {
-    format!("zone-ca-key:{zone_id}")
-}
+pub(crate) use crate::secrets::zone_key_context;
 
 async fn view(s: &AppState, rec: AccountRecord, role: AccessRole) -> ApiResult<Account> {
     let totals = s.store.account_counts(rec.acct_id).await?;

@@ -94,5 +94,4 @@ pub(crate) async fn blocking<T: Send + 'static>(
         .map_err(ApiError::internal)
 }
 
-pub(crate) use accounts::zone_key_context;
 pub(crate) use zones::join_secret_hash;

@@ -2,15 +2,14 @@
 //! TLS): heartbeats, node certificate renewal, attested certificate issuance for applications.
 
 use std::collections::HashSet;
-use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::State;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
     AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueOutcome, AttestedIssueRequest,
-    HeartbeatRequest, HeartbeatResponse, MAX_ISSUE_BATCH, MAX_RUNNING_APPS, NodeRenewRequest,
-    NodeRenewResponse,
+    HeartbeatRequest, HeartbeatResponse, IssuanceNonceRequest, IssuanceNonces, MAX_ISSUE_BATCH,
+    MAX_RUNNING_APPS, NodeRenewRequest, NodeRenewResponse,
 };
 use ccm_pki::Csr;
 use utoipa_axum::router::OpenApiRouter;
@@ -22,11 +21,13 @@ use crate::attested;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
 use crate::node_auth::NodeCaller;
+use crate::service;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(heartbeat))
         .routes(routes!(renew))
+        .routes(routes!(nonces))
         .routes(routes!(issue))
         .routes(routes!(issue_batch))
         .routes(routes!(issue_result))
@@ -106,6 +107,23 @@ async fn renew(
     }))
 }
 
+/// Fresh issuance nonces for workloads on the node (REPORTDATA[32..64] of their quotes): each
+/// is accepted once, from this node only, until its `expires_at`
+/// (docs/attestation-evidence.md).
+#[utoipa::path(post, path = "/v1/node-agent/nonces", tag = "node-agent", request_body = IssuanceNonceRequest,
+    responses((status = 200, body = IssuanceNonces), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody), (status = 403, body = ccm_api::ErrorBody)))]
+async fn nonces(
+    State(s): State<AppState>,
+    caller: NodeCaller,
+    Body(req): Body<IssuanceNonceRequest>,
+) -> ApiResult<Json<IssuanceNonces>> {
+    Ok(Json(service::issuance::issue_nonces(
+        &s,
+        &caller.node,
+        req.count,
+    )?))
+}
+
 /// Attested certificate issuance for an application enclave on the node. Idempotent on
 /// `task_id`. A request without valid evidence is a DENIED task, never an error response.
 #[utoipa::path(post, path = "/v1/node-agent/certificates", tag = "node-agent", request_body = AttestedIssueRequest,
@@ -115,11 +133,11 @@ async fn issue(
     caller: NodeCaller,
     Body(req): Body<AttestedIssueRequest>,
 ) -> ApiResult<Json<CertificateTask>> {
-    let mut outcomes = issue_many(&s, &caller, vec![req]).await?;
-    match outcomes.pop() {
+    let mut answers = service::issuance::issue(&s, &caller.node, vec![request(req)]).await?;
+    match answers.pop() {
         Some(Ok((task, _))) => Ok(Json(task)),
-        Some(Err(e)) => Err(e),
-        None => Err(ApiError::internal("no outcome for the request")),
+        Some(Err(e)) => Err(e.into()),
+        None => Err(ApiError::internal("no answer for the request")),
     }
 }
 
@@ -150,7 +168,8 @@ async fn issue_batch(
             format!("task id {} appears twice in the batch", dup.task_id),
         ));
     }
-    let results = issue_many(&s, &caller, req.requests)
+    let requests = req.requests.into_iter().map(request).collect();
+    let results = service::issuance::issue(&s, &caller.node, requests)
         .await?
         .into_iter()
         .map(|o| match o {
@@ -162,104 +181,20 @@ async fn issue_batch(
             Err(e) => AttestedIssueOutcome {
                 task: None,
                 not_after: None,
-                error: Some(e.body().clone()),
+                error: Some(ApiError::from(e).body().clone()),
             },
         })
         .collect();
     Ok(Json(AttestedIssueBatchResponse { results }))
 }
 
-/// A request's task and its certificate's expiry, or why the request itself is refused.
-type Outcome = Result<(CertificateTask, Option<i64>), ApiError>;
-
-/// Decides requests of one node (distinct task ids) and writes the new decisions through the
-/// group-committing writer, answering once they are durable. Task ids already used are answered
-/// from the store (idempotent resubmission) or refused; the others are evaluated concurrently on
-/// the runtime's workers, as the checks are CPU-bound (quote and CSR signatures, signing).
-async fn issue_many(
-    s: &AppState,
-    caller: &NodeCaller,
-    requests: Vec<AttestedIssueRequest>,
-) -> ApiResult<Vec<Outcome>> {
-    let now = s.clock.now();
-    let ids: Vec<Uuid> = requests.iter().map(|r| r.task_id).collect();
-    let quotes: Vec<Vec<u8>> = requests
-        .iter()
-        .map(|r| attested::decode_b64(&r.quote).unwrap_or_default())
-        .collect();
-    // New task ids (the usual case) are confirmed in one query, used ones are looked at closely;
-    // the images the quotes name are read at the same time.
-    let (used, images) = tokio::join!(
-        s.store.used_task_ids(&ids),
-        attested::prefetch_images(s, caller.node.acct_id, &quotes)
-    );
-    let (used, images) = (used?, Arc::new(images?));
-    let mut outcomes: Vec<Option<Outcome>> = Vec::with_capacity(requests.len());
-    let mut fresh = Vec::with_capacity(requests.len());
-    for ((i, req), quote) in requests.into_iter().enumerate().zip(quotes) {
-        if used.contains(&req.task_id) {
-            if let Some(existing) = s
-                .store
-                .certificate_by_task(caller.node.node_id, req.task_id, now)
-                .await?
-            {
-                let not_after = existing.valid_until;
-                outcomes.push(Some(Ok((
-                    task_view(s, caller, &existing).await?,
-                    not_after,
-                ))));
-                continue;
-            }
-            if s.store.task_exists(req.task_id).await? {
-                outcomes.push(Some(Err(ApiError::conflict(
-                    "task_id_taken",
-                    "this task id is already used; choose another",
-                ))));
-                continue;
-            }
-        }
-        outcomes.push(None);
-        fresh.push((i, req, quote));
+/// The service's request for a wire request (a quote that is not base64 counts as none).
+fn request(r: AttestedIssueRequest) -> service::issuance::Request {
+    service::issuance::Request {
+        quote: attested::decode_b64(&r.quote).unwrap_or_default(),
+        task_id: r.task_id,
+        csr: r.csr,
     }
-    let evaluations: Vec<_> = fresh
-        .into_iter()
-        .map(|(i, req, quote)| {
-            let (s, node, images) = (s.clone(), caller.node.clone(), images.clone());
-            tokio::spawn(async move {
-                let record = attested::evaluate(
-                    &s,
-                    &node,
-                    Uuid::now_v7(),
-                    req.task_id,
-                    &req.csr,
-                    &quote,
-                    Some(&images),
-                )
-                .await;
-                (i, record)
-            })
-        })
-        .collect();
-    let mut records = Vec::with_capacity(evaluations.len());
-    for evaluation in evaluations {
-        let (i, record) = evaluation.await.map_err(ApiError::internal)?;
-        outcomes[i] = Some(Ok((attested::record_view(&record), record.valid_until)));
-        records.push(record);
-    }
-    attested::write(s, records).await?;
-    Ok(outcomes
-        .into_iter()
-        .map(|o| o.unwrap_or_else(|| Err(ApiError::internal("a request was not decided"))))
-        .collect())
-}
-
-async fn task_view(
-    s: &AppState,
-    caller: &NodeCaller,
-    cert: &ccm_api::certificates::Certificate,
-) -> ApiResult<CertificateTask> {
-    let task = s.store.get_task(caller.node.acct_id, cert.task_id).await?;
-    Ok(attested::task_view(cert, task.map(|t| t.status.status)))
 }
 
 /// The state of an issuance task of this node.
@@ -271,10 +206,7 @@ async fn issue_result(
     caller: NodeCaller,
     Path(task_id): Path<Uuid>,
 ) -> ApiResult<Json<CertificateTask>> {
-    let cert = s
-        .store
-        .certificate_by_task(caller.node.node_id, task_id, s.clock.now())
-        .await?
-        .ok_or_else(|| ApiError::not_found("task"))?;
-    Ok(Json(task_view(&s, &caller, &cert).await?))
+    Ok(Json(
+        service::issuance::result(&s, &caller.node, task_id).await?,
+    ))
 }

@@ -218,7 +218,10 @@ async fn provision_node(
     };
     let (verified, used) = attested::verify_quote(&s, &quote, collateral)
         .await
-        .map_err(|m| forbidden("quote_rejected", m))?;
+        .map_err(|e| match e {
+            attested::QuoteError::Store(cause) => ApiError::internal(cause),
+            e => forbidden("quote_rejected", e.to_string()),
+        })?;
     let mut h = Sha256::new();
     h.update(csr.spki_der());
     h.update(&nonce);

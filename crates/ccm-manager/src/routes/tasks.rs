@@ -131,7 +131,7 @@ pub(crate) async fn decide(
         )
     {
         // Certificate requests that waited for this approval are issued now.
-        if let Err(e) = crate::attested::process_pending(s, Some(acct.acct_id)).await {
+        if let Err(e) = crate::service::issuance::process_pending(s, Some(acct.acct_id)).await {
             tracing::warn!(error = ?e, "issuing pending certificates after an approval failed");
         }
     }

@@ -11,6 +11,7 @@
 //! never names an adapter type.
 
 mod error;
+pub mod issuance;
 mod refusal;
 
 pub use error::{ServiceError, ServiceResult};
