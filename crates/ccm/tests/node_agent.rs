@@ -807,7 +807,7 @@ async fn issuance_refusals_name_the_reason() {
                 true,
                 agent_nonce(&http, &agent).await,
             ),
-            "does not bind the CSR's public key",
+            "(key_not_bound)",
         ),
     ];
     for (req, reason) in cases {
