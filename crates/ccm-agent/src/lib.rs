@@ -8,12 +8,15 @@
 //!   ([`state`]); later starts reuse them and never enroll again.
 //! - **Manager link.** Mutual TLS with the node certificate, pinned to the manager certificate
 //!   named by the join token. Heartbeats report the running application instances (certificates
-//!   handed out and still valid); failures back off exponentially (1 s to 60 s) and recover by
-//!   themselves. The node certificate is renewed with a new key when two thirds of its life have
-//!   passed.
+//!   handed out and still valid); failures back off exponentially (1 s to 60 s,
+//!   `reconnect_delay`) and recover by themselves. The node certificate is renewed with a new
+//!   key when two thirds of its life have passed.
 //! - **Local API** ([`api`], `http://NODE:9092/v1/`), compatible with the node-agent API that
-//!   enclave applications use, plus the quote-based issuance the launcher uses. The agent
-//!   forwards requests with its node identity; the manager decides. Requests the manager has not
+//!   enclave applications use, plus the quote-based issuance the launcher uses and the fresh
+//!   issuance nonces its quotes carry ([`nonces`]: a pool refilled from the manager in
+//!   batches). Sizes are capped and malformed input refused before anything is forwarded; the
+//!   listener caps connections and read times ([`LocalApiLimits`]). The agent forwards
+//!   requests with its node identity; the manager decides. Requests the manager has not
 //!   finished (pending approval, or the manager unreachable) are kept in the state directory and
 //!   retried, so neither a manager restart nor an agent restart loses them. Bad input yields a
 //!   DENIED or FAILED task with a reason, never a 5xx. Requests that arrive together travel to
