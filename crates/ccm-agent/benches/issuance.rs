@@ -9,8 +9,10 @@
 //!
 //! Everything runs on this machine: a simulated platform, an in-process quote helper on a Unix
 //! socket, the manager (HTTPS, node mTLS) and the agent (plain HTTP on 127.0.0.1) in this process.
-//! The enclave requests (key, CSR, REPORT, quote) are made before the clock starts; the timed part
-//! is the client's HTTP request to the agent until the certificate comes back.
+//! The enclave keys and CSRs are made before the clock starts; the timed part is what a launcher
+//! does for each certificate: a fresh nonce from the agent (`POST /v1/enclave/nonce`), a REPORT
+//! binding the key and the nonce quoted through the quote helper's socket, and the request to
+//! the agent until the certificate comes back.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -24,11 +26,12 @@ use std::time::{Duration, Instant};
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
-use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions};
+use ccm_aesm::AesmClient;
+use ccm_attest::sim::{self, EnclaveIdentity, PlatformOptions, SimCpu};
 use ccm_attest::{Collateral, RootKind, TrustRoot, TrustRoots, Verifier};
 use ccm_manager::{Config, SystemClock};
 use ccm_pki::{CaKeyType, Csr, Evidence, ZoneCa};
-use ccm_sgx::Measurement;
+use ccm_sgx::{AttKeyId, Measurement, ReportData, TargetInfo};
 use serde_json::{Value, json};
 
 /// The allocator of the `ccm` binary, so that the in-process manager and agent run as shipped.
@@ -37,9 +40,42 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 struct Req {
     csr: String,
+    /// SHA-256 of the key's SubjectPublicKeyInfo: REPORTDATA[0..32].
+    spki_sha256: [u8; 32],
+    /// A quote made before the clock starts, for the single-thread costs below.
     quote: String,
-    /// The request body, serialised before the clock starts like the rest of the request.
-    body: String,
+}
+
+/// The enclave side of the quote: the simulated CPU that MACs REPORTs and the quote helper's
+/// socket, as the launcher has them.
+struct Quoting {
+    aesm: AesmClient,
+    att_key: AttKeyId,
+    target: TargetInfo,
+    cpu: SimCpu,
+    identity: EnclaveIdentity,
+}
+
+impl Quoting {
+    fn quote(&self, report_data: [u8; 64]) -> Vec<u8> {
+        let report = self
+            .cpu
+            .ereport(&self.target, &self.identity, &ReportData(report_data));
+        self.aesm
+            .get_quote(&self.att_key, &report, None)
+            .unwrap()
+            .quote
+    }
+}
+
+fn enclave_identity() -> EnclaveIdentity {
+    EnclaveIdentity {
+        mr_enclave: Measurement([0x11; 32]),
+        mr_signer: Measurement([0x22; 32]),
+        isv_prod_id: 7,
+        isv_svn: 1,
+        ..EnclaveIdentity::default()
+    }
 }
 
 /// What the client reads of an answer.
@@ -64,22 +100,14 @@ fn percentile(sorted: &[Duration], p: f64) -> Duration {
 }
 
 fn make_requests(platform: &std::path::Path, n: usize) -> Vec<Req> {
-    let id = EnclaveIdentity {
-        mr_enclave: Measurement([0x11; 32]),
-        mr_signer: Measurement([0x22; 32]),
-        isv_prod_id: 7,
-        isv_svn: 1,
-        ..EnclaveIdentity::default()
-    };
+    let id = enclave_identity();
     (0..n)
         .map(|_| {
             let r = ccm_testkit::enclave::request(platform, &id, &["bench.example.com"]).unwrap();
-            let quote = STANDARD.encode(r.quote);
-            let body = json!({"csr": r.csr, "quote": quote}).to_string();
             Req {
+                spki_sha256: Csr::from_pem(&r.csr).unwrap().spki_sha256(),
                 csr: r.csr,
-                quote,
-                body,
+                quote: STANDARD.encode(r.quote),
             }
         })
         .collect()
@@ -122,12 +150,29 @@ fn thread_cpu() -> std::collections::BTreeMap<String, f64> {
     out
 }
 
-/// Sends one prepared request to the agent; the answer must be a certificate.
-async fn issue(client: &reqwest::Client, url: &str, body: &str) {
+/// One issuance as a launcher makes it: a nonce from the agent, a quote binding the key and the
+/// nonce, the request to the agent; the answer must be a certificate.
+async fn issue(client: &reqwest::Client, agent: &str, quoting: &Arc<Quoting>, req: &Req) {
+    let nonce: ccm_api::agent::NonceResponse = client
+        .post(format!("{agent}/v1/enclave/nonce"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let mut rd = [0u8; 64];
+    rd[..32].copy_from_slice(&req.spki_sha256);
+    rd[32..].copy_from_slice(&STANDARD.decode(&nonce.nonce).unwrap());
+    let q = quoting.clone();
+    let quote = tokio::task::spawn_blocking(move || q.quote(rd))
+        .await
+        .unwrap();
+    let body = json!({"csr": req.csr, "quote": STANDARD.encode(quote)}).to_string();
     let v: Answer = client
-        .post(url)
+        .post(format!("{agent}/v1/certificate/issue-with-quote"))
         .header("content-type", "application/json")
-        .body(body.to_string())
+        .body(body)
         .send()
         .await
         .unwrap()
@@ -173,7 +218,7 @@ fn main() {
         .unwrap()
         .as_secs();
     sim::init(&platform, &PlatformOptions::new(now)).unwrap();
-    println!("preparing {n} enclave requests (key, CSR, REPORT, quote)...");
+    println!("preparing {n} enclave keys and CSRs...");
     let reqs = Arc::new(make_requests(&platform, n));
 
     println!("where the time goes (one thread, warm caches):");
@@ -317,6 +362,7 @@ fn main() {
             insecure_http_manager: false,
             collateral: Some(platform.join(sim::COLLATERAL_FILE)),
             ipaddress: None,
+            limits: ccm_agent::LocalApiLimits::default(),
         })
         .await
         .unwrap();
@@ -328,12 +374,23 @@ fn main() {
             .build()
             .unwrap();
 
-        // Warm-up (connections, caches), then the timed run.
+        let aesm = AesmClient::new(&socket);
+        let att_key = aesm.select_att_key_id(None).unwrap();
+        let target = aesm.init_quote_ex(&att_key).unwrap().target_info;
+        let quoting = Arc::new(Quoting {
+            aesm,
+            att_key,
+            target,
+            cpu: sim::load_sim_cpu(&platform).unwrap(),
+            identity: enclave_identity(),
+        });
+
+        // Warm-up (connections, caches, the agent's nonce pool), then the timed run.
         let warm = 64.min(reqs.len() / 4);
         let reqs_len = reqs.len();
-        let url = format!("{agent_url}/v1/certificate/issue-with-quote");
+        let url = agent_url.clone();
         for r in reqs.iter().take(warm) {
-            issue(&client, &url, &r.body).await;
+            issue(&client, &url, &quoting, r).await;
         }
         let cpu_before = thread_cpu();
         let start = Instant::now();
@@ -346,9 +403,10 @@ fn main() {
             for (k, i) in (warm..reqs.len()).enumerate() {
                 let due = start + Duration::from_secs_f64(k as f64 / rate);
                 tokio::time::sleep_until(due.into()).await;
-                let (client, url, reqs) = (client.clone(), url.clone(), reqs.clone());
+                let (client, url, reqs, quoting) =
+                    (client.clone(), url.clone(), reqs.clone(), quoting.clone());
                 sent.push(tokio::spawn(async move {
-                    issue(&client, &url, &reqs[i].body).await;
+                    issue(&client, &url, &quoting, &reqs[i]).await;
                     (due.elapsed(), due - start)
                 }));
             }
@@ -360,8 +418,13 @@ fn main() {
             let next = Arc::new(AtomicUsize::new(warm));
             let mut workers = Vec::new();
             for _ in 0..concurrency {
-                let (next, client, url, reqs) =
-                    (next.clone(), client.clone(), url.clone(), reqs.clone());
+                let (next, client, url, reqs, quoting) = (
+                    next.clone(),
+                    client.clone(),
+                    url.clone(),
+                    reqs.clone(),
+                    quoting.clone(),
+                );
                 workers.push(tokio::spawn(async move {
                     let mut lat = Vec::new();
                     loop {
@@ -370,7 +433,7 @@ fn main() {
                             break;
                         }
                         let t = Instant::now();
-                        issue(&client, &url, &reqs[i].body).await;
+                        issue(&client, &url, &quoting, &reqs[i]).await;
                         lat.push((t.elapsed(), t - start));
                     }
                     lat

@@ -8,12 +8,15 @@
 //!   ([`state`]); later starts reuse them and never enroll again.
 //! - **Manager link.** Mutual TLS with the node certificate, pinned to the manager certificate
 //!   named by the join token. Heartbeats report the running application instances (certificates
-//!   handed out and still valid); failures back off exponentially (1 s to 60 s) and recover by
-//!   themselves. The node certificate is renewed with a new key when two thirds of its life have
-//!   passed.
+//!   handed out and still valid); failures back off exponentially (1 s to 60 s,
+//!   `reconnect_delay`) and recover by themselves. The node certificate is renewed with a new
+//!   key when two thirds of its life have passed.
 //! - **Local API** ([`api`], `http://NODE:9092/v1/`), compatible with the node-agent API that
-//!   enclave applications use, plus the quote-based issuance the launcher uses. The agent
-//!   forwards requests with its node identity; the manager decides. Requests the manager has not
+//!   enclave applications use, plus the quote-based issuance the launcher uses and the fresh
+//!   issuance nonces its quotes carry ([`nonces`]: a pool refilled from the manager in
+//!   batches). Sizes are capped and malformed input refused before anything is forwarded; the
+//!   listener caps connections and read times ([`LocalApiLimits`]). The agent forwards
+//!   requests with its node identity; the manager decides. Requests the manager has not
 //!   finished (pending approval, or the manager unreachable) are kept in the state directory and
 //!   retried, so neither a manager restart nor an agent restart loses them. Bad input yields a
 //!   DENIED or FAILED task with a reason, never a 5xx. Requests that arrive together travel to
@@ -23,7 +26,9 @@
 pub mod api;
 mod batch;
 pub mod manager;
+pub mod nonces;
 pub mod quoting;
+mod serve;
 pub mod state;
 
 use std::collections::{HashMap, VecDeque};
@@ -33,13 +38,14 @@ use std::sync::{Arc, Mutex, RwLock, Weak};
 use std::time::Duration;
 
 use ccm_api::certificates::{CertificateTask, IssueStatus};
-use ccm_api::nodes::{HeartbeatRequest, MAX_RUNNING_APPS, RunningApp};
+use ccm_api::nodes::{HeartbeatRequest, IssuanceNonce, MAX_RUNNING_APPS, RunningApp};
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::batch::Batcher;
 use crate::manager::{CallError, ManagerClient};
+use crate::nonces::{NoncePool, PoolSettings};
 use crate::quoting::Quoter;
 use crate::state::{Identity, PendingTask, StateDir};
 
@@ -112,6 +118,29 @@ pub struct AgentConfig {
     pub collateral: Option<PathBuf>,
     /// IP address to report (default: the local API address).
     pub ipaddress: Option<String>,
+    /// Limits of the local API's listener.
+    pub limits: LocalApiLimits,
+}
+
+/// Limits of the local API (`ccm agent --max-connections`, `--body-read-timeout`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct LocalApiLimits {
+    /// Most connections served at once; further clients wait until one closes.
+    pub max_connections: usize,
+    /// Longest time a client may take to send a request's headers.
+    pub header_read_timeout: Duration,
+    /// Longest time a client may take to send a request's body.
+    pub body_read_timeout: Duration,
+}
+
+impl Default for LocalApiLimits {
+    fn default() -> Self {
+        Self {
+            max_connections: 512,
+            header_read_timeout: Duration::from_secs(10),
+            body_read_timeout: Duration::from_secs(10),
+        }
+    }
 }
 
 /// Unix seconds now.
@@ -182,6 +211,9 @@ pub struct AgentInner {
     issued: Mutex<HashMap<Uuid, i64>>,
     issued_dirty: std::sync::atomic::AtomicBool,
     batcher: Batcher,
+    /// Issuance nonces ready for local workloads.
+    nonces: Arc<NoncePool>,
+    limits: LocalApiLimits,
 }
 
 impl std::fmt::Debug for AgentInner {
@@ -443,6 +475,33 @@ impl AgentInner {
         }
     }
 
+    /// A fresh issuance nonce for a local workload (`POST /v1/enclave/nonce`): from the pool,
+    /// else fetched from the manager. A pool below its low-water mark is refilled in the
+    /// background.
+    pub async fn nonce(&self) -> Result<IssuanceNonce, CallError> {
+        let client = self
+            .client()
+            .ok_or_else(|| CallError::Unavailable("no manager client".into()))?;
+        let nonce = self.nonces.take(&client, unix_now).await?;
+        if self.nonces.needs_refill(unix_now()) {
+            let pool = self.nonces.clone();
+            tokio::spawn(async move {
+                if let Err(e) = pool.refill(&client, unix_now).await {
+                    tracing::debug!(error = %e, "nonce pool refill failed");
+                }
+            });
+        }
+        Ok(nonce)
+    }
+
+    /// Keeps the nonce pool above its low-water mark (after a heartbeat went through).
+    async fn refill_nonces(&self) {
+        let Some(client) = self.client() else { return };
+        if let Err(e) = self.nonces.refill(&client, unix_now).await {
+            tracing::warn!(error = %e, "cannot fetch issuance nonces");
+        }
+    }
+
     /// Remembers the quote of a key attested through `/v1/enclave/attest`.
     fn remember_attested(&self, spki_sha256: [u8; 32], quote: Vec<u8>) {
         if let Ok(mut m) = self.attested.lock() {
@@ -586,8 +645,22 @@ fn running_report(issued: &HashMap<Uuid, i64>, now: i64, cap: usize) -> (Vec<Run
     (report, count)
 }
 
+/// First wait after a failed heartbeat.
+const FIRST_RECONNECT_DELAY: Duration = Duration::from_secs(1);
+/// Longest wait between two heartbeat attempts while the manager is away.
+const MAX_RECONNECT_DELAY: Duration = Duration::from_secs(60);
+
+/// How long to wait after `failures` consecutive failed heartbeats (at least 1): 1 s, doubling
+/// with each further failure, at most 60 s.
+fn reconnect_delay(failures: u32) -> Duration {
+    let doublings = failures.saturating_sub(1).min(31);
+    FIRST_RECONNECT_DELAY
+        .saturating_mul(1u32 << doublings)
+        .min(MAX_RECONNECT_DELAY)
+}
+
 async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
-    let mut backoff = Duration::from_secs(1);
+    let mut failures: u32 = 0;
     let mut next_renew_check = tokio::time::Instant::now();
     loop {
         agent.save_issued_if_dirty();
@@ -598,7 +671,8 @@ async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
             .unwrap_or(Duration::from_secs(10));
         let wait = match agent.heartbeat().await {
             Ok(()) => {
-                backoff = Duration::from_secs(1);
+                failures = 0;
+                agent.refill_nonces().await;
                 agent.retry_pending().await;
                 if tokio::time::Instant::now() >= next_renew_check {
                     if let Err(e) = agent.maybe_renew().await {
@@ -609,12 +683,10 @@ async fn background(agent: Agent, mut shutdown: watch::Receiver<bool>) {
                 interval
             }
             Err(e) => {
-                tracing::warn!(error = %e, retry_in = ?backoff, "heartbeat failed");
-                let w = backoff;
-                backoff = (backoff * 2).min(Duration::from_secs(60));
-                w.min(interval.max(Duration::from_secs(1)))
-                    .max(Duration::from_millis(200))
-                    .max(w)
+                failures = failures.saturating_add(1);
+                let wait = reconnect_delay(failures);
+                tracing::warn!(error = %e, retry_in = ?wait, "heartbeat failed");
+                wait
             }
         };
         tokio::select! {
@@ -716,6 +788,8 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
             issued: Mutex::new(issued),
             issued_dirty: std::sync::atomic::AtomicBool::new(false),
             batcher: Batcher::start(move || weak.upgrade().and_then(|a| a.client())),
+            nonces: Arc::new(NoncePool::new(PoolSettings::default())),
+            limits: config.limits,
         }
     });
     for p in agent.state.pending() {
@@ -742,17 +816,7 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
     let (shutdown, rx) = watch::channel(false);
     tokio::spawn(background(agent.clone(), rx.clone()));
     let router = api::router(agent.clone());
-    let mut rx2 = rx;
-    let task = tokio::spawn(async move {
-        let served = axum::serve(listener, router)
-            .with_graceful_shutdown(async move {
-                let _ = rx2.changed().await;
-            })
-            .await;
-        if let Err(e) = served {
-            tracing::error!(error = %e, "local API stopped");
-        }
-    });
+    let task = tokio::spawn(serve::serve(listener, router, config.limits, rx));
     Ok(RunningAgent {
         agent,
         local_addr,
@@ -764,6 +828,14 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn reconnect_delay_doubles_from_one_second_up_to_a_minute() {
+        let secs: Vec<u64> = (1..=9).map(|n| reconnect_delay(n).as_secs()).collect();
+        assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
+        assert_eq!(reconnect_delay(0), Duration::from_secs(1));
+        assert_eq!(reconnect_delay(u32::MAX), Duration::from_secs(60));
+    }
 
     #[test]
     fn heartbeat_reports_the_newest_valid_certificates_up_to_the_cap() {

@@ -14,8 +14,8 @@ use ccm_api::ErrorBody;
 use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
     AttestationRequest, AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueRequest,
-    EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, NodeEnrollment, NodeProvisionRequest,
-    NodeRenewRequest, NodeRenewResponse,
+    EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, IssuanceNonce, IssuanceNonceRequest,
+    IssuanceNonces, NodeEnrollment, NodeProvisionRequest, NodeRenewRequest, NodeRenewResponse,
 };
 use ccm_api::zones::JoinToken;
 use reqwest::StatusCode;
@@ -210,6 +210,14 @@ impl ManagerClient {
         self.post("/v1/node-agent/certificates/batch", req).await
     }
 
+    /// Fresh issuance nonces for workloads on this node (`POST /v1/node-agent/nonces`).
+    pub async fn nonces(&self, count: u32) -> Result<Vec<IssuanceNonce>, CallError> {
+        let resp: IssuanceNonces = self
+            .post("/v1/node-agent/nonces", &IssuanceNonceRequest { count })
+            .await?;
+        Ok(resp.nonces)
+    }
+
     /// The state of an issuance task.
     pub async fn task(&self, task_id: Uuid) -> Result<CertificateTask, CallError> {
         let resp = self
@@ -222,6 +230,12 @@ impl ManagerClient {
             .await
             .map_err(|e| CallError::Unavailable(e.to_string()))?;
         decode(resp).await
+    }
+}
+
+impl crate::nonces::NonceSource for ManagerClient {
+    async fn fetch(&self, count: u32) -> Result<Vec<IssuanceNonce>, CallError> {
+        self.nonces(count).await
     }
 }
 

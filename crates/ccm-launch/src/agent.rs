@@ -3,16 +3,22 @@
 //! Contract (the agent's native endpoint, DESIGN.md section 6):
 //!
 //! ```text
+//! POST {base}/v1/enclave/nonce                  {} → {"nonce": base64(32 bytes), "expires_at"}
 //! POST {base}/v1/certificate/issue-with-quote   {"csr": PEM, "quote": base64(DCAP quote)}
 //! GET  {base}/v1/certificate/result/{task_id}
 //!   → {"task_id", "task_status": INPROGRESS|PENDING_WHITELIST|SUCCESS|DENIED|FAILED,
 //!      "certificate": PEM chain|null, "message": reason|null}
 //! ```
 //!
-//! The launcher polls while the task is `INPROGRESS` or `PENDING_WHITELIST`, backing off from
-//! 10 ms to 5 s, and says on standard error why it waits (on every status change and at least
-//! once a minute). Connection failures and 5xx answers are retried within the same deadline (the
-//! agent may start after the app); other answers end the attempt with a specific error.
+//! Every request starts with a fresh nonce from the agent (single use, minutes of validity); the
+//! caller makes the quote over the key and that nonce (REPORTDATA[32..64]). The launcher polls
+//! while the task is `INPROGRESS` or `PENDING_WHITELIST`, backing off from 10 ms to 5 s, and says
+//! on standard error why it waits (on every status change and at least once a minute).
+//! Connection failures and 5xx answers (a 503 for the nonce: the agent cannot reach the manager)
+//! are retried within the same deadline (the agent may start after the app); a request whose
+//! fate is unknown (the agent unreachable after it was sent, or it forgot the task) is made
+//! again with a new nonce and a new quote, since the old nonce may be spent. Other answers end
+//! the attempt with a specific error.
 //!
 //! `NODE_AGENT_BASE_URL` is accepted with or without a trailing `/v1/`. Only plain `http` is
 //! spoken (the agent listens on the node). Host names are resolved without the C library's NSS
@@ -150,6 +156,20 @@ struct IssueRequest<'a> {
     quote: String,
 }
 
+/// The agent's nonce answer (`ccm_api::agent::NonceResponse`).
+#[derive(Deserialize)]
+struct NonceAnswer {
+    nonce: String,
+}
+
+/// The outcome of asking for a nonce.
+enum Nonce {
+    /// The 32 nonce bytes.
+    Fresh([u8; 32]),
+    /// Worth retrying (connection failure, 5xx, 429).
+    Transient(String),
+}
+
 /// The outcome of one HTTP exchange.
 enum Answer {
     Task(Task),
@@ -265,6 +285,66 @@ impl AgentClient {
         }
     }
 
+    fn nonce(&self) -> Result<Nonce, LaunchError> {
+        let url = self.url.endpoint("/v1/enclave/nonce");
+        let mut resp = match self.agent.post(&url).send_json(serde_json::json!({})) {
+            Ok(r) => r,
+            Err(e) => {
+                return Ok(Nonce::Transient(format!(
+                    "nonce: node agent at {} unreachable: {e}",
+                    self.url.configured
+                )));
+            }
+        };
+        let status = resp.status().as_u16();
+        let body = match resp
+            .body_mut()
+            .with_config()
+            .limit(MAX_BODY)
+            .read_to_string()
+        {
+            Ok(b) => b,
+            Err(e) => {
+                return Ok(Nonce::Transient(format!(
+                    "nonce: reading the node agent's answer: {e}"
+                )));
+            }
+        };
+        match status {
+            200..=299 => {
+                let bad = |why: &str| {
+                    LaunchError::Agent(format!(
+                        "nonce: the node agent at {} answered with {why}: {}",
+                        self.url.configured,
+                        one_line(&body, 200)
+                    ))
+                };
+                let answer: NonceAnswer = serde_json::from_str(&body)
+                    .map_err(|_| bad("something that is not a nonce"))?;
+                let bytes = base64::engine::general_purpose::STANDARD
+                    .decode(answer.nonce.trim())
+                    .map_err(|_| bad("a nonce that is not base64"))?;
+                let nonce: [u8; 32] = bytes
+                    .try_into()
+                    .map_err(|_| bad("a nonce that is not 32 bytes"))?;
+                Ok(Nonce::Fresh(nonce))
+            }
+            404 => Err(LaunchError::Agent(format!(
+                "nonce: the node agent at {} has no nonce endpoint (HTTP 404 for {url}); it is older than this launcher",
+                self.url.configured
+            ))),
+            429 | 500..=599 => Ok(Nonce::Transient(format!(
+                "no nonce: node agent answered HTTP {status}: {}",
+                error_text(&body)
+            ))),
+            _ => Err(LaunchError::Agent(format!(
+                "nonce: node agent at {} answered HTTP {status}: {}",
+                self.url.configured,
+                error_text(&body)
+            ))),
+        }
+    }
+
     fn issue(&self, csr: &str, quote_b64: &str) -> Result<Answer, LaunchError> {
         let body = IssueRequest {
             csr,
@@ -288,16 +368,17 @@ impl AgentClient {
         self.exchange(r, "poll")
     }
 
-    /// Requests a certificate for `domain` with `csr` (PEM) and `quote`, and waits for it until
-    /// `timeout` (None: for ever). Returns the PEM chain.
+    /// Requests a certificate for `domain` with `csr` (PEM), and waits for it until `timeout`
+    /// (None: for ever). Each request takes a fresh nonce from the agent and a quote from
+    /// `quote_for(nonce)` (REPORTDATA binding the CSR's key and the nonce). Returns the PEM
+    /// chain.
     pub fn obtain(
         &self,
         domain: &str,
         csr: &str,
-        quote: &[u8],
+        mut quote_for: impl FnMut(&[u8; 32]) -> Result<Vec<u8>, LaunchError>,
         timeout: Option<Duration>,
     ) -> Result<String, LaunchError> {
-        let quote_b64 = base64::engine::general_purpose::STANDARD.encode(quote);
         let start = Instant::now();
         let deadline = timeout.map(|t| start + t);
         let mut delay = FIRST_POLL;
@@ -305,7 +386,14 @@ impl AgentClient {
         let mut last_said: Option<(String, Instant)> = None;
         loop {
             let answer = match &task {
-                None => self.issue(csr, &quote_b64)?,
+                None => match self.nonce()? {
+                    Nonce::Fresh(nonce) => {
+                        let quote = quote_for(&nonce)?;
+                        let quote_b64 = base64::engine::general_purpose::STANDARD.encode(quote);
+                        self.issue(csr, &quote_b64)?
+                    }
+                    Nonce::Transient(why) => Answer::Transient(why),
+                },
                 Some(t) => self.poll(&t.task_id)?,
             };
             let reason = match answer {

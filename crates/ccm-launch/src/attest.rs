@@ -53,10 +53,12 @@ pub fn identity_of(v: &VerifiedEnclave) -> EnclaveIdentity {
     }
 }
 
-/// REPORTDATA binding a public key: SHA-256 of its SubjectPublicKeyInfo DER, then 32 zeros.
-pub fn report_data_for(spki_der: &[u8]) -> ReportData {
+/// REPORTDATA of a certificate request (docs/attestation-evidence.md): `[0..32]` = SHA-256 of
+/// the key's SubjectPublicKeyInfo DER, `[32..64]` = the manager's issuance nonce.
+pub fn report_data_for(spki_der: &[u8], nonce: &[u8; 32]) -> ReportData {
     let mut rd = ReportData::default();
     rd.0[..32].copy_from_slice(ring::digest::digest(&ring::digest::SHA256, spki_der).as_ref());
+    rd.0[32..].copy_from_slice(nonce);
     rd
 }
 

@@ -1,4 +1,10 @@
-//! Checking an issued certificate against its key, and writing key, certificate and chain.
+//! Checking an issued certificate against its key and the zone CA, and writing key, certificate
+//! and chain.
+//!
+//! The chain check ([`check_chain`]) walks the answer from the leaf: each certificate must be
+//! signed by the next one, until one of them is a given zone CA certificate or is signed by
+//! one. So a certificate that does not come from the zone CA the launcher was given (another
+//! account's, a forged one, a chain with a broken link) is refused before anything is written.
 //!
 //! Every file is written under a temporary name in its own directory, flushed to disk, given
 //! its mode (0600 for the key, 0644 for certificates) and owner, and renamed over the old one,
@@ -112,6 +118,82 @@ pub fn check(pem: &str, domain: &str, spki_der: Option<&[u8]>) -> Result<Issued,
         not_before: validity.not_before.timestamp(),
         not_after: validity.not_after.timestamp(),
     })
+}
+
+/// The DER certificates of a PEM text (any other block is refused).
+pub fn pem_certificates(pem: &str) -> Result<Vec<Vec<u8>>, String> {
+    let mut out = Vec::new();
+    for item in x509_parser::pem::Pem::iter_from_buffer(pem.as_bytes()) {
+        let block = item.map_err(|e| format!("not PEM: {e}"))?;
+        if block.label != "CERTIFICATE" {
+            return Err(format!("unexpected PEM block {:?}", block.label));
+        }
+        X509Certificate::from_der(&block.contents)
+            .map_err(|e| format!("a certificate does not parse: {e}"))?;
+        out.push(block.contents);
+    }
+    if out.is_empty() {
+        return Err("no certificate".into());
+    }
+    Ok(out)
+}
+
+/// Checks that the issued chain `pem` (leaf first) leads to one of the `anchors` (DER zone CA
+/// certificates): each certificate is signed by the next, up to one that is an anchor or is
+/// signed by one. `ca_file` names the anchors in the error.
+pub fn check_chain(
+    pem: &str,
+    domain: &str,
+    anchors: &[Vec<u8>],
+    ca_file: &Path,
+) -> Result<(), LaunchError> {
+    let refuse = |why: String| {
+        bad(
+            domain,
+            format!(
+                "the certificate does not chain to the zone CA in {}: {why}",
+                ca_file.display()
+            ),
+        )
+    };
+    let ders = pem_certificates(pem).map_err(|e| bad(domain, e))?;
+    let mut parsed = Vec::with_capacity(ders.len());
+    for der in &ders {
+        let (_, c) = X509Certificate::from_der(der).map_err(|e| bad(domain, format!("{e}")))?;
+        parsed.push(c);
+    }
+    let mut anchor_certs = Vec::with_capacity(anchors.len());
+    for der in anchors {
+        let (_, c) = X509Certificate::from_der(der)
+            .map_err(|e| refuse(format!("a zone CA certificate does not parse: {e}")))?;
+        anchor_certs.push(c);
+    }
+    for (i, cert) in parsed.iter().enumerate() {
+        if i > 0 && anchors.iter().any(|a| ders.get(i).is_some_and(|d| d == a)) {
+            return Ok(());
+        }
+        let signed_by_anchor = anchor_certs.iter().any(|a| {
+            a.subject() == cert.issuer() && cert.verify_signature(Some(a.public_key())).is_ok()
+        });
+        if signed_by_anchor {
+            return Ok(());
+        }
+        let Some(next) = parsed.get(i + 1) else {
+            return Err(refuse(format!(
+                "certificate {i} of the answer (issuer {}) is not signed by it",
+                cert.issuer()
+            )));
+        };
+        if next.subject() != cert.issuer()
+            || cert.verify_signature(Some(next.public_key())).is_err()
+        {
+            return Err(refuse(format!(
+                "certificate {i} of the answer is not signed by certificate {}",
+                i + 1
+            )));
+        }
+    }
+    Err(refuse("the answer holds no certificate".into()))
 }
 
 /// Writes `data` to `path` atomically with `mode`, owned by `owner` when given.
@@ -237,6 +319,63 @@ mod tests {
                 .to_string()
                 .contains("unexpected PEM block")
         );
+    }
+
+    fn ca(name: &str) -> rcgen::CertificateParams {
+        let mut p = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        p.distinguished_name.push(rcgen::DnType::CommonName, name);
+        p.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        p
+    }
+
+    #[test]
+    fn chains_are_checked_against_the_zone_ca() {
+        let file = Path::new("/etc/ccm/zone-ca.pem");
+        let der = |pem: &str| pem_certificates(pem).unwrap();
+        let root_key = rcgen::KeyPair::generate().unwrap();
+        let root = ca("zone CA").self_signed(&root_key).unwrap();
+        let mid_key = rcgen::KeyPair::generate().unwrap();
+        let mid = ca("simulated")
+            .signed_by(&mid_key, &root, &root_key)
+            .unwrap();
+        let key = rcgen::KeyPair::generate().unwrap();
+        let leaf_params = rcgen::CertificateParams::new(vec!["a.example".to_owned()]).unwrap();
+        let leaf = leaf_params
+            .clone()
+            .signed_by(&key, &root, &root_key)
+            .unwrap();
+        let deep = leaf_params.clone().signed_by(&key, &mid, &mid_key).unwrap();
+        let anchors = der(&root.pem());
+        let ok = |pem: String| check_chain(&pem, "a.example", &anchors, file);
+        // Leaf and zone CA; the leaf alone; through an intermediate, with or without the root.
+        ok(format!("{}{}", leaf.pem(), root.pem())).unwrap();
+        ok(leaf.pem()).unwrap();
+        ok(format!("{}{}", deep.pem(), mid.pem())).unwrap();
+        ok(format!("{}{}{}", deep.pem(), mid.pem(), root.pem())).unwrap();
+
+        // Another CA with the same name, sent along as the chain.
+        let other_key = rcgen::KeyPair::generate().unwrap();
+        let other = ca("zone CA").self_signed(&other_key).unwrap();
+        let forged = leaf_params
+            .clone()
+            .signed_by(&key, &other, &other_key)
+            .unwrap();
+        let e = ok(format!("{}{}", forged.pem(), other.pem())).unwrap_err();
+        assert_eq!(e.exit_code(), 35);
+        assert!(
+            e.to_string().starts_with(
+                "certificate for a.example: the certificate does not chain to the zone CA in /etc/ccm/zone-ca.pem: "
+            ),
+            "{e}"
+        );
+        assert!(ok(forged.pem()).is_err());
+        // A broken link: the intermediate did not sign the leaf.
+        let e = ok(format!("{}{}{}", forged.pem(), mid.pem(), root.pem())).unwrap_err();
+        assert!(e.to_string().contains("not signed by certificate 1"), "{e}");
+        // The intermediate alone is not an anchor.
+        let e = check_chain(&deep.pem(), "a.example", &der(&other.pem()), file).unwrap_err();
+        assert!(e.to_string().contains("is not signed by it"), "{e}");
+        assert!(check_chain("junk", "a.example", &anchors, file).is_err());
     }
 
     #[test]

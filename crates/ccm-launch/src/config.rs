@@ -64,6 +64,8 @@ pub struct Config {
     pub cert_timeout: Option<Duration>,
     /// Worker threads for file verification (0: automatic).
     pub verify_threads: usize,
+    /// The zone CA certificate(s) (PEM file) issued certificates must chain to.
+    pub zone_ca: Option<PathBuf>,
     /// Whether to start the renewal process.
     pub renew: bool,
     /// Arguments for the application.
@@ -108,6 +110,12 @@ const OPTS: &[Opt] = &[
         env: "CCM_LAUNCH_CERT_TIMEOUT",
         takes_value: true,
         help: "seconds to wait for each certificate, 0 = no limit (default 3600)",
+    },
+    Opt {
+        name: "zone-ca",
+        env: "CCM_LAUNCH_ZONE_CA",
+        takes_value: true,
+        help: "PEM file with the zone CA certificate: an issued certificate must chain to it, else the launcher stops (exit 35)",
     },
     Opt {
         name: "verify-threads",
@@ -333,6 +341,7 @@ impl Config {
                 .filter(|v| !v.trim().is_empty()),
             cert_timeout,
             verify_threads,
+            zone_ca: value("zone-ca").map(PathBuf::from),
             renew: !flag("no-renew")?,
             runtime_args,
         })
@@ -356,6 +365,10 @@ impl Config {
                 .to_string()
                 .into(),
         ];
+        if let Some(ca) = &self.zone_ca {
+            out.push("--ccm-zone-ca".into());
+            out.push(ca.clone().into());
+        }
         match &self.quote_via {
             QuoteVia::Aesm(socket) => {
                 out.push("--ccm-aesm-socket".into());
@@ -483,9 +496,13 @@ mod tests {
     fn renewer_args_round_trip() {
         let c = parse(
             &["--ccm-root=/r", "--ccm-aesm-socket=/s"],
-            &[("SGX_AESM_ADDR", "1")],
+            &[
+                ("SGX_AESM_ADDR", "1"),
+                ("CCM_LAUNCH_ZONE_CA", "/etc/ccm/ca.pem"),
+            ],
         )
         .unwrap();
+        assert_eq!(c.zone_ca, Some(PathBuf::from("/etc/ccm/ca.pem")));
         let again = parse(
             &c.renewer_args(42)
                 .iter()
@@ -496,8 +513,13 @@ mod tests {
         .unwrap();
         assert_eq!(again.mode, Mode::Renewer(42));
         assert_eq!(
-            (again.root, again.quote_via, again.cert_timeout),
-            (c.root, c.quote_via, c.cert_timeout)
+            (
+                again.root,
+                again.quote_via,
+                again.cert_timeout,
+                again.zone_ca
+            ),
+            (c.root, c.quote_via, c.cert_timeout, c.zone_ca)
         );
     }
 

@@ -10,12 +10,14 @@
 //! 2. verifies every trusted file and symlink against the manifest, naming the first that
 //!    differs ([`ccm_enclave::verify_trusted_files`]);
 //! 3. checks the runtime arguments against the manifest;
-//! 4. for each certificate request: creates a fresh key and CSR, builds a REPORT of the enclave
-//!    identity whose REPORTDATA binds the key, gets it quoted through the AESM socket
-//!    ([`attest`]), asks the node agent for the certificate and waits while it is pending
-//!    ([`agent`]), checks it, and writes key (0600) and certificate atomically ([`certs`]);
-//! 5. starts the renewal process ([`renew`]), which re-attests with a fresh key at two thirds of
-//!    each certificate's lifetime;
+//! 4. for each certificate request: creates a fresh key and CSR, takes a fresh nonce from the
+//!    node agent, builds a REPORT of the enclave identity whose REPORTDATA binds the key and the
+//!    nonce, gets it quoted through the AESM socket ([`attest`]), asks the node agent for the
+//!    certificate and waits while it is pending ([`agent`]), checks it (the leaf is for the key
+//!    and the domain; the chain leads to the zone CA given with `--ccm-zone-ca`), and writes key
+//!    (0600) and certificate atomically ([`certs`]);
+//! 5. starts the renewal process ([`renew`]), which goes the same way (fresh key, fresh nonce,
+//!    new quote) at two thirds of each certificate's lifetime;
 //! 6. `exec`s the original entrypoint with the measured environment plus the passthrough
 //!    variables ([`exec`]).
 //!
@@ -114,6 +116,8 @@ pub struct Issuance<'a> {
     enclave: &'a VerifiedEnclave,
     attester: Option<Attester>,
     agent: Option<agent::AgentClient>,
+    /// The zone CA certificates (DER), once read.
+    zone_ca: Option<Vec<Vec<u8>>>,
 }
 
 impl<'a> Issuance<'a> {
@@ -124,7 +128,33 @@ impl<'a> Issuance<'a> {
             enclave,
             attester: None,
             agent: None,
+            zone_ca: None,
         }
+    }
+
+    /// The zone CA certificates (DER) of `--ccm-zone-ca`, read once; `None` when not
+    /// configured.
+    fn zone_ca(&mut self) -> Result<Option<&[Vec<u8>]>, LaunchError> {
+        let cfg = self.cfg;
+        let Some(path) = cfg.zone_ca.as_deref() else {
+            return Ok(None);
+        };
+        if self.zone_ca.is_none() {
+            let text = read_limited(path, 1 << 20)
+                .ok()
+                .and_then(|b| String::from_utf8(b).ok())
+                .ok_or_else(|| {
+                    LaunchError::Usage(format!(
+                        "--ccm-zone-ca {}: cannot read the zone CA certificate file",
+                        path.display()
+                    ))
+                })?;
+            let ders = certs::pem_certificates(&text).map_err(|e| {
+                LaunchError::Usage(format!("--ccm-zone-ca {}: {e}", path.display()))
+            })?;
+            self.zone_ca = Some(ders);
+        }
+        Ok(self.zone_ca.as_deref())
     }
 
     fn attester(&mut self) -> Result<&Attester, LaunchError> {
@@ -169,14 +199,23 @@ impl<'a> Issuance<'a> {
         let pem = match req.issuer {
             Issuer::SelfSigned => key.self_signed(&req.domain, SELF_SIGNED_DAYS)?,
             Issuer::ManagerCa => {
-                // Fail on configuration before spending a quote.
+                // Fail on configuration before asking for a nonce.
                 self.agent()?;
-                let quote = self
-                    .attester()?
-                    .quote(&attest::report_data_for(&key.spki_der))?;
+                self.attester()?;
+                self.zone_ca()?;
                 let timeout = self.cfg.cert_timeout;
-                self.agent()?
-                    .obtain(&req.domain, &key.csr_pem, &quote, timeout)?
+                let (Some(agent), Some(attester)) = (&self.agent, &self.attester) else {
+                    return Err(LaunchError::AgentConfig("no node agent".into()));
+                };
+                let quote_for = |nonce: &[u8; 32]| {
+                    attester.quote(&attest::report_data_for(&key.spki_der, nonce))
+                };
+                let pem = agent.obtain(&req.domain, &key.csr_pem, quote_for, timeout)?;
+                let cfg = self.cfg;
+                if let (Some(ca_file), Some(anchors)) = (cfg.zone_ca.as_deref(), self.zone_ca()?) {
+                    certs::check_chain(&pem, &req.domain, anchors, ca_file)?;
+                }
+                pem
             }
         };
         let issued = certs::check(&pem, &req.domain, Some(&key.spki_der))?;

@@ -8,10 +8,11 @@
 //! For each certificate of the manifest the renewer reads the installed certificate and sleeps
 //! until two thirds of its validity period have passed, then re-verifies the manifest, the
 //! SIGSTRUCT and every trusted file (a renewed certificate vouches for the file system as it is
-//! now), creates a **fresh key**, gets a new quote binding it, asks the node agent, and atomically
-//! replaces key and certificate (key first). Applications pick the new files up by re-reading
-//! them (most TLS servers can be told to reload; otherwise they keep serving the old certificate
-//! until restarted, which is still valid for the last third of its life).
+//! now), creates a **fresh key**, takes a **fresh nonce** from the node agent, gets a new quote
+//! binding both, asks the node agent, checks the chain as at start, and atomically replaces key
+//! and certificate (key first). Applications pick the new files up by re-reading them (most TLS
+//! servers can be told to reload; otherwise they keep serving the old certificate until
+//! restarted, which is still valid for the last third of its life).
 //!
 //! A failed attempt is retried with backoff (30 s doubling to 10 min) until it works; a trusted
 //! file that no longer verifies stops the renewer for good, with a message: the certificate then

@@ -218,6 +218,8 @@ fn quote_binds_identity_and_key_then_the_app_replaces_the_launcher() {
         lifetime_secs: 3600,
     });
     let img = image(&ImageSpec::default());
+    let zone_ca = img.dir.path().join("zone-ca.pem");
+    std::fs::write(&zone_ca, agent.ca_pem()).unwrap();
     let child = img
         .launcher()
         .arg(format!("--ccm-aesm-socket={}", platform.socket().display()))
@@ -229,6 +231,7 @@ fn quote_binds_identity_and_key_then_the_app_replaces_the_launcher() {
         .env("NOT_PASSED", "secret")
         .env("GREETING", "from the container")
         .env("CCM_LAUNCH_CERT_TIMEOUT", "30")
+        .env("CCM_LAUNCH_ZONE_CA", &zone_ca)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -258,7 +261,9 @@ fn quote_binds_identity_and_key_then_the_app_replaces_the_launcher() {
         &body.report_data.0[..32],
         ring::digest::digest(&ring::digest::SHA256, &spki).as_ref()
     );
-    assert_eq!(&body.report_data.0[32..], &[0u8; 32]);
+    // REPORTDATA[32..64]: the nonce the agent handed out for this request.
+    assert_ne!(&body.report_data.0[32..], &[0u8; 32]);
+    assert_eq!(agent.nonces_issued(), 1);
 
     // Key (0600) and certificate on disk, for the same key; the chain is the CA.
     let key = std::fs::read_to_string(img.path("/run/secrets/key.pem")).unwrap();
@@ -441,11 +446,58 @@ fn refusals_timeouts_and_protocol_errors() {
         "nothing installed"
     );
 
+    // A certificate that does not chain to the zone CA the launcher was given is refused, even
+    // though it is for the right key and domain and its issuer has the zone CA's name.
+    let agent = AgentPeer::start(Behaviour::ForeignCa);
+    let ca_file = img.dir.path().join("zone-ca.pem");
+    std::fs::write(&ca_file, agent.ca_pem()).unwrap();
+    let zone_ca = format!("--ccm-zone-ca={}", ca_file.display());
+    let out = run(&agent.url, &[&zone_ca]);
+    assert_eq!(out.status.code(), Some(35), "{}", stderr(&out));
+    assert!(
+        error_line(&out).contains(&format!(
+            "certificate for app.example.test: the certificate does not chain to the zone CA in {}",
+            ca_file.display()
+        )),
+        "{}",
+        error_line(&out)
+    );
+    assert!(
+        !img.path("/run/secrets/key.pem").exists(),
+        "nothing installed"
+    );
+    // An unreadable zone CA file is a usage error, before any nonce is spent.
+    let agent = AgentPeer::start(Behaviour::Issue {
+        pending_polls: 0,
+        lifetime_secs: 3600,
+    });
+    let missing = format!(
+        "--ccm-zone-ca={}",
+        img.dir.path().join("nope.pem").display()
+    );
+    let out = run(&agent.url, &[&missing]);
+    assert_eq!(out.status.code(), Some(2), "{}", stderr(&out));
+    assert!(error_line(&out).contains("cannot read the zone CA certificate file"));
+    assert_eq!(agent.nonces_issued(), 0);
+
+    // No nonce to be had (the agent cannot reach its manager): retried, then one clear line.
+    let agent = AgentPeer::start(Behaviour::NoNonce);
+    let out = run(&agent.url, &["--ccm-cert-timeout=1"]);
+    assert_eq!(out.status.code(), Some(32), "{}", stderr(&out));
+    assert_eq!(
+        error_line(&out),
+        "ccm-launch: error: certificate for app.example.test: gave up after 1 s: no nonce: node agent \
+         answered HTTP 503: manager_unavailable: no issuance nonce: the manager is not reachable"
+    );
+    assert!(agent.requests().is_empty(), "no request without a nonce");
+
     // Transient failures are retried within the deadline.
     let agent = AgentPeer::start(Behaviour::Unavailable(2));
     let out = run(&agent.url, &[]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stderr(&out).contains("node agent answered HTTP 503"));
+    // Each attempt had its own nonce and quote: the one that went through was fresh.
+    assert_eq!(agent.nonces_issued(), 3);
 
     // Nobody listening: retried, then a clear error when the time is up.
     let port = std::net::TcpListener::bind("127.0.0.1:0")
@@ -592,7 +644,8 @@ fn renewal_replaces_key_and_certificate_with_a_fresh_attestation() {
     assert_eq!(mode_of(&key_path), 0o600);
     let reqs = agent.requests();
     assert!(reqs.len() >= 2);
-    // The renewal was a fresh attestation binding the new key.
+    // Each request had its own nonce (the peer denies a nonce used twice, as the manager does).
+    assert_eq!(agent.nonces_issued(), reqs.len());
     let (csr, quote) = reqs
         .iter()
         .find(|(csr, _)| csr_spki(csr) == cert_spki(&cert))

@@ -348,13 +348,36 @@ fn identity(mrenclave: [u8; 32], debug: bool) -> EnclaveIdentity {
     }
 }
 
+/// A fresh issuance nonce from the agent (`POST /v1/enclave/nonce`), as a launcher takes one.
+async fn agent_nonce(http: &reqwest::Client, agent: &Agent) -> [u8; 32] {
+    let resp = http
+        .post(format!("{}/v1/enclave/nonce", agent.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let v: Value = resp.json().await.unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    assert!(v["expires_at"].as_i64().unwrap() > now + 60, "{v}");
+    STANDARD
+        .decode(v["nonce"].as_str().unwrap())
+        .unwrap()
+        .try_into()
+        .unwrap()
+}
+
 /// Acts as an enclave: key, CSR, REPORT MACed with the simulated CPU key next to the socket
-/// (REPORTDATA binding `bind_key`'s SPKI, by default the CSR key), quote through the socket.
+/// (REPORTDATA binding `bind_key`'s SPKI, by default the CSR key, and `nonce`), quote through
+/// the socket.
 fn enclave_request(
     socket: &Path,
     id: &EnclaveIdentity,
     names: &[&str],
     bind_other_key: bool,
+    nonce: [u8; 32],
 ) -> EnclaveRequest {
     let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
     let csr =
@@ -371,6 +394,7 @@ fn enclave_request(
     };
     let mut rd = [0u8; 64];
     rd[..32].copy_from_slice(&Sha256::digest(bound.public_key_der()));
+    rd[32..].copy_from_slice(&nonce);
     let secret: [u8; 32] = std::fs::read(socket.parent().unwrap().join("ccm-sim-cpu.key"))
         .unwrap()
         .try_into()
@@ -512,7 +536,13 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
     assert_eq!(node["sgx_info"]["tcb_status"], "UpToDate");
     let node_id = node["node_id"].as_str().unwrap().to_string();
 
-    let req = enclave_request(&w.socket, &identity(MRENCLAVE, false), &[DOMAIN], false);
+    let req = enclave_request(
+        &w.socket,
+        &identity(MRENCLAVE, false),
+        &[DOMAIN],
+        false,
+        agent_nonce(&http, &agent).await,
+    );
     let task = agent_issue(&http, &agent, &req).await;
     assert_eq!(task["task_status"], "PENDING_WHITELIST", "{task}");
     assert!(task["certificate"].is_null());
@@ -710,7 +740,13 @@ async fn issuance_refusals_name_the_reason() {
     let http = plain_http();
 
     let good = identity(MRENCLAVE, false);
-    let ok = enclave_request(&w.socket, &good, &[DOMAIN], false);
+    let ok = enclave_request(
+        &w.socket,
+        &good,
+        &[DOMAIN],
+        false,
+        agent_nonce(&http, &agent).await,
+    );
     assert_eq!(
         agent_issue(&http, &agent, &ok).await["task_status"],
         "SUCCESS"
@@ -718,32 +754,74 @@ async fn issuance_refusals_name_the_reason() {
 
     let cases: Vec<(EnclaveRequest, &str)> = vec![
         (
-            enclave_request(&fsock, &good, &[DOMAIN], false),
+            enclave_request(
+                &fsock,
+                &good,
+                &[DOMAIN],
+                false,
+                agent_nonce(&http, &agent).await,
+            ),
             "not issued by a trusted root",
         ),
         (
-            enclave_request(&w.socket, &identity(MRENCLAVE, true), &[DOMAIN], false),
+            enclave_request(
+                &w.socket,
+                &identity(MRENCLAVE, true),
+                &[DOMAIN],
+                false,
+                agent_nonce(&http, &agent).await,
+            ),
             "debug",
         ),
         (
-            enclave_request(&w.socket, &identity([0x55; 32], false), &[DOMAIN], false),
+            enclave_request(
+                &w.socket,
+                &identity([0x55; 32], false),
+                &[DOMAIN],
+                false,
+                agent_nonce(&http, &agent).await,
+            ),
             "is not an image of any app",
         ),
         (
-            enclave_request(&w.socket, &identity(rejected, false), &[DOMAIN], false),
+            enclave_request(
+                &w.socket,
+                &identity(rejected, false),
+                &[DOMAIN],
+                false,
+                agent_nonce(&http, &agent).await,
+            ),
             "was rejected",
         ),
         (
-            enclave_request(&w.socket, &identity(foreign_mr, false), &[DOMAIN], false),
+            enclave_request(
+                &w.socket,
+                &identity(foreign_mr, false),
+                &[DOMAIN],
+                false,
+                agent_nonce(&http, &agent).await,
+            ),
             "is not an image of any app in the node's account",
         ),
         (
-            enclave_request(&w.socket, &good, &["other.domain.dom"], false),
+            enclave_request(
+                &w.socket,
+                &good,
+                &["other.domain.dom"],
+                false,
+                agent_nonce(&http, &agent).await,
+            ),
             "is not among the domains",
         ),
         (
-            enclave_request(&w.socket, &good, &[DOMAIN], true),
-            "does not bind the CSR's public key",
+            enclave_request(
+                &w.socket,
+                &good,
+                &[DOMAIN],
+                true,
+                agent_nonce(&http, &agent).await,
+            ),
+            "(key_not_bound)",
         ),
     ];
     for (req, reason) in cases {
@@ -800,9 +878,16 @@ async fn manager_and_agent_restarts_lose_nothing() {
     let agent = start_agent(&m, Some(&token), &w.socket, &state, &w.platform);
     let http = plain_http();
 
-    // The manager goes away mid-flow: the agent keeps the request and says why it waits.
+    // The manager goes away mid-flow (after the enclave got its nonce): the agent keeps the
+    // request and says why it waits.
+    let req = enclave_request(
+        &w.socket,
+        &identity(MRENCLAVE, false),
+        &[DOMAIN],
+        false,
+        agent_nonce(&http, &agent).await,
+    );
     drop(m.proc);
-    let req = enclave_request(&w.socket, &identity(MRENCLAVE, false), &[DOMAIN], false);
     let t = agent_issue(&http, &agent, &req).await;
     assert_eq!(t["task_status"], "INPROGRESS", "{t}");
     assert!(
@@ -811,6 +896,33 @@ async fn manager_and_agent_restarts_lose_nothing() {
     );
     let task_id = t["task_id"].as_str().unwrap().to_string();
     assert_eq!(std::fs::read_dir(state.join("pending")).unwrap().count(), 1);
+
+    // Meanwhile the agent hands out the nonces it has on hand, each once, then says that the
+    // manager is away (503, the agent's error body).
+    let mut seen = std::collections::HashSet::new();
+    loop {
+        let resp = http
+            .post(format!("{}/v1/enclave/nonce", agent.url))
+            .send()
+            .await
+            .unwrap();
+        if resp.status() == StatusCode::SERVICE_UNAVAILABLE {
+            let e: Value = resp.json().await.unwrap();
+            assert_eq!(e["code"], "manager_unavailable", "{e}");
+            assert!(
+                e["message"].as_str().unwrap().contains("not reachable"),
+                "{e}"
+            );
+            break;
+        }
+        assert_eq!(resp.status(), StatusCode::OK);
+        let v: Value = resp.json().await.unwrap();
+        assert!(
+            seen.insert(v["nonce"].as_str().unwrap().to_string()),
+            "a nonce twice"
+        );
+        assert!(seen.len() <= 2 * 64, "the pool never runs dry");
+    }
 
     // The agent restarts too, without a join token (the single-use one is spent): it uses its
     // stored identity and its pending request.
@@ -832,4 +944,130 @@ async fn manager_and_agent_restarts_lose_nothing() {
     );
     assert_eq!(std::fs::read_dir(state.join("pending")).unwrap().count(), 0);
     drop(m2.proc);
+}
+
+/// Posts `body` to the agent; the answer, or `None` when the agent closed the connection
+/// before the client finished sending (an early 413 may do that).
+async fn post_raw(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Option<(StatusCode, Value)> {
+    let resp = http
+        .post(url)
+        .header("content-type", "application/json")
+        .body(body)
+        .send()
+        .await
+        .ok()?;
+    let status = resp.status();
+    Some((status, resp.json().await.unwrap_or(Value::Null)))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn junk_bodies_are_refused_by_the_agent_and_reach_nothing() {
+    let w = world();
+    let data = w._tmp.path().join("manager");
+    let root = w.platform.join("root-ca.pem");
+    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let api = Api::new(&m.base, m.pin, "dave@example.com", "daveco").await;
+    api.app_and_image("flask", MRENCLAVE).await;
+    let token = api.join_token(json!({})).await;
+    let state = w._tmp.path().join("agent");
+    let agent = start_agent(&m, Some(&token), &w.socket, &state, &w.platform);
+    let http = plain_http();
+    let recorded = || async {
+        let certs = api
+            .ok(Method::GET, "/v1/certificates?limit=1000", None)
+            .await;
+        let tasks = api.ok(Method::GET, "/v1/tasks", None).await;
+        (certs, tasks)
+    };
+
+    // Control: a well-formed request reaches the manager and is recorded there.
+    let before = recorded().await;
+    assert_eq!(before.0.as_array().unwrap().len(), 0);
+    let req = enclave_request(
+        &w.socket,
+        &identity(MRENCLAVE, false),
+        &[DOMAIN],
+        false,
+        agent_nonce(&http, &agent).await,
+    );
+    agent_issue(&http, &agent, &req).await;
+    let before = recorded().await;
+    assert_eq!(before.0.as_array().unwrap().len(), 1, "{}", before.0);
+    let pending = || {
+        std::fs::read_dir(state.join("pending"))
+            .map(|d| d.count())
+            .unwrap_or(0)
+    };
+    let pending_before = pending();
+
+    // 1 MB bodies: refused before they are read in full (413, or the connection closed).
+    let url = |path: &str| format!("{}{path}", agent.url);
+    let big_csr = format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        "A".repeat(1 << 20)
+    );
+    let junk: Vec<(&str, Vec<u8>)> = vec![
+        ("/v1/certificate/issue-with-quote", vec![b'x'; 1 << 20]),
+        (
+            "/v1/certificate/issue-with-quote",
+            json!({"csr": big_csr, "quote": STANDARD.encode(&req.quote)})
+                .to_string()
+                .into_bytes(),
+        ),
+        (
+            "/v1/certificate/issue",
+            json!({"csr": big_csr}).to_string().into_bytes(),
+        ),
+        ("/v1/enclave/attest", vec![b'{'; 1 << 20]),
+        ("/v1/enclave/nonce", vec![b' '; 1 << 20]),
+    ];
+    for (path, body) in junk {
+        if let Some((status, v)) = post_raw(&http, &url(path), body).await {
+            assert_eq!(status, StatusCode::PAYLOAD_TOO_LARGE, "{path}: {v}");
+            assert_eq!(v["code"], "body_too_large", "{path}: {v}");
+        }
+    }
+
+    // Bodies under the cap with a field over its cap, or malformed: DENIED by the agent.
+    let csr_17k = format!(
+        "-----BEGIN CERTIFICATE REQUEST-----\n{}\n-----END CERTIFICATE REQUEST-----\n",
+        "A".repeat(17 * 1024)
+    );
+    let cases = [
+        (
+            json!({"csr": csr_17k, "quote": STANDARD.encode(&req.quote)}).to_string(),
+            "the CSR is larger than 16384 bytes",
+        ),
+        (
+            json!({"csr": req.csr, "quote": STANDARD.encode(vec![7u8; 17 * 1024])}).to_string(),
+            "the quote is larger than 16384 bytes",
+        ),
+        (
+            json!({"csr": "junk", "quote": STANDARD.encode(&req.quote)}).to_string(),
+            "not a PEM CERTIFICATE REQUEST",
+        ),
+        (
+            json!({"csr": req.csr, "quote": "%%%"}).to_string(),
+            "not base64",
+        ),
+        ("\u{1}\u{2} not json".to_string(), "not JSON"),
+    ];
+    for (body, reason) in cases {
+        let (status, t) = post_raw(
+            &http,
+            &url("/v1/certificate/issue-with-quote"),
+            body.into_bytes(),
+        )
+        .await
+        .unwrap();
+        assert_eq!(status, StatusCode::OK);
+        assert_denied(&t, reason);
+    }
+
+    // Nothing of it reached the manager or the agent's state directory.
+    let after = recorded().await;
+    assert_eq!(after.0, before.0, "no certificate request recorded");
+    assert_eq!(after.1, before.1, "no task created");
+    assert_eq!(pending(), pending_before, "nothing kept by the agent");
+    drop(m.proc);
 }

@@ -273,6 +273,10 @@ pub enum Behaviour {
     NotFound,
     /// SUCCESS with a certificate for another key.
     WrongKey,
+    /// SUCCESS with a certificate from another CA than the zone CA (`ca_pem`).
+    ForeignCa,
+    /// HTTP 503 for every nonce (the agent cannot reach its manager).
+    NoNonce,
 }
 
 struct Task {
@@ -288,6 +292,8 @@ struct State {
     unavailable_left: u32,
     ca_key: rcgen::KeyPair,
     ca: rcgen::Certificate,
+    /// Nonces handed out, and whether a request used them.
+    nonces: HashMap<[u8; 32], bool>,
 }
 
 /// A peer speaking the node agent's quote-based issuance protocol on 127.0.0.1, issuing
@@ -322,6 +328,7 @@ impl AgentPeer {
             unavailable_left,
             ca_key,
             ca,
+            nonces: HashMap::new(),
         }));
         let rt = tokio::runtime::Builder::new_multi_thread()
             .worker_threads(1)
@@ -332,6 +339,7 @@ impl AgentPeer {
         listener.set_nonblocking(true).unwrap();
         let addr = listener.local_addr().unwrap();
         let app = axum::Router::new()
+            .route("/v1/enclave/nonce", post(nonce))
             .route("/v1/certificate/issue-with-quote", post(issue))
             .route("/v1/certificate/result/{id}", get(result))
             .with_state(state.clone());
@@ -358,6 +366,11 @@ impl AgentPeer {
     pub fn ca_pem(&self) -> String {
         self.state.lock().unwrap().ca.pem()
     }
+
+    /// How many nonces were handed out.
+    pub fn nonces_issued(&self) -> usize {
+        self.state.lock().unwrap().nonces.len()
+    }
 }
 
 type Shared = axum::extract::State<Arc<Mutex<State>>>;
@@ -377,6 +390,18 @@ fn issue_cert(s: &State, csr_pem: &str, lifetime: u64, wrong_key: bool) -> Strin
     let now = time::OffsetDateTime::now_utc();
     csr.params.not_before = now;
     csr.params.not_after = now + time::Duration::seconds(lifetime as i64);
+    if matches!(s.behaviour, Behaviour::ForeignCa) {
+        // Same name as the zone CA, another key.
+        let key = rcgen::KeyPair::generate().unwrap();
+        let mut params = rcgen::CertificateParams::new(Vec::<String>::new()).unwrap();
+        params
+            .distinguished_name
+            .push(rcgen::DnType::CommonName, "test zone CA");
+        params.is_ca = rcgen::IsCa::Ca(rcgen::BasicConstraints::Unconstrained);
+        let ca = params.self_signed(&key).unwrap();
+        let leaf = csr.signed_by(&ca, &key).unwrap();
+        return format!("{}{}", leaf.pem(), ca.pem());
+    }
     let leaf = if wrong_key {
         let other = rcgen::KeyPair::generate().unwrap();
         csr.params.signed_by(&other, &s.ca, &s.ca_key).unwrap()
@@ -384,6 +409,31 @@ fn issue_cert(s: &State, csr_pem: &str, lifetime: u64, wrong_key: bool) -> Strin
         csr.signed_by(&s.ca, &s.ca_key).unwrap()
     };
     format!("{}{}", leaf.pem(), s.ca.pem())
+}
+
+async fn nonce(state: Shared) -> Answer {
+    use base64::Engine;
+    let mut s = state.lock().unwrap();
+    if matches!(s.behaviour, Behaviour::NoNonce) {
+        return (
+            axum::http::StatusCode::SERVICE_UNAVAILABLE,
+            axum::Json(serde_json::json!({
+                "code": "manager_unavailable",
+                "message": "no issuance nonce: the manager is not reachable"
+            })),
+        );
+    }
+    let mut n = [0u8; 32];
+    n[..8].copy_from_slice(&(s.nonces.len() as u64 + 1).to_le_bytes());
+    n[8..16].copy_from_slice(&unix_now().to_le_bytes());
+    s.nonces.insert(n, false);
+    (
+        axum::http::StatusCode::OK,
+        axum::Json(serde_json::json!({
+            "nonce": base64::engine::general_purpose::STANDARD.encode(n),
+            "expires_at": unix_now() + 300,
+        })),
+    )
 }
 
 async fn issue(state: Shared, body: axum::Json<serde_json::Value>) -> Answer {
@@ -406,12 +456,22 @@ async fn issue(state: Shared, body: axum::Json<serde_json::Value>) -> Answer {
     let quote = base64::engine::general_purpose::STANDARD
         .decode(body["quote"].as_str().unwrap_or_default())
         .unwrap_or_default();
+    // As the manager does: REPORTDATA[32..64] must be a nonce handed out and not used yet.
+    let fresh = ccm_sgx::Quote::parse(&quote)
+        .ok()
+        .and_then(|q| q.sgx_body().map(|b| b.report_data.0))
+        .and_then(|rd| <[u8; 32]>::try_from(&rd[32..]).ok())
+        .and_then(|n| s.nonces.get_mut(&n))
+        .is_some_and(|used| !std::mem::replace(used, true));
     s.requests.push((csr.clone(), quote));
     let id = format!("00000000-0000-4000-8000-{:012}", s.requests.len());
+    if !fresh {
+        return task_json(&id, "DENIED", None, Some("nonce unknown or used"));
+    }
     match s.behaviour.clone() {
         Behaviour::Deny(m) => task_json(&id, "DENIED", None, Some(&m)),
         Behaviour::Fail(m) => task_json(&id, "FAILED", None, Some(&m)),
-        Behaviour::WrongKey => {
+        Behaviour::WrongKey | Behaviour::ForeignCa => {
             let cert = issue_cert(&s, &csr, 3600, true);
             task_json(&id, "SUCCESS", Some(&cert), None)
         }
@@ -441,7 +501,7 @@ async fn issue(state: Shared, body: axum::Json<serde_json::Value>) -> Answer {
                 Some("image is awaiting approval"),
             )
         }
-        Behaviour::NotFound => unreachable!(),
+        Behaviour::NotFound | Behaviour::NoNonce => unreachable!(),
     }
 }
 

@@ -45,6 +45,12 @@ pub struct AgentArgs {
     /// Allow a plain-HTTP manager (no authentication, no encryption: local testing only).
     #[arg(long)]
     insecure_http_manager: bool,
+    /// Most connections the local API serves at once; further clients wait.
+    #[arg(long, value_name = "N", default_value_t = 512)]
+    max_connections: usize,
+    /// Seconds a client may take to send a request body (and its headers) to the local API.
+    #[arg(long, value_name = "SECS", default_value_t = 10)]
+    body_read_timeout: u64,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -72,6 +78,11 @@ pub fn run(args: AgentArgs) -> anyhow::Result<()> {
         insecure_http_manager: args.insecure_http_manager,
         collateral: args.collateral,
         ipaddress: args.ipaddress,
+        limits: ccm_agent::LocalApiLimits {
+            max_connections: args.max_connections.max(1),
+            header_read_timeout: std::time::Duration::from_secs(args.body_read_timeout.max(1)),
+            body_read_timeout: std::time::Duration::from_secs(args.body_read_timeout.max(1)),
+        },
     };
     // Two worker threads: the agent is I/O bound and should stay small.
     let runtime = tokio::runtime::Builder::new_multi_thread()
