@@ -66,7 +66,11 @@ async fn world(backend: Backend) -> World {
     let base = m.base_url();
     let r = http
         .post(format!("{base}/v1/users"))
-        .json(&json!({"user_email": "ops@example.com", "user_password": "correct horse battery"}))
+        .json(&json!({
+            "user_email": "ops@example.com",
+            "user_password": "correct horse battery",
+            "setup_token": std::fs::read_to_string(dir.path().join("data/setup-token")).unwrap().trim(),
+        }))
         .send()
         .await
         .unwrap();

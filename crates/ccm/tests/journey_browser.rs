@@ -417,17 +417,24 @@ fn seed_journey_in_the_console() {
         std::fs::read_to_string(f).unwrap()
     });
     let certs = pem_certs("the downloaded certificate", &chain);
-    assert_eq!(certs.len(), 2, "the leaf and the zone CA: {chain}");
+    assert_eq!(
+        certs.len(),
+        3,
+        "the leaf, the simulated intermediate and the zone CA: {chain}"
+    );
     assert_eq!(
         certs[0], answer.chain[0],
         "the console's certificate is the one the app serves"
     );
-    assert_eq!(certs[1], ca_der[0], "the chain ends with the zone CA");
+    assert_eq!(certs[2], ca_der[0], "the chain ends with the zone CA");
     {
         let (_, leaf) = X509Certificate::from_der(&certs[0]).unwrap();
+        let (_, sim) = X509Certificate::from_der(&certs[1]).unwrap();
         let (_, zone_ca) = X509Certificate::from_der(&ca_der[0]).unwrap();
-        leaf.verify_signature(Some(zone_ca.public_key()))
-            .expect("the certificate is signed by the zone CA");
+        sim.verify_signature(Some(zone_ca.public_key()))
+            .expect("the simulated intermediate is signed by the zone CA");
+        leaf.verify_signature(Some(sim.public_key()))
+            .expect("the certificate is signed by the simulated intermediate");
         let san = leaf.subject_alternative_name().unwrap().unwrap().value;
         assert_eq!(san.general_names, vec![GeneralName::DNSName(DOMAIN)]);
     }

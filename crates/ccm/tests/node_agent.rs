@@ -570,18 +570,22 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
         .unwrap();
     assert_eq!(again, done);
 
-    // The certificate chains to the zone CA and names the domain.
+    // The certificate chains through the zone's simulated intermediate to the zone CA and names
+    // the domain.
     let ca_pem = api.zone_ca().await;
     let blocks = ::pem::parse_many(chain).unwrap();
-    assert_eq!(blocks.len(), 2, "leaf and zone CA");
+    assert_eq!(blocks.len(), 3, "leaf, simulated intermediate and zone CA");
     let leaf_der = blocks[0].contents().to_vec();
     let ca_der = ::pem::parse(&ca_pem).unwrap().contents().to_vec();
-    assert_eq!(blocks[1].contents(), ca_der.as_slice());
+    assert_eq!(blocks[2].contents(), ca_der.as_slice());
     {
         use x509_parser::prelude::*;
         let (_, leaf) = X509Certificate::from_der(&leaf_der).unwrap();
+        let (_, sim) = X509Certificate::from_der(blocks[1].contents()).unwrap();
         let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
-        leaf.verify_signature(Some(ca.public_key())).unwrap();
+        assert!(sim.subject().to_string().contains("OU=SIMULATED"));
+        sim.verify_signature(Some(ca.public_key())).unwrap();
+        leaf.verify_signature(Some(sim.public_key())).unwrap();
         let san = leaf.subject_alternative_name().unwrap().unwrap().value;
         assert_eq!(san.general_names, vec![GeneralName::DNSName(DOMAIN)]);
         assert!(leaf.subject().to_string().contains("OU=SIMULATED"));
@@ -614,7 +618,13 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
     );
 
     // A TLS handshake with the certificate succeeds for a client trusting the zone CA.
-    tls_handshake(&leaf_der, &req.key, &ca_der).await;
+    // The server presents the leaf and the simulated intermediate, as the issued chain has them.
+    tls_handshake(
+        &[leaf_der.clone(), blocks[1].contents().to_vec()],
+        &req.key,
+        &ca_der,
+    )
+    .await;
 
     // The manager shows the app on the node and the node under the app.
     let app = api
@@ -651,7 +661,7 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
     drop(m.proc);
 }
 
-async fn tls_handshake(leaf_der: &[u8], key: &rcgen::KeyPair, ca_der: &[u8]) {
+async fn tls_handshake(chain_der: &[Vec<u8>], key: &rcgen::KeyPair, ca_der: &[u8]) {
     use rustls_pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer, ServerName};
     use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
     let provider = Arc::new(rustls::crypto::ring::default_provider());
@@ -660,7 +670,10 @@ async fn tls_handshake(leaf_der: &[u8], key: &rcgen::KeyPair, ca_der: &[u8]) {
         .unwrap()
         .with_no_client_auth()
         .with_single_cert(
-            vec![CertificateDer::from(leaf_der.to_vec())],
+            chain_der
+                .iter()
+                .map(|c| CertificateDer::from(c.clone()))
+                .collect(),
             PrivateKeyDer::Pkcs8(PrivatePkcs8KeyDer::from(key.serialize_der())),
         )
         .unwrap();

@@ -873,8 +873,9 @@ pub fn wait_https(
     }
 }
 
-/// Checks the served certificate: it is for `DOMAIN`, labelled SIMULATED, chains to the zone CA
-/// (already checked by the handshake; here the signature once more), and carries the attestation
+/// Checks the served certificate: it is for `DOMAIN`, labelled SIMULATED, chains through the
+/// zone's simulated intermediate to the zone CA (already checked by the handshake; here the
+/// signatures once more), and carries the attestation
 /// evidence: a quote that verifies under the simulated root, states `mrenclave`, and binds the
 /// leaf's public key.
 pub fn check_attested_certificate(w: &World, chain: &[Vec<u8>], ca_pem: &str, mrenclave: &str) {
@@ -885,8 +886,17 @@ pub fn check_attested_certificate(w: &World, chain: &[Vec<u8>], ca_pem: &str, mr
     let ca_der = ::pem::parse(ca_pem).unwrap().contents().to_vec();
     let (_, leaf) = X509Certificate::from_der(leaf_der).unwrap();
     let (_, ca) = X509Certificate::from_der(&ca_der).unwrap();
-    leaf.verify_signature(Some(ca.public_key()))
-        .expect("the leaf is signed by the zone CA");
+    // Simulated: the leaf comes from the zone's simulated intermediate, which the server sends
+    // after it and which the zone CA signed.
+    let sim_der = chain
+        .get(1)
+        .expect("the server sent the simulated intermediate");
+    let (_, sim) = X509Certificate::from_der(sim_der).unwrap();
+    assert!(sim.subject().to_string().contains("OU=SIMULATED"));
+    sim.verify_signature(Some(ca.public_key()))
+        .expect("the simulated intermediate is signed by the zone CA");
+    leaf.verify_signature(Some(sim.public_key()))
+        .expect("the leaf is signed by the simulated intermediate");
     let san = leaf.subject_alternative_name().unwrap().unwrap().value;
     assert_eq!(san.general_names, vec![GeneralName::DNSName(DOMAIN)]);
     assert!(
