@@ -914,7 +914,8 @@ async fn issuance_setup(w: &World) -> reqwest::Client {
             "/v1/apps",
             json!({"name": "web", "input_image_name": "r.example/web", "output_image_name": "r.example/web-sgx",
                    "isvprodid": 7, "isvsvn": 1, "mem_size": 1024, "threads": 16,
-                   "allowed_domains": ["web.example.com"]}),
+                   "allowed_domains": ["web.example.com"],
+                   "advanced_settings": {"allow_simulated": true}}),
         )
         .await;
     w.ok(
