@@ -75,7 +75,7 @@ pub fn app_attest_policy(settings: &AdvancedSettings, account_allows_simulated: 
                 .accepted_tcb_statuses
                 .iter()
                 .copied()
-                .map(attest_tcb_status),
+                .map(crate::attested::attest_tcb_status),
         )
         .allow_debug(settings.allow_debug)
         .min_isvsvn(
@@ -112,32 +112,6 @@ pub fn check_simulated_trust(
              advanced_settings.allow_simulated)"
         ),
     ))
-}
-
-/// The verifier's spelling of an API TCB status.
-pub fn attest_tcb_status(s: TcbStatus) -> ccm_attest::TcbStatus {
-    use ccm_attest::TcbStatus as T;
-    match s {
-        TcbStatus::UpToDate => T::UpToDate,
-        TcbStatus::SWHardeningNeeded => T::SWHardeningNeeded,
-        TcbStatus::ConfigurationNeeded => T::ConfigurationNeeded,
-        TcbStatus::ConfigurationAndSWHardeningNeeded => T::ConfigurationAndSWHardeningNeeded,
-        TcbStatus::OutOfDate => T::OutOfDate,
-        TcbStatus::OutOfDateConfigurationNeeded => T::OutOfDateConfigurationNeeded,
-        TcbStatus::Revoked => T::Revoked,
-    }
-}
-
-fn require(role: AccessRole, min: AccessRole) -> ServiceResult<()> {
-    if role >= min {
-        Ok(())
-    } else {
-        Err(ServiceError::Forbidden(format!(
-            "this needs the {} role in the account; you have {}",
-            min.as_str(),
-            role.as_str()
-        )))
-    }
 }
 
 /// The description of a POLICY_CHANGE task.
@@ -198,7 +172,7 @@ pub async fn create(
     req: AppRequest,
     check: impl Fn(&App) -> ServiceResult<()>,
 ) -> ServiceResult<App> {
-    require(acct.role, AccessRole::Writer)?;
+    acct.require(AccessRole::Writer)?;
     let now = s.clock.now();
     let requested = req.advanced_settings.unwrap_or_default();
     let writer_policy = acct.role < AccessRole::Manager && requested != AdvancedSettings::default();
@@ -264,7 +238,7 @@ pub async fn update(
     p: AppUpdateRequest,
     check: impl Fn(&App) -> ServiceResult<()>,
 ) -> ServiceResult<App> {
-    require(acct.role, AccessRole::Writer)?;
+    acct.require(AccessRole::Writer)?;
     let role = acct.role;
     s.store
         .update_app(

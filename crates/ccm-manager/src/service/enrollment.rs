@@ -213,7 +213,7 @@ pub fn node_policy_step(policy: &NodePolicy, status: TcbStatus) -> Result<(), En
         && policy
             .accepted_tcb_statuses
             .iter()
-            .any(|s| super::apps::attest_tcb_status(*s) == status);
+            .any(|s| crate::attested::attest_tcb_status(*s) == status);
     if accepted {
         Ok(())
     } else {
