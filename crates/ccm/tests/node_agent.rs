@@ -392,8 +392,19 @@ fn enclave_request(
     } else {
         rcgen::KeyPair::from_pem(&key.serialize_pem()).unwrap()
     };
+    let quote = quote_for(socket, id, &bound, nonce);
+    EnclaveRequest { key, csr, quote }
+}
+
+/// A quote through the quote helper whose REPORTDATA binds `key` and `nonce`.
+fn quote_for(
+    socket: &Path,
+    id: &EnclaveIdentity,
+    key: &rcgen::KeyPair,
+    nonce: [u8; 32],
+) -> Vec<u8> {
     let mut rd = [0u8; 64];
-    rd[..32].copy_from_slice(&Sha256::digest(bound.public_key_der()));
+    rd[..32].copy_from_slice(&Sha256::digest(key.public_key_der()));
     rd[32..].copy_from_slice(&nonce);
     let secret: [u8; 32] = std::fs::read(socket.parent().unwrap().join("ccm-sim-cpu.key"))
         .unwrap()
@@ -403,8 +414,7 @@ fn enclave_request(
     let att = client.select_att_key_id(None).unwrap();
     let qe = client.init_quote_ex(&att).unwrap();
     let report = SimCpu::new(secret).ereport(&qe.target_info, id, &ReportData(rd));
-    let quote = client.get_quote(&att, &report, None).unwrap().quote;
-    EnclaveRequest { key, csr, quote }
+    client.get_quote(&att, &report, None).unwrap().quote
 }
 
 async fn agent_issue(http: &reqwest::Client, agent: &Agent, r: &EnclaveRequest) -> Value {
@@ -658,6 +668,104 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
         .await;
     assert_eq!(details["enclave_info"]["mrenclave"], hex::encode(MRENCLAVE));
     assert_eq!(details["simulated"], true);
+    drop(m.proc);
+}
+
+/// With real processes (quote helper, manager, agent): the quote in a revoked certificate's
+/// evidence extension, sent again with a new CSR for the same key, is refused as a replay; a
+/// fresh quote for that key is refused because the key was revoked; a new key still issues.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_revoked_certificates_evidence_cannot_be_replayed() {
+    let w = world();
+    let data = w._tmp.path().join("manager");
+    let root = w.platform.join("root-ca.pem");
+    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let api = Api::new(&m.base, m.pin, "alice@example.com", "acme").await;
+    api.app_and_image("flask", MRENCLAVE).await;
+    api.decide_all("DOMAIN_WHITELIST", "APPROVED").await;
+    api.decide_all("BUILD_WHITELIST", "APPROVED").await;
+    let token = api.join_token(json!({})).await;
+    let agent = start_agent(
+        &m,
+        Some(&token),
+        &w.socket,
+        &w._tmp.path().join("agent"),
+        &w.platform,
+    );
+    let http = plain_http();
+    let id = identity(MRENCLAVE, false);
+    let nonce = agent_nonce(&http, &agent).await;
+    let req = enclave_request(&w.socket, &id, &[DOMAIN], false, nonce);
+    let task = agent_issue(&http, &agent, &req).await;
+    assert_eq!(task["task_status"], "SUCCESS", "{task}");
+    let leaf = ::pem::parse_many(task["certificate"].as_str().unwrap()).unwrap()[0]
+        .contents()
+        .to_vec();
+
+    // A MANAGER revokes it (say the key was stolen).
+    let certs = api.ok(Method::GET, "/v1/certificates", None).await;
+    let cert = certs
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["task_id"] == task["task_id"])
+        .unwrap();
+    let revoked = api
+        .ok(
+            Method::POST,
+            &format!(
+                "/v1/certificates/{}/revoke",
+                cert["certificate_id"].as_str().unwrap()
+            ),
+            Some(json!({"reason": "key stolen"})),
+        )
+        .await;
+    assert_eq!(revoked["status"], "REVOKED", "{revoked}");
+
+    // The thief copies the quote out of the certificate and asks again for the same key.
+    let quote = Evidence::from_certificate(&leaf).unwrap().unwrap().quote;
+    let csr = rcgen::CertificateParams::new(vec![DOMAIN.to_string()])
+        .unwrap()
+        .serialize_request(&req.key)
+        .unwrap()
+        .pem()
+        .unwrap();
+    let replay = EnclaveRequest {
+        key: rcgen::KeyPair::from_pem(&req.key.serialize_pem()).unwrap(),
+        csr: csr.clone(),
+        quote,
+    };
+    let t = agent_issue(&http, &agent, &replay).await;
+    assert_eq!(t["task_status"], "DENIED", "{t}");
+    assert!(t["certificate"].is_null());
+    assert!(
+        t["message"].as_str().unwrap().contains("(replayed_nonce)"),
+        "{t}"
+    );
+
+    // Even a fresh nonce and quote for that key are refused: its key is on the deny list.
+    let fresh = EnclaveRequest {
+        quote: quote_for(&w.socket, &id, &req.key, agent_nonce(&http, &agent).await),
+        key: rcgen::KeyPair::from_pem(&req.key.serialize_pem()).unwrap(),
+        csr,
+    };
+    let t = agent_issue(&http, &agent, &fresh).await;
+    assert_eq!(t["task_status"], "DENIED", "{t}");
+    assert!(
+        t["message"].as_str().unwrap().contains("(key_revoked)"),
+        "{t}"
+    );
+
+    // A new key in the same enclave still gets its certificate.
+    let other = enclave_request(
+        &w.socket,
+        &id,
+        &[DOMAIN],
+        false,
+        agent_nonce(&http, &agent).await,
+    );
+    let t = agent_issue(&http, &agent, &other).await;
+    assert_eq!(t["task_status"], "SUCCESS", "{t}");
     drop(m.proc);
 }
 
