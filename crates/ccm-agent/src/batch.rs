@@ -98,8 +98,7 @@ async fn dispatch(client: impl Fn() -> Option<ManagerClient>, mut rx: mpsc::Rece
         };
         // Requests whose bodies are being read right now join this batch: the runtime's other
         // tasks get one turn first (no timer: with nothing else to run, it returns at once).
-        // Bigger batches cost less per request: the issuance bench went from ~2,150/s to
-        // ~2,350/s at 32 clients, with ~8% less CPU per issuance.
+        // Bigger batches cost less per request (BENCHMARKS.md, attested certificate issuance).
         tokio::task::yield_now().await;
         let mut bytes = first.size();
         let mut batch = vec![first];

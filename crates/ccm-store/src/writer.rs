@@ -4,11 +4,10 @@
 //! Through the pool, every statement is a round trip that ends with the waiting task being
 //! scheduled again, and under issuance load both cores are busy verifying signatures. On
 //! SQLite, each of a batch's seven statements waited for the scheduler (sqlx hands every
-//! statement to the connection's worker thread): a commit took ~4.5 ms, of which SQLite's own
-//! work was a fraction. On PostgreSQL, the eight round trips of a commit (begin, the audit head's
-//! lock, three inserts, the audit head twice, commit) took 6.6 ms at the median and kept the
-//! one writer busy 86% of the time, which capped the issuance rate. A thread of its own answers
-//! at once:
+//! statement to the connection's worker thread), and SQLite's own work was a fraction of a
+//! commit. On PostgreSQL, the round trips of a commit (begin, the audit head's lock, the
+//! inserts, the audit head, commit) kept the one writer busy most of the time, which capped the
+//! issuance rate (BENCHMARKS.md has the figures). A thread of its own answers at once:
 //!
 //! - **SQLite**: a rusqlite connection to the same file runs `BEGIN IMMEDIATE`, the inserts,
 //!   the audit chain and `COMMIT` without leaving the thread, behind the store's writer lock
