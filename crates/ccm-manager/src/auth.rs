@@ -326,18 +326,23 @@ pub struct Acct {
     pub caller: Caller,
 }
 
+/// 403 unless `role` is at least `min`.
+pub fn require_role(role: AccessRole, min: AccessRole) -> ServiceResult<()> {
+    if role >= min {
+        Ok(())
+    } else {
+        Err(ServiceError::Forbidden(format!(
+            "this needs the {} role in the account; you have {}",
+            min.as_str(),
+            role.as_str()
+        )))
+    }
+}
+
 impl Acct {
     /// 403 unless the caller's role is at least `min`.
     pub fn require(&self, min: AccessRole) -> ServiceResult<()> {
-        if self.role >= min {
-            Ok(())
-        } else {
-            Err(ServiceError::Forbidden(format!(
-                "this needs the {} role in the account; you have {}",
-                min.as_str(),
-                self.role.as_str()
-            )))
-        }
+        require_role(self.role, min)
     }
 
     /// The caller as recorded in the audit log.

@@ -66,18 +66,6 @@ pub(crate) async fn member_account(
     Ok((rec, role))
 }
 
-fn require(role: AccessRole, min: AccessRole) -> ApiResult<()> {
-    if role >= min {
-        Ok(())
-    } else {
-        Err(ApiError::forbidden(format!(
-            "this needs the {} role in the account; you have {}",
-            min.as_str(),
-            role.as_str()
-        )))
-    }
-}
-
 /// The caller's accounts.
 #[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
     responses((status = 200, body = [Account]), (status = 401, body = ccm_api::ErrorBody)))]
@@ -191,7 +179,7 @@ async fn update_account(
     Body(req): Body<AccountUpdateRequest>,
 ) -> ApiResult<Json<Account>> {
     let (_, role) = member_account(&s, &caller, acct_id).await?;
-    require(role, AccessRole::Manager)?;
+    crate::auth::require_role(role, AccessRole::Manager)?;
     let mut c = Checker::new();
     if let Some(n) = &req.name {
         c.text("name", n, 1, 128, false);
@@ -215,7 +203,7 @@ async fn update_account(
 /// non-members). Shared by the API and the console.
 pub(crate) async fn delete(s: &AppState, caller: &Caller, acct_id: Uuid) -> ApiResult<()> {
     let (_, role) = member_account(s, caller, acct_id).await?;
-    require(role, AccessRole::Manager)?;
+    crate::auth::require_role(role, AccessRole::Manager)?;
     s.store
         .delete_account(acct_id, &caller.actor(), s.clock.now())
         .await?;
