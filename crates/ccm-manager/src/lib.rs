@@ -32,6 +32,7 @@ mod error;
 pub mod extract;
 pub mod metrics;
 pub mod node_auth;
+pub mod mail;
 pub mod ratelimit;
 mod routes;
 pub mod secrets;
@@ -91,6 +92,8 @@ pub struct StateInner {
     pub node_limit: ratelimit::NodeLimit,
     /// Simulated intermediate CAs and signed zone CRLs.
     pub zone_cas: service::zones::ZoneCaches,
+    /// Sends invitation and reset e-mails (SMTP configured).
+    pub mailer: Option<mail::Mailer>,
     dummy_hash: String,
 }
 
@@ -130,6 +133,7 @@ impl AppState {
             node_limit: ratelimit::NodeLimit::new(&config),
             conversions,
             zone_cas: service::zones::ZoneCaches::default(),
+            mailer: mail::Mailer::from_config(&config)?,
             attest,
             nonces,
             node_certs: node_auth::VerifiedCerts::default(),

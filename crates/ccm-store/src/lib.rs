@@ -41,9 +41,11 @@ mod certificates;
 mod conversions;
 mod domains;
 mod error;
+mod invitations;
 mod nodes;
 mod pg_conn;
 mod pg_reads;
+mod registries;
 mod retention;
 mod sessions;
 mod sql;
@@ -73,7 +75,9 @@ pub use conversions::{
     ProgressUpdate, Recovery, SigningKeyRecord, log_line,
 };
 pub use error::Error;
+pub use invitations::NewInvitation;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
+pub use registries::{NewRegistry, RegistryEdit};
 pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
 pub use tasks::{TaskEffect, TaskFilter};

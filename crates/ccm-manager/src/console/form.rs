@@ -35,6 +35,18 @@ impl FormData {
         Ok(Self { pairs })
     }
 
+    /// A form prefilled with one pair (e.g. a token from a link).
+    pub(crate) fn with(name: &str, value: &str) -> Self {
+        Self {
+            pairs: vec![(name.to_string(), value.to_string())],
+        }
+    }
+
+    /// Adds a pair.
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_string(), value.to_string()));
+    }
+
     /// The first value of `name`.
     pub(crate) fn get(&self, name: &str) -> Option<&str> {
         self.pairs
