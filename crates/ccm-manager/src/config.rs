@@ -426,7 +426,10 @@ impl Config {
             ));
         }
         if !(300..=86_400 * 30).contains(&self.invitation_ttl_secs) {
-            return Err(invalid("invitation_ttl_secs", "must be between 300 and 2592000"));
+            return Err(invalid(
+                "invitation_ttl_secs",
+                "must be between 300 and 2592000",
+            ));
         }
         if !(300..=86_400 * 7).contains(&self.password_reset_ttl_secs) {
             return Err(invalid(

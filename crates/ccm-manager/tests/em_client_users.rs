@@ -15,7 +15,7 @@ mod common;
 
 use common::{Backend, Harness, PASSWORD};
 use em_client::models;
-use em_client::{AppApi, RegistryApi, UsersApi};
+use em_client::{RegistryApi, UsersApi};
 use reqwest::StatusCode;
 use serde_json::json;
 
@@ -115,7 +115,11 @@ async fn em_client_drives_users_and_registries(b: Backend) {
 
     // The administrator issues a reset token; bob's client validates it and resets.
     let (st, issued) = h
-        .post(&format!("/v1/users/{bob_id}/reset_token"), &admin, json!({}))
+        .post(
+            &format!("/v1/users/{bob_id}/reset_token"),
+            &admin,
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{issued}");
     let token = issued["reset_token"].as_str().unwrap().to_string();
@@ -192,7 +196,15 @@ async fn em_client_drives_users_and_registries(b: Backend) {
                 .unwrap();
             c.delete_registry(id).unwrap();
             let after_delete = c.get_registry(id).is_err();
-            (created, listed, got, updated, for_app, for_image, after_delete)
+            (
+                created,
+                listed,
+                got,
+                updated,
+                for_app,
+                for_image,
+                after_delete,
+            )
         })
         .await
     };
@@ -202,7 +214,10 @@ async fn em_client_drives_users_and_registries(b: Backend) {
     assert_eq!(listed[0].registry_id, created.registry_id);
     assert_eq!(got.description.as_deref(), Some("the app's registry"));
     assert_eq!(updated.description.as_deref(), Some("CI images"));
-    for r in [&for_app.input_image_registry, &for_app.output_image_registry] {
+    for r in [
+        &for_app.input_image_registry,
+        &for_app.output_image_registry,
+    ] {
         assert_eq!(r.as_ref().unwrap().registry_id, created.registry_id);
     }
     assert_eq!(

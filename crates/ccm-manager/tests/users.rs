@@ -75,9 +75,7 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(pending.as_array().unwrap().len(), 1, "{pending}");
 
-    let signup = |email: &str, t: Option<&str>| {
-        json!({"user_email": email, "user_password": PASSWORD, "invitation_token": t})
-    };
+    let signup = |email: &str, t: Option<&str>| json!({"user_email": email, "user_password": PASSWORD, "invitation_token": t});
     // Closed sign-up without a token; the token for another address; a made-up token.
     assert_error(
         &signup_with(&h, signup("new@example.com", None)).await,
@@ -106,7 +104,11 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
     assert_eq!(st, StatusCode::CREATED, "{user}");
     let new = h.login("new@example.com").await;
     let (st, _) = h
-        .post(&format!("/v1/sys/session/select_account/{acme}"), &new, json!({}))
+        .post(
+            &format!("/v1/sys/session/select_account/{acme}"),
+            &new,
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (_, me) = h.get("/v1/user", &new).await;
@@ -121,15 +123,23 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
     assert_eq!(h.get("/v1/users/invitations", &mgr).await.1, json!([]));
     // A member cannot be invited again; a WRITER cannot invite.
     assert_error(
-        &h.post("/v1/users/invite", &mgr, json!({"user_email": "new@example.com", "roles": ["READER"]}))
-            .await,
+        &h.post(
+            "/v1/users/invite",
+            &mgr,
+            json!({"user_email": "new@example.com", "roles": ["READER"]}),
+        )
+        .await,
         StatusCode::CONFLICT,
         "conflict",
         Some("user_email"),
     );
     assert_error(
-        &h.post("/v1/users/invite", &new, json!({"user_email": "x@example.com", "roles": ["READER"]}))
-            .await,
+        &h.post(
+            "/v1/users/invite",
+            &new,
+            json!({"user_email": "x@example.com", "roles": ["READER"]}),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
         None,
@@ -138,13 +148,24 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
     // An existing user is invited to a second account and accepts; to a third and declines.
     let beta = h.create_account(&mgr, "beta").await;
     let (st, inv) = h
-        .post("/v1/users/invite", &mgr, json!({"user_email": "new@example.com", "role": "READER"}))
+        .post(
+            "/v1/users/invite",
+            &mgr,
+            json!({"user_email": "new@example.com", "role": "READER"}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{inv}");
-    assert_eq!(inv["user_id"], user["user_id"], "a signed-up invitee shows their id");
+    assert_eq!(
+        inv["user_id"], user["user_id"],
+        "a signed-up invitee shows their id"
+    );
     let gamma = h.create_account(&mgr, "gamma").await;
-    h.post("/v1/users/invite", &mgr, json!({"user_email": "new@example.com", "roles": ["MANAGER"]}))
-        .await;
+    h.post(
+        "/v1/users/invite",
+        &mgr,
+        json!({"user_email": "new@example.com", "roles": ["MANAGER"]}),
+    )
+    .await;
     let (_, mine) = h.get("/v1/user/invitations", &new).await;
     let mut names: Vec<&str> = mine
         .as_array()
@@ -167,8 +188,12 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
         Some("accepts"),
     );
     assert_error(
-        &h.post(&format!("/v1/sys/session/select_account/{beta}"), &new, json!({}))
-            .await,
+        &h.post(
+            &format!("/v1/sys/session/select_account/{beta}"),
+            &new,
+            json!({}),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
         None,
@@ -182,22 +207,34 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
     let (st, _) = h
-        .post(&format!("/v1/sys/session/select_account/{beta}"), &new, json!({}))
+        .post(
+            &format!("/v1/sys/session/select_account/{beta}"),
+            &new,
+            json!({}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK);
     let (_, me) = h.get("/v1/user", &new).await;
     assert_eq!(me["roles"], json!(["READER"]));
     assert_eq!(
-        h.post(&format!("/v1/sys/session/select_account/{gamma}"), &new, json!({}))
-            .await
-            .0,
+        h.post(
+            &format!("/v1/sys/session/select_account/{gamma}"),
+            &new,
+            json!({})
+        )
+        .await
+        .0,
         StatusCode::FORBIDDEN
     );
     assert_eq!(h.get("/v1/user/invitations", &new).await.1, json!([]));
 
     // Invitations expire.
     let (_, late) = h
-        .post("/v1/users/invite", &mgr, json!({"user_email": "late@example.com", "roles": ["READER"]}))
+        .post(
+            "/v1/users/invite",
+            &mgr,
+            json!({"user_email": "late@example.com", "roles": ["READER"]}),
+        )
         .await;
     h.clock.advance(7 * 86_400 + 1);
     assert_error(
@@ -213,7 +250,11 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
 
     let mgr = h.login("m@example.com").await;
     let audit = audit_text(&h, &mgr).await;
-    for action in ["invitation.create", "invitation.accept", "invitation.decline"] {
+    for action in [
+        "invitation.create",
+        "invitation.accept",
+        "invitation.decline",
+    ] {
         assert!(audit.contains(action), "{action} is audited");
     }
     assert!(!audit.contains(&token), "no token in the audit log");
@@ -223,31 +264,48 @@ async fn passwords_change_and_end_other_sessions(b: Backend) {
     let h = Harness::start(b).await;
     let (first, _) = h.user_with_account("u@example.com", "acme").await;
     let second = h.login("u@example.com").await;
-    let change = |current: &str, new: &str| json!({"current_password": current, "new_password": new});
+    let change =
+        |current: &str, new: &str| json!({"current_password": current, "new_password": new});
     assert_error(
-        &h.post("/v1/users/change_password", &first, change("wrong password", NEW_PASSWORD))
-            .await,
+        &h.post(
+            "/v1/users/change_password",
+            &first,
+            change("wrong password", NEW_PASSWORD),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
         Some("current_password"),
     );
     assert_error(
-        &h.post("/v1/users/change_password", &first, change(PASSWORD, "short"))
-            .await,
+        &h.post(
+            "/v1/users/change_password",
+            &first,
+            change(PASSWORD, "short"),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
         Some("new_password"),
     );
     assert_error(
-        &h.post("/v1/users/change_password", &first, json!({"current_password": PASSWORD}))
-            .await,
+        &h.post(
+            "/v1/users/change_password",
+            &first,
+            json!({"current_password": PASSWORD}),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
         Some("new_password"),
     );
     // API keys cannot change the password.
     let (st, key) = h
-        .post("/v1/apikeys", &first, json!({"name": "ci", "role": "READER"}))
+        .post(
+            "/v1/apikeys",
+            &first,
+            json!({"name": "ci", "role": "READER"}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{key}");
     assert_error(
@@ -261,21 +319,39 @@ async fn passwords_change_and_end_other_sessions(b: Backend) {
         "forbidden",
         None,
     );
-    assert_eq!(h.get("/v1/user", &second).await.0, StatusCode::OK, "nothing changed yet");
+    assert_eq!(
+        h.get("/v1/user", &second).await.0,
+        StatusCode::OK,
+        "nothing changed yet"
+    );
 
     let (st, body) = h
-        .post("/v1/users/change_password", &first, change(PASSWORD, NEW_PASSWORD))
+        .post(
+            "/v1/users/change_password",
+            &first,
+            change(PASSWORD, NEW_PASSWORD),
+        )
         .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(h.get("/v1/user", &first).await.0, StatusCode::OK, "this session stays");
+    assert_eq!(
+        h.get("/v1/user", &first).await.0,
+        StatusCode::OK,
+        "this session stays"
+    );
     assert_error(
         &h.get("/v1/user", &second).await,
         StatusCode::UNAUTHORIZED,
         "invalid_token",
         None,
     );
-    assert_eq!(login_with(&h, "u@example.com", PASSWORD).await.0, StatusCode::UNAUTHORIZED);
-    assert_eq!(login_with(&h, "u@example.com", NEW_PASSWORD).await.0, StatusCode::OK);
+    assert_eq!(
+        login_with(&h, "u@example.com", PASSWORD).await.0,
+        StatusCode::UNAUTHORIZED
+    );
+    assert_eq!(
+        login_with(&h, "u@example.com", NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
     let audit = audit_text(&h, &first).await;
     assert!(audit.contains("user.password_change"));
     assert!(!audit.contains(NEW_PASSWORD));
@@ -287,26 +363,42 @@ async fn administrators_issue_password_resets(b: Backend) {
     let admin = h.login("admin@example.com").await;
     let bob = h.signup("bob@example.com").await;
     let bob_id = bob["user_id"].as_str().unwrap().to_string();
-    let admin_id = h.get("/v1/user", &admin).await.1["user_id"].as_str().unwrap().to_string();
+    let admin_id = h.get("/v1/user", &admin).await.1["user_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
     let bob_session = h.login("bob@example.com").await;
 
     // Only a system administrator issues reset tokens.
     assert_error(
-        &h.post(&format!("/v1/users/{admin_id}/reset_token"), &bob_session, json!({})).await,
+        &h.post(
+            &format!("/v1/users/{admin_id}/reset_token"),
+            &bob_session,
+            json!({}),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
         None,
     );
     assert_error(
-        &h.post("/v1/users/00000000-0000-4000-8000-000000000000/reset_token", &admin, json!({}))
-            .await,
+        &h.post(
+            "/v1/users/00000000-0000-4000-8000-000000000000/reset_token",
+            &admin,
+            json!({}),
+        )
+        .await,
         StatusCode::NOT_FOUND,
         "not_found",
         None,
     );
     let issue = || async {
         let (st, r) = h
-            .post(&format!("/v1/users/{bob_id}/reset_token"), &admin, json!({}))
+            .post(
+                &format!("/v1/users/{bob_id}/reset_token"),
+                &admin,
+                json!({}),
+            )
             .await;
         assert_eq!(st, StatusCode::CREATED, "{r}");
         r
@@ -336,14 +428,22 @@ async fn administrators_issue_password_resets(b: Backend) {
         None,
     );
     assert_error(
-        &anon(format!("/v1/users/{bob_id}/reset_password"), reset(&token, "short")).await,
+        &anon(
+            format!("/v1/users/{bob_id}/reset_password"),
+            reset(&token, "short"),
+        )
+        .await,
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
         Some("new_password"),
     );
     // The token is bob's only.
     assert_error(
-        &anon(format!("/v1/users/{admin_id}/reset_password"), reset(&token, NEW_PASSWORD)).await,
+        &anon(
+            format!("/v1/users/{admin_id}/reset_password"),
+            reset(&token, NEW_PASSWORD),
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
         "invalid_reset_token",
         None,
@@ -356,12 +456,27 @@ async fn administrators_issue_password_resets(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{v}");
     assert_eq!(v["user_email"], "bob@example.com");
 
-    let (st, body) = anon(format!("/v1/users/{bob_id}/reset_password"), reset(&token, NEW_PASSWORD)).await;
+    let (st, body) = anon(
+        format!("/v1/users/{bob_id}/reset_password"),
+        reset(&token, NEW_PASSWORD),
+    )
+    .await;
     assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
-    assert_eq!(h.get("/v1/user", &bob_session).await.0, StatusCode::UNAUTHORIZED, "sessions end");
-    assert_eq!(login_with(&h, "bob@example.com", NEW_PASSWORD).await.0, StatusCode::OK);
+    assert_eq!(
+        h.get("/v1/user", &bob_session).await.0,
+        StatusCode::UNAUTHORIZED,
+        "sessions end"
+    );
+    assert_eq!(
+        login_with(&h, "bob@example.com", NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
     assert_error(
-        &anon(format!("/v1/users/{bob_id}/reset_password"), reset(&token, "third password")).await,
+        &anon(
+            format!("/v1/users/{bob_id}/reset_password"),
+            reset(&token, "third password"),
+        )
+        .await,
         StatusCode::UNAUTHORIZED,
         "invalid_reset_token",
         None,
@@ -413,7 +528,11 @@ async fn registries_store_credentials_write_only(b: Backend) {
                "credential": {"default": {"username": "robot", "password": password}}})
     };
     let (st, reg) = h
-        .post("/v1/registry", &mgr, create("https://Registry.Example.com:5000/v2/", Some(secret)))
+        .post(
+            "/v1/registry",
+            &mgr,
+            create("https://Registry.Example.com:5000/v2/", Some(secret)),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{reg}");
     assert_eq!(reg["host"], "registry.example.com:5000");
@@ -425,8 +544,10 @@ async fn registries_store_credentials_write_only(b: Backend) {
     for (body, field) in [
         (create("not a host/", Some("x")), "url"),
         (create("registry.example.org", None), "credential.default"),
-        (json!({"url": "r.example.org", "credential": {"default": {"username": "a:b", "password": "x"}}}),
-         "credential.default.username"),
+        (
+            json!({"url": "r.example.org", "credential": {"default": {"username": "a:b", "password": "x"}}}),
+            "credential.default.username",
+        ),
     ] {
         assert_error(
             &h.post("/v1/registry", &mgr, body).await,
@@ -436,7 +557,12 @@ async fn registries_store_credentials_write_only(b: Backend) {
         );
     }
     assert_error(
-        &h.post("/v1/registry", &mgr, create("registry.example.com:5000", Some("x"))).await,
+        &h.post(
+            "/v1/registry",
+            &mgr,
+            create("registry.example.com:5000", Some("x")),
+        )
+        .await,
         StatusCode::CONFLICT,
         "conflict",
         None,
@@ -446,9 +572,17 @@ async fn registries_store_credentials_write_only(b: Backend) {
     assert_eq!(st, StatusCode::OK);
     assert_eq!(list.as_array().unwrap().len(), 1, "{list}");
     assert!(!list.to_string().contains(secret));
-    assert_eq!(h.get(&format!("/v1/registry/{id}"), &reader).await.1["host"], reg["host"]);
+    assert_eq!(
+        h.get(&format!("/v1/registry/{id}"), &reader).await.1["host"],
+        reg["host"]
+    );
     assert_error(
-        &h.post("/v1/registry", &reader, create("other.example.com", Some("x"))).await,
+        &h.post(
+            "/v1/registry",
+            &reader,
+            create("other.example.com", Some("x")),
+        )
+        .await,
         StatusCode::FORBIDDEN,
         "forbidden",
         None,
@@ -485,7 +619,10 @@ async fn registries_store_credentials_write_only(b: Backend) {
     );
     // Other accounts do not see it.
     let (other, _) = h.user_with_account("o@example.com", "other").await;
-    assert_eq!(h.get(&format!("/v1/registry/{id}"), &other).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get(&format!("/v1/registry/{id}"), &other).await.0,
+        StatusCode::NOT_FOUND
+    );
     assert_eq!(h.get("/v1/registry", &other).await.1, json!([]));
 
     let audit = audit_text(&h, &mgr).await;
@@ -504,7 +641,10 @@ async fn registries_store_credentials_write_only(b: Backend) {
     }
     let (st, _) = h.delete(&format!("/v1/registry/{id}"), &mgr).await;
     assert_eq!(st, StatusCode::NO_CONTENT);
-    assert_eq!(h.get(&format!("/v1/registry/{id}"), &mgr).await.0, StatusCode::NOT_FOUND);
+    assert_eq!(
+        h.get(&format!("/v1/registry/{id}"), &mgr).await.0,
+        StatusCode::NOT_FOUND
+    );
 }
 
 /// A real SMTP server (`python3 -m aiosmtpd`, Debian's python3-aiosmtpd) on 127.0.0.1 that
@@ -555,7 +695,10 @@ impl SmtpServer {
             if text.contains(needle) {
                 return text;
             }
-            assert!(Instant::now() < deadline, "no e-mail with {needle:?}: {text}");
+            assert!(
+                Instant::now() < deadline,
+                "no e-mail with {needle:?}: {text}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
@@ -581,7 +724,11 @@ async fn invitations_and_resets_are_emailed() {
     .await;
     let (mgr, _) = h.user_with_account("m@example.com", "acme").await;
     let (st, inv) = h
-        .post("/v1/users/invite", &mgr, json!({"user_email": "new@example.com", "roles": ["READER"]}))
+        .post(
+            "/v1/users/invite",
+            &mgr,
+            json!({"user_email": "new@example.com", "roles": ["READER"]}),
+        )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{inv}");
     assert_eq!(inv["emailed"], true);
@@ -590,7 +737,9 @@ async fn invitations_and_resets_are_emailed() {
     assert!(mail.contains("To: new@example.com"), "{mail}");
     assert!(mail.contains("From: ccm@example.com"), "{mail}");
     assert!(
-        mail.contains(&format!("https://ccm.example.com/console/signup?invitation={token}")),
+        mail.contains(&format!(
+            "https://ccm.example.com/console/signup?invitation={token}"
+        )),
         "{mail}"
     );
 

@@ -195,7 +195,13 @@ impl Store {
     /// The unexpired invitations of an address (case-insensitive).
     pub async fn invitations_for_email(&self, email: &str, now: i64) -> Result<Vec<Invitation>> {
         let mut conn = self.pool.acquire().await?;
-        fetch_invitations(&mut conn, "invitations.email_lower", &email.to_lowercase(), now).await
+        fetch_invitations(
+            &mut conn,
+            "invitations.email_lower",
+            &email.to_lowercase(),
+            now,
+        )
+        .await
     }
 
     /// The unexpired invitations of an account.
@@ -205,7 +211,12 @@ impl Store {
     }
 
     /// Whether `token_hash` is an unexpired invitation to `email`.
-    pub async fn invitation_matches(&self, token_hash: &str, email: &str, now: i64) -> Result<bool> {
+    pub async fn invitation_matches(
+        &self,
+        token_hash: &str,
+        email: &str,
+        now: i64,
+    ) -> Result<bool> {
         let row: Option<(String,)> = sqlx::query_as(
             "SELECT invitation_id FROM invitations WHERE token_hash = $1 AND email_lower = $2 \
              AND expires_at > $3",
@@ -301,10 +312,11 @@ impl Store {
         now: i64,
     ) -> Result<()> {
         let mut w = self.begin_write().await?;
-        let exists: Option<(String,)> = sqlx::query_as("SELECT user_id FROM users WHERE user_id = $1")
-            .bind(user_id.to_string())
-            .fetch_optional(&mut *w.tx)
-            .await?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT user_id FROM users WHERE user_id = $1")
+                .bind(user_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await?;
         if exists.is_none() {
             return Err(Error::NotFound("user"));
         }

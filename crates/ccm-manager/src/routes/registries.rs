@@ -102,7 +102,9 @@ async fn update_registry(
     Path(registry_id): Path<Uuid>,
     Body(patch): Body<Vec<PatchDocument>>,
 ) -> ApiResult<Json<Registry>> {
-    Ok(Json(registries::update(&s, &acct, registry_id, patch).await?))
+    Ok(Json(
+        registries::update(&s, &acct, registry_id, patch).await?,
+    ))
 }
 
 /// Deletes a registry (MANAGER only).

@@ -159,7 +159,9 @@ async fn account_invitations(
     State(s): State<AppState>,
     acct: Acct,
 ) -> ApiResult<Json<Vec<Invitation>>> {
-    Ok(Json(service::invitations::account_invitations(&s, &acct).await?))
+    Ok(Json(
+        service::invitations::account_invitations(&s, &acct).await?,
+    ))
 }
 
 /// The pending invitations to the logged-in user's address.
@@ -169,7 +171,9 @@ async fn my_invitations(
     State(s): State<AppState>,
     caller: Caller,
 ) -> ApiResult<Json<Vec<Invitation>>> {
-    Ok(Json(service::invitations::my_invitations(&s, &caller).await?))
+    Ok(Json(
+        service::invitations::my_invitations(&s, &caller).await?,
+    ))
 }
 
 /// Accepts (`accepts`) or declines (`rejects`) the logged-in user's pending invitations, by
@@ -261,13 +265,7 @@ async fn update_user(
     acct.require(AccessRole::Manager)?;
     let role = service::invitations::granted_role(req.roles.as_deref(), req.role)?;
     s.store
-        .set_member_role(
-            acct.acct_id,
-            user_id,
-            role,
-            &acct.actor(),
-            s.clock.now(),
-        )
+        .set_member_role(acct.acct_id, user_id, role, &acct.actor(), s.clock.now())
         .await?;
     let user = s
         .store

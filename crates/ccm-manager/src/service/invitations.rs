@@ -51,17 +51,29 @@ pub fn signup_url(s: &AppState, token: &str) -> String {
 
 /// Invites an address to the caller's account (MANAGER only). Conflict when the address
 /// already is a member.
-pub async fn invite(s: &AppState, acct: &Acct, req: InviteUserRequest) -> ServiceResult<InvitedUser> {
+pub async fn invite(
+    s: &AppState,
+    acct: &Acct,
+    req: InviteUserRequest,
+) -> ServiceResult<InvitedUser> {
     acct.require(AccessRole::Manager)?;
     let mut c = Checker::new();
     c.email("user_email", &req.user_email);
-    for (field, v) in [("first_name", &req.first_name), ("last_name", &req.last_name)] {
+    for (field, v) in [
+        ("first_name", &req.first_name),
+        ("last_name", &req.last_name),
+    ] {
         if let Some(v) = v {
             c.text(field, v, 1, 128, false);
         }
     }
     c.finish()?;
-    let role = granted_role(Some(&req.roles).filter(|r| !r.is_empty()).map(|r| r.as_slice()), req.role)?;
+    let role = granted_role(
+        Some(&req.roles)
+            .filter(|r| !r.is_empty())
+            .map(|r| r.as_slice()),
+        req.role,
+    )?;
     let token = auth::new_token(INVITATION_TOKEN_PREFIX)?;
     let now = s.clock.now();
     let new = NewInvitation {
@@ -77,17 +89,26 @@ pub async fn invite(s: &AppState, acct: &Acct, req: InviteUserRequest) -> Servic
     let invitation = s.store.create_invitation(&new, &acct.actor(), now).await?;
     let existing = s.store.user_by_email(&new.email).await?.map(|u| u.user);
     let url = signup_url(s, &token);
-    let emailed = notify::send(s, &new.email, "Invitation to a ccm account", &invitation_text(
-        &invitation,
-        &url,
-        existing.is_some(),
-    ))
+    let emailed = notify::send(
+        s,
+        &new.email,
+        "Invitation to a ccm account",
+        &invitation_text(&invitation, &url, existing.is_some()),
+    )
     .await;
     Ok(InvitedUser {
-        user_id: existing.as_ref().map_or(invitation.invitation_id, |u| u.user_id),
+        user_id: existing
+            .as_ref()
+            .map_or(invitation.invitation_id, |u| u.user_id),
         user_email: invitation.user_email.clone(),
-        first_name: existing.as_ref().and_then(|u| u.first_name.clone()).or(req.first_name),
-        last_name: existing.as_ref().and_then(|u| u.last_name.clone()).or(req.last_name),
+        first_name: existing
+            .as_ref()
+            .and_then(|u| u.first_name.clone())
+            .or(req.first_name),
+        last_name: existing
+            .as_ref()
+            .and_then(|u| u.last_name.clone())
+            .or(req.last_name),
         user_account_status: UserAccountStatus::Pending,
         roles: vec![role],
         invitation,
@@ -119,8 +140,7 @@ fn invitation_text(inv: &Invitation, url: &str, signed_up: bool) -> String {
 
 /// The unexpired invitations to the caller's own address.
 pub async fn my_invitations(s: &AppState, caller: &Caller) -> ServiceResult<Vec<Invitation>> {
-    Ok(s
-        .store
+    Ok(s.store
         .invitations_for_email(&caller.email, s.clock.now())
         .await?)
 }
@@ -128,8 +148,7 @@ pub async fn my_invitations(s: &AppState, caller: &Caller) -> ServiceResult<Vec<
 /// The unexpired invitations of the caller's account (MANAGER only).
 pub async fn account_invitations(s: &AppState, acct: &Acct) -> ServiceResult<Vec<Invitation>> {
     acct.require(AccessRole::Manager)?;
-    Ok(s
-        .store
+    Ok(s.store
         .account_invitations(acct.acct_id, s.clock.now())
         .await?)
 }
@@ -137,7 +156,11 @@ pub async fn account_invitations(s: &AppState, acct: &Acct) -> ServiceResult<Vec
 /// Accepts and declines invitations to the caller's own address, by account id. Every named
 /// account must have an unexpired invitation, else nothing changes. Needs a login session (an
 /// API key belongs to one account and cannot join others).
-pub async fn process(s: &AppState, caller: &Caller, req: ProcessInviteRequest) -> ServiceResult<()> {
+pub async fn process(
+    s: &AppState,
+    caller: &Caller,
+    req: ProcessInviteRequest,
+) -> ServiceResult<()> {
     if !matches!(caller.auth, CallerAuth::Session { .. }) {
         return Err(ServiceError::Forbidden(
             "accepting invitations needs a login session, not an API key".into(),

@@ -40,7 +40,11 @@ pub fn registry_host(url: &str) -> Result<String, &'static str> {
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"))
         .unwrap_or(url);
-    let host = rest.split('/').next().unwrap_or_default().to_ascii_lowercase();
+    let host = rest
+        .split('/')
+        .next()
+        .unwrap_or_default()
+        .to_ascii_lowercase();
     let (name, port) = match host.rsplit_once(':') {
         Some((n, p)) => (n, Some(p)),
         None => (host.as_str(), None),
@@ -99,10 +103,14 @@ fn check_credential(c: &mut Checker, field: &str, cred: &RegistryCredential) -> 
     some
 }
 
-fn seal(s: &AppState, acct_id: Uuid, registry_id: Uuid, auth: &AuthConfig) -> ServiceResult<Vec<u8>> {
+fn seal(
+    s: &AppState,
+    acct_id: Uuid,
+    registry_id: Uuid,
+    auth: &AuthConfig,
+) -> ServiceResult<Vec<u8>> {
     let plain = Zeroizing::new(serde_json::to_vec(auth).map_err(ServiceError::internal)?);
-    Ok(s
-        .master_key
+    Ok(s.master_key
         .seal(&credentials_context(acct_id, registry_id), &plain)?)
 }
 
@@ -130,8 +138,7 @@ pub async fn create(s: &AppState, acct: &Acct, req: RegistryRequest) -> ServiceR
         },
         credentials_sealed: seal(s, acct.acct_id, registry_id, &auth)?,
     };
-    Ok(s
-        .store
+    Ok(s.store
         .create_registry(acct.acct_id, &new, &acct.actor(), s.clock.now())
         .await?)
 }
@@ -193,9 +200,8 @@ fn patch_edit(
                 let cred = if path == "/credential" {
                     serde_json::from_value::<RegistryCredential>(value)
                 } else {
-                    serde_json::from_value::<RegistryAuth>(value).map(|a| RegistryCredential {
-                        default: Some(a),
-                    })
+                    serde_json::from_value::<RegistryAuth>(value)
+                        .map(|a| RegistryCredential { default: Some(a) })
                 };
                 match cred {
                     Ok(cred) => {
@@ -204,7 +210,10 @@ fn patch_edit(
                             edit.credentials = Some((auth.username, sealed));
                         }
                     }
-                    Err(_) => c.err(field.clone(), "must be {\"username\", \"password\"} credentials"),
+                    Err(_) => c.err(
+                        field.clone(),
+                        "must be {\"username\", \"password\"} credentials",
+                    ),
                 }
             }
             _ => c.err(
@@ -227,17 +236,21 @@ pub async fn update(
     acct.require(AccessRole::Manager)?;
     get(s, acct, registry_id).await?;
     let edit = patch_edit(s, acct.acct_id, registry_id, &patch)?;
-    Ok(s
-        .store
-        .update_registry(acct.acct_id, registry_id, &edit, &acct.actor(), s.clock.now())
+    Ok(s.store
+        .update_registry(
+            acct.acct_id,
+            registry_id,
+            &edit,
+            &acct.actor(),
+            s.clock.now(),
+        )
         .await?)
 }
 
 /// Deletes a registry (MANAGER only).
 pub async fn delete(s: &AppState, acct: &Acct, registry_id: Uuid) -> ServiceResult<()> {
     acct.require(AccessRole::Manager)?;
-    Ok(s
-        .store
+    Ok(s.store
         .delete_registry(acct.acct_id, registry_id, &acct.actor(), s.clock.now())
         .await?)
 }
@@ -247,15 +260,18 @@ async fn registry_of(s: &AppState, acct_id: Uuid, image: &str) -> ServiceResult<
     let Ok(r) = image.parse::<Reference>() else {
         return Ok(None);
     };
-    Ok(s
-        .store
+    Ok(s.store
         .registry_for_host(acct_id, &r.registry().to_ascii_lowercase())
         .await?
         .map(|(reg, _)| reg))
 }
 
 /// The stored registries an app's input and output images would use (any member).
-pub async fn for_app(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<AppRegistryResponse> {
+pub async fn for_app(
+    s: &AppState,
+    acct: &Acct,
+    app_id: Uuid,
+) -> ServiceResult<AppRegistryResponse> {
     let app = s
         .store
         .get_app(acct.acct_id, app_id)

@@ -58,7 +58,12 @@ enum RegistryCommand {
         #[arg(long, requires = "password")]
         username: Option<String>,
         /// New password (CCM_REGISTRY_PASSWORD).
-        #[arg(long, env = "CCM_REGISTRY_PASSWORD", hide_env_values = true, requires = "username")]
+        #[arg(
+            long,
+            env = "CCM_REGISTRY_PASSWORD",
+            hide_env_values = true,
+            requires = "username"
+        )]
         password: Option<String>,
     },
     /// Delete a registry (MANAGER).
@@ -72,10 +77,7 @@ fn show(r: &Registry, out: Output) -> anyhow::Result<()> {
     match out {
         Output::Json => print_json(r),
         Output::Text => {
-            print_table(
-                &["ID", "HOST", "USERNAME", "DESCRIPTION"],
-                &[row(r)],
-            );
+            print_table(&["ID", "HOST", "USERNAME", "DESCRIPTION"], &[row(r)]);
             Ok(())
         }
     }

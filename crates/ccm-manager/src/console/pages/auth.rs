@@ -234,9 +234,9 @@ pub(crate) async fn signup_form(
     let pending = service::users::setup_pending(&s)
         .await
         .map_err(crate::ApiError::from)?;
-    let form = q
-        .invitation
-        .map_or_else(FormData::default, |t| FormData::with("invitation_token", &t));
+    let form = q.invitation.map_or_else(FormData::default, |t| {
+        FormData::with("invitation_token", &t)
+    });
     Ok(signup_page(
         &auth,
         &form,
