@@ -8,6 +8,10 @@
 //! work on every replica sharing it, and end at once when terminated. Expiry is checked against
 //! the state's clock on every request.
 
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+
 use argon2::Argon2;
 use argon2::password_hash::{PasswordHash, PasswordHasher, PasswordVerifier, SaltString};
 use axum::extract::FromRequestParts;
@@ -47,9 +51,33 @@ type Job = Box<dyn FnOnce() + Send>;
 /// once ([`ServiceError::Busy`], 503 with `Retry-After`) instead of queueing without end. Callers
 /// await the answer on a oneshot channel, so no async worker and no blocking-pool thread waits
 /// for a hash (conversions and CA loading keep the blocking pool).
+///
+/// One client address may hold at most a quarter of the queue (at least one job) at a time;
+/// its further requests are refused with [`ServiceError::RateLimited`] (429), so a flood from
+/// one address cannot fill the queue and turn away other people's logins.
 #[derive(Debug)]
 pub struct PasswordWorker {
     tx: Option<std::sync::mpsc::SyncSender<Job>>,
+    per_client: usize,
+    in_flight: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+/// A client address's place in the queue, given back when its job has run or was dropped.
+struct Share {
+    client: IpAddr,
+    in_flight: Arc<Mutex<HashMap<IpAddr, usize>>>,
+}
+
+impl Drop for Share {
+    fn drop(&mut self) {
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = map.get_mut(&self.client) {
+            *n = n.saturating_sub(1);
+            if *n == 0 {
+                map.remove(&self.client);
+            }
+        }
+    }
 }
 
 impl PasswordWorker {
@@ -67,16 +95,41 @@ impl PasswordWorker {
             .is_ok();
         Self {
             tx: started.then_some(tx),
+            per_client: (capacity / 4).max(1),
+            in_flight: Arc::default(),
         }
+    }
+
+    /// Takes one of the client's places in the queue, or refuses when it holds its share.
+    fn take_share(&self, client: Option<IpAddr>) -> ServiceResult<Option<Share>> {
+        let Some(client) = client else {
+            return Ok(None);
+        };
+        let mut map = self.in_flight.lock().unwrap_or_else(|p| p.into_inner());
+        let n = map.entry(client).or_insert(0);
+        if *n >= self.per_client {
+            tracing::debug!(%client, "password job refused: the address holds its queue share");
+            return Err(ServiceError::RateLimited {
+                retry_after_secs: 1,
+            });
+        }
+        *n += 1;
+        Ok(Some(Share {
+            client,
+            in_flight: Arc::clone(&self.in_flight),
+        }))
     }
 
     async fn run<T: Send + 'static>(
         &self,
+        client: Option<IpAddr>,
         f: impl FnOnce() -> T + Send + 'static,
     ) -> ServiceResult<T> {
+        let share = self.take_share(client)?;
         let (done_tx, done_rx) = tokio::sync::oneshot::channel();
         let job: Job = Box::new(move || {
             let _ = done_tx.send(f());
+            drop(share);
         });
         match &self.tx {
             Some(tx) => match tx.try_send(job) {
@@ -104,9 +157,14 @@ impl PasswordWorker {
 
     /// Hashes a password with Argon2id (m = 7 MiB, t = 5, p = 1).
     pub async fn hash(&self, password: &str) -> ServiceResult<String> {
+        self.hash_from(None, password).await
+    }
+
+    /// [`Self::hash`] for a request from `client`, within that address's share of the queue.
+    pub async fn hash_from(&self, client: Option<IpAddr>, password: &str) -> ServiceResult<String> {
         let salt = new_salt().map_err(ServiceError::from)?;
         let password = zeroize::Zeroizing::new(password.to_string());
-        self.run(move || {
+        self.run(client, move || {
             argon2()
                 .hash_password(password.as_bytes(), &salt)
                 .map(|h| h.to_string())
@@ -118,9 +176,19 @@ impl PasswordWorker {
     /// Checks a password against a PHC hash (with the parameters recorded in it); a malformed
     /// hash verifies nothing.
     pub async fn verify(&self, password: &str, hash: &str) -> ServiceResult<bool> {
+        self.verify_from(None, password, hash).await
+    }
+
+    /// [`Self::verify`] for a request from `client`, within that address's share of the queue.
+    pub async fn verify_from(
+        &self,
+        client: Option<IpAddr>,
+        password: &str,
+        hash: &str,
+    ) -> ServiceResult<bool> {
         let password = zeroize::Zeroizing::new(password.to_string());
         let hash = hash.to_string();
-        self.run(move || {
+        self.run(client, move || {
             PasswordHash::new(&hash)
                 .is_ok_and(|h| argon2().verify_password(password.as_bytes(), &h).is_ok())
         })
@@ -397,4 +465,29 @@ impl FromRequestParts<AppState> for Acct {
 /// time does not reveal which e-mail addresses are registered.
 pub fn dummy_hash() -> Result<String, Error> {
     hash_password("ccm-dummy-password-for-timing")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn one_address_holds_at_most_a_quarter_of_the_password_queue() {
+        let worker = PasswordWorker::start(8);
+        let a = Some(IpAddr::from([192, 0, 2, 1]));
+        let b = Some(IpAddr::from([192, 0, 2, 2]));
+        let first = worker.take_share(a).unwrap();
+        let _second = worker.take_share(a).unwrap();
+        assert!(matches!(
+            worker.take_share(a),
+            Err(ServiceError::RateLimited { .. })
+        ));
+        assert!(worker.take_share(b).unwrap().is_some());
+        assert!(worker.take_share(None).unwrap().is_none());
+        drop(first);
+        assert!(
+            worker.take_share(a).is_ok(),
+            "a finished job gives its place back"
+        );
+    }
 }

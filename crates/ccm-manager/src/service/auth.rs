@@ -4,7 +4,8 @@
 //! 1. the client address has a token in its bucket (every attempt takes one), else 429;
 //! 2. the e-mail has had fewer failures than its limit, else 429 (only failures take tokens,
 //!    so a user's own successful logins never lock them out);
-//! 3. the password is checked on the hashing thread; a full queue is 503 with `Retry-After`;
+//! 3. the password is checked on the hashing thread; an address holding its share of the
+//!    queue is 429, a full queue is 503, both with `Retry-After`;
 //!    an unknown e-mail costs the same verification as a wrong password;
 //! 4. a failure takes a token from the e-mail's bucket and is audited (`session.login_failed`:
 //!    the e-mail, the client address, the user if the e-mail names one; never the password);
@@ -68,7 +69,7 @@ pub async fn password_login(
     let hash = user
         .as_ref()
         .map_or_else(|| s.dummy_hash.clone(), |u| u.password_hash.clone());
-    let ok = s.passwords.verify(&password, &hash).await?;
+    let ok = s.passwords.verify_from(client, &password, &hash).await?;
     let user = match (ok, user) {
         (true, Some(u)) => u.user,
         (_, user) => {

@@ -185,7 +185,7 @@ pub async fn signup(
         charge_failure(s, &req.user_email);
         return Err(e);
     }
-    let password_hash = s.passwords.hash(&req.user_password).await?;
+    let password_hash = s.passwords.hash_from(client, &req.user_password).await?;
     let new = NewUser {
         user_id: Uuid::new_v4(),
         email: req.user_email.clone(),
