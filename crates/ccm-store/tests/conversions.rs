@@ -4,6 +4,9 @@
 // Shared test functions abort the test with the reason when a step fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use std::collections::HashSet;
 
 use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
@@ -13,23 +16,8 @@ use ccm_store::{
     Actor, ConversionResult, Error, Interrupted, NewAccount, NewConversion, NewUser, NewZone,
     ProgressUpdate, Recovery, Store, StoreOptions, log_line,
 };
+use common::{Db, NOW};
 use uuid::Uuid;
-
-enum Db {
-    Sqlite(tempfile::TempDir),
-    Pg(ccm_testkit::postgres::TestDatabase),
-}
-
-impl Db {
-    fn url(&self) -> String {
-        match self {
-            Db::Sqlite(d) => format!("sqlite://{}", d.path().join("ccm.db").display()),
-            Db::Pg(p) => p.url.clone(),
-        }
-    }
-}
-
-const NOW: i64 = 1_800_000_000;
 
 struct Fixture {
     store: Store,
@@ -469,21 +457,6 @@ async fn signing_key_is_kept_per_account(db: Db) {
     // The key goes with the account.
     f.store.delete_account(f.acct, &f.actor, NOW).await.unwrap();
     assert!(f.store.signing_key(f.acct).await.unwrap().is_none());
-}
-
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Db::Sqlite(tempfile::tempdir().unwrap())).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(super::Db::Pg(ccm_testkit::postgres::database().expect("PostgreSQL"))).await
-            })*
-        }
-    };
 }
 
 both!(
