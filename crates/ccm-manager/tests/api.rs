@@ -355,7 +355,7 @@ async fn roles_are_enforced(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("roles"),
     );
 

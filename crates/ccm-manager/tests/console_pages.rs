@@ -1444,3 +1444,80 @@ async fn every_form_refuses_a_missing_or_wrong_csrf_token_and_changes_nothing() 
     assert_eq!(resp.status(), StatusCode::UNSUPPORTED_MEDIA_TYPE);
     assert_eq!(audit_len(&m).await, before);
 }
+
+/// A system administrator issues a reset link from the users page (others get 403); the link's
+/// page sets the password once; an invitation link fills the sign-up form's token field.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn reset_links_and_invitation_links() {
+    let (m, _) = manager().await;
+    let mut admin = m.client();
+    admin.sign_up("root@example.com").await;
+    let mut bob = m.client();
+    bob.sign_up("bob@example.com").await;
+    let bob_id = m
+        .store()
+        .user_by_email("bob@example.com")
+        .await
+        .unwrap()
+        .unwrap()
+        .user
+        .user_id
+        .to_string();
+    assert_eq!(
+        bob.get("/console/users").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let users = admin.get("/console/users").await;
+    assert_eq!(users.status, StatusCode::OK);
+    users.assert_contains("bob@example.com");
+    let issued = admin
+        .submit(
+            "/console/users",
+            &format!("/console/users/{bob_id}/reset-token"),
+            &[],
+        )
+        .await;
+    assert_eq!(issued.status, StatusCode::OK, "{}", issued.body);
+    let start = issued.body.find("ccmreset1_").expect("the token is shown");
+    let token: String = issued.body[start..]
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+
+    let mut anon = ConsoleClient::new(&m.base());
+    let link = format!("/console/reset-password?user={bob_id}&token={token}");
+    let form = anon.get(&link).await;
+    assert_eq!(form.status, StatusCode::OK);
+    form.assert_contains(&token);
+    let pairs = [
+        ("user", bob_id.as_str()),
+        ("reset_token", token.as_str()),
+        ("new_password", "brand new password 9"),
+        ("password_confirm", "brand new password 9"),
+    ];
+    anon.submit(&link, "/console/reset-password", &pairs)
+        .await
+        .assert_redirect("/console/login");
+    let again = anon.submit(&link, "/console/reset-password", &pairs).await;
+    assert_eq!(
+        again.status,
+        StatusCode::UNAUTHORIZED,
+        "the link works once"
+    );
+    anon.submit(
+        "/console/login",
+        "/console/login",
+        &[
+            ("user_email", "bob@example.com"),
+            ("user_password", "brand new password 9"),
+        ],
+    )
+    .await
+    .assert_redirect("/console");
+
+    let signup = ConsoleClient::new(&m.base())
+        .get("/console/signup?invitation=ccminv1_example")
+        .await;
+    assert_eq!(signup.status, StatusCode::OK);
+    signup.assert_contains("value=\"ccminv1_example\"");
+}

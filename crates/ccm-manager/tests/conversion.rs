@@ -1177,7 +1177,8 @@ async fn stored_registry_credentials_are_used(b: Backend) {
     let named = convert(
         &h,
         &token,
-        json!({"app_id": app_id, "docker_version": "2", "registry_id": stored["registry_id"]}),
+        json!({"app_id": app_id, "input_docker_version": "1", "output_docker_version": "2",
+               "registry_id": stored["registry_id"]}),
     )
     .await;
     let named = wait_final(&h, &token, named["build_id"].as_str().unwrap()).await;
@@ -1186,7 +1187,8 @@ async fn stored_registry_credentials_are_used(b: Backend) {
     let wrong = convert(
         &h,
         &token,
-        json!({"app_id": app_id, "docker_version": "3", "outputAuthConfig": auth(WRONG_PASSWORD)}),
+        json!({"app_id": app_id, "input_docker_version": "1", "output_docker_version": "3",
+               "outputAuthConfig": auth(WRONG_PASSWORD)}),
     )
     .await;
     let wrong = wait_final(&h, &token, wrong["build_id"].as_str().unwrap()).await;
@@ -1204,7 +1206,7 @@ async fn stored_registry_credentials_are_used(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("registry_id"),
     );
     assert_error(

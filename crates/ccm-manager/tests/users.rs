@@ -90,7 +90,7 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
         assert_error(
             &signup_with(&h, body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            "validation_failed",
             Some("invitation_token"),
         );
     }
@@ -117,7 +117,7 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
     assert_error(
         &signup_with(&h, signup("new2@example.com", Some(&token))).await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("invitation_token"),
     );
     assert_eq!(h.get("/v1/users/invitations", &mgr).await.1, json!([]));
@@ -184,7 +184,7 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("accepts"),
     );
     assert_error(
@@ -194,8 +194,8 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
             json!({}),
         )
         .await,
-        StatusCode::FORBIDDEN,
-        "forbidden",
+        StatusCode::NOT_FOUND,
+        "not_found",
         None,
     );
     let (st, body) = h
@@ -224,7 +224,7 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
         )
         .await
         .0,
-        StatusCode::FORBIDDEN
+        StatusCode::NOT_FOUND
     );
     assert_eq!(h.get("/v1/user/invitations", &new).await.1, json!([]));
 
@@ -244,7 +244,7 @@ async fn invitations_reach_new_and_existing_users(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("invitation_token"),
     );
 
@@ -274,7 +274,7 @@ async fn passwords_change_and_end_other_sessions(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("current_password"),
     );
     assert_error(
@@ -285,7 +285,7 @@ async fn passwords_change_and_end_other_sessions(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("new_password"),
     );
     assert_error(
@@ -434,7 +434,7 @@ async fn administrators_issue_password_resets(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("new_password"),
     );
     // The token is bob's only.
@@ -516,12 +516,18 @@ async fn administrators_issue_password_resets(b: Backend) {
 
 async fn registries_store_credentials_write_only(b: Backend) {
     let h = Harness::start(b).await;
-    let (mgr, _) = h.user_with_account("m@example.com", "acme").await;
+    let (mgr, acme) = h.user_with_account("m@example.com", "acme").await;
     h.signup("r@example.com").await;
     h.join(&mgr, "r@example.com", "READER").await;
     let reader = h.login("r@example.com").await;
-    let acme = h.get("/v1/user", &mgr).await;
-    assert_eq!(acme.0, StatusCode::OK);
+    let (st, _) = h
+        .post(
+            &format!("/v1/sys/session/select_account/{acme}"),
+            &reader,
+            json!({}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK);
     let secret = "s3cret-registry-password";
     let create = |url: &str, password: Option<&str>| {
         json!({"url": url, "description": "team images",
@@ -552,7 +558,7 @@ async fn registries_store_credentials_write_only(b: Backend) {
         assert_error(
             &h.post("/v1/registry", &mgr, body).await,
             StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_field",
+            "validation_failed",
             Some(field),
         );
     }
@@ -614,7 +620,7 @@ async fn registries_store_credentials_write_only(b: Backend) {
         )
         .await,
         StatusCode::UNPROCESSABLE_ENTITY,
-        "invalid_field",
+        "validation_failed",
         Some("[0].path"),
     );
     // Other accounts do not see it.
@@ -687,11 +693,12 @@ impl SmtpServer {
         Self { child, port, out }
     }
 
-    /// Waits until the printed messages contain `needle`; returns them.
+    /// Waits until the printed messages (quoted-printable decoded, as a mail reader shows them)
+    /// contain `needle`; returns them.
     async fn wait_for(&self, needle: &str) -> String {
         let deadline = Instant::now() + Duration::from_secs(20);
         loop {
-            let text = self.out.lock().unwrap().clone();
+            let text = decode_quoted_printable(&self.out.lock().unwrap());
             if text.contains(needle) {
                 return text;
             }
@@ -702,6 +709,31 @@ impl SmtpServer {
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
+}
+
+/// Undoes quoted-printable: soft line breaks (`=` at a line's end) and `=XX` escapes.
+fn decode_quoted_printable(text: &str) -> String {
+    let joined = text.replace("=\n", "");
+    let bytes = joined.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        let hex = bytes
+            .get(i + 1..i + 3)
+            .and_then(|h| std::str::from_utf8(h).ok())
+            .and_then(|h| u8::from_str_radix(h, 16).ok());
+        match (bytes[i], hex) {
+            (b'=', Some(b)) => {
+                out.push(b);
+                i += 3;
+            }
+            (c, _) => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
 }
 
 impl Drop for SmtpServer {

@@ -45,7 +45,7 @@ pub(crate) const PAGE_SIZE: i64 = 50;
 
 /// The console's routes (`/`, `/console/...`), ready to merge into the manager's router.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
-    use pages::{accounts, apps, audit, auth, certs, images, nodes, overview, tasks};
+    use pages::{accounts, apps, audit, auth, certs, images, nodes, overview, tasks, users};
     let pages = Router::new()
         .route("/console", get(overview::show))
         .route("/console/signup", get(auth::signup_form).post(auth::signup))
@@ -104,6 +104,8 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/console/certificates/{id}/pem", get(certs::pem))
         .route("/console/zone/certificate", get(certs::zone_ca))
         .route("/console/audit", get(audit::list))
+        .route("/console/users", get(users::list))
+        .route("/console/users/{id}/reset-token", post(users::reset_token))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

@@ -77,6 +77,9 @@ async fn list_page(
                 }
             } }
         }
+        @if a.caller.is_sysadmin {
+            p { "As system administrator you can also see every user and issue password reset tokens: " a href="/console/users" { "Users" } "." }
+        }
         h2 #new { "Add an account" }
         (error_summary(errors))
         form.stack.panel method="post" action="/console/accounts" {

@@ -9,6 +9,7 @@ pub(crate) mod images;
 pub(crate) mod nodes;
 pub(crate) mod overview;
 pub(crate) mod tasks;
+pub(crate) mod users;
 
 use serde::Deserialize;
 
