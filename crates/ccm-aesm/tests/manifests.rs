@@ -244,6 +244,26 @@ fn jobs_share_the_quote_helper_host_path() {
             let env = container.env.as_deref().unwrap();
             let aesm_addr = env.iter().find(|e| e.name == "SGX_AESM_ADDR").unwrap();
             assert_eq!(aesm_addr.value.as_deref(), Some("1"), "{origin}");
+            // The launcher checks the returned certificate's chain against the zone CA, read
+            // from a mounted ConfigMap.
+            let zone_ca = env
+                .iter()
+                .find(|e| e.name == "CCM_LAUNCH_ZONE_CA")
+                .and_then(|e| e.value.clone())
+                .unwrap_or_else(|| panic!("{origin}: CCM_LAUNCH_ZONE_CA is not set"));
+            let volumes = spec.volumes.as_deref().unwrap_or_default();
+            let mounted = container
+                .volume_mounts
+                .as_deref()
+                .unwrap_or_default()
+                .iter()
+                .any(|m| {
+                    zone_ca.starts_with(&format!("{}/", m.mount_path))
+                        && volumes
+                            .iter()
+                            .any(|v| v.name == m.name && v.config_map.is_some())
+                });
+            assert!(mounted, "{origin}: {zone_ca} is not on a ConfigMap volume");
             let limits = container
                 .resources
                 .as_ref()

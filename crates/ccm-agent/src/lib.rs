@@ -45,7 +45,7 @@ use uuid::Uuid;
 
 use crate::batch::Batcher;
 use crate::manager::{CallError, ManagerClient};
-use crate::nonces::{NoncePool, PoolSettings};
+use crate::nonces::{NoncePool, PoolSettings, RefillOutcome};
 use crate::quoting::Quoter;
 use crate::state::{Identity, PendingTask, StateDir};
 
@@ -494,11 +494,26 @@ impl AgentInner {
         Ok(nonce)
     }
 
-    /// Keeps the nonce pool above its low-water mark (after a heartbeat went through).
+    /// Keeps the nonce pool above its low-water mark (after a heartbeat went through). A
+    /// manager refusing nonces is a warning when it starts and a note when it ends; the
+    /// heartbeats in between log it at debug level only.
     async fn refill_nonces(&self) {
         let Some(client) = self.client() else { return };
-        if let Err(e) = self.nonces.refill(&client, unix_now).await {
-            tracing::warn!(error = %e, "cannot fetch issuance nonces");
+        match self.nonces.refill_tracked(&client, unix_now).await {
+            RefillOutcome::Failed { error, first: true } => tracing::warn!(
+                error = %error,
+                "cannot fetch issuance nonces; retrying at every heartbeat, logged again when they are available"
+            ),
+            RefillOutcome::Failed {
+                error,
+                first: false,
+            } => {
+                tracing::debug!(error = %error, "still cannot fetch issuance nonces");
+            }
+            RefillOutcome::Available { recovered: true } => {
+                tracing::info!("issuance nonces are available again");
+            }
+            RefillOutcome::Available { recovered: false } => {}
         }
     }
 

@@ -17,6 +17,7 @@
 
 use std::collections::VecDeque;
 use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ccm_api::nodes::{IssuanceNonce, MAX_NONCE_BATCH};
 
@@ -96,6 +97,26 @@ pub struct NoncePool {
     pool: Mutex<Pool>,
     /// Held while a fetch runs: at most one at a time.
     fetching: tokio::sync::Mutex<()>,
+    /// Whether the last [`NoncePool::refill_tracked`] failed.
+    refill_failing: AtomicBool,
+}
+
+/// What a background refill found, told as a change from the last one, so that a manager
+/// refusing nonces is logged once when it starts and once when it ends, not at every heartbeat.
+#[derive(Debug)]
+pub enum RefillOutcome {
+    /// The pool has nonces, or got them; `recovered` when the last refill had failed.
+    Available {
+        /// Whether the last refill had failed.
+        recovered: bool,
+    },
+    /// The fetch failed; `first` when the last refill had not.
+    Failed {
+        /// Why.
+        error: CallError,
+        /// Whether the last refill had succeeded (this failure is news).
+        first: bool,
+    },
 }
 
 impl NoncePool {
@@ -108,6 +129,7 @@ impl NoncePool {
             },
             pool: Mutex::new(Pool::default()),
             fetching: tokio::sync::Mutex::new(()),
+            refill_failing: AtomicBool::new(false),
         }
     }
 
@@ -173,6 +195,26 @@ impl NoncePool {
             return Ok(false);
         }
         self.fetch_into(source).await.map(|()| true)
+    }
+
+    /// [`NoncePool::refill`], with its outcome told against the last call's (see
+    /// [`RefillOutcome`]).
+    pub async fn refill_tracked<S: NonceSource>(
+        &self,
+        source: &S,
+        now: impl Fn() -> i64,
+    ) -> RefillOutcome {
+        let result = self.refill(source, now).await;
+        let was_failing = self.refill_failing.swap(result.is_err(), Ordering::Relaxed);
+        match result {
+            Ok(_) => RefillOutcome::Available {
+                recovered: was_failing,
+            },
+            Err(error) => RefillOutcome::Failed {
+                error,
+                first: !was_failing,
+            },
+        }
     }
 }
 
@@ -316,6 +358,34 @@ mod tests {
             Err(CallError::Unavailable(_))
         ));
         assert!(pool.refill(&down, now).await.is_err());
+    }
+
+    #[tokio::test]
+    async fn a_refusing_manager_is_news_once_and_its_return_once() {
+        let clock = Arc::new(AtomicI64::new(1_000));
+        let now = || clock.load(Ordering::SeqCst);
+        let up = Counter::new(clock.clone(), 300);
+        let mut down = Counter::new(clock.clone(), 300);
+        down.fail = true;
+        let pool = NoncePool::new(settings(2, 1));
+        let failed = |o: RefillOutcome| match o {
+            RefillOutcome::Failed { first, .. } => Some(first),
+            RefillOutcome::Available { .. } => None,
+        };
+        let available = |o: RefillOutcome| match o {
+            RefillOutcome::Available { recovered } => Some(recovered),
+            RefillOutcome::Failed { .. } => None,
+        };
+        assert_eq!(failed(pool.refill_tracked(&down, now).await), Some(true));
+        for _ in 0..3 {
+            assert_eq!(failed(pool.refill_tracked(&down, now).await), Some(false));
+        }
+        assert_eq!(available(pool.refill_tracked(&up, now).await), Some(true));
+        // Full: nothing fetched, still no news.
+        assert_eq!(available(pool.refill_tracked(&up, now).await), Some(false));
+        pool.take(&up, now).await.unwrap();
+        pool.take(&up, now).await.unwrap();
+        assert_eq!(failed(pool.refill_tracked(&down, now).await), Some(true));
     }
 
     #[test]

@@ -24,9 +24,10 @@ use std::time::Instant;
 
 use common::*;
 
+/// The shipped launcher with the simulated platform (the bench attests on one).
 fn static_launcher() -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-launcher");
-    let out = Command::new(script).output().unwrap();
+    let out = Command::new(script).arg("--simulation").output().unwrap();
     assert!(
         out.status.success(),
         "{}",

@@ -13,27 +13,42 @@
 //! **Simulation.** On this path nothing is isolated: any process that can read
 //! `ccm-sim-cpu.key` can MAC a REPORT for any identity. The quote proves what the simulated
 //! platform was told, and managers accept it only when they trust the simulated root.
+//!
+//! The simulated platform is the cargo feature `sim` (`scripts/build-launcher --simulation`),
+//! off by default. It is today the only way this launcher makes a REPORT, so a launcher built
+//! without it carries no simulator and refuses every certificate from the manager's CA with a
+//! message that says why ([`Attester::connect`]); self-signed certificates and launches without
+//! certificates work either way.
 
+#[cfg(feature = "sim")]
 use std::path::{Path, PathBuf};
+#[cfg(feature = "sim")]
 use std::time::Duration;
 
+#[cfg(feature = "sim")]
 use ccm_aesm::AesmClient;
+#[cfg(feature = "sim")]
 use ccm_attest::sim::{EnclaveIdentity, SimCpu, SimQuotingEnclave};
 use ccm_enclave::VerifiedEnclave;
-use ccm_sgx::{AttKeyId, AttributeFlags, Attributes, QeReportInfo, Quote, ReportData, TargetInfo};
+use ccm_sgx::ReportData;
+#[cfg(feature = "sim")]
+use ccm_sgx::{AttKeyId, AttributeFlags, Attributes, QeReportInfo, Quote, TargetInfo};
+#[cfg(feature = "sim")]
 use ring::rand::SecureRandom;
 
 use crate::config::QuoteVia;
 use crate::error::LaunchError;
 
 /// The file holding the simulated platform secret, next to the AESM socket.
-pub const SIM_CPU_KEY_FILE: &str = ccm_attest::sim::CPU_SECRET_FILE;
+pub const SIM_CPU_KEY_FILE: &str = "ccm-sim-cpu.key";
 
 /// Time allowed for each AESM read and write (the simulated QE answers in microseconds; Intel's
 /// aesmd may contact a provisioning service on first use).
+#[cfg(feature = "sim")]
 const AESM_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// The identity the REPORT states, from a verified manifest and SIGSTRUCT.
+#[cfg(feature = "sim")]
 pub fn identity_of(v: &VerifiedEnclave) -> EnclaveIdentity {
     let s = &v.sigstruct;
     EnclaveIdentity {
@@ -62,6 +77,7 @@ pub fn report_data_for(spki_der: &[u8], nonce: &[u8; 32]) -> ReportData {
     rd
 }
 
+#[cfg(feature = "sim")]
 enum Backend {
     Aesm {
         client: AesmClient,
@@ -71,6 +87,7 @@ enum Backend {
 }
 
 /// A connected quote source with the simulated CPU that MACs our REPORTs.
+#[cfg(feature = "sim")]
 pub struct Attester {
     backend: Backend,
     cpu: SimCpu,
@@ -80,6 +97,7 @@ pub struct Attester {
     pub in_process: bool,
 }
 
+#[cfg(feature = "sim")]
 impl std::fmt::Debug for Attester {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("Attester")
@@ -89,6 +107,7 @@ impl std::fmt::Debug for Attester {
     }
 }
 
+#[cfg(feature = "sim")]
 fn read_cpu_key(path: &Path) -> Result<SimCpu, LaunchError> {
     let bytes = std::fs::read(path).map_err(|e| {
         LaunchError::QuoteSource(format!(
@@ -107,10 +126,13 @@ fn read_cpu_key(path: &Path) -> Result<SimCpu, LaunchError> {
     Ok(SimCpu::new(secret))
 }
 
+#[cfg(feature = "sim")]
 impl Attester {
     /// Connects to the configured quote source: selects the attestation key and asks for the
-    /// QE's TARGETINFO (InitQuoteEx), and loads the simulated CPU key.
-    pub fn connect(via: &QuoteVia, identity: EnclaveIdentity) -> Result<Attester, LaunchError> {
+    /// QE's TARGETINFO (InitQuoteEx), and loads the simulated CPU key; the REPORTs will state
+    /// `enclave`'s identity.
+    pub fn connect(via: &QuoteVia, enclave: &VerifiedEnclave) -> Result<Attester, LaunchError> {
+        let identity = identity_of(enclave);
         match via {
             QuoteVia::None => Err(LaunchError::QuoteSource(
                 "no quote source: SGX_AESM_ADDR is not set (run the container with SGX_AESM_ADDR=1 and the host's \
@@ -214,7 +236,48 @@ impl Attester {
     }
 }
 
+/// A launcher built without the simulated platform: it has no way to make a REPORT.
+#[cfg(not(feature = "sim"))]
+#[derive(Debug)]
+pub struct Attester {
+    /// Whether the quotes come from the in-process simulated QE (never: none is made).
+    pub in_process: bool,
+    never: std::convert::Infallible,
+}
+
+#[cfg(not(feature = "sim"))]
+impl Attester {
+    /// Refuses: this launcher carries no simulated platform (see the module documentation).
+    pub fn connect(via: &QuoteVia, _enclave: &VerifiedEnclave) -> Result<Attester, LaunchError> {
+        Err(without_simulation(via))
+    }
+
+    /// Never called: no `Attester` exists in this build.
+    pub fn quote(&self, _report_data: &ReportData) -> Result<Vec<u8>, LaunchError> {
+        match self.never {}
+    }
+}
+
+/// The refusal of a launcher built without the simulated platform, naming the quote source
+/// that was configured.
+pub fn without_simulation(via: &QuoteVia) -> LaunchError {
+    let source = match via {
+        QuoteVia::None => "none configured".to_string(),
+        QuoteVia::Aesm(socket) => format!("the AESM service at {}", socket.display()),
+        QuoteVia::DangerousInProcessSim(dir) => {
+            format!("--ccm-dangerous-inprocess-sim {}", dir.display())
+        }
+    };
+    LaunchError::QuoteSource(format!(
+        "this launcher was built without the simulated platform (cargo feature `sim`; \
+         `scripts/build-launcher --simulation` builds one with it) and has no other way to make \
+         the REPORT a quote needs, so it cannot obtain a certificate from the manager's CA \
+         (quote source: {source})"
+    ))
+}
+
 /// The checks an application makes on what GetQuoteEx returned.
+#[cfg(feature = "sim")]
 fn check_quote(
     cpu: &SimCpu,
     target: &TargetInfo,
@@ -246,4 +309,29 @@ fn check_quote(
         return bad("the QE report does not bind this quote and nonce");
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(feature = "sim")]
+    #[test]
+    fn the_secret_file_name_is_the_simulators() {
+        assert_eq!(SIM_CPU_KEY_FILE, ccm_attest::sim::CPU_SECRET_FILE);
+    }
+
+    #[test]
+    fn a_launcher_without_simulation_says_why_it_cannot_attest() {
+        let via = QuoteVia::Aesm("/var/run/aesmd/aesm.socket".into());
+        let e = without_simulation(&via);
+        assert_eq!(e.exit_code(), 20);
+        let text = e.to_string();
+        assert!(
+            text.contains("built without the simulated platform")
+                && text.contains("scripts/build-launcher --simulation")
+                && text.contains("/var/run/aesmd/aesm.socket"),
+            "{text}"
+        );
+    }
 }

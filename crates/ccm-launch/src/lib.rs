@@ -159,7 +159,7 @@ impl<'a> Issuance<'a> {
 
     fn attester(&mut self) -> Result<&Attester, LaunchError> {
         if self.attester.is_none() {
-            let a = Attester::connect(&self.cfg.quote_via, attest::identity_of(self.enclave))?;
+            let a = Attester::connect(&self.cfg.quote_via, self.enclave)?;
             if a.in_process {
                 log(
                     "SIMULATION: quoting in-process with --ccm-dangerous-inprocess-sim; this quote proves nothing",

@@ -1,5 +1,6 @@
 //! The shipped launcher (built by `scripts/build-launcher`): statically linked, and working in an
-//! empty (scratch-like) root file system under runc.
+//! empty (scratch-like) root file system under runc; built without the simulated platform (the
+//! default), it refuses to obtain a certificate from the manager's CA and says why.
 
 // Test code: a failed unwrap is a failed test.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
@@ -13,13 +14,18 @@ use std::process::Command;
 use ccm_enclave::{EnclaveParams, KeyType, MANIFEST_VERSION, Manifest, Runtime, TrustedFile};
 use common::*;
 
-/// Builds the static launcher (once at a time across test processes) and returns its path.
-fn static_launcher() -> PathBuf {
+/// Builds the static launcher, with the simulated platform when `simulation` (once at a time
+/// across test processes), and returns its path.
+fn static_launcher(simulation: bool) -> PathBuf {
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../scripts/build-launcher");
     let lock_path = std::env::temp_dir().join("ccm-launch-static-build.lock");
     let lock = std::fs::File::create(&lock_path).unwrap();
     lock.lock().unwrap();
-    let out = Command::new(&script).output().unwrap();
+    let mut build = Command::new(&script);
+    if simulation {
+        build.arg("--simulation");
+    }
+    let out = build.output().unwrap();
     assert!(
         out.status.success(),
         "scripts/build-launcher failed: {}",
@@ -32,7 +38,7 @@ fn static_launcher() -> PathBuf {
 
 #[test]
 fn the_shipped_launcher_is_static() {
-    let bin = static_launcher();
+    let bin = static_launcher(false);
     let data = std::fs::read(&bin).unwrap();
     // ELF64, little-endian, x86-64.
     assert_eq!(&data[..4], b"\x7fELF");
@@ -219,7 +225,7 @@ fn run_in_runc(
 
 #[test]
 fn runs_in_an_empty_rootfs_under_runc() {
-    let launcher = static_launcher();
+    let launcher = static_launcher(true);
     let work = tempfile::tempdir().unwrap();
     let (root, signed) = scratch_root(work.path(), &launcher);
     let id = format!("ccm-launch-test-{}", std::process::id());
@@ -273,4 +279,42 @@ fn runs_in_an_empty_rootfs_under_runc() {
     let cert = std::fs::read_to_string(root.join("run/secrets/cert.pem")).unwrap();
     let key = std::fs::read_to_string(root.join("run/secrets/key.pem")).unwrap();
     assert_eq!(cert_spki(&cert), key_spki(&key));
+}
+
+/// The default build carries no simulator: with the quote helper mounted and a node agent that
+/// would issue, it verifies the image, then stops before asking the agent for anything, with
+/// exit code 20 and a message that says how to build a launcher that can attest.
+#[test]
+fn a_launcher_built_without_simulation_refuses_simulated_attestation() {
+    let launcher = static_launcher(false);
+    let work = tempfile::tempdir().unwrap();
+    let (root, signed) = scratch_root(work.path(), &launcher);
+    let platform = Platform::start();
+    let agent = AgentPeer::start(Behaviour::Issue {
+        pending_polls: 0,
+        lifetime_secs: 3600,
+    });
+    let (code, out, err) = run_in_runc(
+        work.path(),
+        &[
+            "SGX_AESM_ADDR=1".into(),
+            format!("NODE_AGENT_BASE_URL={}", agent.url),
+        ],
+        Some(platform.socket().parent().unwrap()),
+        &format!("ccm-launch-nosim-{}", std::process::id()),
+    );
+    assert_eq!(code, 20, "{err}");
+    assert!(
+        err.contains(&format!("verified enclave {}", signed.mrenclave)),
+        "{err}"
+    );
+    assert!(
+        err.contains("ccm-launch: error: this launcher was built without the simulated platform")
+            && err.contains("scripts/build-launcher --simulation")
+            && err.contains("/var/run/aesmd/aesm.socket"),
+        "{err}"
+    );
+    assert_eq!(out, "", "the app must not start");
+    assert!(agent.requests().is_empty(), "nothing was sent to the agent");
+    assert!(!root.join("run/secrets/key.pem").exists());
 }

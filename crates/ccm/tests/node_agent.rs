@@ -1,6 +1,7 @@
 //! The node agent end to end with real processes on loopback: a simulated platform, a real
 //! `ccm aesmd`, a real `ccm manager` (HTTPS with its self-signed certificate, pinned by the join
-//! token), a real `ccm agent`, and test code acting as an enclave.
+//! token) on SQLite or on PostgreSQL, a real `ccm agent`, and test code acting as an enclave.
+//! Every test runs once per database (`sqlite::NAME`, `postgres::NAME`).
 // Test code: a failed step aborts the test with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +21,41 @@ use ccm_sgx::{AttributeFlags, Attributes, Measurement, ReportData};
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
+
+/// Runs each named `async fn name(db: Db)` as two tests, `sqlite::name` and `postgres::name`.
+macro_rules! on_both_databases {
+    ($($name:ident),* $(,)?) => {
+        mod sqlite {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Db::Sqlite).await
+            })*
+        }
+        mod postgres {
+            $(#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                super::$name(super::Db::Postgres).await
+            })*
+        }
+    };
+}
+
+on_both_databases!(
+    full_flow_pending_whitelist_then_success_with_evidence_and_tls,
+    a_revoked_certificates_evidence_cannot_be_replayed,
+    issuance_refusals_name_the_reason,
+    manager_and_agent_restarts_lose_nothing,
+    junk_bodies_are_refused_by_the_agent_and_reach_nothing,
+);
+
+/// The manager's database in a test.
+#[derive(Debug, Clone, Copy)]
+enum Db {
+    /// The SQLite file in the manager's data directory.
+    Sqlite,
+    /// A new database of the PostgreSQL test cluster.
+    Postgres,
+}
 
 const PASSWORD: &str = "correct horse battery";
 const DOMAIN: &str = "myapp.domain.dom";
@@ -96,7 +132,8 @@ struct Manager {
     pin: [u8; 32],
 }
 
-fn start_manager(data: &Path, roots: &[&Path], listen: &str) -> Manager {
+/// A manager on `w`'s database with its files in `data`, trusting the simulated `roots`.
+fn start_manager(w: &World, data: &Path, roots: &[&Path], listen: &str) -> Manager {
     // Several users sign up without the setup token: open sign-up.
     let mut args = vec![
         "manager",
@@ -106,6 +143,10 @@ fn start_manager(data: &Path, roots: &[&Path], listen: &str) -> Manager {
         listen,
         "--open-signup",
     ];
+    if let Some(db) = &w.database {
+        args.push("--database");
+        args.push(&db.url);
+    }
     for r in roots {
         args.push("--trust-simulated-root");
         args.push(p(r));
@@ -466,9 +507,15 @@ struct World {
     platform: PathBuf,
     socket: PathBuf,
     _aesmd: Proc,
+    /// The manager's PostgreSQL database; `None` for SQLite.
+    database: Option<ccm_testkit::postgres::TestDatabase>,
 }
 
-fn world() -> World {
+fn world(db: Db) -> World {
+    let database = match db {
+        Db::Sqlite => None,
+        Db::Postgres => Some(ccm_testkit::postgres::database().expect("PostgreSQL test cluster")),
+    };
     let tmp = tempfile::tempdir().unwrap();
     let platform = tmp.path().join("platform");
     ccm_ok(&["sim", "init", "--dir", p(&platform)]);
@@ -482,6 +529,7 @@ fn world() -> World {
         platform,
         socket,
         _aesmd: aesmd,
+        database,
     }
 }
 
@@ -493,12 +541,11 @@ fn plain_http() -> reqwest::Client {
         .unwrap()
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
-    let w = world();
+async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls(db: Db) {
+    let w = world(db);
     let data = w._tmp.path().join("manager");
     let root = w.platform.join("root-ca.pem");
-    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let m = start_manager(&w, &data, &[&root], "127.0.0.1:0");
     let api = Api::new(&m.base, m.pin, "alice@example.com", "acme").await;
     let (app_id, _build) = api.app_and_image("flask", MRENCLAVE).await;
     let token = api.join_token(json!({})).await;
@@ -674,12 +721,11 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls() {
 /// With real processes (quote helper, manager, agent): the quote in a revoked certificate's
 /// evidence extension, sent again with a new CSR for the same key, is refused as a replay; a
 /// fresh quote for that key is refused because the key was revoked; a new key still issues.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_revoked_certificates_evidence_cannot_be_replayed() {
-    let w = world();
+async fn a_revoked_certificates_evidence_cannot_be_replayed(db: Db) {
+    let w = world(db);
     let data = w._tmp.path().join("manager");
     let root = w.platform.join("root-ca.pem");
-    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let m = start_manager(&w, &data, &[&root], "127.0.0.1:0");
     let api = Api::new(&m.base, m.pin, "alice@example.com", "acme").await;
     api.app_and_image("flask", MRENCLAVE).await;
     api.decide_all("DOMAIN_WHITELIST", "APPROVED").await;
@@ -809,9 +855,8 @@ async fn tls_handshake(chain_der: &[Vec<u8>], key: &rcgen::KeyPair, ca_der: &[u8
     srv.await.unwrap();
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn issuance_refusals_name_the_reason() {
-    let w = world();
+async fn issuance_refusals_name_the_reason(db: Db) {
+    let w = world(db);
     let data = w._tmp.path().join("manager");
     let root = w.platform.join("root-ca.pem");
     // A second simulated root the manager does not trust, with its own quote helper.
@@ -823,7 +868,7 @@ async fn issuance_refusals_name_the_reason() {
     let _faesmd = Proc::spawn(&["aesmd", "--platform", p(&foreign), "--socket", p(&fsock)]);
     wait_for_socket(&fsock);
 
-    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let m = start_manager(&w, &data, &[&root], "127.0.0.1:0");
     let api = Api::new(&m.base, m.pin, "bob@example.com", "bobco").await;
     api.app_and_image("good", MRENCLAVE).await;
     let rejected = [0x33; 32];
@@ -984,13 +1029,12 @@ async fn issuance_refusals_name_the_reason() {
     drop(m.proc);
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn manager_and_agent_restarts_lose_nothing() {
-    let w = world();
+async fn manager_and_agent_restarts_lose_nothing(db: Db) {
+    let w = world(db);
     let data = w._tmp.path().join("manager");
     let root = w.platform.join("root-ca.pem");
     let state = w._tmp.path().join("agent");
-    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let m = start_manager(&w, &data, &[&root], "127.0.0.1:0");
     let listen = m.base.trim_start_matches("https://").to_string();
     let api = Api::new(&m.base, m.pin, "carol@example.com", "carolco").await;
     api.app_and_image("flask", MRENCLAVE).await;
@@ -1048,7 +1092,7 @@ async fn manager_and_agent_restarts_lose_nothing() {
     // The agent restarts too, without a join token (the single-use one is spent): it uses its
     // stored identity and its pending request.
     drop(agent);
-    let m2 = start_manager(&data, &[&root], &listen);
+    let m2 = start_manager(&w, &data, &[&root], &listen);
     assert_eq!(m2.pin, m.pin, "the manager keeps its certificate");
     let agent = start_agent(&m2, None, &w.socket, &state, &w.platform);
     let v = poll_until(&http, &agent, &task_id, "PENDING_WHITELIST").await;
@@ -1081,12 +1125,11 @@ async fn post_raw(http: &reqwest::Client, url: &str, body: Vec<u8>) -> Option<(S
     Some((status, resp.json().await.unwrap_or(Value::Null)))
 }
 
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn junk_bodies_are_refused_by_the_agent_and_reach_nothing() {
-    let w = world();
+async fn junk_bodies_are_refused_by_the_agent_and_reach_nothing(db: Db) {
+    let w = world(db);
     let data = w._tmp.path().join("manager");
     let root = w.platform.join("root-ca.pem");
-    let m = start_manager(&data, &[&root], "127.0.0.1:0");
+    let m = start_manager(&w, &data, &[&root], "127.0.0.1:0");
     let api = Api::new(&m.base, m.pin, "dave@example.com", "daveco").await;
     api.app_and_image("flask", MRENCLAVE).await;
     let token = api.join_token(json!({})).await;

@@ -54,13 +54,15 @@ pub fn repo_root() -> PathBuf {
         .unwrap()
 }
 
-/// The static launcher, built once per test process with `scripts/build-launcher` (a no-op when
-/// it is up to date; concurrent builds wait on cargo's lock).
+/// The static launcher with the simulated platform (the journeys' nodes are simulated), built
+/// once per test process with `scripts/build-launcher --simulation` (a no-op when it is up to
+/// date; concurrent builds wait on the script's lock).
 pub fn launcher() -> PathBuf {
     static LAUNCHER: OnceLock<PathBuf> = OnceLock::new();
     LAUNCHER
         .get_or_init(|| {
             let out = Command::new(repo_root().join("scripts/build-launcher"))
+                .arg("--simulation")
                 .output()
                 .expect("running scripts/build-launcher");
             assert!(
