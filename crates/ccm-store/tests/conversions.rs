@@ -10,10 +10,26 @@ use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::apps::{AdvancedSettings, App};
 use ccm_api::builds::{Build, BuildStatus, BuildStatusType, DockerInfo, EnclaveInfo};
 use ccm_store::{
-    Actor, ConversionResult, Error, Interrupted, NewAccount, NewConversion, NewUser, NewZone,
-    ProgressUpdate, Recovery, Store, StoreOptions, log_line,
+    Actor, ConversionResult, Effect, EffectStep, Error, Interrupted, NewAccount, NewConversion,
+    NewUser, NewZone, ProgressUpdate, Recovery, Store, StoreOptions, log_line,
 };
 use uuid::Uuid;
+
+// Effects as the manager's services decide them (`ccm-manager` `service::tasks` and
+// `service::cascade`); the store only writes what it is given.
+fn whitelist_image() -> Effect {
+    Effect::of([EffectStep::SetImageStatus(BuildStatusType::Whitelisted)])
+}
+
+fn approve_domains() -> Effect {
+    Effect::of([EffectStep::WhitelistTaskDomains])
+}
+
+fn revoke(reason: &str) -> Effect {
+    Effect::of([EffectStep::RevokeCertificates {
+        reason: reason.into(),
+    }])
+}
 
 enum Db {
     Sqlite(tempfile::TempDir),
@@ -105,6 +121,7 @@ async fn setup(db: &Db) -> Fixture {
                 created_at: NOW,
                 updated_at: NOW,
             },
+            &approve_domains(),
             &actor,
             NOW,
         )
@@ -281,7 +298,14 @@ async fn fencing_completion_and_recovery(db: Db) {
     );
     assert!(
         !f.store
-            .complete_conversion(id, first.claim_token, &result(), &p, NOW + 101)
+            .complete_conversion(
+                id,
+                first.claim_token,
+                &result(),
+                &p,
+                &whitelist_image(),
+                NOW + 101
+            )
             .await
             .unwrap()
     );
@@ -303,7 +327,14 @@ async fn fencing_completion_and_recovery(db: Db) {
     // m2 completes: identity recorded, task raised, credentials gone, in one step.
     assert!(
         f.store
-            .complete_conversion(id, second.claim_token, &result(), &p, NOW + 200)
+            .complete_conversion(
+                id,
+                second.claim_token,
+                &result(),
+                &p,
+                &whitelist_image(),
+                NOW + 200
+            )
             .await
             .unwrap()
     );
@@ -340,7 +371,14 @@ async fn fencing_completion_and_recovery(db: Db) {
     );
     assert!(
         !f.store
-            .complete_conversion(id, second.claim_token, &result(), &p, NOW + 300)
+            .complete_conversion(
+                id,
+                second.claim_token,
+                &result(),
+                &p,
+                &whitelist_image(),
+                NOW + 300
+            )
             .await
             .unwrap()
     );
@@ -402,7 +440,7 @@ async fn fencing_completion_and_recovery(db: Db) {
     let c = f.store.claim_conversion("m4", NOW).await.unwrap().unwrap();
     assert_eq!(c.build_id, id3);
     f.store
-        .delete_build(f.acct, id3, &f.actor, NOW)
+        .delete_build(f.acct, id3, &revoke("the image was deleted"), &f.actor, NOW)
         .await
         .unwrap();
     assert!(

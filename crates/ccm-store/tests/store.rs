@@ -10,10 +10,57 @@ use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
 use ccm_store::{
-    Actor, AppEdit, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser, NewZone, PolicyEdit,
-    Store, StoreOptions, TaskFilter,
+    Actor, AppEdit, Effect, EffectStep, Error, IssuanceRecord, NewAccount, NewJoinToken, NewUser,
+    NewZone, PolicyEdit, Store, StoreOptions, TaskDecision, TaskFilter,
 };
 use uuid::Uuid;
+
+// Effects as the manager's task service decides them (`ccm-manager` `service::tasks` and
+// `service::cascade`); the store only writes what it is given.
+fn image_effect(status: ApprovalStatus) -> Effect {
+    match status {
+        ApprovalStatus::Approved => whitelist_image(),
+        ApprovalStatus::Denied => Effect::of([
+            EffectStep::SetImageStatus(BuildStatusType::Rejected),
+            EffectStep::RevokeCertificates {
+                reason: "the image was rejected".into(),
+            },
+        ]),
+    }
+}
+
+fn domain_effect(status: ApprovalStatus) -> Effect {
+    match status {
+        ApprovalStatus::Approved => approve_domains(),
+        ApprovalStatus::Denied => Effect::of([EffectStep::WithdrawTaskDomains]),
+    }
+}
+
+fn whitelist_image() -> Effect {
+    Effect::of([EffectStep::SetImageStatus(BuildStatusType::Whitelisted)])
+}
+
+fn approve_domains() -> Effect {
+    Effect::of([EffectStep::WhitelistTaskDomains])
+}
+
+fn revoke(reason: &str) -> Effect {
+    Effect::of([EffectStep::RevokeCertificates {
+        reason: reason.into(),
+    }])
+}
+
+fn verdict<'a>(
+    status: ApprovalStatus,
+    denial_reason: Option<&'a str>,
+    effect: &'a Effect,
+) -> TaskDecision<'a> {
+    TaskDecision {
+        status,
+        denial_reason,
+        effect,
+    }
+}
 
 enum Db {
     Sqlite(tempfile::TempDir),
@@ -159,6 +206,7 @@ async fn workflow(db: Db) {
     let a = store
         .create_app(
             &app(acct, "flask", &["a.example", "b.example"]),
+            &approve_domains(),
             &actor,
             NOW,
         )
@@ -171,7 +219,7 @@ async fn workflow(db: Db) {
         Some("it's a '; DROP TABLE apps; --")
     );
     let dup = store
-        .create_app(&app(acct, "flask", &[]), &actor, NOW)
+        .create_app(&app(acct, "flask", &[]), &approve_domains(), &actor, NOW)
         .await
         .unwrap_err();
     assert!(
@@ -183,8 +231,11 @@ async fn workflow(db: Db) {
         .decide_task(
             acct,
             task_id,
-            ApprovalStatus::Approved,
-            None,
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &domain_effect(ApprovalStatus::Approved),
+            ),
             &actor,
             NOW + 1,
         )
@@ -196,8 +247,11 @@ async fn workflow(db: Db) {
         .decide_task(
             acct,
             task_id,
-            ApprovalStatus::Denied,
-            Some("no"),
+            verdict(
+                ApprovalStatus::Denied,
+                Some("no"),
+                &domain_effect(ApprovalStatus::Denied),
+            ),
             &actor,
             NOW + 2,
         )
@@ -210,13 +264,20 @@ async fn workflow(db: Db) {
 
     // Adding a domain raises a new task; removing one leaves the whitelist at once.
     let a = store
-        .update_app(acct, a.app_id, &actor, NOW + 3, |mut x, _| {
-            x.allowed_domains = vec!["b.example".into(), "c.example".into()];
-            Ok::<_, ()>(AppEdit {
-                app: x,
-                policy: PolicyEdit::Apply,
-            })
-        })
+        .update_app(
+            acct,
+            a.app_id,
+            &approve_domains(),
+            &actor,
+            NOW + 3,
+            |mut x, _| {
+                x.allowed_domains = vec!["b.example".into(), "c.example".into()];
+                Ok::<_, ()>(AppEdit {
+                    app: x,
+                    policy: PolicyEdit::Apply,
+                })
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -235,8 +296,11 @@ async fn workflow(db: Db) {
         .decide_task(
             acct,
             t2,
-            ApprovalStatus::Denied,
-            Some("not ours"),
+            verdict(
+                ApprovalStatus::Denied,
+                Some("not ours"),
+                &domain_effect(ApprovalStatus::Denied),
+            ),
             &actor,
             NOW + 4,
         )
@@ -246,14 +310,29 @@ async fn workflow(db: Db) {
     assert_eq!(a.allowed_domains, vec!["b.example"]);
 
     let b = store
-        .create_build(&build(acct, a.app_id, "1.0"), &actor, NOW + 5)
+        .create_build(
+            &build(acct, a.app_id, "1.0"),
+            &whitelist_image(),
+            &actor,
+            NOW + 5,
+        )
         .await
         .unwrap();
     assert_eq!(b.status.status, BuildStatusType::Pending);
     assert_eq!(b.app_name, "flask");
     let bt = b.pending_task_id.unwrap();
     store
-        .decide_task(acct, bt, ApprovalStatus::Approved, None, &actor, NOW + 6)
+        .decide_task(
+            acct,
+            bt,
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &image_effect(ApprovalStatus::Approved),
+            ),
+            &actor,
+            NOW + 6,
+        )
         .await
         .unwrap();
     let b = store.get_build(acct, b.build_id).await.unwrap().unwrap();
@@ -265,7 +344,17 @@ async fn workflow(db: Db) {
     assert!(store.get_app(other, a.app_id).await.unwrap().is_none());
     assert!(matches!(
         store
-            .decide_task(other, bt, ApprovalStatus::Approved, None, &actor, NOW)
+            .decide_task(
+                other,
+                bt,
+                verdict(
+                    ApprovalStatus::Approved,
+                    None,
+                    &image_effect(ApprovalStatus::Approved)
+                ),
+                &actor,
+                NOW
+            )
             .await,
         Err(Error::NotFound("task"))
     ));
@@ -298,18 +387,23 @@ async fn workflow(db: Db) {
 async fn auto_approve_and_tokens(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::AutoApprove).await;
     let a = store
-        .create_app(&app(acct, "x", &["x.example"]), &actor, NOW)
+        .create_app(
+            &app(acct, "x", &["x.example"]),
+            &approve_domains(),
+            &actor,
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(a.whitelisted_domains, vec!["x.example"]);
     assert_eq!(a.pending_task_id, None);
     let b = store
-        .create_build(&build(acct, a.app_id, "2"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "2"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap();
     assert_eq!(b.status.status, BuildStatusType::Whitelisted);
     let dup = store
-        .create_build(&build(acct, a.app_id, "2"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "2"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap_err();
     assert!(matches!(dup, Error::Conflict { .. }));
@@ -395,11 +489,11 @@ async fn auto_approve_and_tokens(db: Db) {
 async fn concurrent_decisions_one_winner(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let a = store
-        .create_app(&app(acct, "c", &[]), &actor, NOW)
+        .create_app(&app(acct, "c", &[]), &approve_domains(), &actor, NOW)
         .await
         .unwrap();
     let b = store
-        .create_build(&build(acct, a.app_id, "1"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "1"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap();
     let task = b.pending_task_id.unwrap();
@@ -413,7 +507,13 @@ async fn concurrent_decisions_one_winner(db: Db) {
         };
         handles.push(tokio::spawn(async move {
             store
-                .decide_task(acct, task, decision, None, &actor, NOW)
+                .decide_task(
+                    acct,
+                    task,
+                    verdict(decision, None, &image_effect(decision)),
+                    &actor,
+                    NOW,
+                )
                 .await
         }));
     }
@@ -674,7 +774,12 @@ async fn revocation_denies_keys(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
     let a = store
-        .create_app(&app(acct, "flask", &["a.example"]), &actor, NOW)
+        .create_app(
+            &app(acct, "flask", &["a.example"]),
+            &approve_domains(),
+            &actor,
+            NOW,
+        )
         .await
         .unwrap();
     let issued = |key: u8| IssuanceRecord {
@@ -722,7 +827,13 @@ async fn revocation_denies_keys(db: Db) {
     assert_eq!(revoked(acct).await, [1]);
     assert!(revoked(Uuid::new_v4()).await.is_empty());
     store
-        .delete_app(acct, a.app_id, &actor, NOW + 2)
+        .delete_app(
+            acct,
+            a.app_id,
+            &revoke("the app was deleted"),
+            &actor,
+            NOW + 2,
+        )
         .await
         .unwrap();
     assert_eq!(revoked(acct).await, [1, 2]);
@@ -823,23 +934,140 @@ async fn revocation_denies_keys_postgres() {
     revocation_denies_keys(pg()).await
 }
 
+/// A decision's effect is written with the decision in one transaction: an effect whose last
+/// step does not fit the task's object changes nothing (not the image status its first step
+/// set, not the certificates its second revoked, not the task, not the audit log); the fitting
+/// effect then writes every step. A cascade given to a deletion is checked the same way.
+async fn decided_effects_are_written_atomically(db: Db) {
+    let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let a = store
+        .create_app(&app(acct, "flask", &[]), &approve_domains(), &actor, NOW)
+        .await
+        .unwrap();
+    let b = store
+        .create_build(&build(acct, a.app_id, "1"), &whitelist_image(), &actor, NOW)
+        .await
+        .unwrap();
+    let cert = IssuanceRecord {
+        status: CertificateStatusType::Issued,
+        task_status: TaskStatusType::Success,
+        app_id: Some(a.app_id),
+        build_id: Some(b.build_id),
+        cert_pem: Some("PEM".into()),
+        serial: Some("0a".into()),
+        valid_from: Some(NOW),
+        valid_until: Some(NOW + 1000),
+        message: None,
+        spki_sha256: Some([9; 32]),
+        ..denied(acct, zone)
+    };
+    store
+        .record_issuances(std::slice::from_ref(&cert), NOW)
+        .await
+        .unwrap();
+    let task = b.pending_task_id.unwrap();
+    let audit_before = store.list_audit(Some(acct), 0, 1000).await.unwrap().len();
+    let mut broken = image_effect(ApprovalStatus::Denied);
+    broken.steps.push(EffectStep::DiscardAppPolicy);
+    let err = store
+        .decide_task(
+            acct,
+            task,
+            verdict(ApprovalStatus::Denied, None, &broken),
+            &actor,
+            NOW + 1,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)), "{err}");
+    let image = store.get_build(acct, b.build_id).await.unwrap().unwrap();
+    assert_eq!(image.status.status, BuildStatusType::Pending);
+    let c = store
+        .get_certificate(Some(acct), cert.certificate_id, NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, CertificateStatusType::Issued);
+    let t = store.get_task(acct, task).await.unwrap().unwrap();
+    assert_eq!(t.status.status, TaskStatusType::Inprogress);
+    assert!(t.approvals.is_empty());
+    assert_eq!(
+        store.list_audit(Some(acct), 0, 1000).await.unwrap().len(),
+        audit_before
+    );
+
+    let effect = image_effect(ApprovalStatus::Denied);
+    let t = store
+        .decide_task(
+            acct,
+            task,
+            verdict(ApprovalStatus::Denied, Some("no"), &effect),
+            &actor,
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.status.status, TaskStatusType::Denied);
+    let image = store.get_build(acct, b.build_id).await.unwrap().unwrap();
+    assert_eq!(image.status.status, BuildStatusType::Rejected);
+    assert_eq!(image.pending_task_id, None);
+    let c = store
+        .get_certificate(Some(acct), cert.certificate_id, NOW + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, CertificateStatusType::Revoked);
+    assert_eq!(c.message.as_deref(), Some("the image was rejected"));
+
+    // A deletion's cascade that does not fit its object deletes nothing.
+    let misfit =
+        ccm_store::Effect::of([EffectStep::RejectCertificateRequest { reason: "x".into() }]);
+    let err = store
+        .delete_app(acct, a.app_id, &misfit, &actor, NOW + 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)), "{err}");
+    assert!(store.get_app(acct, a.app_id).await.unwrap().is_some());
+    store.close().await;
+}
+
+#[tokio::test]
+async fn decided_effects_are_written_atomically_sqlite() {
+    decided_effects_are_written_atomically(sqlite()).await
+}
+#[tokio::test]
+async fn decided_effects_are_written_atomically_postgres() {
+    decided_effects_are_written_atomically(pg()).await
+}
+
 /// The reads of every issuance batch (on SQLite they run on their own connections): the image
 /// a MRENCLAVE names with its app, whitelisted images first, only in the node's account; and
 /// which task ids are used, across more ids than one statement takes.
 async fn issuance_reads(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let a = store
-        .create_app(&app(acct, "flask", &["a.example"]), &actor, NOW)
+        .create_app(
+            &app(acct, "flask", &["a.example"]),
+            &approve_domains(),
+            &actor,
+            NOW,
+        )
         .await
         .unwrap();
     let mrenclave = "a".repeat(64);
     assert_eq!(store.image_with_app(acct, &mrenclave).await.unwrap(), None);
     let older = store
-        .create_build(&build(acct, a.app_id, "1"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "1"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap();
     let newer = store
-        .create_build(&build(acct, a.app_id, "2"), &actor, NOW + 1)
+        .create_build(
+            &build(acct, a.app_id, "2"),
+            &whitelist_image(),
+            &actor,
+            NOW + 1,
+        )
         .await
         .unwrap();
     let (image, found_app) = store
@@ -866,8 +1094,11 @@ async fn issuance_reads(db: Db) {
         .decide_task(
             acct,
             older.pending_task_id.unwrap(),
-            ApprovalStatus::Approved,
-            None,
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &image_effect(ApprovalStatus::Approved),
+            ),
             &actor,
             NOW + 2,
         )
@@ -929,10 +1160,9 @@ async fn issuance_reads_postgres() {
 /// read with the image lookup; a zone's simulated CA is stored once.
 async fn policy_change_and_simulated_trust(db: Db) {
     use ccm_api::tasks::TaskType;
-    use ccm_store::TaskEffect;
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let a = store
-        .create_app(&app(acct, "flask", &[]), &actor, NOW)
+        .create_app(&app(acct, "flask", &[]), &approve_domains(), &actor, NOW)
         .await
         .unwrap();
     let weak = AdvancedSettings {
@@ -956,7 +1186,14 @@ async fn policy_change_and_simulated_trust(db: Db) {
     };
     let t1 = Uuid::new_v4();
     let edited = store
-        .update_app(acct, a.app_id, &actor, NOW + 1, propose(t1, weak.clone()))
+        .update_app(
+            acct,
+            a.app_id,
+            &approve_domains(),
+            &actor,
+            NOW + 1,
+            propose(t1, weak.clone()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -973,6 +1210,7 @@ async fn policy_change_and_simulated_trust(db: Db) {
             .update_app(
                 acct,
                 a.app_id,
+                &approve_domains(),
                 &actor,
                 NOW + 2,
                 propose(
@@ -989,7 +1227,17 @@ async fn policy_change_and_simulated_trust(db: Db) {
     // The store never applies a policy change by itself.
     assert!(matches!(
         store
-            .decide_task(acct, t1, ApprovalStatus::Approved, None, &actor, NOW + 3)
+            .decide_task(
+                acct,
+                t1,
+                verdict(
+                    ApprovalStatus::Approved,
+                    None,
+                    &image_effect(ApprovalStatus::Approved)
+                ),
+                &actor,
+                NOW + 3
+            )
             .await,
         Err(Error::InvalidState(_))
     ));
@@ -1005,12 +1253,14 @@ async fn policy_change_and_simulated_trust(db: Db) {
         "a refused decision changes nothing"
     );
     let decided = store
-        .decide_task_with(
+        .decide_task(
             acct,
             t1,
-            ApprovalStatus::Approved,
-            None,
-            TaskEffect::SetAppPolicy(weak.clone()),
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &Effect::of([EffectStep::SetAppPolicy(weak.clone())]),
+            ),
             &actor,
             NOW + 4,
         )
@@ -1026,6 +1276,7 @@ async fn policy_change_and_simulated_trust(db: Db) {
         .update_app(
             acct,
             a.app_id,
+            &approve_domains(),
             &actor,
             NOW + 5,
             propose(t2, AdvancedSettings::default()),
@@ -1034,12 +1285,14 @@ async fn policy_change_and_simulated_trust(db: Db) {
         .unwrap()
         .unwrap();
     store
-        .decide_task_with(
+        .decide_task(
             acct,
             t2,
-            ApprovalStatus::Denied,
-            Some("no"),
-            TaskEffect::DiscardAppPolicy,
+            verdict(
+                ApprovalStatus::Denied,
+                Some("no"),
+                &Effect::of([EffectStep::DiscardAppPolicy]),
+            ),
             &actor,
             NOW + 6,
         )
@@ -1050,32 +1303,46 @@ async fn policy_change_and_simulated_trust(db: Db) {
     assert_eq!(now_app.pending_policy_task_id, None);
     // A policy effect on another type of task is refused.
     let b = store
-        .create_build(&build(acct, a.app_id, "1"), &actor, NOW + 7)
+        .create_build(
+            &build(acct, a.app_id, "1"),
+            &whitelist_image(),
+            &actor,
+            NOW + 7,
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .decide_task_with(
+            .decide_task(
                 acct,
                 b.pending_task_id.unwrap(),
-                ApprovalStatus::Approved,
-                None,
-                TaskEffect::SetAppPolicy(weak.clone()),
+                verdict(
+                    ApprovalStatus::Approved,
+                    None,
+                    &Effect::of([EffectStep::SetAppPolicy(weak.clone())])
+                ),
                 &actor,
-                NOW + 8,
+                NOW + 8
             )
             .await,
         Err(Error::InvalidState(_))
     ));
     // An edit applied directly is audited as a policy change.
     store
-        .update_app(acct, a.app_id, &actor, NOW + 9, |mut x, _| {
-            x.advanced_settings.min_isvsvn = Some(2);
-            Ok::<_, ()>(AppEdit {
-                app: x,
-                policy: PolicyEdit::Apply,
-            })
-        })
+        .update_app(
+            acct,
+            a.app_id,
+            &approve_domains(),
+            &actor,
+            NOW + 9,
+            |mut x, _| {
+                x.advanced_settings.min_isvsvn = Some(2);
+                Ok::<_, ()>(AppEdit {
+                    app: x,
+                    policy: PolicyEdit::Apply,
+                })
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -1229,9 +1496,14 @@ async fn postgres_replicas_issue_side_by_side() {
         let (a, actor) = (a.clone(), actor.clone());
         async move {
             for i in 0..10 {
-                a.create_app(&app(acct, &format!("app-{i}"), &["a.example"]), &actor, NOW)
-                    .await
-                    .unwrap();
+                a.create_app(
+                    &app(acct, &format!("app-{i}"), &["a.example"]),
+                    &approve_domains(),
+                    &actor,
+                    NOW,
+                )
+                .await
+                .unwrap();
             }
         }
     };

@@ -175,9 +175,10 @@ impl FieldErrors {
     /// maps an API field path to the input that shows it (identity when it returns `None`).
     pub(crate) fn absorb_api(
         &mut self,
-        e: ApiError,
+        e: impl Into<ApiError>,
         rename: impl Fn(&str) -> Option<&'static str>,
     ) -> Result<(), ApiError> {
+        let e: ApiError = e.into();
         let status = e.status();
         if status != StatusCode::UNPROCESSABLE_ENTITY && status != StatusCode::CONFLICT {
             return Err(e);

@@ -15,7 +15,7 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
 use crate::ratelimit::ClientIp;
 use crate::service;
-use crate::validate::Checker;
+use crate::service::validate::Checker;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
