@@ -169,7 +169,10 @@ impl std::fmt::Debug for AuthConfig {
 ///
 /// Credentials: the input registry uses `inputAuthConfig`, else `authConfig`, else (when input
 /// and output are on the same registry host, as `docker login` would) `outputAuthConfig`; the
-/// output registry uses `outputAuthConfig`, else `authConfig`.
+/// output registry uses `outputAuthConfig`, else `authConfig`. An image without credentials of
+/// its own in the request uses the account's stored registry for its host (`/v1/registry`), if
+/// any: the request's credentials win over stored ones. `registry_id` insists on a stored
+/// registry (refused unless one of the images is on its host).
 #[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ConvertAppBuildRequest {
@@ -222,6 +225,9 @@ pub struct ConvertAppBuildRequest {
     /// Thread count; defaults to the app's.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub threads: Option<i64>,
+    /// A stored registry (`/v1/registry`) whose credentials the images on its host use.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub registry_id: Option<Uuid>,
 }
 
 impl std::fmt::Debug for ConvertAppBuildRequest {
@@ -237,6 +243,7 @@ impl std::fmt::Debug for ConvertAppBuildRequest {
             .field("debug", &self.debug)
             .field("mem_size", &self.mem_size)
             .field("threads", &self.threads)
+            .field("registry_id", &self.registry_id)
             .finish()
     }
 }

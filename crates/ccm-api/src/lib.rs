@@ -27,6 +27,7 @@ pub mod builds;
 pub mod certificates;
 pub mod error;
 pub mod nodes;
+pub mod registries;
 pub mod sys;
 pub mod tasks;
 pub mod users;

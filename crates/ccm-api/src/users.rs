@@ -25,6 +25,11 @@ pub struct SignupRequest {
     /// Without it, sign-up needs the manager's open sign-up setting and makes an ordinary user.
     #[serde(default)]
     pub setup_token: Option<String>,
+    /// The token of an invitation to this e-mail address: the new user joins the inviting
+    /// account with the invited role, and the invitation is used up. Sign-up with an
+    /// invitation is allowed even where open sign-up is off.
+    #[serde(default)]
+    pub invitation_token: Option<String>,
 }
 
 impl std::fmt::Debug for SignupRequest {
@@ -37,6 +42,10 @@ impl std::fmt::Debug for SignupRequest {
             .field(
                 "setup_token",
                 &self.setup_token.as_ref().map(|_| "<redacted>"),
+            )
+            .field(
+                "invitation_token",
+                &self.invitation_token.as_ref().map(|_| "<redacted>"),
             )
             .finish()
     }
@@ -69,20 +78,196 @@ pub struct User {
     pub roles: Vec<AccessRole>,
 }
 
-/// `POST /v1/users/invite`: add a registered user to the selected account.
+/// `POST /v1/users/invite`: invite an e-mail address (signed up or not) to the selected
+/// account. The reference's clients send `roles` (a list); ccm keeps one role per member, so
+/// the highest role listed is granted. ccm's older single `role` is still accepted.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct InviteUserRequest {
-    /// E-mail address of a registered user.
+    /// E-mail address of the person to invite.
     pub user_email: String,
-    /// The role to grant.
-    pub role: AccessRole,
+    /// Roles to grant (the highest is granted).
+    #[serde(default)]
+    pub roles: Vec<AccessRole>,
+    /// The role to grant (ccm's older form; give `roles` or `role`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AccessRole>,
+    /// First name, for the invitee's sign-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Last name, for the invitee's sign-up.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
 }
 
-/// `PATCH /v1/users/{user_id}`: change a member's role in the selected account.
+/// Whether a user's membership of an account is in force.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum UserAccountStatus {
+    /// A member.
+    Active,
+    /// Invited; not accepted yet.
+    Pending,
+}
+
+/// A pending invitation (the token itself is shown once, to the inviter, when it is made).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct Invitation {
+    /// Invitation id.
+    pub invitation_id: Uuid,
+    /// The inviting account.
+    pub acct_id: Uuid,
+    /// The inviting account's name.
+    pub account_name: String,
+    /// The invited address.
+    pub user_email: String,
+    /// The role the invitee gets.
+    pub role: AccessRole,
+    /// Who invited.
+    pub invited_by: String,
+    /// Creation time.
+    pub created_at: i64,
+    /// The invitation cannot be accepted after this time.
+    pub expires_at: i64,
+}
+
+/// `POST /v1/users/invite` (201): the invitee as a pending user. `user_id` is the user's id
+/// when the address has signed up, else the invitation's id.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct InvitedUser {
+    /// The user's id, or the invitation's id for an address that has not signed up.
+    pub user_id: Uuid,
+    /// The invited address.
+    pub user_email: String,
+    /// First name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub first_name: Option<String>,
+    /// Last name.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_name: Option<String>,
+    /// `PENDING` until the invitation is accepted.
+    pub user_account_status: UserAccountStatus,
+    /// The role granted on acceptance.
+    pub roles: Vec<AccessRole>,
+    /// The invitation.
+    pub invitation: Invitation,
+    /// The single-use invitation token, to hand to the invitee: sign-up with it
+    /// (`invitation_token`), or, when already signed up, accept with
+    /// `POST /v1/users/process_invite`.
+    pub invitation_token: String,
+    /// The console's sign-up link carrying the token.
+    pub signup_url: String,
+    /// Whether the invitation was also e-mailed (SMTP configured).
+    pub emailed: bool,
+}
+
+impl std::fmt::Debug for InvitedUser {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("InvitedUser")
+            .field("user_id", &self.user_id)
+            .field("user_email", &self.user_email)
+            .field("invitation", &self.invitation)
+            .field("emailed", &self.emailed)
+            .finish_non_exhaustive()
+    }
+}
+
+/// `POST /v1/users/process_invite`: accept or decline pending invitations (by account id).
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ProcessInviteRequest {
+    /// Accounts whose invitations to accept.
+    #[serde(default)]
+    pub accepts: Option<Vec<Uuid>>,
+    /// Accounts whose invitations to decline.
+    #[serde(default)]
+    pub rejects: Option<Vec<Uuid>>,
+}
+
+/// `PATCH /v1/users/{user_id}`: change a member's role in the selected account. The
+/// reference's clients send `roles` (the highest is granted); ccm's single `role` also works.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UpdateUserRequest {
-    /// The new role.
-    pub role: AccessRole,
+    /// The new role (ccm's form).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub role: Option<AccessRole>,
+    /// The new roles (the reference's form; the highest is granted).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub roles: Option<Vec<AccessRole>>,
 }
+
+/// `POST /v1/users/change_password`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordChangeRequest {
+    /// The password in force.
+    pub current_password: String,
+    /// The new password (at least 8 characters).
+    pub new_password: String,
+}
+
+/// `POST /v1/users/{user_id}/reset_password`: set a new password with a reset token.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PasswordResetRequest {
+    /// The single-use reset token an administrator issued.
+    pub reset_token: String,
+    /// The new password (at least 8 characters).
+    pub new_password: String,
+}
+
+/// `POST /v1/users/{user_id}/validate_token`: check a reset token without using it.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ValidateTokenRequest {
+    /// The reset token.
+    pub reset_token: String,
+}
+
+/// The answer to a valid reset token.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ValidateTokenResponse {
+    /// The user the token resets.
+    pub user_email: String,
+}
+
+/// `POST /v1/users/{user_id}/reset_token` (201): a password reset token issued by a system
+/// administrator. Shown once; only its hash is stored.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct ResetTokenResponse {
+    /// The user.
+    pub user_id: Uuid,
+    /// The user's e-mail.
+    pub user_email: String,
+    /// The single-use token, for `POST /v1/users/{user_id}/reset_password`.
+    pub reset_token: String,
+    /// The console's reset link carrying the token.
+    pub reset_url: String,
+    /// The token cannot be used after this time.
+    pub expires_at: i64,
+    /// Whether the link was also e-mailed to the user (SMTP configured).
+    pub emailed: bool,
+}
+
+impl std::fmt::Debug for ResetTokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ResetTokenResponse")
+            .field("user_id", &self.user_id)
+            .field("expires_at", &self.expires_at)
+            .finish_non_exhaustive()
+    }
+}
+
+macro_rules! redacted_debug {
+    ($ty:ident) => {
+        impl std::fmt::Debug for $ty {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(concat!(stringify!($ty), " { <redacted> }"))
+            }
+        }
+    };
+}
+redacted_debug!(PasswordChangeRequest);
+redacted_debug!(PasswordResetRequest);
+redacted_debug!(ValidateTokenRequest);

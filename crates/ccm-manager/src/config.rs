@@ -39,7 +39,15 @@
 //! | `registry_ca_file` | `CCM_REGISTRY_CA_FILE` | none: the system's CA certificates only |
 //! | `conversion_workers` | `CCM_CONVERSION_WORKERS` | `2` (0: this replica runs no conversions) |
 //! | `conversion_timeout_secs` | `CCM_CONVERSION_TIMEOUT_SECS` | `3600` |
-//! | `public_url` | `CCM_PUBLIC_URL` | `https://<first TLS name>:<port>` (CRL distribution points) |
+//! | `public_url` | `CCM_PUBLIC_URL` | `https://<first TLS name>:<port>` (CRL distribution points, invitation and reset links) |
+//! | `invitation_ttl_secs` | `CCM_INVITATION_TTL_SECS` | `604800` (7 days; an invitation's lifetime) |
+//! | `password_reset_ttl_secs` | `CCM_PASSWORD_RESET_TTL_SECS` | `86400` (a reset token's lifetime) |
+//! | `smtp_host` | `CCM_SMTP_HOST` | none: invitations and reset links are not e-mailed |
+//! | `smtp_port` | `CCM_SMTP_PORT` | `587` |
+//! | `smtp_security` | `CCM_SMTP_SECURITY` | `starttls` (`tls`: implicit TLS; `none`: plain, for a relay on loopback) |
+//! | `smtp_from` | `CCM_SMTP_FROM` | `ccm@<smtp_host>` |
+//! | `smtp_username` | `CCM_SMTP_USERNAME` | none (no SMTP authentication) |
+//! | `smtp_password_file` | `CCM_SMTP_PASSWORD_FILE` | none (the SMTP password, read at start) |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -134,6 +142,34 @@ pub struct Config {
     /// issued certificates name `<public_url>/v1/zones/<zone>/crl` as their CRL distribution
     /// point. Default: the first TLS name and the listening port ([`Config::public_base_url`]).
     pub public_url: Option<String>,
+    /// Lifetime of an invitation.
+    pub invitation_ttl_secs: i64,
+    /// Lifetime of a password reset token.
+    pub password_reset_ttl_secs: i64,
+    /// SMTP relay for invitation and reset e-mails; none: nothing is e-mailed.
+    pub smtp_host: Option<String>,
+    /// SMTP port.
+    pub smtp_port: u16,
+    /// SMTP transport security.
+    pub smtp_security: SmtpSecurity,
+    /// Sender address of the e-mails.
+    pub smtp_from: Option<String>,
+    /// SMTP user name (with `smtp_password_file`).
+    pub smtp_username: Option<String>,
+    /// File holding the SMTP password.
+    pub smtp_password_file: Option<PathBuf>,
+}
+
+/// How the manager secures its SMTP connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS (required).
+    Starttls,
+    /// TLS from the first byte (port 465).
+    Tls,
+    /// No TLS: only for a relay on the same host.
+    None,
 }
 
 impl Default for Config {
@@ -177,6 +213,14 @@ impl Default for Config {
             conversion_workers: 2,
             conversion_timeout_secs: 3600,
             public_url: None,
+            invitation_ttl_secs: 7 * 86_400,
+            password_reset_ttl_secs: 86_400,
+            smtp_host: None,
+            smtp_port: 587,
+            smtp_security: SmtpSecurity::Starttls,
+            smtp_from: None,
+            smtp_username: None,
+            smtp_password_file: None,
         }
     }
 }
@@ -349,6 +393,21 @@ impl Config {
             "CCM_REGISTRY_CA_FILE" => self.registry_ca_file = Some(PathBuf::from(v)),
             "CCM_CONVERSION_WORKERS" => self.conversion_workers = parse(key, v)?,
             "CCM_CONVERSION_TIMEOUT_SECS" => self.conversion_timeout_secs = parse(key, v)?,
+            "CCM_INVITATION_TTL_SECS" => self.invitation_ttl_secs = parse(key, v)?,
+            "CCM_PASSWORD_RESET_TTL_SECS" => self.password_reset_ttl_secs = parse(key, v)?,
+            "CCM_SMTP_HOST" => self.smtp_host = Some(v.trim().to_string()),
+            "CCM_SMTP_PORT" => self.smtp_port = parse(key, v)?,
+            "CCM_SMTP_SECURITY" => {
+                self.smtp_security = match v.trim().to_ascii_lowercase().as_str() {
+                    "starttls" => SmtpSecurity::Starttls,
+                    "tls" => SmtpSecurity::Tls,
+                    "none" => SmtpSecurity::None,
+                    _ => return Err(invalid(key, "expected starttls, tls or none")),
+                }
+            }
+            "CCM_SMTP_FROM" => self.smtp_from = Some(v.trim().to_string()),
+            "CCM_SMTP_USERNAME" => self.smtp_username = Some(v.to_string()),
+            "CCM_SMTP_PASSWORD_FILE" => self.smtp_password_file = Some(PathBuf::from(v)),
             _ => {}
         }
         Ok(())
@@ -364,6 +423,29 @@ impl Config {
             return Err(invalid(
                 "public_url",
                 "must be an http:// or https:// URL without spaces (at most 512 characters)",
+            ));
+        }
+        if !(300..=86_400 * 30).contains(&self.invitation_ttl_secs) {
+            return Err(invalid(
+                "invitation_ttl_secs",
+                "must be between 300 and 2592000",
+            ));
+        }
+        if !(300..=86_400 * 7).contains(&self.password_reset_ttl_secs) {
+            return Err(invalid(
+                "password_reset_ttl_secs",
+                "must be between 300 and 604800",
+            ));
+        }
+        if self.smtp_host.as_deref().is_some_and(|h| {
+            h.is_empty() || h.len() > 253 || h.chars().any(|c| c.is_whitespace() || c == '/')
+        }) {
+            return Err(invalid("smtp_host", "must be a host name or IP address"));
+        }
+        if self.smtp_username.is_some() != self.smtp_password_file.is_some() {
+            return Err(invalid(
+                "smtp_username",
+                "give smtp_username and smtp_password_file together",
             ));
         }
         if !(60..=86_400 * 30).contains(&self.token_ttl_secs) {

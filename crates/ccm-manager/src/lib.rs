@@ -29,6 +29,7 @@ mod console;
 pub mod conversion;
 mod error;
 pub mod extract;
+pub mod mail;
 pub mod metrics;
 pub mod node_auth;
 pub mod ratelimit;
@@ -89,6 +90,8 @@ pub struct StateInner {
     pub node_limit: ratelimit::NodeLimit,
     /// Simulated intermediate CAs and signed zone CRLs.
     pub zone_cas: service::zones::ZoneCaches,
+    /// Sends invitation and reset e-mails (SMTP configured).
+    pub mailer: Option<mail::Mailer>,
     dummy_hash: String,
 }
 
@@ -128,6 +131,7 @@ impl AppState {
             node_limit: ratelimit::NodeLimit::new(&config),
             conversions,
             zone_cas: service::zones::ZoneCaches::default(),
+            mailer: mail::Mailer::from_config(&config)?,
             attest,
             nonces,
             node_certs: node_auth::VerifiedCerts::default(),

@@ -322,26 +322,9 @@ async fn roles_are_enforced(b: Backend) {
     let (mgr, acct) = h.user_with_account("m@example.com", "acme").await;
     h.signup("r@example.com").await;
     h.signup("w@example.com").await;
-    assert_eq!(
-        h.post(
-            "/v1/users/invite",
-            &mgr,
-            json!({"user_email": "r@example.com", "role": "READER"})
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
-    assert_eq!(
-        h.post(
-            "/v1/users/invite",
-            &mgr,
-            json!({"user_email": "w@example.com", "role": "WRITER"})
-        )
-        .await
-        .0,
-        StatusCode::OK
-    );
+    h.join(&mgr, "r@example.com", "READER").await;
+    h.join(&mgr, "w@example.com", "WRITER").await;
+    // A member cannot be invited again.
     assert_error(
         &h.post(
             "/v1/users/invite",
@@ -351,17 +334,6 @@ async fn roles_are_enforced(b: Backend) {
         .await,
         StatusCode::CONFLICT,
         "conflict",
-        None,
-    );
-    assert_error(
-        &h.post(
-            "/v1/users/invite",
-            &mgr,
-            json!({"user_email": "ghost@example.com", "role": "WRITER"}),
-        )
-        .await,
-        StatusCode::NOT_FOUND,
-        "not_found",
         Some("user_email"),
     );
     assert_error(
@@ -374,6 +346,17 @@ async fn roles_are_enforced(b: Backend) {
         StatusCode::UNPROCESSABLE_ENTITY,
         "invalid_field",
         Some("role"),
+    );
+    assert_error(
+        &h.post(
+            "/v1/users/invite",
+            &mgr,
+            json!({"user_email": "x@example.com", "roles": []}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("roles"),
     );
 
     let reader = h.login("r@example.com").await;
@@ -984,14 +967,7 @@ async fn policy_changes_are_governed(b: Backend) {
     let h = Harness::start(b).await;
     let (mgr, acct) = h.user_with_account("m@example.com", "acme").await;
     h.signup("w@example.com").await;
-    let (st, _) = h
-        .post(
-            "/v1/users/invite",
-            &mgr,
-            json!({"user_email": "w@example.com", "role": "WRITER"}),
-        )
-        .await;
-    assert_eq!(st, StatusCode::OK);
+    h.join(&mgr, "w@example.com", "WRITER").await;
     let writer = h.login("w@example.com").await;
     h.post(
         &format!("/v1/sys/session/select_account/{acct}"),
@@ -1528,12 +1504,7 @@ async fn api_keys(b: Backend) {
     assert_eq!(accounts[0]["roles"], json!(["READER"]));
     // A WRITER cannot mint a MANAGER key.
     h.signup("w@example.com").await;
-    h.post(
-        "/v1/users/invite",
-        &t,
-        json!({"user_email": "w@example.com", "role": "WRITER"}),
-    )
-    .await;
+    h.join(&t, "w@example.com", "WRITER").await;
     let w = h.login("w@example.com").await;
     h.post(
         &format!("/v1/sys/session/select_account/{acct}"),
@@ -1605,6 +1576,13 @@ async fn system_endpoints(b: Backend) {
         "/v1/zones/{zone_id}/token",
         "/v1/sys/auth",
         "/v1/audit",
+        "/v1/users/invite",
+        "/v1/users/process_invite",
+        "/v1/users/change_password",
+        "/v1/users/{user_id}/reset_token",
+        "/v1/users/{user_id}/reset_password",
+        "/v1/registry",
+        "/v1/registry/{registry_id}",
     ] {
         assert!(
             doc["paths"].get(p).is_some(),
@@ -1613,6 +1591,8 @@ async fn system_endpoints(b: Backend) {
     }
     assert!(doc["paths"]["/v1/tasks/{task_id}"].get("patch").is_some());
     assert!(doc["components"]["schemas"].get("App").is_some());
+    assert!(doc["components"]["schemas"].get("Registry").is_some());
+    assert!(doc["components"]["schemas"].get("InvitedUser").is_some());
     let (st, metrics) = get("/metrics").await;
     assert_eq!(st, StatusCode::OK);
     assert!(

@@ -19,6 +19,10 @@
 //! - `shutdown_gives_jobs_back_and_deletion_cancels`: a graceful stop puts a running job back in
 //!   the queue; deleting a running image stops its job and frees the worker.
 //! - `replicas_share_the_queue` (PostgreSQL): two managers convert a batch, each job once.
+//! - `stored_registry_credentials_are_used`: with the registry's credentials stored in the
+//!   account (`/v1/registry`), a request without credentials converts; credentials in the
+//!   request win over stored ones (wrong ones fail the push); `registry_id` naming a registry on
+//!   neither image's host is refused; the stored password is in no answer and no audit entry.
 // Test support: a failed setup step should abort the test with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -731,12 +735,7 @@ async fn requests_are_checked(b: Backend) {
     let (mgr, acct) = h.user_with_account("m@example.com", "acme").await;
     let app_id = create_app(&h, &mgr, "flask", &host).await;
     h.signup("r@example.com").await;
-    h.post(
-        "/v1/users/invite",
-        &mgr,
-        json!({"user_email": "r@example.com", "role": "READER"}),
-    )
-    .await;
+    h.join(&mgr, "r@example.com", "READER").await;
     let reader = h.login("r@example.com").await;
     h.post(
         &format!("/v1/sys/session/select_account/{acct}"),
@@ -1144,7 +1143,92 @@ async fn replicas_share_the_queue(_: Backend) {
     replica.shutdown().await;
 }
 
+async fn stored_registry_credentials_are_used(b: Backend) {
+    let reg = registry_with_image().await;
+    let host = reg.host();
+    let h = start(b, std::slice::from_ref(&host), 2).await;
+    let (token, _) = h.user_with_account("alice@example.com", "acme").await;
+    let app_id = create_app(&h, &token, "flask", &host).await;
+    let (st, stored) = h
+        .post(
+            "/v1/registry",
+            &token,
+            json!({"url": format!("http://{host}"), "credential": {"default": auth(PASSWORD)},
+                   "description": "test registry"}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{stored}");
+    assert_eq!(stored["host"], host);
+    assert_no_secret("the stored registry", &stored.to_string());
+    let (st, other) = h
+        .post(
+            "/v1/registry",
+            &token,
+            json!({"url": "registry.example.com", "credential": {"default": auth("other-secret")}}),
+        )
+        .await;
+    assert_eq!(st, StatusCode::OK, "{other}");
+
+    // No credentials in the request: the stored ones pull and push.
+    let build = convert(&h, &token, json!({"app_id": app_id, "docker_version": "1"})).await;
+    let done = wait_final(&h, &token, build["build_id"].as_str().unwrap()).await;
+    assert_eq!(done["conversion"]["status"], "SUCCEEDED", "{done}");
+    // Naming the registry works the same.
+    let named = convert(
+        &h,
+        &token,
+        json!({"app_id": app_id, "docker_version": "2", "registry_id": stored["registry_id"]}),
+    )
+    .await;
+    let named = wait_final(&h, &token, named["build_id"].as_str().unwrap()).await;
+    assert_eq!(named["conversion"]["status"], "SUCCEEDED", "{named}");
+    // The request's credentials win: wrong output credentials fail the push.
+    let wrong = convert(
+        &h,
+        &token,
+        json!({"app_id": app_id, "docker_version": "3", "outputAuthConfig": auth(WRONG_PASSWORD)}),
+    )
+    .await;
+    let wrong = wait_final(&h, &token, wrong["build_id"].as_str().unwrap()).await;
+    assert_eq!(wrong["conversion"]["status"], "FAILED", "{wrong}");
+    assert_eq!(
+        wrong["conversion"]["error"],
+        format!("authentication failed for registry {host}")
+    );
+    // A registry on neither image's host is refused, and an unknown one is 404.
+    assert_error(
+        &h.post(
+            "/v1/builds",
+            &token,
+            json!({"app_id": app_id, "docker_version": "4", "registry_id": other["registry_id"]}),
+        )
+        .await,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("registry_id"),
+    );
+    assert_error(
+        &h.post(
+            "/v1/builds",
+            &token,
+            json!({"app_id": app_id, "docker_version": "4",
+                   "registry_id": "00000000-0000-4000-8000-000000000000"}),
+        )
+        .await,
+        StatusCode::NOT_FOUND,
+        "not_found",
+        Some("registry_id"),
+    );
+    let (st, list) = h.get("/v1/registry", &token).await;
+    assert_eq!(st, StatusCode::OK);
+    assert_no_secret("the registry list", &list.to_string());
+    let (text, _) = audit_text(&h, &token).await;
+    assert_no_secret("the audit log", &text);
+    assert!(!text.contains("other-secret"));
+}
+
 both_backends!(
+    stored_registry_credentials_are_used,
     converts_and_records_the_image,
     failures_are_recorded,
     requests_are_checked,

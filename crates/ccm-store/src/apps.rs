@@ -10,7 +10,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::error::on_unique;
-use crate::sqlite_reads::Columns;
+use crate::hot::Columns;
 use crate::tasks::{self, NewTask};
 use crate::util::{json, opt_uuid, to_json, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};

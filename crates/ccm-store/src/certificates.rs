@@ -15,8 +15,8 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::hot::Columns;
 use crate::sql::{Insert, WriteSet};
-use crate::sqlite_reads::Columns;
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
@@ -428,7 +428,7 @@ impl Store {
             return Ok(());
         }
         let write = issuance_write(batch, now)?;
-        if let Some(writer) = &self.writer {
+        if let Some(writer) = self.hot.writer() {
             return writer.write(write).await;
         }
         let mut w = self.begin_write().await?;
@@ -480,28 +480,26 @@ impl Store {
                 app_cols.join(", ")
             )
         });
-        match &self.sqlite_reads {
-            Some(reads) => reads.read(|c| {
+        self.hot_read(
+            |c| {
                 let mut stmt = c.prepare_cached(&SQL)?;
                 let mut rows = stmt.query([acct_id.to_string(), mrenclave.to_string()])?;
                 rows.next()?.map(image_with_app).transpose()
-            }),
-            None => {
-                self.hot_read(|c| {
-                    let mrenclave = mrenclave.to_string();
-                    Box::pin(async move {
-                        sqlx::query(&SQL)
-                            .bind(acct_id.to_string())
-                            .bind(mrenclave)
-                            .fetch_optional(c)
-                            .await?
-                            .map(|r| image_with_app(&r))
-                            .transpose()
-                    })
+            },
+            |c| {
+                let mrenclave = mrenclave.to_string();
+                Box::pin(async move {
+                    sqlx::query(&SQL)
+                        .bind(acct_id.to_string())
+                        .bind(mrenclave)
+                        .fetch_optional(c)
+                        .await?
+                        .map(|r| image_with_app(&r))
+                        .transpose()
                 })
-                .await
-            }
-        }
+            },
+        )
+        .await
     }
 
     /// CPUSVN and TCB status recorded with a certificate.
@@ -588,16 +586,16 @@ impl Store {
                 .chain(&keys)
                 .cloned()
                 .collect();
-            let found: Vec<(String, String)> = match &self.sqlite_reads {
-                Some(reads) => reads.read(|c| {
-                    Ok(c.prepare_cached(&sql)?
-                        .query_map(rusqlite::params_from_iter(params.iter()), |r| {
-                            Ok((r.get(0)?, r.get(1)?))
-                        })?
-                        .collect::<rusqlite::Result<_>>()?)
-                })?,
-                None => {
-                    self.hot_read(|c| {
+            let found: Vec<(String, String)> = self
+                .hot_read(
+                    |c| {
+                        Ok(c.prepare_cached(&sql)?
+                            .query_map(rusqlite::params_from_iter(params.iter()), |r| {
+                                Ok((r.get(0)?, r.get(1)?))
+                            })?
+                            .collect::<rusqlite::Result<_>>()?)
+                    },
+                    |c| {
                         let (sql, params) = (sql.clone(), params.clone());
                         Box::pin(async move {
                             let mut q = sqlx::query_as::<_, (String, String)>(&sql);
@@ -606,10 +604,9 @@ impl Store {
                             }
                             Ok(q.fetch_all(c).await?)
                         })
-                    })
-                    .await?
-                }
-            };
+                    },
+                )
+                .await?;
             for (kind, value) in found {
                 match kind.as_str() {
                     "t" => {

@@ -117,6 +117,11 @@ pub(crate) fn domains() -> Vec<Domain> {
             every!(AccessRole: Reader, Writer, Manager),
         ),
         Domain::new(
+            "invitations",
+            "role",
+            every!(AccessRole: Reader, Writer, Manager),
+        ),
+        Domain::new(
             "zones",
             "ca_key_type",
             every!(ZoneCaKeyType: EcP256, EcP384),

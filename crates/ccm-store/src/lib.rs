@@ -17,14 +17,9 @@
 //!   (`audit_head`) is updated first in every write transaction; its row lock orders concurrent
 //!   writers from any number of manager replicas. Races on business state are decided by
 //!   conditional `UPDATE ... WHERE status = ...` statements whose row counts tell who won.
-//! - **Except for the hot path.** Certificate issuance batches run on a dedicated thread with a
-//!   connection of its own (`writer`: rusqlite on an SQLite file, sqlx on its own runtime for
-//!   PostgreSQL): the same rows (`sql::WriteSet`), the same writer lock or audit head lock,
-//!   but no round trips through the busy runtime; on PostgreSQL a group of batches is one
-//!   statement of data-modifying `WITH` clauses (`sql::pg_group_statements`). The three point
-//!   reads of every node-agent batch run on connections of their own: in place on rusqlite
-//!   connections on SQLite (`sqlite_reads`), on PostgreSQL without the pool's ping after every
-//!   read (`pg_reads`).
+//! - **Except for the hot path.** Certificate issuance batches are written by a dedicated thread
+//!   and their point reads run on connections of their own (`hot`, which says which benchmark
+//!   justifies each): the same rows (`sql::WriteSet`), the same writer lock or audit head lock.
 //! - **Durability.** SQLite runs in WAL mode with `synchronous = FULL`: with NORMAL, a power
 //!   loss may roll back the last transactions that the API already acknowledged; FULL syncs the
 //!   WAL on every commit, which is what "acknowledged writes survive a crash" requires. The WAL
@@ -44,17 +39,16 @@ mod conversions;
 mod domains;
 mod effects;
 mod error;
+mod hot;
+mod invitations;
 mod nodes;
-mod pg_conn;
-mod pg_reads;
+mod registries;
 mod retention;
 mod sessions;
 mod sql;
-mod sqlite_reads;
 mod tasks;
 mod users;
 mod util;
-mod writer;
 mod zones;
 
 use std::str::FromStr;
@@ -77,7 +71,9 @@ pub use conversions::{
 };
 pub use effects::{Effect, EffectStep, Subject};
 pub use error::Error;
+pub use invitations::NewInvitation;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
+pub use registries::{NewRegistry, RegistryEdit};
 pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
 pub use tasks::{TaskDecision, TaskFilter};
@@ -192,7 +188,7 @@ const WAL_RESTART_FRAMES: i64 = 2048;
 fn spawn_checkpointer(
     pool: AnyPool,
     write_lock: Arc<Mutex<()>>,
-    writer: Option<std::sync::Weak<writer::Writer>>,
+    writer: Option<std::sync::Weak<hot::Writer>>,
     db_file: Option<std::path::PathBuf>,
 ) {
     tokio::spawn(async move {
@@ -301,12 +297,8 @@ pub struct Store {
     pool: AnyPool,
     backend: Backend,
     write_lock: Option<Arc<Mutex<()>>>,
-    /// Runs issuance batches (see `writer`); `None` for an in-memory SQLite database.
-    writer: Option<Arc<writer::Writer>>,
-    /// Runs the issuance path's point reads on SQLite files (see `sqlite_reads`).
-    sqlite_reads: Option<Arc<sqlite_reads::SqliteReads>>,
-    /// Runs the issuance path's point reads on PostgreSQL (see `pg_reads`).
-    pg_reads: Option<Arc<pg_reads::PgReads>>,
+    /// The issuance path's own writer and read connections (see `hot`).
+    hot: hot::HotPaths,
 }
 
 impl std::fmt::Debug for Store {
@@ -370,37 +362,22 @@ impl Store {
         };
         let pool = pool_options.connect_with(connect_options).await?;
         let write_lock = (backend == Backend::Sqlite).then(|| Arc::new(Mutex::new(())));
-        let target = match (&write_lock, sqlite_file(&url)) {
-            (Some(lock), Some(path)) => Some(writer::Target::Sqlite {
-                path,
-                write_lock: lock.clone(),
-            }),
-            (Some(_), None) => None,
-            (None, _) => Some(writer::Target::Postgres { url: url.clone() }),
+        let hot = match &write_lock {
+            Some(lock) => hot::HotPaths::sqlite(sqlite_file(&url), lock.clone()),
+            None => hot::HotPaths::postgres(&url, options.acquire_timeout),
         };
-        let sqlite_reads = match &target {
-            Some(writer::Target::Sqlite { path, .. }) => {
-                Some(Arc::new(sqlite_reads::SqliteReads::new(path.clone())))
-            }
-            _ => None,
-        };
-        let pg_reads = (backend == Backend::Postgres)
-            .then(|| Arc::new(pg_reads::PgReads::new(url.clone(), options.acquire_timeout)));
-        let writer = target.map(|t| Arc::new(writer::Writer::new(t)));
         let store = Self {
             pool,
             backend,
             write_lock,
-            writer,
-            sqlite_reads,
-            pg_reads,
+            hot,
         };
         store.migrate().await?;
         if let Some(lock) = &store.write_lock {
             spawn_checkpointer(
                 store.pool.clone(),
                 lock.clone(),
-                store.writer.as_ref().map(Arc::downgrade),
+                store.hot.writer().map(Arc::downgrade),
                 sqlite_file(&url),
             );
         }
@@ -448,34 +425,19 @@ impl Store {
     /// Closes the pool, waiting for connections in use to be returned, and stops the issuance
     /// writer once the writes handed to it are done. Reads and writes fail afterwards.
     pub async fn close(&self) {
-        if let Some(writer) = &self.writer {
-            writer.close();
-        }
-        if let Some(reads) = &self.sqlite_reads {
-            reads.close();
-        }
-        if let Some(reads) = &self.pg_reads {
-            reads.close();
-        }
+        self.hot.close();
         self.pool.close().await;
     }
 
-    /// Runs a point read of the issuance path that is not on SQLite's read connections: on a
-    /// PostgreSQL read connection (see `pg_reads`), or else on one of the pool's.
-    ///
-    /// `read` may run twice, so it owns what its future needs (a boxed future keeps the
-    /// callers' futures `Send` where an async closure's would not be provably so).
+    /// Runs a point read of the issuance path on its own connections (see
+    /// [`hot::HotPaths::read`]): `sqlite` on an SQLite file, `sqlx` on PostgreSQL or an
+    /// in-memory SQLite database.
     pub(crate) async fn hot_read<T>(
         &self,
-        read: impl Fn(&mut sqlx::AnyConnection) -> ReadFuture<'_, T>,
+        sqlite: impl FnOnce(&rusqlite::Connection) -> Result<T>,
+        sqlx: impl Fn(&mut sqlx::AnyConnection) -> hot::ReadFuture<'_, T>,
     ) -> Result<T> {
-        let Some(reads) = &self.pg_reads else {
-            return read(&mut *self.pool.acquire().await?).await;
-        };
-        let mut c = reads.get().await?;
-        let value = c.conn().retrying(read).await?;
-        c.done();
-        Ok(value)
+        self.hot.read(&self.pool, sqlite, sqlx).await
     }
 
     pub(crate) async fn begin_write(&self) -> Result<WriteTx<'_>> {
@@ -537,14 +499,6 @@ impl Store {
         Ok(v)
     }
 }
-
-/// The future of a read on a borrowed connection (see `Store::hot_read`).
-pub(crate) type ReadFuture<'c, T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T>> + Send + 'c>>;
-
-/// A dedicated PostgreSQL connection (the issuance writer's, the hot-path reads') unused for
-/// this long is pinged before use: the server or a firewall may have closed it meanwhile.
-const PG_IDLE_CHECK: Duration = Duration::from_secs(10);
 
 /// Columns PostgreSQL stores out of line *without compression*: the certificate chain (PEM,
 /// with the quote embedded) and the quote. Compressing them with pglz took a quarter of the

@@ -495,35 +495,34 @@ impl Store {
         const SQL: &str = "SELECT c.node_id, c.zone_id, c.not_after, c.revoked_at, \
              n.acct_id, n.zone_id, n.name, n.status, n.sgx_info \
              FROM node_certs c LEFT JOIN nodes n ON n.node_id = c.node_id WHERE c.serial = $1";
-        let row: Option<Row> = match &self.sqlite_reads {
-            Some(reads) => reads.read(|c| {
-                use rusqlite::OptionalExtension as _;
-                Ok(c.prepare_cached(SQL)?
-                    .query_row([serial], |r| {
-                        Ok((
-                            r.get(0)?,
-                            r.get(1)?,
-                            r.get(2)?,
-                            r.get(3)?,
-                            r.get(4)?,
-                            r.get(5)?,
-                            r.get(6)?,
-                            r.get(7)?,
-                            r.get(8)?,
-                        ))
-                    })
-                    .optional()?)
-            })?,
-            None => {
-                self.hot_read(|c| {
+        let row: Option<Row> = self
+            .hot_read(
+                |c| {
+                    use rusqlite::OptionalExtension as _;
+                    Ok(c.prepare_cached(SQL)?
+                        .query_row([serial], |r| {
+                            Ok((
+                                r.get(0)?,
+                                r.get(1)?,
+                                r.get(2)?,
+                                r.get(3)?,
+                                r.get(4)?,
+                                r.get(5)?,
+                                r.get(6)?,
+                                r.get(7)?,
+                                r.get(8)?,
+                            ))
+                        })
+                        .optional()?)
+                },
+                |c| {
                     let serial = serial.to_string();
                     Box::pin(async move {
                         Ok(sqlx::query_as(SQL).bind(serial).fetch_optional(c).await?)
                     })
-                })
-                .await?
-            }
-        };
+                },
+            )
+            .await?;
         let Some((node, zone, not_after, revoked_at, acct, nzone, name, status, sgx)) = row else {
             return Ok(None);
         };

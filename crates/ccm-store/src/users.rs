@@ -97,7 +97,7 @@ pub enum SetupTokenState {
     },
 }
 
-async fn insert_user(
+pub(crate) async fn insert_user(
     conn: &mut sqlx::AnyConnection,
     new: NewUser,
     is_sysadmin: bool,

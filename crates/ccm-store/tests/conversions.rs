@@ -4,48 +4,20 @@
 // Shared test functions abort the test with the reason when a step fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use std::collections::HashSet;
 
 use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::apps::{AdvancedSettings, App};
 use ccm_api::builds::{Build, BuildStatus, BuildStatusType, DockerInfo, EnclaveInfo};
 use ccm_store::{
-    Actor, ConversionResult, Effect, EffectStep, Error, Interrupted, NewAccount, NewConversion,
-    NewUser, NewZone, ProgressUpdate, Recovery, Store, StoreOptions, log_line,
+    Actor, ConversionResult, Error, Interrupted, NewAccount, NewConversion, NewUser, NewZone,
+    ProgressUpdate, Recovery, Store, StoreOptions, log_line,
 };
+use common::{Db, NOW, approve_domains, revoke, whitelist_image};
 use uuid::Uuid;
-
-// Effects as the manager's services decide them (`ccm-manager` `service::tasks` and
-// `service::cascade`); the store only writes what it is given.
-fn whitelist_image() -> Effect {
-    Effect::of([EffectStep::SetImageStatus(BuildStatusType::Whitelisted)])
-}
-
-fn approve_domains() -> Effect {
-    Effect::of([EffectStep::WhitelistTaskDomains])
-}
-
-fn revoke(reason: &str) -> Effect {
-    Effect::of([EffectStep::RevokeCertificates {
-        reason: reason.into(),
-    }])
-}
-
-enum Db {
-    Sqlite(tempfile::TempDir),
-    Pg(ccm_testkit::postgres::TestDatabase),
-}
-
-impl Db {
-    fn url(&self) -> String {
-        match self {
-            Db::Sqlite(d) => format!("sqlite://{}", d.path().join("ccm.db").display()),
-            Db::Pg(p) => p.url.clone(),
-        }
-    }
-}
-
-const NOW: i64 = 1_800_000_000;
 
 struct Fixture {
     store: Store,
@@ -507,21 +479,6 @@ async fn signing_key_is_kept_per_account(db: Db) {
     // The key goes with the account.
     f.store.delete_account(f.acct, &f.actor, NOW).await.unwrap();
     assert!(f.store.signing_key(f.acct).await.unwrap().is_none());
-}
-
-macro_rules! both {
-    ($($name:ident),*) => {
-        mod sqlite {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() { super::$name(super::Db::Sqlite(tempfile::tempdir().unwrap())).await })*
-        }
-        mod postgres {
-            $(#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
-            async fn $name() {
-                super::$name(super::Db::Pg(ccm_testkit::postgres::database().expect("PostgreSQL"))).await
-            })*
-        }
-    };
 }
 
 both!(

@@ -4,38 +4,24 @@
 // Shared test functions abort the test with the reason when a step fails.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+#[macro_use]
+mod common;
+
 use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::TaskStatusType;
 use ccm_store::{
     Actor, IssuanceRecord, NewAccount, NewSession, NewUser, NewZone, SetupTokenState, Store,
-    StoreOptions,
 };
+use common::{Db, NOW, connect};
 use uuid::Uuid;
 
-enum Db {
-    Sqlite(tempfile::TempDir),
-    Pg(ccm_testkit::postgres::TestDatabase),
-}
-
-impl Db {
-    fn url(&self) -> String {
-        match self {
-            Db::Sqlite(d) => format!("sqlite://{}", d.path().join("ccm.db").display()),
-            Db::Pg(p) => p.url.clone(),
-        }
-    }
-}
-
-fn sqlite() -> Db {
-    Db::Sqlite(tempfile::tempdir().unwrap())
-}
-
-fn pg() -> Db {
-    Db::Pg(ccm_testkit::postgres::database().expect("PostgreSQL test cluster"))
-}
-
-const NOW: i64 = 1_800_000_000;
+both!(
+    setup_token_is_used_once,
+    rejected_requests_are_purged,
+    expired_sessions_are_purged,
+    failed_logins_are_audited,
+);
 
 fn user(email: &str) -> NewUser {
     NewUser {
@@ -45,12 +31,6 @@ fn user(email: &str) -> NewUser {
         first_name: None,
         last_name: None,
     }
-}
-
-async fn connect(db: &Db) -> Store {
-    Store::connect(&db.url(), &StoreOptions::default())
-        .await
-        .unwrap()
 }
 
 /// The setup token is recorded once (a second replica's token does not replace it), makes one
@@ -278,37 +258,4 @@ async fn failed_logins_are_audited(db: Db) {
     assert_eq!(e.details["client_address"], "192.0.2.7");
     assert!(!e.details.to_string().contains("password\":"));
     ccm_api::audit::verify_chain(&log, ccm_api::audit::GENESIS_HASH.into(), 1).unwrap();
-}
-
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setup_token_is_used_once_sqlite() {
-    setup_token_is_used_once(sqlite()).await
-}
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn setup_token_is_used_once_postgres() {
-    setup_token_is_used_once(pg()).await
-}
-#[tokio::test]
-async fn rejected_requests_are_purged_sqlite() {
-    rejected_requests_are_purged(sqlite()).await
-}
-#[tokio::test]
-async fn rejected_requests_are_purged_postgres() {
-    rejected_requests_are_purged(pg()).await
-}
-#[tokio::test]
-async fn expired_sessions_are_purged_sqlite() {
-    expired_sessions_are_purged(sqlite()).await
-}
-#[tokio::test]
-async fn expired_sessions_are_purged_postgres() {
-    expired_sessions_are_purged(pg()).await
-}
-#[tokio::test]
-async fn failed_logins_are_audited_sqlite() {
-    failed_logins_are_audited(sqlite()).await
-}
-#[tokio::test]
-async fn failed_logins_are_audited_postgres() {
-    failed_logins_are_audited(pg()).await
 }

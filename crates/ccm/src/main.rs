@@ -58,6 +58,10 @@ enum Command {
     Zone(cmd::zone::ZoneArgs),
     /// Read and verify the hash-chained audit log.
     Audit(cmd::audit::AuditArgs),
+    /// Users: invitations, password changes and administrator-issued password resets.
+    User(cmd::user::UserArgs),
+    /// Registry credentials stored in the selected account, used by image creation.
+    Registry(cmd::registry::RegistryArgs),
     /// Run the node agent: enroll the node, serve the node-agent API on :9092.
     Agent(Box<cmd::agent::AgentArgs>),
     /// Compute nodes of the selected account: list, show, deactivate.
@@ -85,6 +89,8 @@ fn main() -> std::process::ExitCode {
         Command::Task(args) => cmd::task::run(args),
         Command::Zone(args) => cmd::zone::run(args),
         Command::Audit(args) => cmd::audit::run(args),
+        Command::User(args) => cmd::user::run(args),
+        Command::Registry(args) => cmd::registry::run(args),
         Command::Agent(args) => cmd::agent::run(*args),
         Command::Node(args) => cmd::node::run(args),
         Command::Cert(args) => cmd::cert::run(args),

@@ -2,7 +2,7 @@
 //!
 //! Forms are parsed as `application/x-www-form-urlencoded` pairs. Numbers are read here (with an
 //! error naming the field when they are not numbers); everything else is checked by the same
-//! validation the API uses ([`crate::validate`], through the shared service functions), whose
+//! validation the API uses ([`crate::service::validate`], through the shared service functions), whose
 //! errors name fields by their API path (`mem_size`, `certificate.subject`, ...). The console's
 //! inputs carry those same names, so [`FieldErrors::absorb_api`] puts each message next to its
 //! input.
@@ -33,6 +33,18 @@ impl FormData {
             ));
         }
         Ok(Self { pairs })
+    }
+
+    /// A form prefilled with one pair (e.g. a token from a link).
+    pub(crate) fn with(name: &str, value: &str) -> Self {
+        Self {
+            pairs: vec![(name.to_string(), value.to_string())],
+        }
+    }
+
+    /// Adds a pair.
+    pub(crate) fn push(&mut self, name: &str, value: &str) {
+        self.pairs.push((name.to_string(), value.to_string()));
     }
 
     /// The first value of `name`.

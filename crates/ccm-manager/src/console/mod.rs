@@ -50,6 +50,10 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/console", get(overview::show))
         .route("/console/signup", get(auth::signup_form).post(auth::signup))
         .route("/console/login", get(auth::login_form).post(auth::login))
+        .route(
+            "/console/reset-password",
+            get(auth::reset_form).post(auth::reset),
+        )
         .route("/console/logout", post(auth::logout))
         .route(
             "/console/accounts",

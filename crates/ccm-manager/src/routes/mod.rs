@@ -9,6 +9,7 @@ mod certificates;
 mod conversions;
 mod node_agent;
 mod nodes;
+mod registries;
 pub(crate) mod sys;
 pub(crate) mod tasks;
 pub(crate) mod users;
@@ -61,6 +62,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(users::router())
         .merge(accounts::router())
         .merge(apikeys::router())
+        .merge(registries::router())
         .merge(apps::router())
         .merge(builds::router())
         .merge(conversions::router())

@@ -4,7 +4,11 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::accounts::AccessRole;
-use ccm_api::users::{InviteUserRequest, SignupRequest, UpdateUserRequest, User};
+use ccm_api::users::{
+    Invitation, InviteUserRequest, InvitedUser, PasswordChangeRequest, PasswordResetRequest,
+    ProcessInviteRequest, ResetTokenResponse, SignupRequest, UpdateUserRequest, User,
+    ValidateTokenRequest, ValidateTokenResponse,
+};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -15,13 +19,19 @@ use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
 use crate::ratelimit::ClientIp;
 use crate::service;
-use crate::service::validate::Checker;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(signup, list_users))
         .routes(routes!(current_user))
         .routes(routes!(invite))
+        .routes(routes!(account_invitations))
+        .routes(routes!(my_invitations))
+        .routes(routes!(process_invite))
+        .routes(routes!(change_password))
+        .routes(routes!(issue_reset_token))
+        .routes(routes!(reset_password))
+        .routes(routes!(validate_reset_token))
         .routes(routes!(get_user, update_user))
         .routes(routes!(remove_from_account))
 }
@@ -125,35 +135,121 @@ async fn get_user(
     Err(ApiError::not_found("user"))
 }
 
-/// Adds a registered user to the selected account with a role (MANAGER only).
+/// Invites an e-mail address, signed up or not, to the selected account (MANAGER only). The
+/// highest of `roles` (or ccm's older single `role`) is granted when the invitee accepts: at
+/// sign-up with `invitation_token` (the console's `signup_url`), or, when already signed up,
+/// with `POST /v1/users/process_invite`. The token is shown in this answer only (and e-mailed
+/// when SMTP is configured); inviting the address again replaces it. 409 when the address
+/// already is a member.
 #[utoipa::path(post, path = "/v1/users/invite", tag = "users", security(("bearer" = [])), request_body = InviteUserRequest,
-    responses((status = 200, body = User), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody)))]
+    responses((status = 201, body = InvitedUser), (status = 403, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn invite(
     State(s): State<AppState>,
     acct: Acct,
     Body(req): Body<InviteUserRequest>,
-) -> ApiResult<Json<User>> {
-    acct.require(AccessRole::Manager)?;
-    let mut c = Checker::new();
-    c.email("user_email", &req.user_email);
-    c.finish()?;
-    let mut user = s
-        .store
-        .user_by_email(&req.user_email)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user").with_field("user_email"))?
-        .user;
-    s.store
-        .add_member(
-            acct.acct_id,
-            user.user_id,
-            req.role,
-            &acct.actor(),
-            s.clock.now(),
-        )
-        .await?;
-    user.roles = vec![req.role];
-    Ok(Json(user))
+) -> ApiResult<(StatusCode, Json<InvitedUser>)> {
+    let invited = service::invitations::invite(&s, &acct, req).await?;
+    Ok((StatusCode::CREATED, Json(invited)))
+}
+
+/// The selected account's pending invitations (MANAGER only).
+#[utoipa::path(get, path = "/v1/users/invitations", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = [Invitation]), (status = 403, body = ccm_api::ErrorBody)))]
+async fn account_invitations(
+    State(s): State<AppState>,
+    acct: Acct,
+) -> ApiResult<Json<Vec<Invitation>>> {
+    Ok(Json(
+        service::invitations::account_invitations(&s, &acct).await?,
+    ))
+}
+
+/// The pending invitations to the logged-in user's address.
+#[utoipa::path(get, path = "/v1/user/invitations", tag = "users", security(("bearer" = [])),
+    responses((status = 200, body = [Invitation]), (status = 401, body = ccm_api::ErrorBody)))]
+async fn my_invitations(
+    State(s): State<AppState>,
+    caller: Caller,
+) -> ApiResult<Json<Vec<Invitation>>> {
+    Ok(Json(
+        service::invitations::my_invitations(&s, &caller).await?,
+    ))
+}
+
+/// Accepts (`accepts`) or declines (`rejects`) the logged-in user's pending invitations, by
+/// account id. Every named account must have a pending invitation, else nothing changes.
+#[utoipa::path(post, path = "/v1/users/process_invite", tag = "users", security(("bearer" = [])), request_body = ProcessInviteRequest,
+    responses((status = 204), (status = 403, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn process_invite(
+    State(s): State<AppState>,
+    caller: Caller,
+    Body(req): Body<ProcessInviteRequest>,
+) -> ApiResult<StatusCode> {
+    service::invitations::process(&s, &caller, req).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Changes the logged-in user's password (a login session; API keys cannot). The current
+/// password is checked like a login (rate limited; 422 on `current_password` when wrong); the
+/// user's other sessions end.
+#[utoipa::path(post, path = "/v1/users/change_password", tag = "users", security(("bearer" = [])), request_body = PasswordChangeRequest,
+    responses((status = 204), (status = 403, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody),
+        (status = 429, body = ccm_api::ErrorBody), (status = 503, body = ccm_api::ErrorBody)))]
+async fn change_password(
+    State(s): State<AppState>,
+    ClientIp(client): ClientIp,
+    caller: Caller,
+    Body(req): Body<PasswordChangeRequest>,
+) -> ApiResult<StatusCode> {
+    service::passwords::change(&s, &caller, req, client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Issues a single-use password reset token for a user (system administrators). It replaces an
+/// earlier one, expires after `password_reset_ttl_secs` and is shown only here (and e-mailed to
+/// the user as a console link when SMTP is configured).
+#[utoipa::path(post, path = "/v1/users/{user_id}/reset_token", tag = "users", security(("bearer" = [])),
+    params(("user_id" = Uuid, Path)),
+    responses((status = 201, body = ResetTokenResponse), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
+async fn issue_reset_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<Uuid>,
+) -> ApiResult<(StatusCode, Json<ResetTokenResponse>)> {
+    let issued = service::passwords::issue_reset_token(&s, &caller, user_id).await?;
+    Ok((StatusCode::CREATED, Json(issued)))
+}
+
+/// Sets a user's password with a reset token an administrator issued (no login). The token is
+/// used up and all the user's sessions end. Rate limited like logins; 401 for a wrong, expired
+/// or used token.
+#[utoipa::path(post, path = "/v1/users/{user_id}/reset_password", tag = "users", request_body = PasswordResetRequest,
+    params(("user_id" = Uuid, Path)),
+    responses((status = 204), (status = 401, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody),
+        (status = 429, body = ccm_api::ErrorBody), (status = 503, body = ccm_api::ErrorBody)))]
+async fn reset_password(
+    State(s): State<AppState>,
+    ClientIp(client): ClientIp,
+    Path(user_id): Path<Uuid>,
+    Body(req): Body<PasswordResetRequest>,
+) -> ApiResult<StatusCode> {
+    service::passwords::reset(&s, user_id, req, client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Checks a reset token without using it; answers the user's e-mail. Rate limited like logins.
+#[utoipa::path(post, path = "/v1/users/{user_id}/validate_token", tag = "users", request_body = ValidateTokenRequest,
+    params(("user_id" = Uuid, Path)),
+    responses((status = 200, body = ValidateTokenResponse), (status = 401, body = ccm_api::ErrorBody), (status = 429, body = ccm_api::ErrorBody)))]
+async fn validate_reset_token(
+    State(s): State<AppState>,
+    ClientIp(client): ClientIp,
+    Path(user_id): Path<Uuid>,
+    Body(req): Body<ValidateTokenRequest>,
+) -> ApiResult<Json<ValidateTokenResponse>> {
+    Ok(Json(
+        service::passwords::validate_reset_token(&s, user_id, &req.reset_token, client).await?,
+    ))
 }
 
 /// Changes a member's role in the selected account (MANAGER only).
@@ -167,14 +263,9 @@ async fn update_user(
     Body(req): Body<UpdateUserRequest>,
 ) -> ApiResult<Json<User>> {
     acct.require(AccessRole::Manager)?;
+    let role = service::invitations::granted_role(req.roles.as_deref(), req.role)?;
     s.store
-        .set_member_role(
-            acct.acct_id,
-            user_id,
-            req.role,
-            &acct.actor(),
-            s.clock.now(),
-        )
+        .set_member_role(acct.acct_id, user_id, role, &acct.actor(), s.clock.now())
         .await?;
     let user = s
         .store

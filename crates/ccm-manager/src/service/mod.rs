@@ -23,9 +23,13 @@ pub mod enrollment;
 mod error;
 pub mod housekeeping;
 pub(crate) mod images;
+pub mod invitations;
 pub mod issuance;
 pub mod nodes;
+mod notify;
+pub mod passwords;
 mod refusal;
+pub mod registries;
 pub mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -5,8 +5,11 @@
 //! in the store (so every replica sharing the database accepts the same token) and writes the
 //! token to `setup-token` (mode 0600) in the data directory, logging where it is. The sign-up
 //! that presents it becomes system administrator; the store consumes the token in the same
-//! transaction, and the file is removed. Without the token, sign-up needs the open sign-up
-//! setting (`open_signup`, off by default) and makes an ordinary user.
+//! transaction, and the file is removed. With an invitation token (`invitation_token`, see
+//! [`crate::service::invitations`]) for the address signing up, the user is created and joins the
+//! inviting account in one transaction, whatever the sign-up setting. Without either token,
+//! sign-up needs the open sign-up setting (`open_signup`, off by default) and makes an ordinary
+//! user.
 
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
@@ -140,17 +143,36 @@ pub async fn signup(
     if let Some(t) = &req.setup_token {
         c.text("setup_token", t.trim(), 1, 256, false);
     }
+    if let Some(t) = &req.invitation_token {
+        c.text("invitation_token", t.trim(), 1, 256, false);
+        if req.setup_token.is_some() {
+            c.err(
+                "invitation_token",
+                "give either setup_token or invitation_token, not both",
+            );
+        }
+    }
     c.finish()?;
     admit(s, client, &req.user_email)?;
     let token_hash = req
         .setup_token
         .as_deref()
         .map(|t| caller::token_hash(t.trim()));
+    let invitation_hash = req
+        .invitation_token
+        .as_deref()
+        .map(|t| caller::token_hash(t.trim()));
     // A wrong token, or none where one is needed, is refused before any password work.
-    let refusal = match &token_hash {
-        Some(h) => (s.store.get_meta("setup_token_hash").await?.as_deref() != Some(h.as_str()))
-            .then(bad_setup_token),
-        None => (!s.config.open_signup).then(|| {
+    let refusal = match (&token_hash, &invitation_hash) {
+        (Some(h), _) => (s.store.get_meta("setup_token_hash").await?.as_deref()
+            != Some(h.as_str()))
+        .then(bad_setup_token),
+        (None, Some(h)) => (!s
+            .store
+            .invitation_matches(h, &req.user_email, s.clock.now())
+            .await?)
+            .then(bad_invitation_token),
+        (None, None) => (!s.config.open_signup).then(|| {
             ServiceError::Forbidden(
                 "sign-up is closed on this manager: the first sign-up presents the setup token \
                  (the file setup-token in the manager's data directory), and further users \
@@ -172,14 +194,20 @@ pub async fn signup(
         last_name: req.last_name,
     };
     let now = s.clock.now();
-    let created = match &token_hash {
-        Some(h) => s
+    let created = match (&token_hash, &invitation_hash) {
+        (Some(h), _) => s
             .store
             .create_admin_with_setup_token(new, h, now)
             .await
             .map_err(ServiceError::from)
             .and_then(|u| u.ok_or_else(bad_setup_token)),
-        None => s
+        (None, Some(h)) => s
+            .store
+            .create_user_with_invitation(new, h, now)
+            .await
+            .map_err(ServiceError::from)
+            .and_then(|u| u.ok_or_else(bad_invitation_token)),
+        (None, None) => s
             .store
             .create_user(new, now)
             .await
@@ -198,6 +226,13 @@ pub async fn signup(
             Err(e)
         }
     }
+}
+
+fn bad_invitation_token() -> ServiceError {
+    ServiceError::invalid(
+        "invitation_token",
+        "is not an unexpired invitation to this e-mail address, or it was used",
+    )
 }
 
 fn bad_setup_token() -> ServiceError {

@@ -174,6 +174,29 @@ impl Harness {
         (token, acct)
     }
 
+    /// Invites a signed-up user to the inviter's selected account with `role` (201) and has them
+    /// accept the invitation (204).
+    pub async fn join(&self, inviter: &str, email: &str, role: &str) {
+        let (st, body) = self
+            .post(
+                "/v1/users/invite",
+                inviter,
+                json!({"user_email": email, "roles": [role]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::CREATED, "{body}");
+        let acct = body["invitation"]["acct_id"].as_str().unwrap().to_string();
+        let token = self.login(email).await;
+        let (st, body) = self
+            .post(
+                "/v1/users/process_invite",
+                &token,
+                json!({"accepts": [acct]}),
+            )
+            .await;
+        assert_eq!(st, StatusCode::NO_CONTENT, "{body}");
+    }
+
     pub async fn create_account(&self, token: &str, name: &str) -> String {
         let (st, body) = self
             .post("/v1/accounts", token, json!({"name": name}))

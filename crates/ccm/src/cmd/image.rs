@@ -72,6 +72,11 @@ enum ImageCommand {
             hide_env_values = true
         )]
         creds: Option<String>,
+        /// Conversion: use this stored registry's credentials (`ccm registry list`) for the
+        /// images on its host. Without it, images with no credentials given use the account's
+        /// stored registry for their host, if any; credentials given here win.
+        #[arg(long, value_name = "REGISTRY_ID", conflicts_with = "mrenclave")]
+        registry: Option<Uuid>,
         /// Conversion: build a debug enclave (the app must allow it).
         #[arg(long, conflicts_with = "mrenclave")]
         debug: bool,
@@ -258,6 +263,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
             output_creds,
             input_creds,
             creds,
+            registry,
             debug,
             mem_size,
             threads,
@@ -307,6 +313,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
                 debug,
                 mem_size,
                 threads,
+                registry_id: registry,
             };
             let b: Build = c.call(Method::POST, "/v1/builds", Some(&req))?;
             if !wait {

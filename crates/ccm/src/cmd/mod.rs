@@ -13,10 +13,12 @@ pub mod manager;
 pub mod node;
 pub mod quote;
 pub mod quote_fetch;
+pub mod registry;
 pub mod run;
 pub mod sgx;
 pub mod sim;
 pub mod task;
+pub mod user;
 pub mod version;
 pub mod zone;
 

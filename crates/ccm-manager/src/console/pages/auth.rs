@@ -18,6 +18,19 @@ use crate::extract::Query;
 use crate::ratelimit::ClientIp;
 use crate::service::{self, ServiceError};
 
+/// `?invitation=` of the sign-up page (the link of an invitation).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct SignupQuery {
+    invitation: Option<String>,
+}
+
+/// `?user=&token=` of the password reset page (the link of a reset token).
+#[derive(Debug, Default, Deserialize)]
+pub(crate) struct ResetQuery {
+    user: Option<String>,
+    token: Option<String>,
+}
+
 /// `?next=` of the login page.
 #[derive(Debug, Default, Deserialize)]
 pub(crate) struct NextQuery {
@@ -87,9 +100,13 @@ async fn open_session(
 /// `Retry-After` for limits. Anything else is an error page.
 fn form_refusal(e: &ServiceError) -> Option<(StatusCode, String, Option<u64>)> {
     match e {
-        ServiceError::Unauthenticated { .. } => Some((
+        ServiceError::Unauthenticated { code, message } => Some((
             StatusCode::UNAUTHORIZED,
-            "Wrong e-mail or password.".into(),
+            if *code == "invalid_credentials" {
+                "Wrong e-mail or password.".into()
+            } else {
+                message.clone()
+            },
             None,
         )),
         ServiceError::RateLimited { retry_after_secs } => Some((
@@ -178,6 +195,11 @@ fn signup_page(
                 (field("user_email", "E-mail", &form.text("user_email"), errors, Input {
                     kind: "email", required: true, autocomplete: Some("username"), ..Input::default()
                 }))
+                (field("invitation_token", "Invitation token", &form.text("invitation_token"), errors, Input {
+                    autocomplete: Some("off"),
+                    hint: Some("From an invitation to an account: signing up with it makes you a member. Sign up with the invited e-mail address."),
+                    ..Input::default()
+                }))
                 div.row {
                     (field("first_name", "First name", &form.text("first_name"), errors, Input {
                         autocomplete: Some("given-name"), ..Input::default()
@@ -201,16 +223,23 @@ fn signup_page(
 }
 
 /// `GET /console/signup`.
-pub(crate) async fn signup_form(State(s): State<AppState>, auth: ConsoleAuth) -> PageResult {
+pub(crate) async fn signup_form(
+    State(s): State<AppState>,
+    auth: ConsoleAuth,
+    Query(q): Query<SignupQuery>,
+) -> PageResult {
     if auth.caller.is_some() {
         return Ok(see_other("/console"));
     }
     let pending = service::users::setup_pending(&s)
         .await
         .map_err(crate::ApiError::from)?;
+    let form = q.invitation.map_or_else(FormData::default, |t| {
+        FormData::with("invitation_token", &t)
+    });
     Ok(signup_page(
         &auth,
-        &FormData::default(),
+        &form,
         &FieldErrors::default(),
         pending,
         s.config.open_signup,
@@ -237,6 +266,7 @@ pub(crate) async fn signup(
         first_name: form.opt("first_name"),
         last_name: form.opt("last_name"),
         setup_token: form.opt("setup_token"),
+        invitation_token: form.opt("invitation_token"),
     };
     let mut status = StatusCode::UNPROCESSABLE_ENTITY;
     let mut retry_after = None;
@@ -272,6 +302,87 @@ pub(crate) async fn signup(
             signup_page(&auth, &form, &errors, pending, s.config.open_signup),
         )
             .into_response(),
+        retry_after,
+    ))
+}
+
+fn reset_page(auth: &ConsoleAuth, form: &FormData, errors: &FieldErrors) -> Markup {
+    bare_page(
+        "Set a new password",
+        auth.flash.as_deref(),
+        html! {
+            p.lead { "Set a new password with the reset token an administrator gave you. The token works once; your sessions end." }
+            (error_summary(errors))
+            form.stack method="post" action="/console/reset-password" {
+                (csrf_input(&auth.csrf))
+                input type="hidden" name="user" value=(form.text("user"));
+                (field("reset_token", "Reset token", &form.text("reset_token"), errors, Input {
+                    required: true, autocomplete: Some("off"), ..Input::default()
+                }))
+                (field("new_password", "New password", "", errors, Input {
+                    kind: "password", required: true, autocomplete: Some("new-password"),
+                    hint: Some("At least 8 characters."), ..Input::default()
+                }))
+                (field("password_confirm", "Repeat the password", "", errors, Input {
+                    kind: "password", required: true, autocomplete: Some("new-password"), ..Input::default()
+                }))
+                button type="submit" { "Set the password" }
+            }
+            p { a href="/console/login" { "Log in" } }
+        },
+    )
+}
+
+/// `GET /console/reset-password?user=&token=`: the form of a reset link.
+pub(crate) async fn reset_form(auth: ConsoleAuth, Query(q): Query<ResetQuery>) -> PageResult {
+    let mut form = FormData::with("user", q.user.as_deref().unwrap_or_default());
+    form.push("reset_token", q.token.as_deref().unwrap_or_default());
+    Ok(reset_page(&auth, &form, &FieldErrors::default()).into_response())
+}
+
+/// `POST /console/reset-password`: sets the password with the token, then on to the login.
+pub(crate) async fn reset(
+    State(s): State<AppState>,
+    ClientIp(client): ClientIp,
+    auth: ConsoleAuth,
+    Posted(form): Posted,
+) -> PageResult {
+    let mut errors = FieldErrors::default();
+    let password = form.text("new_password");
+    if password != form.text("password_confirm") {
+        errors.add("password_confirm", "does not match the password");
+    }
+    let user_id = uuid::Uuid::try_parse(form.text("user").trim()).ok();
+    if user_id.is_none() {
+        errors.general("this reset link is incomplete: ask the administrator for a new one");
+    }
+    let mut status = StatusCode::UNPROCESSABLE_ENTITY;
+    let mut retry_after = None;
+    if let (Some(user_id), true) = (user_id, errors.is_empty()) {
+        let req = ccm_api::users::PasswordResetRequest {
+            reset_token: form.text("reset_token").trim().to_string(),
+            new_password: password,
+        };
+        match service::passwords::reset(&s, user_id, req, client).await {
+            Ok(()) => {
+                return Ok(done(
+                    &auth,
+                    "/console/login",
+                    "Your password was changed. Log in with the new one.",
+                ));
+            }
+            Err(e) => match form_refusal(&e) {
+                Some((st, message, retry)) => {
+                    status = st;
+                    retry_after = retry;
+                    errors.general(message);
+                }
+                None => errors.absorb_api(crate::ApiError::from(e), |_| None)?,
+            },
+        }
+    }
+    Ok(with_retry_after(
+        (status, reset_page(&auth, &form, &errors)).into_response(),
         retry_after,
     ))
 }

@@ -126,6 +126,8 @@ async fn form_page(
         }
     };
     let default_image = chosen.output_image_name.clone();
+    let registries = s.store.list_registries(ia.acct.acct_id).await?;
+    let chosen_registry = form.text("registry_id");
     let content = html! {
         p.lead { "Application " a href=(format!("/console/apps/{}", chosen.app_id)) { (chosen.name) }
             ": input " code { (chosen.input_image_name) } ", output " code { (chosen.output_image_name) } "." }
@@ -142,6 +144,21 @@ async fn form_page(
                         required: true, placeholder: Some("1.0"),
                         hint: Some("Tag of the output image (the input is pulled at its own tag, else this one)."), ..Input::default()
                     }))
+                    @if !registries.is_empty() {
+                        div.field {
+                            label for="registry_id" { "Stored registry" }
+                            select #registry_id name="registry_id" {
+                                option value="" { "Automatic: each image uses the stored registry of its host, if any" }
+                                @for r in &registries {
+                                    option value=(r.registry_id) selected[chosen_registry == r.registry_id.to_string()] {
+                                        (r.host) @if let Some(u) = &r.username { " (" (u) ")" }
+                                    }
+                                }
+                            }
+                            p.hint { "Credentials typed below win over stored ones." }
+                            @for m in conv_errors.of("registry_id") { p.field-error { (m) } }
+                        }
+                    }
                     fieldset {
                         legend { "Output registry credentials" }
                         (field("out_username", "User name", &form.text("out_username"), conv_errors, Input {
@@ -284,6 +301,16 @@ async fn create_converted(
     let app_id = uuid_field(form, "app_id", errors);
     let mem_size = errors.opt_int(form, "mem_size");
     let threads = errors.opt_int(form, "threads");
+    let registry_id = match form.text("registry_id").trim() {
+        "" => None,
+        r => match Uuid::try_parse(r) {
+            Ok(u) => Some(u),
+            Err(_) => {
+                errors.add("registry_id", "choose a stored registry");
+                None
+            }
+        },
+    };
     let tag = form.text("docker_version").trim().to_string();
     if tag.is_empty() {
         errors.add("docker_version", "is required");
@@ -302,6 +329,7 @@ async fn create_converted(
         debug: form.checked("debug"),
         mem_size,
         threads,
+        registry_id,
     };
     ia.acct.require(AccessRole::Writer)?;
     match crate::service::conversions::request::create(s, &ia.acct, req).await {

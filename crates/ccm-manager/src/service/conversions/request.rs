@@ -94,7 +94,7 @@ pub(crate) fn certificate_request(c: &CertificateConfig) -> CertificateRequest {
     }
 }
 
-fn check_auth(c: &mut Checker, field: &str, a: &Option<AuthConfig>) {
+pub(crate) fn check_auth(c: &mut Checker, field: &str, a: &Option<AuthConfig>) {
     let Some(a) = a else { return };
     // Messages never echo the values.
     let u = a.username.chars().count();
@@ -161,6 +161,59 @@ fn references(app: &App, req: &ConvertAppBuildRequest) -> ServiceResult<(Referen
         }
     };
     Ok((input, output))
+}
+
+/// The credentials of the input and output images (see [`ConvertAppBuildRequest`]): the
+/// request's own first, else the account's stored registry for the image's host.
+async fn credentials(
+    s: &AppState,
+    acct: &Acct,
+    req: &ConvertAppBuildRequest,
+    input: &Reference,
+    output: &Reference,
+) -> ApiResult<(Option<AuthConfig>, Option<AuthConfig>)> {
+    use crate::service::registries::credentials_for_host;
+    if let Some(id) = req.registry_id {
+        let r = s
+            .store
+            .get_registry(acct.acct_id, id)
+            .await?
+            .ok_or_else(|| ApiError::not_found("registry").with_field("registry_id"))?;
+        let on = |x: &Reference| x.registry().eq_ignore_ascii_case(&r.host);
+        if !on(input) && !on(output) {
+            return Err(ApiError::validation(vec![ccm_api::FieldError {
+                field: "registry_id".into(),
+                message: format!(
+                    "neither the input ({}) nor the output image ({}) is on this registry's host {}",
+                    input.registry(),
+                    output.registry(),
+                    r.host
+                ),
+            }]));
+        }
+    }
+    let stored = |x: &Reference| {
+        let host = x.registry().to_owned();
+        async move {
+            credentials_for_host(s, acct.acct_id, &host)
+                .await
+                .map(|o| o.map(|(_, a)| a))
+        }
+    };
+    let output_creds = match req.output_auth_config.clone().or(req.auth_config.clone()) {
+        Some(a) => Some(a),
+        None => stored(output).await?,
+    };
+    let input_creds = match req.input_auth_config.clone().or(req.auth_config.clone()) {
+        Some(a) => Some(a),
+        None => match stored(input).await? {
+            Some(a) => Some(a),
+            None => (input.api_host() == output.api_host())
+                .then(|| output_creds.clone())
+                .flatten(),
+        },
+    };
+    Ok((input_creds, output_creds))
 }
 
 /// Validates a conversion request, records the image and queues its job; wakes the workers.
@@ -243,16 +296,7 @@ pub(crate) async fn create(
     c.finish()?;
     let (input, output) = references(&app, &req)?;
 
-    let output_creds = req.output_auth_config.clone().or(req.auth_config.clone());
-    let input_creds = req
-        .input_auth_config
-        .clone()
-        .or(req.auth_config.clone())
-        .or_else(|| {
-            (input.api_host() == output.api_host())
-                .then(|| output_creds.clone())
-                .flatten()
-        });
+    let (input_creds, output_creds) = credentials(s, acct, &req, &input, &output).await?;
     let mut given = Vec::new();
     if input_creds.is_some() {
         given.push("input");
@@ -378,6 +422,7 @@ mod tests {
             debug: false,
             mem_size: None,
             threads: None,
+            registry_id: None,
         }
     }
 

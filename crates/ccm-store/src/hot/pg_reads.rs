@@ -19,7 +19,7 @@ use std::time::Duration;
 
 use tokio::sync::{Semaphore, SemaphorePermit};
 
-use crate::pg_conn::{Dedicated, Role};
+use super::pg_conn::{Dedicated, Role};
 use crate::{Error, Result};
 
 /// Most connections open at once (and kept idle).

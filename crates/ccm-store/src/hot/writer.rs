@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 
 use tokio::sync::{Mutex, oneshot};
 
-use crate::pg_conn::{Dedicated, Role, connection_lost};
+use super::pg_conn::{Dedicated, Role, connection_lost};
 use crate::sql::{self, HeadMove, Insert, Param, WriteSet};
 use crate::{Backend, Error, Result, SQLITE_PRAGMAS, WAL_CHECKPOINT, audit};
 

@@ -7,11 +7,16 @@
 //! on a new one when asking twice is harmless ([`Dedicated::retrying`]).
 
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use sqlx::{AnyConnection, Connection as _};
 
-use crate::{Error, PG_IDLE_CHECK, ReadFuture, Result};
+use super::ReadFuture;
+use crate::{Error, Result};
+
+/// A dedicated connection unused for this long is pinged before use: the server or a firewall
+/// may have closed it meanwhile.
+const PG_IDLE_CHECK: Duration = Duration::from_secs(10);
 
 /// What a dedicated connection serves, which decides its session settings.
 #[derive(Clone, Copy, Debug)]

@@ -96,7 +96,7 @@ impl Columns for sqlx::any::AnyRow {
 }
 
 fn open(path: &std::path::Path) -> rusqlite::Result<rusqlite::Connection> {
-    let conn = crate::writer::open(path)?;
+    let conn = super::writer::open(path)?;
     conn.execute_batch("PRAGMA query_only = ON")?;
     // `issuance_lookup` has one statement per batch size.
     conn.set_prepared_statement_cache_capacity(2 * crate::MAX_ISSUANCE_BATCH);
