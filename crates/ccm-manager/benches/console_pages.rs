@@ -141,6 +141,9 @@ async fn main() {
     let now = 1_800_000_000;
     let mut first_app = None;
     let mut first_build = None;
+    let approved = ccm_api::tasks::ApprovalStatus::Approved;
+    let domains_approved = ccm_manager::service::tasks::domain_effect(approved);
+    let image_approved = ccm_manager::service::tasks::image_effect(approved);
     for i in 0..objects {
         let domain = format!("app{i:04}.example.com");
         let app = App {
@@ -171,7 +174,10 @@ async fn main() {
             created_at: now,
             updated_at: now,
         };
-        let app = store.create_app(&app, &actor, now).await.expect("app");
+        let app = store
+            .create_app(&app, &domains_approved, &actor, now)
+            .await
+            .expect("app");
         let build = Build {
             build_id: Uuid::new_v4(),
             acct_id: acct,
@@ -201,7 +207,7 @@ async fn main() {
             updated_at: now,
         };
         let build = store
-            .create_build(&build, &actor, now)
+            .create_build(&build, &image_approved, &actor, now)
             .await
             .expect("image");
         first_app.get_or_insert(app.app_id);

@@ -22,7 +22,6 @@
 //!   listener, graceful shutdown.
 #![deny(missing_docs)]
 
-pub mod attested;
 pub mod auth;
 pub mod clock;
 pub mod config;
@@ -38,7 +37,6 @@ mod routes;
 pub mod secrets;
 pub mod service;
 pub mod tls;
-mod validate;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -77,7 +75,7 @@ pub struct StateInner {
     /// SHA-256 of the manager's TLS certificate, when serving HTTPS.
     pub tls_fingerprint: Option<[u8; 32]>,
     /// Quote verification, collateral, zone CAs and certificate issuance.
-    pub attest: attested::AttestServices,
+    pub attest: service::attest::AttestServices,
     /// Mints and checks issuance nonces (REPORTDATA[32..64] of workloads' quotes).
     pub nonces: service::issuance::nonce::NonceKey,
     /// Node certificates whose zone-CA signature was verified.
@@ -121,7 +119,7 @@ impl AppState {
         master_key: MasterKey,
         tls_fingerprint: Option<[u8; 32]>,
     ) -> Result<Self, Error> {
-        let attest = attested::AttestServices::new(&config)?;
+        let attest = service::attest::AttestServices::new(&config)?;
         let nonces = service::issuance::nonce::NonceKey::new(
             master_key.derive_hmac_key(service::issuance::nonce::KEY_PURPOSE),
             config.issuance_nonce_ttl_secs,

@@ -174,6 +174,16 @@ pub fn zone_key_context(zone_id: uuid::Uuid) -> String {
     format!("zone-ca-key:{zone_id}")
 }
 
+/// The sealing context of a job's registry credentials.
+pub fn credentials_context(build_id: uuid::Uuid) -> String {
+    format!("registry-credentials:{build_id}")
+}
+
+/// The sealing context of an account's enclave signing key.
+pub fn signing_key_context(acct_id: uuid::Uuid) -> String {
+    format!("enclave-signing-key:{acct_id}")
+}
+
 /// The default master key path in a data directory.
 pub fn default_key_path(data_dir: &Path) -> PathBuf {
     data_dir.join("master.key")

@@ -15,6 +15,8 @@ use serde_json::{Value, json};
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
 
 both_backends!(
+    login_flood_is_refused_while_a_real_login_succeeds,
+    failed_logins_limit_the_email_across_addresses,
     setup_token_makes_one_administrator,
     api_keys_expire_and_stay_in_their_account,
     housekeeping_purges_expired_sessions,
@@ -53,9 +55,8 @@ async fn login_status(
 /// Hundreds of concurrent wrong logins from one address get 429 (address and e-mail limits)
 /// or 503 (hashing queue full), each with `Retry-After`; meanwhile a real login from another
 /// address succeeds within 2 s. Failed logins are audited with the address, never the password.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn login_flood_is_refused_while_a_real_login_succeeds() {
-    let h = Harness::start(Backend::Sqlite).await;
+async fn login_flood_is_refused_while_a_real_login_succeeds(b: Backend) {
+    let h = Harness::start(b).await;
     h.signup("admin@example.com").await;
     h.signup("victim@example.com").await;
     let base = h.base.clone();
@@ -131,9 +132,8 @@ async fn login_flood_is_refused_while_a_real_login_succeeds() {
 
 /// After the e-mail's failure budget, even the right password from another address waits
 /// (429): guessing one account's password from many addresses is limited too.
-#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn failed_logins_limit_the_email_across_addresses() {
-    let h = Harness::start_with(Backend::Sqlite, |c| {
+async fn failed_logins_limit_the_email_across_addresses(b: Backend) {
+    let h = Harness::start_with(b, |c| {
         c.auth_failures_per_minute_per_email = 3;
     })
     .await;
@@ -170,8 +170,9 @@ async fn a_full_hashing_queue_answers_503() {
     .await;
     let base = h.base.clone();
     let mut tasks = Vec::new();
-    for i in 0..24 {
-        let (http, base) = (h.http.clone(), base.clone());
+    // From 24 addresses: one address may only hold its share of the queue (then 429).
+    for i in 0..24u8 {
+        let (http, base) = (client_from(Ipv4Addr::new(127, 0, 1, i + 1)), base.clone());
         tasks.push(tokio::spawn(async move {
             login_status(
                 &http,

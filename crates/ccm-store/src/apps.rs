@@ -13,7 +13,7 @@ use crate::error::on_unique;
 use crate::hot::Columns;
 use crate::tasks::{self, NewTask};
 use crate::util::{json, opt_uuid, to_json, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Effect, Error, Result, Store, audit};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AppRow {
@@ -161,6 +161,7 @@ fn summary(app: &App) -> serde_json::Value {
 async fn reconcile_domain_task(
     conn: &mut AnyConnection,
     app: &mut App,
+    on_approve: &Effect,
     actor: &Actor,
     now: i64,
 ) -> Result<()> {
@@ -219,6 +220,7 @@ async fn reconcile_domain_task(
             requester: actor,
             domains_added: needed,
             proposal: None,
+            on_approve: Some(on_approve),
         },
         now,
     )
@@ -285,7 +287,7 @@ async fn propose_policy(
         json!({"task_id": task_id, "before": app.advanced_settings, "proposed": proposed}),
     )
     .await?;
-    let auto = tasks::create(
+    tasks::create(
         conn,
         NewTask {
             acct_id: app.acct_id,
@@ -296,17 +298,11 @@ async fn propose_policy(
             requester: actor,
             domains_added: Vec::new(),
             proposal: Some(to_json("tasks.proposal", proposed)?),
+            on_approve: None,
         },
         now,
     )
     .await?;
-    if auto {
-        // The service proposes only in accounts with manual approvals; the policy changed in
-        // between. Nothing is applied without a decision.
-        return Err(Error::InvalidState(
-            "the account's approval policy changed; repeat the request".into(),
-        ));
-    }
     Ok(())
 }
 
@@ -369,8 +365,15 @@ pub(crate) async fn settle_policy_change(
 
 impl Store {
     /// Creates an app; allowed domains raise a DOMAIN_WHITELIST task (approved at once under the
-    /// AUTO_APPROVE policy). `app.whitelisted_domains` and `pending_task_id` are ignored.
-    pub async fn create_app(&self, app: &App, actor: &Actor, now: i64) -> Result<App> {
+    /// AUTO_APPROVE policy, writing `on_approve`). `app.whitelisted_domains` and
+    /// `pending_task_id` are ignored.
+    pub async fn create_app(
+        &self,
+        app: &App,
+        on_approve: &Effect,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<App> {
         let mut w = self.begin_write().await?;
         sqlx::query(&format!(
             "INSERT INTO apps ({APP_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, '[]', NULL, \
@@ -410,7 +413,7 @@ impl Store {
             json!({"after": summary(&new)}),
         )
         .await?;
-        reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
+        reconcile_domain_task(&mut w.tx, &mut new, on_approve, actor, now).await?;
         let app = load(&mut w.tx, app.acct_id, app.app_id)
             .await?
             .ok_or(Error::NotFound("app"))?;
@@ -455,11 +458,14 @@ impl Store {
     /// `allowed_domains` leave the whitelist at once; added ones need approval. A changed
     /// `advanced_settings` is written and audited (`app.policy_change`) under
     /// [`PolicyEdit::Apply`], or kept as the proposal of a new POLICY_CHANGE task under
-    /// [`PolicyEdit::Propose`] while the app keeps its current settings.
+    /// [`PolicyEdit::Propose`] while the app keeps its current settings. A DOMAIN_WHITELIST
+    /// task approved at once (AUTO_APPROVE) writes `on_approve`.
+    #[allow(clippy::too_many_arguments)]
     pub async fn update_app<E>(
         &self,
         acct_id: Uuid,
         app_id: Uuid,
+        on_approve: &Effect,
         actor: &Actor,
         now: i64,
         edit: impl FnOnce(App, ApprovalPolicy) -> std::result::Result<AppEdit, E>,
@@ -528,7 +534,7 @@ impl Store {
             json!({"before": summary(&old), "after": summary(&new)}),
         )
         .await?;
-        reconcile_domain_task(&mut w.tx, &mut new, actor, now).await?;
+        reconcile_domain_task(&mut w.tx, &mut new, on_approve, actor, now).await?;
         if let (
             PolicyEdit::Propose {
                 task_id,
@@ -546,11 +552,13 @@ impl Store {
         Ok(Ok(app))
     }
 
-    /// Deletes an app with its images and their tasks.
+    /// Deletes an app with its images and their tasks, writing `cascade` (what happens to its
+    /// certificates, as the service decided it) first, in one transaction.
     pub async fn delete_app(
         &self,
         acct_id: Uuid,
         app_id: Uuid,
+        cascade: &Effect,
         actor: &Actor,
         now: i64,
     ) -> Result<()> {
@@ -566,11 +574,12 @@ impl Store {
         .bind(app_id.to_string())
         .execute(&mut *w.tx)
         .await?;
-        crate::certificates::revoke_where(
+        crate::effects::write(
             &mut w.tx,
-            "app_id",
-            &app_id.to_string(),
-            "the app was deleted",
+            crate::Subject::App(app_id),
+            None,
+            cascade,
+            actor,
             now,
         )
         .await?;

@@ -10,7 +10,7 @@ use crate::conversions::ConversionColumns;
 use crate::error::on_unique;
 use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, opt_uuid, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Effect, Error, Result, Store, audit};
 
 #[derive(sqlx::FromRow)]
 struct BuildRow {
@@ -100,8 +100,14 @@ pub(crate) async fn load(
 
 impl Store {
     /// Records an image of an app and raises its BUILD_WHITELIST task (approved at once under the
-    /// AUTO_APPROVE policy). The app must belong to the build's account.
-    pub async fn create_build(&self, b: &Build, actor: &Actor, now: i64) -> Result<Build> {
+    /// AUTO_APPROVE policy, writing `on_approve`). The app must belong to the build's account.
+    pub async fn create_build(
+        &self,
+        b: &Build,
+        on_approve: &Effect,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<Build> {
         let mut w = self.begin_write().await?;
         let app: Option<(String,)> =
             sqlx::query_as("SELECT name FROM apps WHERE app_id = $1 AND acct_id = $2")
@@ -162,6 +168,7 @@ impl Store {
                 requester: actor,
                 domains_added: Vec::new(),
                 proposal: None,
+                on_approve: Some(on_approve),
             },
             now,
         )
@@ -239,11 +246,13 @@ impl Store {
         load(&mut conn, acct_id, build_id).await
     }
 
-    /// Deletes an image and its tasks.
+    /// Deletes an image and its tasks, writing `cascade` (what happens to its certificates, as
+    /// the service decided it) first, in one transaction.
     pub async fn delete_build(
         &self,
         acct_id: Uuid,
         build_id: Uuid,
+        cascade: &Effect,
         actor: &Actor,
         now: i64,
     ) -> Result<()> {
@@ -256,11 +265,12 @@ impl Store {
             .bind(build_id.to_string())
             .execute(&mut *w.tx)
             .await?;
-        crate::certificates::revoke_where(
+        crate::effects::write(
             &mut w.tx,
-            "build_id",
-            &build_id.to_string(),
-            "the image was deleted",
+            crate::Subject::Image(build_id),
+            None,
+            cascade,
+            actor,
             now,
         )
         .await?;

@@ -32,7 +32,7 @@ use uuid::Uuid;
 
 use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Effect, Error, Result, Store, audit};
 
 /// The conversion columns of the image query (`LEFT JOIN conversions`), all nullable.
 #[derive(sqlx::FromRow)]
@@ -500,14 +500,16 @@ impl Store {
 
     /// Ends a job successfully: records the enclave identity and output digest on the image,
     /// the final byte counts and log on the job (phase `done`, 100%), raises the image's
-    /// BUILD_WHITELIST task (auto-approved under AUTO_APPROVE), deletes the sealed credentials,
-    /// and audits it, in one transaction. `false` (and no change) when the claim no longer holds.
+    /// BUILD_WHITELIST task (approved at once under AUTO_APPROVE, writing `on_approve`), deletes
+    /// the sealed credentials, and audits it, in one transaction. `false` (and no change) when
+    /// the claim no longer holds.
     pub async fn complete_conversion(
         &self,
         build_id: Uuid,
         claim_token: Uuid,
         result: &ConversionResult,
         last: &ProgressUpdate<'_>,
+        on_approve: &Effect,
         now: i64,
     ) -> Result<bool> {
         let mut w = self.begin_write().await?;
@@ -582,6 +584,7 @@ impl Store {
                 requester: &requester,
                 domains_added: Vec::new(),
                 proposal: None,
+                on_approve: Some(on_approve),
             },
             now,
         )

@@ -6,9 +6,11 @@
 //!   schema keeps to what both understand: UUIDs are hyphenated `TEXT`, timestamps Unix seconds
 //!   in `BIGINT`, booleans `0`/`1`, lists and objects JSON `TEXT`; parameters are `$1`, `$2`...
 //!   (which sqlx's SQLite driver also binds by number).
-//! - **Workflows are transactions.** Each method that changes state runs in one transaction that
-//!   also applies the workflow's effects (tasks, auto-approval, whitelisting) and appends the
-//!   audit entry, so the API never shows a half-applied change and every change is audited.
+//! - **Changes are transactions; decisions are not made here.** Each method that changes state
+//!   runs in one transaction that also writes the effects the manager's service layer decided
+//!   (an [`Effect`]: image and node statuses, domain whitelisting, revocation cascades) and
+//!   appends the audit entry, so the API never shows a half-applied change and every change is
+//!   audited. What approving or denying a task does is never decided in SQL here.
 //! - **Writers are serialised where they must be.** On SQLite, write transactions start with
 //!   `BEGIN IMMEDIATE` behind an in-process mutex (one writer at a time, no lock-upgrade
 //!   deadlocks, no busy-waiting). On PostgreSQL, the audit chain's head row
@@ -35,6 +37,7 @@ mod builds;
 mod certificates;
 mod conversions;
 mod domains;
+mod effects;
 mod error;
 mod hot;
 mod invitations;
@@ -66,13 +69,14 @@ pub use conversions::{
     ClaimedConversion, ConversionResult, INTERRUPTED_REASON, Interrupted, NewConversion,
     ProgressUpdate, Recovery, SigningKeyRecord, log_line,
 };
+pub use effects::{Effect, EffectStep, Subject};
 pub use error::Error;
 pub use invitations::NewInvitation;
 pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
 pub use registries::{NewRegistry, RegistryEdit};
 pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
-pub use tasks::{TaskEffect, TaskFilter};
+pub use tasks::{TaskDecision, TaskFilter};
 pub use users::{NewUser, SetupTokenState, UserRecord};
 pub use zones::{JoinTokenUse, NewJoinToken, ZoneRecord};
 

@@ -9,6 +9,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::effects::{self, Effect, Subject};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
@@ -188,12 +189,10 @@ async fn load(conn: &mut AnyConnection, acct_id: Uuid, node_id: Uuid) -> Result<
     row.map(NodeRow::into_node).transpose()
 }
 
-/// Revokes every certificate of a node (node certificates and application certificates issued
-/// through it) and closes its pending requests.
-pub(crate) async fn revoke_node_certificates(
+/// Revokes a node's own certificates (its mTLS identity).
+pub(crate) async fn revoke_node_identity(
     conn: &mut AnyConnection,
     node_id: Uuid,
-    reason: &str,
     now: i64,
 ) -> Result<()> {
     sqlx::query("UPDATE node_certs SET revoked_at = $1 WHERE node_id = $2 AND revoked_at IS NULL")
@@ -201,7 +200,7 @@ pub(crate) async fn revoke_node_certificates(
         .bind(node_id.to_string())
         .execute(&mut *conn)
         .await?;
-    crate::certificates::revoke_where(conn, "node_id", &node_id.to_string(), reason, now).await
+    Ok(())
 }
 
 /// Records a heartbeat on a node: the time `$1` and the agent's version `$2` (when it sent one)
@@ -543,12 +542,14 @@ impl Store {
         Ok(Some((rec, auth)))
     }
 
-    /// Deactivates a node at once: status DEACTIVATED, its node and application certificates
-    /// revoked, its pending requests closed. Deactivating a deactivated node is a no-op.
+    /// Deactivates a node at once, writing `effect` (what deactivation does, as the service
+    /// decided it) with the audit entry in one transaction. Deactivating a deactivated node
+    /// writes nothing.
     pub async fn deactivate_node(
         &self,
         acct_id: Uuid,
         node_id: Uuid,
+        effect: &Effect,
         actor: &Actor,
         now: i64,
     ) -> Result<Node> {
@@ -557,14 +558,7 @@ impl Store {
             .await?
             .ok_or(Error::NotFound("node"))?;
         if before.status.status != NodeStatusType::Deactivated {
-            sqlx::query(
-                "UPDATE nodes SET status = 'DEACTIVATED', status_updated_at = $1 WHERE node_id = $2",
-            )
-            .bind(now)
-            .bind(node_id.to_string())
-            .execute(&mut *w.tx)
-            .await?;
-            revoke_node_certificates(&mut w.tx, node_id, "the node was deactivated", now).await?;
+            effects::write(&mut w.tx, Subject::Node(node_id), None, effect, actor, now).await?;
             audit::append(
                 &mut w.tx,
                 now,

@@ -1,6 +1,7 @@
-//! Approval tasks: creation (with the account's approval policy), decisions and their effects.
+//! Approval tasks: creation (with the account's approval policy) and decisions, each written
+//! with the effect the service layer decided for it ([`Effect`]).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 
 use ccm_api::accounts::ApprovalPolicy;
 use ccm_api::tasks::{
@@ -10,6 +11,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
+use crate::effects::{self, Effect, Subject, TaskRef};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
@@ -38,10 +40,24 @@ pub(crate) struct NewTask<'a> {
     pub domains_added: Vec<String>,
     /// JSON of what the task proposes (POLICY_CHANGE: the app's new `advanced_settings`).
     pub proposal: Option<String>,
+    /// What approving the task does, as the service decided it: written at once under the
+    /// AUTO_APPROVE policy. `None`: the task must be decided by a person, and an account that
+    /// approves automatically refuses it.
+    pub on_approve: Option<&'a Effect>,
+}
+
+/// The object a task is about.
+fn subject(task_type: TaskType, entity_id: Uuid) -> Subject {
+    match task_type {
+        TaskType::BuildWhitelist => Subject::Image(entity_id),
+        TaskType::DomainWhitelist | TaskType::PolicyChange => Subject::App(entity_id),
+        TaskType::NodeAttestation => Subject::Node(entity_id),
+        TaskType::CertificateIssuance => Subject::CertificateRequest(entity_id),
+    }
 }
 
 /// Inserts a task. Under the AUTO_APPROVE policy it is approved at once (by `system`) and its
-/// effect applied; returns whether that happened. The entity must already exist.
+/// `on_approve` effect written; returns whether that happened. The entity must already exist.
 pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -> Result<bool> {
     let (policy,): (String,) =
         sqlx::query_as("SELECT approval_policy FROM accounts WHERE acct_id = $1")
@@ -85,6 +101,11 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
     )
     .await?;
     if auto {
+        let Some(effect) = t.on_approve else {
+            return Err(Error::InvalidState(
+                "the account's approval policy changed; repeat the request".into(),
+            ));
+        };
         let system = Actor::system();
         record_decision(
             conn,
@@ -95,16 +116,12 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
             now,
         )
         .await?;
-        apply_effect(
-            conn,
-            t.task_type,
-            t.task_id,
-            t.entity_id,
-            ApprovalStatus::Approved,
-            &t.domains_added,
-            now,
-        )
-        .await?;
+        let task = TaskRef {
+            task_id: t.task_id,
+            domains: &t.domains_added,
+        };
+        let about = subject(t.task_type, t.entity_id);
+        effects::write(conn, about, Some(task), effect, &system, now).await?;
         audit::append(
             conn,
             now,
@@ -143,145 +160,15 @@ async fn record_decision(
     Ok(())
 }
 
-/// Applies a decision to the task's object.
-async fn apply_effect(
-    conn: &mut AnyConnection,
-    task_type: TaskType,
-    task_id: Uuid,
-    entity_id: Uuid,
-    decision: ApprovalStatus,
-    domains: &[String],
-    now: i64,
-) -> Result<()> {
-    match task_type {
-        TaskType::BuildWhitelist => {
-            let status = match decision {
-                ApprovalStatus::Approved => "WHITELISTED",
-                ApprovalStatus::Denied => "REJECTED",
-            };
-            sqlx::query(
-                "UPDATE builds SET status = $1, status_updated_at = $2, updated_at = $2, \
-                 pending_task_id = CASE WHEN pending_task_id = $3 THEN NULL ELSE pending_task_id END \
-                 WHERE build_id = $4",
-            )
-            .bind(status)
-            .bind(now)
-            .bind(task_id.to_string())
-            .bind(entity_id.to_string())
-            .execute(&mut *conn)
-            .await?;
-            if decision == ApprovalStatus::Denied {
-                crate::certificates::revoke_where(
-                    conn,
-                    "build_id",
-                    &entity_id.to_string(),
-                    "the image was rejected",
-                    now,
-                )
-                .await?;
-            }
-        }
-        TaskType::DomainWhitelist => {
-            let row: Option<(String, String)> = sqlx::query_as(
-                "SELECT allowed_domains, whitelisted_domains FROM apps WHERE app_id = $1",
-            )
-            .bind(entity_id.to_string())
-            .fetch_optional(&mut *conn)
-            .await?;
-            let Some((allowed, whitelisted)) = row else {
-                return Ok(());
-            };
-            let mut allowed: Vec<String> = json("apps.allowed_domains", &allowed)?;
-            let mut whitelisted: BTreeSet<String> = json("apps.whitelisted_domains", &whitelisted)?;
-            match decision {
-                ApprovalStatus::Approved => {
-                    whitelisted.extend(domains.iter().filter(|d| allowed.contains(d)).cloned());
-                }
-                ApprovalStatus::Denied => {
-                    allowed.retain(|d| whitelisted.contains(d) || !domains.contains(d));
-                }
-            }
-            let whitelisted: Vec<String> = whitelisted.into_iter().collect();
-            sqlx::query(
-                "UPDATE apps SET allowed_domains = $1, whitelisted_domains = $2, updated_at = $3, \
-                 pending_task_id = CASE WHEN pending_task_id = $4 THEN NULL ELSE pending_task_id END \
-                 WHERE app_id = $5",
-            )
-            .bind(to_json("apps.allowed_domains", &allowed)?)
-            .bind(to_json("apps.whitelisted_domains", &whitelisted)?)
-            .bind(now)
-            .bind(task_id.to_string())
-            .bind(entity_id.to_string())
-            .execute(&mut *conn)
-            .await?;
-        }
-        TaskType::NodeAttestation => match decision {
-            ApprovalStatus::Approved => {
-                sqlx::query(
-                    "UPDATE nodes SET status = 'PROVISIONED', status_updated_at = $1, pending_task_id = NULL \
-                     WHERE node_id = $2 AND status = 'INPROGRESS'",
-                )
-                .bind(now)
-                .bind(entity_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-            }
-            ApprovalStatus::Denied => {
-                sqlx::query(
-                    "UPDATE nodes SET status = 'DEACTIVATED', status_updated_at = $1, pending_task_id = NULL \
-                     WHERE node_id = $2",
-                )
-                .bind(now)
-                .bind(entity_id.to_string())
-                .execute(&mut *conn)
-                .await?;
-                crate::nodes::revoke_node_certificates(
-                    conn,
-                    entity_id,
-                    "the node's attestation was denied",
-                    now,
-                )
-                .await?;
-            }
-        },
-        TaskType::PolicyChange => {
-            // Its effect is decided by the manager's service layer ([`TaskEffect`]); a policy
-            // change is never applied without that decision.
-            return Err(Error::InvalidState(
-                "a policy change is decided through the manager's task service".into(),
-            ));
-        }
-        TaskType::CertificateIssuance => match decision {
-            ApprovalStatus::Approved => {
-                return Err(Error::InvalidState(
-                    "a certificate is issued when its image and domains are approved; approve \
-                     those tasks instead"
-                        .into(),
-                ));
-            }
-            ApprovalStatus::Denied => {
-                crate::certificates::reject_for_task(
-                    conn,
-                    task_id,
-                    "the certificate request was denied",
-                    now,
-                )
-                .await?;
-            }
-        },
-    }
-    Ok(())
-}
-
-/// The effect of a decision on a task, as the manager's service layer decided it.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum TaskEffect {
-    /// The store's own effect for the task's type (images, domains, nodes, certificates).
-    ByType,
-    /// POLICY_CHANGE approved: the app gets these settings.
-    SetAppPolicy(ccm_api::apps::AdvancedSettings),
-    /// POLICY_CHANGE denied: the proposal is discarded and the app keeps its settings.
-    DiscardAppPolicy,
+/// A decision on a task, with what it does as the service decided it.
+#[derive(Debug, Clone, Copy)]
+pub struct TaskDecision<'a> {
+    /// Approved or denied.
+    pub status: ApprovalStatus,
+    /// Why it was denied, when it was.
+    pub denial_reason: Option<&'a str>,
+    /// What the decision does, written in the transaction that records it.
+    pub effect: &'a Effect,
 }
 
 #[derive(sqlx::FromRow)]
@@ -438,44 +325,19 @@ impl Store {
         load_task(&mut conn, acct_id, task_id).await
     }
 
-    /// Decides a task and applies its effect, atomically. A task that is no longer INPROGRESS
-    /// gives [`Error::InvalidState`]; of two simultaneous decisions exactly one wins.
+    /// Decides a task: records the decision, writes its effect and appends the audit entry in
+    /// one transaction. A task that is no longer INPROGRESS gives [`Error::InvalidState`] (of two
+    /// simultaneous decisions exactly one wins); so does an effect that does not fit the task's
+    /// object, and then nothing changes.
     pub async fn decide_task(
         &self,
         acct_id: Uuid,
         task_id: Uuid,
-        decision: ApprovalStatus,
-        denial_reason: Option<&str>,
+        d: TaskDecision<'_>,
         actor: &Actor,
         now: i64,
     ) -> Result<Task> {
-        self.decide_task_with(
-            acct_id,
-            task_id,
-            decision,
-            denial_reason,
-            TaskEffect::ByType,
-            actor,
-            now,
-        )
-        .await
-    }
-
-    /// [`Store::decide_task`] with the effect the caller decided: the decision, its effect and
-    /// the audit entries commit together. An effect that does not fit the task's type (or an app
-    /// no longer waiting for its policy change) gives [`Error::InvalidState`] and changes
-    /// nothing.
-    #[allow(clippy::too_many_arguments)]
-    pub async fn decide_task_with(
-        &self,
-        acct_id: Uuid,
-        task_id: Uuid,
-        decision: ApprovalStatus,
-        denial_reason: Option<&str>,
-        effect: TaskEffect,
-        actor: &Actor,
-        now: i64,
-    ) -> Result<Task> {
+        let (decision, denial_reason) = (d.status, d.denial_reason);
         let mut w = self.begin_write().await?;
         let new_status = match decision {
             ApprovalStatus::Approved => TaskStatusType::Success,
@@ -510,35 +372,12 @@ impl Store {
         let entity_id = uuid("tasks.entity_id", &entity_id)?;
         let domains: Vec<String> = json("tasks.domains_added", &domains)?;
         record_decision(&mut w.tx, task_id, actor, decision, denial_reason, now).await?;
-        match (effect, task_type) {
-            (TaskEffect::ByType, _) => {
-                apply_effect(
-                    &mut w.tx, task_type, task_id, entity_id, decision, &domains, now,
-                )
-                .await?;
-            }
-            (TaskEffect::SetAppPolicy(settings), TaskType::PolicyChange) => {
-                crate::apps::settle_policy_change(
-                    &mut w.tx,
-                    task_id,
-                    entity_id,
-                    Some(&settings),
-                    actor,
-                    now,
-                )
-                .await?;
-            }
-            (TaskEffect::DiscardAppPolicy, TaskType::PolicyChange) => {
-                crate::apps::settle_policy_change(&mut w.tx, task_id, entity_id, None, actor, now)
-                    .await?;
-            }
-            (TaskEffect::SetAppPolicy(_) | TaskEffect::DiscardAppPolicy, other) => {
-                return Err(Error::InvalidState(format!(
-                    "a policy effect does not apply to a {} task",
-                    other.as_str()
-                )));
-            }
-        }
+        let task = TaskRef {
+            task_id,
+            domains: &domains,
+        };
+        let about = subject(task_type, entity_id);
+        effects::write(&mut w.tx, about, Some(task), d.effect, actor, now).await?;
         let action = match decision {
             ApprovalStatus::Approved => "task.approve",
             ApprovalStatus::Denied => "task.deny",

@@ -16,7 +16,7 @@ use ccm_store::{
     Actor, ConversionResult, Error, Interrupted, NewAccount, NewConversion, NewUser, NewZone,
     ProgressUpdate, Recovery, Store, StoreOptions, log_line,
 };
-use common::{Db, NOW};
+use common::{Db, NOW, approve_domains, revoke, whitelist_image};
 use uuid::Uuid;
 
 struct Fixture {
@@ -93,6 +93,7 @@ async fn setup(db: &Db) -> Fixture {
                 created_at: NOW,
                 updated_at: NOW,
             },
+            &approve_domains(),
             &actor,
             NOW,
         )
@@ -269,7 +270,14 @@ async fn fencing_completion_and_recovery(db: Db) {
     );
     assert!(
         !f.store
-            .complete_conversion(id, first.claim_token, &result(), &p, NOW + 101)
+            .complete_conversion(
+                id,
+                first.claim_token,
+                &result(),
+                &p,
+                &whitelist_image(),
+                NOW + 101
+            )
             .await
             .unwrap()
     );
@@ -291,7 +299,14 @@ async fn fencing_completion_and_recovery(db: Db) {
     // m2 completes: identity recorded, task raised, credentials gone, in one step.
     assert!(
         f.store
-            .complete_conversion(id, second.claim_token, &result(), &p, NOW + 200)
+            .complete_conversion(
+                id,
+                second.claim_token,
+                &result(),
+                &p,
+                &whitelist_image(),
+                NOW + 200
+            )
             .await
             .unwrap()
     );
@@ -328,7 +343,14 @@ async fn fencing_completion_and_recovery(db: Db) {
     );
     assert!(
         !f.store
-            .complete_conversion(id, second.claim_token, &result(), &p, NOW + 300)
+            .complete_conversion(
+                id,
+                second.claim_token,
+                &result(),
+                &p,
+                &whitelist_image(),
+                NOW + 300
+            )
             .await
             .unwrap()
     );
@@ -390,7 +412,7 @@ async fn fencing_completion_and_recovery(db: Db) {
     let c = f.store.claim_conversion("m4", NOW).await.unwrap().unwrap();
     assert_eq!(c.build_id, id3);
     f.store
-        .delete_build(f.acct, id3, &f.actor, NOW)
+        .delete_build(f.acct, id3, &revoke("the image was deleted"), &f.actor, NOW)
         .await
         .unwrap();
     assert!(

@@ -14,7 +14,9 @@ use ccm_api::audit::{GENESIS_HASH, verify_chain};
 use ccm_api::builds::BuildStatusType;
 use ccm_api::tasks::ApprovalStatus;
 use ccm_store::{IssuanceRecord, Store, StoreOptions};
-use common::{Db, NOW, app, build, denied, setup};
+use common::{
+    Db, NOW, app, approve_domains, build, denied, image_effect, setup, verdict, whitelist_image,
+};
 use uuid::Uuid;
 
 both!(
@@ -189,17 +191,27 @@ async fn issuance_conflicts_are_reported(db: Db) {
 async fn issuance_reads(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let a = store
-        .create_app(&app(acct, "flask", &["a.example"]), &actor, NOW)
+        .create_app(
+            &app(acct, "flask", &["a.example"]),
+            &approve_domains(),
+            &actor,
+            NOW,
+        )
         .await
         .unwrap();
     let mrenclave = "a".repeat(64);
     assert_eq!(store.image_with_app(acct, &mrenclave).await.unwrap(), None);
     let older = store
-        .create_build(&build(acct, a.app_id, "1"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "1"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap();
     let newer = store
-        .create_build(&build(acct, a.app_id, "2"), &actor, NOW + 1)
+        .create_build(
+            &build(acct, a.app_id, "2"),
+            &whitelist_image(),
+            &actor,
+            NOW + 1,
+        )
         .await
         .unwrap();
     let (image, found_app) = store
@@ -226,8 +238,11 @@ async fn issuance_reads(db: Db) {
         .decide_task(
             acct,
             older.pending_task_id.unwrap(),
-            ApprovalStatus::Approved,
-            None,
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &image_effect(ApprovalStatus::Approved),
+            ),
             &actor,
             NOW + 2,
         )
@@ -411,9 +426,14 @@ async fn postgres_replicas_issue_side_by_side() {
         let (a, actor) = (a.clone(), actor.clone());
         async move {
             for i in 0..10 {
-                a.create_app(&app(acct, &format!("app-{i}"), &["a.example"]), &actor, NOW)
-                    .await
-                    .unwrap();
+                a.create_app(
+                    &app(acct, &format!("app-{i}"), &["a.example"]),
+                    &approve_domains(),
+                    &actor,
+                    NOW,
+                )
+                .await
+                .unwrap();
             }
         }
     };

@@ -13,9 +13,13 @@ use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
 use ccm_store::{
-    AppEdit, Error, IssuanceRecord, NewJoinToken, PolicyEdit, Store, StoreOptions, TaskFilter,
+    AppEdit, Effect, EffectStep, Error, IssuanceRecord, NewJoinToken, PolicyEdit, Store,
+    StoreOptions, TaskFilter,
 };
-use common::{Db, NOW, app, build, denied, setup};
+use common::{
+    Db, NOW, app, approve_domains, build, denied, domain_effect, image_effect, revoke, setup,
+    verdict, whitelist_image,
+};
 use uuid::Uuid;
 
 both!(
@@ -26,6 +30,7 @@ both!(
     policy_change_and_simulated_trust,
     upgrade_keeps_instance_reports,
     statuses_outside_their_enum_are_refused,
+    decided_effects_are_written_atomically,
 );
 
 async fn workflow(db: Db) {
@@ -43,6 +48,7 @@ async fn workflow(db: Db) {
     let a = store
         .create_app(
             &app(acct, "flask", &["a.example", "b.example"]),
+            &approve_domains(),
             &actor,
             NOW,
         )
@@ -55,7 +61,7 @@ async fn workflow(db: Db) {
         Some("it's a '; DROP TABLE apps; --")
     );
     let dup = store
-        .create_app(&app(acct, "flask", &[]), &actor, NOW)
+        .create_app(&app(acct, "flask", &[]), &approve_domains(), &actor, NOW)
         .await
         .unwrap_err();
     assert!(
@@ -67,8 +73,11 @@ async fn workflow(db: Db) {
         .decide_task(
             acct,
             task_id,
-            ApprovalStatus::Approved,
-            None,
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &domain_effect(ApprovalStatus::Approved),
+            ),
             &actor,
             NOW + 1,
         )
@@ -80,8 +89,11 @@ async fn workflow(db: Db) {
         .decide_task(
             acct,
             task_id,
-            ApprovalStatus::Denied,
-            Some("no"),
+            verdict(
+                ApprovalStatus::Denied,
+                Some("no"),
+                &domain_effect(ApprovalStatus::Denied),
+            ),
             &actor,
             NOW + 2,
         )
@@ -94,13 +106,20 @@ async fn workflow(db: Db) {
 
     // Adding a domain raises a new task; removing one leaves the whitelist at once.
     let a = store
-        .update_app(acct, a.app_id, &actor, NOW + 3, |mut x, _| {
-            x.allowed_domains = vec!["b.example".into(), "c.example".into()];
-            Ok::<_, ()>(AppEdit {
-                app: x,
-                policy: PolicyEdit::Apply,
-            })
-        })
+        .update_app(
+            acct,
+            a.app_id,
+            &approve_domains(),
+            &actor,
+            NOW + 3,
+            |mut x, _| {
+                x.allowed_domains = vec!["b.example".into(), "c.example".into()];
+                Ok::<_, ()>(AppEdit {
+                    app: x,
+                    policy: PolicyEdit::Apply,
+                })
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -119,8 +138,11 @@ async fn workflow(db: Db) {
         .decide_task(
             acct,
             t2,
-            ApprovalStatus::Denied,
-            Some("not ours"),
+            verdict(
+                ApprovalStatus::Denied,
+                Some("not ours"),
+                &domain_effect(ApprovalStatus::Denied),
+            ),
             &actor,
             NOW + 4,
         )
@@ -130,14 +152,29 @@ async fn workflow(db: Db) {
     assert_eq!(a.allowed_domains, vec!["b.example"]);
 
     let b = store
-        .create_build(&build(acct, a.app_id, "1.0"), &actor, NOW + 5)
+        .create_build(
+            &build(acct, a.app_id, "1.0"),
+            &whitelist_image(),
+            &actor,
+            NOW + 5,
+        )
         .await
         .unwrap();
     assert_eq!(b.status.status, BuildStatusType::Pending);
     assert_eq!(b.app_name, "flask");
     let bt = b.pending_task_id.unwrap();
     store
-        .decide_task(acct, bt, ApprovalStatus::Approved, None, &actor, NOW + 6)
+        .decide_task(
+            acct,
+            bt,
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &image_effect(ApprovalStatus::Approved),
+            ),
+            &actor,
+            NOW + 6,
+        )
         .await
         .unwrap();
     let b = store.get_build(acct, b.build_id).await.unwrap().unwrap();
@@ -149,7 +186,17 @@ async fn workflow(db: Db) {
     assert!(store.get_app(other, a.app_id).await.unwrap().is_none());
     assert!(matches!(
         store
-            .decide_task(other, bt, ApprovalStatus::Approved, None, &actor, NOW)
+            .decide_task(
+                other,
+                bt,
+                verdict(
+                    ApprovalStatus::Approved,
+                    None,
+                    &image_effect(ApprovalStatus::Approved)
+                ),
+                &actor,
+                NOW
+            )
             .await,
         Err(Error::NotFound("task"))
     ));
@@ -182,18 +229,23 @@ async fn workflow(db: Db) {
 async fn auto_approve_and_tokens(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::AutoApprove).await;
     let a = store
-        .create_app(&app(acct, "x", &["x.example"]), &actor, NOW)
+        .create_app(
+            &app(acct, "x", &["x.example"]),
+            &approve_domains(),
+            &actor,
+            NOW,
+        )
         .await
         .unwrap();
     assert_eq!(a.whitelisted_domains, vec!["x.example"]);
     assert_eq!(a.pending_task_id, None);
     let b = store
-        .create_build(&build(acct, a.app_id, "2"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "2"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap();
     assert_eq!(b.status.status, BuildStatusType::Whitelisted);
     let dup = store
-        .create_build(&build(acct, a.app_id, "2"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "2"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap_err();
     assert!(matches!(dup, Error::Conflict { .. }));
@@ -279,11 +331,11 @@ async fn auto_approve_and_tokens(db: Db) {
 async fn concurrent_decisions_one_winner(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let a = store
-        .create_app(&app(acct, "c", &[]), &actor, NOW)
+        .create_app(&app(acct, "c", &[]), &approve_domains(), &actor, NOW)
         .await
         .unwrap();
     let b = store
-        .create_build(&build(acct, a.app_id, "1"), &actor, NOW)
+        .create_build(&build(acct, a.app_id, "1"), &whitelist_image(), &actor, NOW)
         .await
         .unwrap();
     let task = b.pending_task_id.unwrap();
@@ -297,7 +349,13 @@ async fn concurrent_decisions_one_winner(db: Db) {
         };
         handles.push(tokio::spawn(async move {
             store
-                .decide_task(acct, task, decision, None, &actor, NOW)
+                .decide_task(
+                    acct,
+                    task,
+                    verdict(decision, None, &image_effect(decision)),
+                    &actor,
+                    NOW,
+                )
                 .await
         }));
     }
@@ -321,7 +379,12 @@ async fn revocation_denies_keys(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
     let a = store
-        .create_app(&app(acct, "flask", &["a.example"]), &actor, NOW)
+        .create_app(
+            &app(acct, "flask", &["a.example"]),
+            &approve_domains(),
+            &actor,
+            NOW,
+        )
         .await
         .unwrap();
     let issued = |key: u8| IssuanceRecord {
@@ -369,7 +432,13 @@ async fn revocation_denies_keys(db: Db) {
     assert_eq!(revoked(acct).await, [1]);
     assert!(revoked(Uuid::new_v4()).await.is_empty());
     store
-        .delete_app(acct, a.app_id, &actor, NOW + 2)
+        .delete_app(
+            acct,
+            a.app_id,
+            &revoke("the app was deleted"),
+            &actor,
+            NOW + 2,
+        )
         .await
         .unwrap();
     assert_eq!(revoked(acct).await, [1, 2]);
@@ -467,10 +536,9 @@ async fn revocation_denies_keys(db: Db) {
 /// read with the image lookup; a zone's simulated CA is stored once.
 async fn policy_change_and_simulated_trust(db: Db) {
     use ccm_api::tasks::TaskType;
-    use ccm_store::TaskEffect;
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     let a = store
-        .create_app(&app(acct, "flask", &[]), &actor, NOW)
+        .create_app(&app(acct, "flask", &[]), &approve_domains(), &actor, NOW)
         .await
         .unwrap();
     let weak = AdvancedSettings {
@@ -494,7 +562,14 @@ async fn policy_change_and_simulated_trust(db: Db) {
     };
     let t1 = Uuid::new_v4();
     let edited = store
-        .update_app(acct, a.app_id, &actor, NOW + 1, propose(t1, weak.clone()))
+        .update_app(
+            acct,
+            a.app_id,
+            &approve_domains(),
+            &actor,
+            NOW + 1,
+            propose(t1, weak.clone()),
+        )
         .await
         .unwrap()
         .unwrap();
@@ -511,6 +586,7 @@ async fn policy_change_and_simulated_trust(db: Db) {
             .update_app(
                 acct,
                 a.app_id,
+                &approve_domains(),
                 &actor,
                 NOW + 2,
                 propose(
@@ -527,7 +603,17 @@ async fn policy_change_and_simulated_trust(db: Db) {
     // The store never applies a policy change by itself.
     assert!(matches!(
         store
-            .decide_task(acct, t1, ApprovalStatus::Approved, None, &actor, NOW + 3)
+            .decide_task(
+                acct,
+                t1,
+                verdict(
+                    ApprovalStatus::Approved,
+                    None,
+                    &Effect::of([EffectStep::SetImageStatus(BuildStatusType::Whitelisted)])
+                ),
+                &actor,
+                NOW + 3
+            )
             .await,
         Err(Error::InvalidState(_))
     ));
@@ -543,12 +629,14 @@ async fn policy_change_and_simulated_trust(db: Db) {
         "a refused decision changes nothing"
     );
     let decided = store
-        .decide_task_with(
+        .decide_task(
             acct,
             t1,
-            ApprovalStatus::Approved,
-            None,
-            TaskEffect::SetAppPolicy(weak.clone()),
+            verdict(
+                ApprovalStatus::Approved,
+                None,
+                &Effect::of([EffectStep::SetAppPolicy(weak.clone())]),
+            ),
             &actor,
             NOW + 4,
         )
@@ -564,6 +652,7 @@ async fn policy_change_and_simulated_trust(db: Db) {
         .update_app(
             acct,
             a.app_id,
+            &approve_domains(),
             &actor,
             NOW + 5,
             propose(t2, AdvancedSettings::default()),
@@ -572,12 +661,14 @@ async fn policy_change_and_simulated_trust(db: Db) {
         .unwrap()
         .unwrap();
     store
-        .decide_task_with(
+        .decide_task(
             acct,
             t2,
-            ApprovalStatus::Denied,
-            Some("no"),
-            TaskEffect::DiscardAppPolicy,
+            verdict(
+                ApprovalStatus::Denied,
+                Some("no"),
+                &Effect::of([EffectStep::DiscardAppPolicy]),
+            ),
             &actor,
             NOW + 6,
         )
@@ -588,32 +679,46 @@ async fn policy_change_and_simulated_trust(db: Db) {
     assert_eq!(now_app.pending_policy_task_id, None);
     // A policy effect on another type of task is refused.
     let b = store
-        .create_build(&build(acct, a.app_id, "1"), &actor, NOW + 7)
+        .create_build(
+            &build(acct, a.app_id, "1"),
+            &whitelist_image(),
+            &actor,
+            NOW + 7,
+        )
         .await
         .unwrap();
     assert!(matches!(
         store
-            .decide_task_with(
+            .decide_task(
                 acct,
                 b.pending_task_id.unwrap(),
-                ApprovalStatus::Approved,
-                None,
-                TaskEffect::SetAppPolicy(weak.clone()),
+                verdict(
+                    ApprovalStatus::Approved,
+                    None,
+                    &Effect::of([EffectStep::SetAppPolicy(weak.clone())])
+                ),
                 &actor,
-                NOW + 8,
+                NOW + 8
             )
             .await,
         Err(Error::InvalidState(_))
     ));
     // An edit applied directly is audited as a policy change.
     store
-        .update_app(acct, a.app_id, &actor, NOW + 9, |mut x, _| {
-            x.advanced_settings.min_isvsvn = Some(2);
-            Ok::<_, ()>(AppEdit {
-                app: x,
-                policy: PolicyEdit::Apply,
-            })
-        })
+        .update_app(
+            acct,
+            a.app_id,
+            &approve_domains(),
+            &actor,
+            NOW + 9,
+            |mut x, _| {
+                x.advanced_settings.min_isvsvn = Some(2);
+                Ok::<_, ()>(AppEdit {
+                    app: x,
+                    policy: PolicyEdit::Apply,
+                })
+            },
+        )
         .await
         .unwrap()
         .unwrap();
@@ -958,5 +1063,103 @@ async fn statuses_outside_their_enum_are_refused(db: Db) {
         .unwrap();
     assert_eq!(account.approval_policy, ApprovalPolicy::Manual);
     assert_eq!(role, AccessRole::Manager);
+    store.close().await;
+}
+
+/// A decision's effect is written with the decision in one transaction: an effect whose last
+/// step does not fit the task's object changes nothing (not the image status its first step
+/// set, not the certificates its second revoked, not the task, not the audit log); the fitting
+/// effect then writes every step. A cascade given to a deletion is checked the same way.
+async fn decided_effects_are_written_atomically(db: Db) {
+    let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct).await.unwrap()[0].zone.zone_id;
+    let a = store
+        .create_app(&app(acct, "flask", &[]), &approve_domains(), &actor, NOW)
+        .await
+        .unwrap();
+    let b = store
+        .create_build(&build(acct, a.app_id, "1"), &whitelist_image(), &actor, NOW)
+        .await
+        .unwrap();
+    let cert = IssuanceRecord {
+        status: CertificateStatusType::Issued,
+        task_status: TaskStatusType::Success,
+        app_id: Some(a.app_id),
+        build_id: Some(b.build_id),
+        cert_pem: Some("PEM".into()),
+        serial: Some("0a".into()),
+        valid_from: Some(NOW),
+        valid_until: Some(NOW + 1000),
+        message: None,
+        spki_sha256: Some([9; 32]),
+        ..denied(acct, zone)
+    };
+    store
+        .record_issuances(std::slice::from_ref(&cert), NOW)
+        .await
+        .unwrap();
+    let task = b.pending_task_id.unwrap();
+    let audit_before = store.list_audit(Some(acct), 0, 1000).await.unwrap().len();
+    let mut broken = image_effect(ApprovalStatus::Denied);
+    broken.steps.push(EffectStep::DiscardAppPolicy);
+    let err = store
+        .decide_task(
+            acct,
+            task,
+            verdict(ApprovalStatus::Denied, None, &broken),
+            &actor,
+            NOW + 1,
+        )
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)), "{err}");
+    let image = store.get_build(acct, b.build_id).await.unwrap().unwrap();
+    assert_eq!(image.status.status, BuildStatusType::Pending);
+    let c = store
+        .get_certificate(Some(acct), cert.certificate_id, NOW + 1)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, CertificateStatusType::Issued);
+    let t = store.get_task(acct, task).await.unwrap().unwrap();
+    assert_eq!(t.status.status, TaskStatusType::Inprogress);
+    assert!(t.approvals.is_empty());
+    assert_eq!(
+        store.list_audit(Some(acct), 0, 1000).await.unwrap().len(),
+        audit_before
+    );
+
+    let effect = image_effect(ApprovalStatus::Denied);
+    let t = store
+        .decide_task(
+            acct,
+            task,
+            verdict(ApprovalStatus::Denied, Some("no"), &effect),
+            &actor,
+            NOW + 2,
+        )
+        .await
+        .unwrap();
+    assert_eq!(t.status.status, TaskStatusType::Denied);
+    let image = store.get_build(acct, b.build_id).await.unwrap().unwrap();
+    assert_eq!(image.status.status, BuildStatusType::Rejected);
+    assert_eq!(image.pending_task_id, None);
+    let c = store
+        .get_certificate(Some(acct), cert.certificate_id, NOW + 2)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.status, CertificateStatusType::Revoked);
+    assert_eq!(c.message.as_deref(), Some("the image was rejected"));
+
+    // A deletion's cascade that does not fit its object deletes nothing.
+    let misfit =
+        ccm_store::Effect::of([EffectStep::RejectCertificateRequest { reason: "x".into() }]);
+    let err = store
+        .delete_app(acct, a.app_id, &misfit, &actor, NOW + 3)
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::InvalidState(_)), "{err}");
+    assert!(store.get_app(acct, a.app_id).await.unwrap().is_some());
     store.close().await;
 }

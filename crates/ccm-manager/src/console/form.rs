@@ -2,7 +2,7 @@
 //!
 //! Forms are parsed as `application/x-www-form-urlencoded` pairs. Numbers are read here (with an
 //! error naming the field when they are not numbers); everything else is checked by the same
-//! validation the API uses ([`crate::validate`], through the shared service functions), whose
+//! validation the API uses ([`crate::service::validate`], through the shared service functions), whose
 //! errors name fields by their API path (`mem_size`, `certificate.subject`, ...). The console's
 //! inputs carry those same names, so [`FieldErrors::absorb_api`] puts each message next to its
 //! input.
@@ -187,9 +187,10 @@ impl FieldErrors {
     /// maps an API field path to the input that shows it (identity when it returns `None`).
     pub(crate) fn absorb_api(
         &mut self,
-        e: ApiError,
+        e: impl Into<ApiError>,
         rename: impl Fn(&str) -> Option<&'static str>,
     ) -> Result<(), ApiError> {
+        let e: ApiError = e.into();
         let status = e.status();
         if status != StatusCode::UNPROCESSABLE_ENTITY && status != StatusCode::CONFLICT {
             return Err(e);

@@ -169,7 +169,10 @@ impl From<ApiError> for ConsoleError {
 
 impl From<crate::service::ServiceError> for ConsoleError {
     fn from(e: crate::service::ServiceError) -> Self {
-        ConsoleError::Api(e.into())
+        match e {
+            crate::service::ServiceError::NotFound(what) => ConsoleError::NotFound(what),
+            other => ConsoleError::Api(other.into()),
+        }
     }
 }
 

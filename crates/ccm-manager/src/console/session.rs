@@ -303,8 +303,8 @@ async fn session_caller(s: &AppState, token: &str) -> Result<Option<Caller>, Api
     }
     match Caller::from_token(s, token).await {
         Ok(c) => Ok(Some(c)),
-        Err(e) if e.status() == StatusCode::UNAUTHORIZED => Ok(None),
-        Err(e) => Err(e),
+        Err(crate::service::ServiceError::Unauthenticated { .. }) => Ok(None),
+        Err(e) => Err(e.into()),
     }
 }
 

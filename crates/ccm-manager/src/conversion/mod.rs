@@ -1,7 +1,7 @@
 //! Image conversion as a background job (DESIGN.md sections 7 and 8, issue 6 item 4).
 //!
 //! `POST /v1/builds` with a conversion request records the image (with empty MRENCLAVE and
-//! MRSIGNER) and queues a job in the same transaction ([`request`]). Workers ([`worker`]) claim
+//! MRSIGNER) and queues a job in the same transaction (`service::conversions::request`). Workers ([`worker`]) claim
 //! queued jobs from the database, convert the app's input image with `ccm_image::convert`
 //! using the app's settings as they were at request time and the account's enclave signing key,
 //! push the result, read it back from the registry to check it, then record the digest, size and
@@ -39,7 +39,6 @@
 //! - **Timeouts.** A job running longer than `conversion_timeout_secs` FAILS.
 
 pub(crate) mod progress;
-pub(crate) mod request;
 mod worker;
 
 use std::path::Path;
@@ -117,16 +116,6 @@ pub fn instance_id(data_dir: &Path) -> Result<String, Error> {
         }
         Err(e) => Err(io(e)),
     }
-}
-
-/// The sealing context of a job's registry credentials.
-pub(crate) fn credentials_context(build_id: uuid::Uuid) -> String {
-    format!("registry-credentials:{build_id}")
-}
-
-/// The sealing context of an account's enclave signing key.
-pub(crate) fn signing_key_context(acct_id: uuid::Uuid) -> String {
-    format!("enclave-signing-key:{acct_id}")
 }
 
 #[cfg(test)]

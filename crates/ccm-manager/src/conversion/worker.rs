@@ -16,8 +16,9 @@ use tokio::task::{JoinHandle, JoinSet};
 use zeroize::Zeroizing;
 
 use super::progress::Tracker;
-use super::request::{JobCredentials, JobSettings, scrub};
-use super::{LEASE_SECS, MAX_ATTEMPTS, credentials_context, signing_key_context};
+use super::{LEASE_SECS, MAX_ATTEMPTS};
+use crate::secrets::{credentials_context, signing_key_context};
+use crate::service::conversions::request::{JobCredentials, JobSettings, scrub};
 use crate::{AppState, Error};
 
 /// How often the queue is looked at when nothing wakes the workers.
@@ -192,7 +193,14 @@ async fn run_job(
             let last = tracker.snapshot();
             match state
                 .store
-                .complete_conversion(id, token, &result, &last.update(), now)
+                .complete_conversion(
+                    id,
+                    token,
+                    &result,
+                    &last.update(),
+                    &crate::service::tasks::image_effect(ccm_api::tasks::ApprovalStatus::Approved),
+                    now,
+                )
                 .await
             {
                 Ok(true) => {

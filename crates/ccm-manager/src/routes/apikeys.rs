@@ -13,7 +13,7 @@ use crate::AppState;
 use crate::auth::{self, Acct, Caller, CallerAuth};
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
-use crate::validate::Checker;
+use crate::service::validate::Checker;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()

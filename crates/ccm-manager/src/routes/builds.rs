@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ccm_api::accounts::AccessRole;
 use ccm_api::builds::{Build, CreateBuildRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -56,9 +55,8 @@ async fn create_build(
     Body(body): Body<serde_json::Value>,
 ) -> ApiResult<(StatusCode, Json<Build>)> {
     if super::conversions::is_conversion_request(&body) {
-        acct.require(AccessRole::Writer)?;
         let req = super::conversions::parse_conversion_request(&body)?;
-        let build = crate::conversion::request::create(&s, &acct, req).await?;
+        let build = crate::service::conversions::start(&s, &acct, req).await?;
         return Ok((StatusCode::ACCEPTED, Json(build)));
     }
     let req = crate::extract::parse_json::<CreateBuildRequest>(body.to_string().as_bytes())?;

@@ -4,7 +4,6 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use ccm_api::accounts::AccessRole;
 use ccm_api::certificates::{Certificate, CertificateDetails, RevokeRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -14,9 +13,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Acct;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json as Body, Path, Query};
-use crate::validate::Checker;
+use crate::service::certificates::{self, CertificateFilter};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -46,22 +45,12 @@ async fn list_certificates(
     acct: Acct,
     Query(q): Query<CertQuery>,
 ) -> ApiResult<Json<Vec<Certificate>>> {
-    let mut c = Checker::new();
-    if let Some(l) = q.limit {
-        c.range("limit", l, 1, 1000);
-    }
-    c.finish()?;
-    Ok(Json(
-        s.store
-            .list_certificates(
-                acct.acct_id,
-                q.app_id,
-                q.node_id,
-                q.limit.unwrap_or(100),
-                s.clock.now(),
-            )
-            .await?,
-    ))
+    let f = CertificateFilter {
+        app_id: q.app_id,
+        node_id: q.node_id,
+        limit: q.limit,
+    };
+    Ok(Json(certificates::list(&s, &acct, f).await?))
 }
 
 /// A certificate (request) of the selected account.
@@ -73,11 +62,7 @@ async fn get_certificate(
     acct: Acct,
     Path(id): Path<Uuid>,
 ) -> ApiResult<Json<Certificate>> {
-    s.store
-        .get_certificate(Some(acct.acct_id), id, s.clock.now())
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("certificate"))
+    Ok(Json(certificates::get(&s, &acct, id).await?))
 }
 
 /// Revokes an issued certificate (MANAGER); it appears on the zone CRL.
@@ -90,37 +75,8 @@ async fn revoke_certificate(
     Path(id): Path<Uuid>,
     Body(req): Body<RevokeRequest>,
 ) -> ApiResult<Json<Certificate>> {
-    acct.require(AccessRole::Manager)?;
-    let mut c = Checker::new();
-    if let Some(r) = &req.reason {
-        c.text("reason", r, 1, 1024, true);
-    }
-    c.finish()?;
-    let now = s.clock.now();
-    s.store
-        .revoke_certificate(acct.acct_id, id, req.reason.as_deref(), &acct.actor(), now)
-        .await?;
-    s.store
-        .get_certificate(Some(acct.acct_id), id, now)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("certificate"))
-}
-
-async fn latest(s: &AppState, acct: &Acct, app_id: Uuid, node_id: Uuid) -> ApiResult<Certificate> {
-    s.store
-        .app_instances(
-            acct.acct_id,
-            Some(app_id),
-            Some(node_id),
-            i64::MAX,
-            s.clock.now(),
-        )
-        .await?
-        .into_iter()
-        .next()
-        .map(|i| i.certificate)
-        .ok_or_else(|| ApiError::not_found("certificate of this app on this node"))
+    let reason = req.reason.as_deref();
+    Ok(Json(certificates::revoke(&s, &acct, id, reason).await?))
 }
 
 /// The app's current certificate on a node (PEM chain).
@@ -132,7 +88,7 @@ async fn app_node_certificate(
     acct: Acct,
     Path((app_id, node_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Response> {
-    let cert = latest(&s, &acct, app_id, node_id).await?;
+    let cert = certificates::current_on_node(&s, &acct, app_id, node_id).await?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-pem-file")],
         cert.certificate.unwrap_or_default(),
@@ -149,17 +105,6 @@ async fn app_node_certificate_details(
     acct: Acct,
     Path((app_id, node_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Json<CertificateDetails>> {
-    let cert = latest(&s, &acct, app_id, node_id).await?;
-    let (cpusvn, status) = s
-        .store
-        .certificate_quote_facts(cert.certificate_id)
-        .await?
-        .unwrap_or_default();
-    Ok(Json(super::nodes::certificate_details(
-        cert.certificate.as_deref().unwrap_or_default(),
-        cert.enclave_info.clone(),
-        cpusvn,
-        status,
-        cert.simulated,
-    )?))
+    let details = certificates::current_on_node_details(&s, &acct, app_id, node_id).await?;
+    Ok(Json(details))
 }

@@ -5,7 +5,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ccm_api::accounts::AccessRole;
 use ccm_api::builds::{Build, ConversionProgress, ConvertAppBuildRequest, CreateBuildRequest};
 use serde_json::Value;
 use utoipa_axum::router::OpenApiRouter;
@@ -16,6 +15,7 @@ use crate::AppState;
 use crate::auth::Acct;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
+use crate::service::conversions;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -100,9 +100,8 @@ async fn convert_app(
     acct: Acct,
     Body(body): Body<Value>,
 ) -> ApiResult<(StatusCode, Json<Build>)> {
-    acct.require(AccessRole::Writer)?;
     let req = parse_conversion_request(&body)?;
-    let build = crate::conversion::request::create(&s, &acct, req).await?;
+    let build = conversions::start(&s, &acct, req).await?;
     Ok((StatusCode::ACCEPTED, Json(build)))
 }
 
@@ -116,11 +115,7 @@ async fn get_progress(
     acct: Acct,
     Path(build_id): Path<Uuid>,
 ) -> ApiResult<Json<ConversionProgress>> {
-    s.store
-        .get_conversion(acct.acct_id, build_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("conversion of this image"))
+    Ok(Json(conversions::progress(&s, &acct, build_id).await?))
 }
 
 #[cfg(test)]

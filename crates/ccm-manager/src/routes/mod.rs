@@ -89,15 +89,3 @@ pub(crate) async fn method_not_allowed() -> ApiError {
     e = e.with_status(axum::http::StatusCode::METHOD_NOT_ALLOWED);
     e
 }
-
-/// Runs blocking work (zone CA keys and certificates) off the async workers. Password hashing
-/// has its own thread ([`crate::auth::PasswordWorker`]).
-pub(crate) async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ApiError::internal)
-}
-
-pub(crate) use zones::join_secret_hash;

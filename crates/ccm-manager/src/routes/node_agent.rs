@@ -17,11 +17,11 @@ use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::attested;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path};
 use crate::node_auth::NodeCaller;
 use crate::service;
+use crate::service::attest;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -84,7 +84,7 @@ async fn renew(
     let issuing =
         crate::service::zones::issuing_ca(&s, node.acct_id, node.zone_id, node.sgx_info.simulated)
             .await?;
-    let ca = attested::zone_ca(&s, node.acct_id, node.zone_id).await?;
+    let ca = attest::zone_ca(&s, node.acct_id, node.zone_id).await?;
     let now = s.clock.now();
     let issued = issuing
         .ca
@@ -196,7 +196,7 @@ async fn issue_batch(
 /// The service's request for a wire request (a quote that is not base64 counts as none).
 fn request(r: AttestedIssueRequest) -> service::issuance::Request {
     service::issuance::Request {
-        quote: attested::decode_b64(&r.quote).unwrap_or_default(),
+        quote: attest::decode_b64(&r.quote).unwrap_or_default(),
         task_id: r.task_id,
         csr: r.csr,
     }

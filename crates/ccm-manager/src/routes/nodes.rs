@@ -5,25 +5,20 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use base64::Engine as _;
-use base64::engine::general_purpose::STANDARD;
-use ccm_api::accounts::AccessRole;
 use ccm_api::certificates::CertificateDetails;
 use ccm_api::nodes::{EnrollmentNonce, Node, NodeEnrollment, NodeProvisionRequest};
-use ring::rand::{SecureRandom, SystemRandom};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::attested::{self, NodePolicy};
 use crate::auth::Acct;
 use crate::error::{ApiError, ApiResult};
 use crate::extract::{Json as Body, Path, Query};
-use crate::service::enrollment;
+use crate::service::attest::NodePolicy;
+use crate::service::{enrollment, nodes};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -36,9 +31,6 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_node_policy, set_node_policy))
         .routes(routes!(zone_crl))
 }
-
-/// How long an enrollment nonce is accepted.
-const NONCE_TTL_SECS: i64 = 300;
 
 /// The bearer token of `Authorization`, if any.
 fn bearer(headers: &HeaderMap) -> Option<&str> {
@@ -58,25 +50,7 @@ async fn enrollment_nonce(
     State(s): State<AppState>,
     headers: HeaderMap,
 ) -> ApiResult<Json<EnrollmentNonce>> {
-    let (token, _) = enrollment::authenticate_token(&s, bearer(&headers)).await?;
-    let mut nonce = [0u8; 32];
-    SystemRandom::new()
-        .fill(&mut nonce)
-        .map_err(|_| ApiError::internal("no randomness"))?;
-    let now = s.clock.now();
-    let expires_at = now.saturating_add(NONCE_TTL_SECS);
-    s.store
-        .create_enroll_nonce(
-            token.token_id,
-            &hex::encode(Sha256::digest(nonce)),
-            now,
-            expires_at,
-        )
-        .await?;
-    Ok(Json(EnrollmentNonce {
-        nonce: STANDARD.encode(nonce),
-        expires_at,
-    }))
+    Ok(Json(nodes::enrollment_nonce(&s, bearer(&headers)).await?))
 }
 
 /// Enrolls a node (join token as bearer). The quote's REPORTDATA must bind SHA-256(node key
@@ -97,49 +71,11 @@ async fn provision_node(
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
-/// The node with its running application instances.
-async fn node_view(s: &AppState, acct: &Acct, node_id: Uuid) -> ApiResult<Node> {
-    let mut node = s
-        .store
-        .get_node(acct.acct_id, node_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("node"))?;
-    node.apps = s
-        .store
-        .app_instances(
-            acct.acct_id,
-            None,
-            Some(node_id),
-            s.config.node_stale_after_secs,
-            s.clock.now(),
-        )
-        .await?;
-    Ok(node)
-}
-
 /// The selected account's nodes.
 #[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])),
     responses((status = 200, body = [Node])))]
 async fn list_nodes(State(s): State<AppState>, acct: Acct) -> ApiResult<Json<Vec<Node>>> {
-    let mut nodes = s.store.list_nodes(acct.acct_id).await?;
-    let instances = s
-        .store
-        .app_instances(
-            acct.acct_id,
-            None,
-            None,
-            s.config.node_stale_after_secs,
-            s.clock.now(),
-        )
-        .await?;
-    for n in &mut nodes {
-        n.apps = instances
-            .iter()
-            .filter(|i| i.node_id == n.node_id)
-            .cloned()
-            .collect();
-    }
-    Ok(Json(nodes))
+    Ok(Json(nodes::list(&s, &acct).await?))
 }
 
 /// A node, with the application instances running on it (`apps`).
@@ -151,7 +87,7 @@ async fn get_node(
     acct: Acct,
     Path(node_id): Path<Uuid>,
 ) -> ApiResult<Json<Node>> {
-    Ok(Json(node_view(&s, &acct, node_id).await?))
+    Ok(Json(nodes::get(&s, &acct, node_id).await?))
 }
 
 /// Deactivates a node (MANAGER): its certificate stops working at once, and the certificates
@@ -164,11 +100,7 @@ async fn deactivate_node(
     acct: Acct,
     Path(node_id): Path<Uuid>,
 ) -> ApiResult<Json<Node>> {
-    acct.require(AccessRole::Manager)?;
-    s.store
-        .deactivate_node(acct.acct_id, node_id, &acct.actor(), s.clock.now())
-        .await?;
-    Ok(Json(node_view(&s, &acct, node_id).await?))
+    Ok(Json(nodes::deactivate(&s, &acct, node_id).await?))
 }
 
 /// The node's current certificate (PEM).
@@ -180,39 +112,11 @@ async fn node_certificate(
     acct: Acct,
     Path(node_id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    let node = s
-        .store
-        .get_node(acct.acct_id, node_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("node"))?;
     Ok((
         [(header::CONTENT_TYPE, "application/x-pem-file")],
-        node.certificate.unwrap_or_default(),
+        nodes::certificate(&s, &acct, node_id).await?,
     )
         .into_response())
-}
-
-/// Details of a certificate (PEM), shared with the app certificate endpoints.
-pub(crate) fn certificate_details(
-    pem_text: &str,
-    enclave_info: Option<ccm_api::builds::EnclaveInfo>,
-    cpusvn: String,
-    status: String,
-    simulated: bool,
-) -> ApiResult<CertificateDetails> {
-    let block = pem::parse(pem_text).map_err(ApiError::internal)?;
-    let (_, cert) =
-        x509_parser::parse_x509_certificate(block.contents()).map_err(ApiError::internal)?;
-    Ok(CertificateDetails {
-        enclave_info,
-        subject_name: cert.subject().to_string(),
-        issuer_name: cert.issuer().to_string(),
-        valid_until: cert.validity().not_after.timestamp(),
-        valid_from: cert.validity().not_before.timestamp(),
-        cpusvn,
-        ias_quote_status: status,
-        simulated,
-    })
 }
 
 /// Details of the node's certificate.
@@ -224,22 +128,7 @@ async fn node_certificate_details(
     acct: Acct,
     Path(node_id): Path<Uuid>,
 ) -> ApiResult<Json<CertificateDetails>> {
-    let node = s
-        .store
-        .get_node(acct.acct_id, node_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("node"))?;
-    let status = serde_json::to_value(node.sgx_info.tcb_status)
-        .ok()
-        .and_then(|v| v.as_str().map(String::from))
-        .unwrap_or_default();
-    Ok(Json(certificate_details(
-        node.certificate.as_deref().unwrap_or_default(),
-        None,
-        String::new(),
-        status,
-        node.sgx_info.simulated,
-    )?))
+    Ok(Json(nodes::certificate_details(&s, &acct, node_id).await?))
 }
 
 /// The zone's node enrollment policy.
@@ -251,11 +140,7 @@ async fn get_node_policy(
     acct: Acct,
     Path(zone_id): Path<Uuid>,
 ) -> ApiResult<Json<NodePolicy>> {
-    s.store
-        .get_zone(acct.acct_id, zone_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("zone"))?;
-    Ok(Json(attested::node_policy(&s, zone_id).await?))
+    Ok(Json(nodes::node_policy(&s, &acct, zone_id).await?))
 }
 
 /// Sets the zone's node enrollment policy (MANAGER).
@@ -268,18 +153,9 @@ async fn set_node_policy(
     Path(zone_id): Path<Uuid>,
     Body(policy): Body<NodePolicy>,
 ) -> ApiResult<Json<NodePolicy>> {
-    acct.require(AccessRole::Manager)?;
-    if policy.accepted_tcb_statuses.is_empty() {
-        return Err(ApiError::validation(vec![ccm_api::FieldError {
-            field: "accepted_tcb_statuses".into(),
-            message: "must name at least one status".into(),
-        }]));
-    }
-    let value = serde_json::to_value(&policy).map_err(ApiError::internal)?;
-    s.store
-        .set_zone_node_policy(acct.acct_id, zone_id, &value, &acct.actor(), s.clock.now())
-        .await?;
-    Ok(Json(policy))
+    Ok(Json(
+        nodes::set_node_policy(&s, &acct, zone_id, policy).await?,
+    ))
 }
 
 #[derive(Debug, Deserialize, IntoParams)]

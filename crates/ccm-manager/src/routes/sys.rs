@@ -146,21 +146,6 @@ async fn terminate(State(s): State<AppState>, caller: Caller) -> ApiResult<Statu
     Ok(StatusCode::NO_CONTENT)
 }
 
-/// Selects the account a session works in; 404 unless the user is a member.
-pub(crate) async fn select_account_for(
-    s: &AppState,
-    caller: &Caller,
-    acct_id: Uuid,
-) -> ApiResult<SessionRecord> {
-    let (session, _) = caller.session()?;
-    if s.store.role_of(caller.user_id, acct_id).await?.is_none() {
-        return Err(ApiError::not_found("account"));
-    }
-    Ok(s.store
-        .select_account(session.session_id, acct_id, &caller.actor(), s.clock.now())
-        .await?)
-}
-
 /// Selects the account the session works in.
 #[utoipa::path(post, path = "/v1/sys/session/select_account/{acct_id}", tag = "session", security(("bearer" = [])),
     params(("acct_id" = Uuid, Path, description = "Account id")),
@@ -170,6 +155,6 @@ async fn select_account(
     caller: Caller,
     Path(acct_id): Path<Uuid>,
 ) -> ApiResult<Json<SessionInfo>> {
-    let updated = select_account_for(&s, &caller, acct_id).await?;
+    let updated = crate::service::accounts::select(&s, &caller, acct_id).await?;
     Ok(Json(session_info(&updated)))
 }

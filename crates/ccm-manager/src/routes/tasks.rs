@@ -2,11 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use ccm_api::accounts::AccessRole;
-use ccm_api::tasks::{
-    ApprovalStatus, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest,
-};
-use ccm_store::TaskFilter;
+use ccm_api::tasks::{Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -15,9 +11,9 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::Acct;
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json as Body, Path, Query};
-use crate::validate::Checker;
+use crate::service::tasks;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
@@ -49,22 +45,14 @@ async fn list_tasks(
     acct: Acct,
     Query(q): Query<TaskQuery>,
 ) -> ApiResult<Json<Vec<Task>>> {
-    let mut c = Checker::new();
-    if let Some(l) = q.limit {
-        c.range("limit", l, 1, 1000);
-    }
-    if let Some(o) = q.offset {
-        c.range("offset", o, 0, i64::MAX);
-    }
-    c.finish()?;
-    let filter = TaskFilter {
+    let q = tasks::TaskQuery {
         status: q.status,
         task_type: q.task_type,
         entity_id: q.entity_id,
-        limit: q.limit.unwrap_or(100),
-        offset: q.offset.unwrap_or(0),
+        limit: q.limit,
+        offset: q.offset,
     };
-    Ok(Json(s.store.list_tasks(acct.acct_id, &filter).await?))
+    Ok(Json(tasks::list(&s, &acct, q).await?))
 }
 
 /// A task of the selected account.
@@ -76,11 +64,7 @@ async fn get_task(
     acct: Acct,
     Path(task_id): Path<Uuid>,
 ) -> ApiResult<Json<Task>> {
-    s.store
-        .get_task(acct.acct_id, task_id)
-        .await?
-        .map(Json)
-        .ok_or_else(|| ApiError::not_found("task"))
+    Ok(Json(tasks::get(&s, &acct, task_id).await?))
 }
 
 /// Approves or denies a task (MANAGER) and applies the effect atomically: the image becomes
@@ -95,26 +79,7 @@ async fn update_task(
     Path(task_id): Path<Uuid>,
     Body(req): Body<TaskUpdateRequest>,
 ) -> ApiResult<Json<Task>> {
-    Ok(Json(decide(&s, &acct, task_id, req).await?))
-}
-
-/// Validates and applies a decision on a task (MANAGER). Shared by the API and the console.
-pub(crate) async fn decide(
-    s: &AppState,
-    acct: &Acct,
-    task_id: Uuid,
-    req: TaskUpdateRequest,
-) -> ApiResult<Task> {
-    acct.require(AccessRole::Manager)?;
-    let mut c = Checker::new();
-    if let Some(r) = &req.denial_reason {
-        if req.status == ApprovalStatus::Approved {
-            c.err("denial_reason", "only a denial has a reason");
-        }
-        c.text("denial_reason", r, 1, 1024, true);
-    }
-    c.finish()?;
-    Ok(crate::service::tasks::decide(s, acct, task_id, req).await?)
+    Ok(Json(tasks::decide(&s, &acct, task_id, req).await?))
 }
 
 /// The status and result of a task.
@@ -126,20 +91,6 @@ async fn task_status(
     acct: Acct,
     Path(task_id): Path<Uuid>,
 ) -> ApiResult<Json<TaskResult>> {
-    let t = s
-        .store
-        .get_task(acct.acct_id, task_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("task"))?;
-    let of = |ty: TaskType| (t.task_type == ty).then_some(t.entity_id);
-    let app_id = of(TaskType::DomainWhitelist).or(of(TaskType::PolicyChange));
-    Ok(Json(TaskResult {
-        task_id: t.task_id,
-        task_type: t.task_type,
-        build_id: of(TaskType::BuildWhitelist),
-        app_id,
-        node_id: of(TaskType::NodeAttestation),
-        certificate_id: of(TaskType::CertificateIssuance),
-        task_status: t.status,
-    }))
+    let t = tasks::get(&s, &acct, task_id).await?;
+    Ok(Json(tasks::result(&t)))
 }

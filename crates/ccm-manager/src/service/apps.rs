@@ -30,13 +30,15 @@
 
 use ccm_api::accounts::{AccessRole, ApprovalPolicy};
 use ccm_api::apps::{AdvancedSettings, App, AppRequest, AppUpdateRequest, TcbStatus};
+use ccm_api::certificates::AppWithNodes;
 use ccm_attest::Policy;
 use ccm_store::{AppEdit, PolicyEdit};
 use uuid::Uuid;
 
 use super::{Refusal, RefusalCode, ServiceError, ServiceResult};
 use crate::AppState;
-use crate::auth::Acct;
+use crate::service::caller::Acct;
+use crate::service::validate::Checker;
 
 /// What happens to a requested change of an app's attestation policy.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -75,7 +77,7 @@ pub fn app_attest_policy(settings: &AdvancedSettings, account_allows_simulated: 
                 .accepted_tcb_statuses
                 .iter()
                 .copied()
-                .map(crate::attested::attest_tcb_status),
+                .map(crate::service::attest::attest_tcb_status),
         )
         .allow_debug(settings.allow_debug)
         .min_isvsvn(
@@ -163,15 +165,33 @@ fn proposal_description(app_name: &str, old: &AdvancedSettings, new: &AdvancedSe
     )
 }
 
+/// Step of [`create`] and [`update`]: every field of an app, checked together (cross-field
+/// rules included).
+pub fn check(app: &App) -> ServiceResult<()> {
+    let mut c = Checker::new();
+    c.text("name", &app.name, 1, 128, false);
+    if let Some(d) = &app.description {
+        c.text("description", d, 0, 1024, true);
+    }
+    c.image("input_image_name", &app.input_image_name);
+    c.image("output_image_name", &app.output_image_name);
+    c.range("isvprodid", app.isvprodid, 0, 65535);
+    c.range("isvsvn", app.isvsvn, 0, 65535);
+    c.range("mem_size", app.mem_size, 16, 262_144);
+    c.range("threads", app.threads, 1, 4096);
+    c.domains("allowed_domains", &app.allowed_domains);
+    if let Some(cert) = &app.certificate {
+        c.certificate("certificate", cert, &app.allowed_domains);
+    }
+    c.advanced("advanced_settings", &app.advanced_settings);
+    c.labels("labels", &app.labels);
+    c.finish()
+}
+
 /// Validates and adds an app (WRITER); allowed domains raise a DOMAIN_WHITELIST task. A WRITER's
 /// non-default attestation policy is routed like a change ([`policy_route`]): the app starts with
 /// the default policy.
-pub async fn create(
-    s: &AppState,
-    acct: &Acct,
-    req: AppRequest,
-    check: impl Fn(&App) -> ServiceResult<()>,
-) -> ServiceResult<App> {
+pub async fn create(s: &AppState, acct: &Acct, req: AppRequest) -> ServiceResult<App> {
     acct.require(AccessRole::Writer)?;
     let now = s.clock.now();
     let requested = req.advanced_settings.unwrap_or_default();
@@ -199,7 +219,10 @@ pub async fn create(
     };
     check(&app)?;
     if !writer_policy {
-        return Ok(s.store.create_app(&app, &acct.actor(), now).await?);
+        return Ok(s
+            .store
+            .create_app(&app, &domain_approval(), &acct.actor(), now)
+            .await?);
     }
     // Refuse before creating anything when the WRITER's policy cannot even become a task.
     let account = s
@@ -213,7 +236,10 @@ pub async fn create(
         advanced_settings: AdvancedSettings::default(),
         ..app
     };
-    let created = s.store.create_app(&app, &acct.actor(), now).await?;
+    let created = s
+        .store
+        .create_app(&app, &domain_approval(), &acct.actor(), now)
+        .await?;
     update(
         s,
         acct,
@@ -222,7 +248,6 @@ pub async fn create(
             advanced_settings: Some(requested),
             ..AppUpdateRequest::default()
         },
-        check,
     )
     .await
 }
@@ -236,7 +261,6 @@ pub async fn update(
     acct: &Acct,
     app_id: Uuid,
     p: AppUpdateRequest,
-    check: impl Fn(&App) -> ServiceResult<()>,
 ) -> ServiceResult<App> {
     acct.require(AccessRole::Writer)?;
     let role = acct.role;
@@ -244,6 +268,7 @@ pub async fn update(
         .update_app(
             acct.acct_id,
             app_id,
+            &domain_approval(),
             &acct.actor(),
             s.clock.now(),
             move |mut a, approval| {
@@ -316,6 +341,53 @@ pub async fn update(
             },
         )
         .await?
+}
+
+/// What approving an app's DOMAIN_WHITELIST task does, for approvals made at once under the
+/// AUTO_APPROVE policy.
+fn domain_approval() -> ccm_store::Effect {
+    super::tasks::domain_effect(ccm_api::tasks::ApprovalStatus::Approved)
+}
+
+/// The account's apps, by name.
+pub async fn list(s: &AppState, acct: &Acct) -> ServiceResult<Vec<App>> {
+    Ok(s.store.list_apps(acct.acct_id).await?)
+}
+
+/// An app of the account with the nodes it runs on.
+pub async fn get(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<AppWithNodes> {
+    let app = s
+        .store
+        .get_app(acct.acct_id, app_id)
+        .await?
+        .ok_or(ServiceError::NotFound("app"))?;
+    let nodes = s
+        .store
+        .app_instances(
+            acct.acct_id,
+            Some(app_id),
+            None,
+            s.config.node_stale_after_secs,
+            s.clock.now(),
+        )
+        .await?;
+    Ok(AppWithNodes { app, nodes })
+}
+
+/// Deletes an app with its images and their tasks (WRITER); the certificates issued for it are
+/// revoked ([`super::cascade::app_deleted`]).
+pub async fn delete(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<()> {
+    acct.require(AccessRole::Writer)?;
+    s.store
+        .delete_app(
+            acct.acct_id,
+            app_id,
+            &super::cascade::app_deleted(),
+            &acct.actor(),
+            s.clock.now(),
+        )
+        .await?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -4,9 +4,9 @@ use ccm_api::accounts::AccessRole;
 use ccm_api::audit::AuditPage;
 
 use crate::AppState;
-use crate::auth::{Acct, Caller, CallerAuth};
 use crate::service::ServiceResult;
-use crate::validate::Checker;
+use crate::service::caller::{Acct, Caller, CallerAuth};
+use crate::service::validate::Checker;
 
 /// Most entries one page holds.
 pub(crate) const MAX_PAGE: i64 = 1000;

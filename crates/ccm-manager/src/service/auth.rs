@@ -18,8 +18,8 @@ use ccm_api::auth::{AuthResponse, SESSION_TOKEN_PREFIX, SessionInfo};
 use ccm_store::{Actor, NewSession};
 use uuid::Uuid;
 
+use super::caller;
 use crate::AppState;
-use crate::auth;
 use crate::service::{ServiceError, ServiceResult};
 
 /// The key of the per-e-mail limits: the address lower-cased (as the store compares them).
@@ -100,11 +100,11 @@ pub async fn password_login(
         }
     };
     let now = s.clock.now();
-    let token = auth::new_token(SESSION_TOKEN_PREFIX)?;
+    let token = caller::new_token(SESSION_TOKEN_PREFIX)?;
     let session_expires_at = now.saturating_add(s.config.session_ttl_secs);
     let new = NewSession {
         session_id: Uuid::new_v4(),
-        token_hash: auth::token_hash(&token),
+        token_hash: caller::token_hash(&token),
         user_id: user.user_id,
         token_expires_at: now
             .saturating_add(s.config.token_ttl_secs)

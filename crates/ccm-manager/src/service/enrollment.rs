@@ -24,8 +24,8 @@ use uuid::Uuid;
 
 use super::{Refusal, RefusalCode, ServiceError, ServiceResult};
 use crate::AppState;
-use crate::attested::{self, NodePolicy};
-use crate::validate::Checker;
+use crate::service::attest::{self, NodePolicy};
+use crate::service::validate::Checker;
 
 /// Why an enrollment was refused.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -213,7 +213,7 @@ pub fn node_policy_step(policy: &NodePolicy, status: TcbStatus) -> Result<(), En
         && policy
             .accepted_tcb_statuses
             .iter()
-            .any(|s| crate::attested::attest_tcb_status(*s) == status);
+            .any(|s| crate::service::attest::attest_tcb_status(*s) == status);
     if accepted {
         Ok(())
     } else {
@@ -259,7 +259,7 @@ pub fn parse_request(req: &NodeProvisionRequest) -> ServiceResult<ParsedRequest>
         );
     }
     c.finish()?;
-    let nonce = attested::decode_b64(&req.nonce)
+    let nonce = attest::decode_b64(&req.nonce)
         .filter(|n| n.len() == 32)
         .ok_or_else(|| {
             field(
@@ -269,7 +269,7 @@ pub fn parse_request(req: &NodeProvisionRequest) -> ServiceResult<ParsedRequest>
         })?;
     let csr = Csr::from_pem(&req.attestation_request.csr)
         .map_err(|e| field("attestation_request.csr", e.to_string()))?;
-    let quote = attested::decode_b64(&req.attestation_request.ias_quote)
+    let quote = attest::decode_b64(&req.attestation_request.ias_quote)
         .ok_or_else(|| field("attestation_request.ias_quote", "is not base64"))?;
     let collateral = req
         .collateral
@@ -301,7 +301,7 @@ pub async fn authenticate_token(
         message: e.to_string(),
     })?;
     let rec = s.store.join_token_record(token.token_id).await?;
-    let presented = crate::routes::join_secret_hash(&token.secret);
+    let presented = super::zones::join_secret_hash(&token.secret);
     token_step(rec.as_ref(), &presented, s.clock.now())?;
     let rec = rec.ok_or(EnrollRefusal::TokenInvalid)?;
     Ok((token, rec))
@@ -322,10 +322,10 @@ pub async fn enroll(
             .enroll_nonce_state(token.token_id, &nonce_hash, now)
             .await?,
     )?;
-    let (verified, used) = attested::verify_quote(s, &parsed.quote, parsed.collateral)
+    let (verified, used) = attest::verify_quote(s, &parsed.quote, parsed.collateral)
         .await
         .map_err(|e| match e {
-            attested::QuoteError::Store(cause) => ServiceError::internal(cause),
+            attest::QuoteError::Store(cause) => ServiceError::internal(cause),
             e => EnrollRefusal::QuoteRejected(e.to_string()).into(),
         })?;
     binding_step(
@@ -337,19 +337,19 @@ pub async fn enroll(
         verified.simulated,
         s.store.account_allows_simulated(rec.acct_id).await?,
     )?;
-    let policy: NodePolicy = attested::node_policy(s, rec.info.zone_id)
+    let policy: NodePolicy = attest::node_policy(s, rec.info.zone_id)
         .await
         .map_err(|e| ServiceError::internal(format!("reading the node policy: {e:?}")))?;
     node_policy_step(&policy, verified.status)?;
 
     // The grant.
-    attested::keep_collateral(s, &verified, &used)
+    attest::keep_collateral(s, &verified, &used)
         .await
         .map_err(|e| ServiceError::internal(format!("keeping collateral: {e:?}")))?;
     let node_id = Uuid::new_v4();
     let issuing =
         super::zones::issuing_ca(s, rec.acct_id, rec.info.zone_id, verified.simulated).await?;
-    let zone_ca = attested::zone_ca(s, rec.acct_id, rec.info.zone_id)
+    let zone_ca = attest::zone_ca(s, rec.acct_id, rec.info.zone_id)
         .await
         .map_err(|e| ServiceError::internal(format!("loading the zone CA: {e:?}")))?;
     let issued = issuing
@@ -365,10 +365,10 @@ pub async fn enroll(
     let sgx_info = SgxInfo {
         version: Some(req.sgx_version.clone()),
         fmspc: hex::encode(verified.fmspc),
-        tcb_status: attested::api_tcb_status(verified.status),
+        tcb_status: attest::api_tcb_status(verified.status),
         advisory_ids: verified.advisory_ids.clone(),
         tcb_date: verified.tcb_date.clone(),
-        ppid_hash: attested::ppid_hash(&verified.ppid),
+        ppid_hash: attest::ppid_hash(&verified.ppid),
         simulated: verified.simulated,
         root_fingerprint: hex::encode(verified.root_fingerprint),
     };

@@ -5,12 +5,13 @@ use ccm_api::accounts::AccessRole;
 use ccm_api::builds::{
     Build, BuildStatus, BuildStatusType, CreateBuildRequest, DockerInfo, EnclaveInfo,
 };
+use ccm_api::tasks::ApprovalStatus;
 use uuid::Uuid;
 
 use crate::AppState;
-use crate::auth::Acct;
+use crate::service::caller::Acct;
+use crate::service::validate::{self, Checker};
 use crate::service::{ServiceError, ServiceResult};
-use crate::validate::{self, Checker};
 
 /// Every field of a build from known values, checked together.
 fn check(req: &CreateBuildRequest) -> ServiceResult<()> {
@@ -92,7 +93,10 @@ pub(crate) async fn create(
         created_at: now,
         updated_at: now,
     };
-    Ok(s.store.create_build(&build, &acct.actor(), now).await?)
+    let on_approve = super::tasks::image_effect(ApprovalStatus::Approved);
+    Ok(s.store
+        .create_build(&build, &on_approve, &acct.actor(), now)
+        .await?)
 }
 
 /// The account's images (of one app, when given), newest first.
@@ -116,7 +120,13 @@ pub(crate) async fn get(s: &AppState, acct: &Acct, build_id: Uuid) -> ServiceRes
 pub(crate) async fn delete(s: &AppState, acct: &Acct, build_id: Uuid) -> ServiceResult<()> {
     acct.require(AccessRole::Writer)?;
     s.store
-        .delete_build(acct.acct_id, build_id, &acct.actor(), s.clock.now())
+        .delete_build(
+            acct.acct_id,
+            build_id,
+            &super::cascade::image_deleted(),
+            &acct.actor(),
+            s.clock.now(),
+        )
         .await?;
     Ok(())
 }

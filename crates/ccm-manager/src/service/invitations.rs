@@ -19,10 +19,10 @@ use ccm_api::users::{
 use ccm_store::NewInvitation;
 use uuid::Uuid;
 
+use super::caller::{self as auth, Acct, Caller, CallerAuth};
+use super::validate::Checker;
 use super::{ServiceError, ServiceResult, notify};
 use crate::AppState;
-use crate::auth::{self, Acct, Caller, CallerAuth};
-use crate::validate::Checker;
 
 /// The prefix of invitation tokens.
 pub const INVITATION_TOKEN_PREFIX: &str = "ccminv1_";

@@ -10,22 +10,42 @@
 //! One module per domain. Dependencies point one way: adapters → services → store; a service
 //! never names an adapter type.
 
+pub mod accounts;
 pub mod apps;
+pub mod attest;
 pub(crate) mod audit;
 pub mod auth;
+pub mod caller;
+pub mod cascade;
+pub mod certificates;
+pub mod conversions;
 pub mod enrollment;
 mod error;
 pub mod housekeeping;
 pub(crate) mod images;
 pub mod invitations;
 pub mod issuance;
+pub mod nodes;
 mod notify;
 pub mod passwords;
 mod refusal;
 pub mod registries;
 pub mod tasks;
+#[cfg(test)]
+pub(crate) mod testing;
 pub mod users;
+pub mod validate;
 pub mod zones;
 
 pub use error::{ServiceError, ServiceResult};
+
+/// Runs blocking work (zone CA keys and certificates) off the async workers. Password hashing
+/// has its own thread ([`crate::service::caller::PasswordWorker`]).
+pub(crate) async fn blocking<T: Send + 'static>(
+    f: impl FnOnce() -> T + Send + 'static,
+) -> ServiceResult<T> {
+    tokio::task::spawn_blocking(f)
+        .await
+        .map_err(ServiceError::internal)
+}
 pub use refusal::{Refusal, RefusalCode};

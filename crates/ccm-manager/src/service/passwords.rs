@@ -21,10 +21,10 @@ use ccm_api::users::{
 use uuid::Uuid;
 
 use super::auth::{admit, charge_failure};
+use super::caller::{self as auth, Caller, CallerAuth};
+use super::validate::Checker;
 use super::{ServiceError, ServiceResult, notify};
 use crate::AppState;
-use crate::auth::{self, Caller, CallerAuth};
-use crate::validate::Checker;
 
 /// The prefix of password reset tokens.
 pub const RESET_TOKEN_PREFIX: &str = "ccmreset1_";

@@ -23,10 +23,10 @@ use ccm_store::{NewRegistry, RegistryEdit};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
+use super::caller::Acct;
+use super::validate::{Checker, is_dns_name};
 use super::{ServiceError, ServiceResult};
 use crate::AppState;
-use crate::auth::Acct;
-use crate::validate::{Checker, is_dns_name};
 
 /// The sealing context of a registry's credentials.
 pub fn credentials_context(acct_id: Uuid, registry_id: Uuid) -> String {
@@ -99,7 +99,7 @@ fn check_credential(c: &mut Checker, field: &str, cred: &RegistryCredential) -> 
         }
     };
     let some = Some(auth);
-    crate::conversion::request::check_auth(c, &format!("{field}.default"), &some);
+    super::conversions::request::check_auth(c, &format!("{field}.default"), &some);
     some
 }
 

@@ -18,11 +18,11 @@ use ccm_api::users::{SignupRequest, User};
 use ccm_store::{NewUser, SetupTokenState, Store};
 use uuid::Uuid;
 
+use super::caller;
 use crate::AppState;
-use crate::auth;
 use crate::service::auth::{admit, charge_failure};
+use crate::service::validate::Checker;
 use crate::service::{ServiceError, ServiceResult};
-use crate::validate::Checker;
 
 /// The setup token's file name in the data directory.
 pub const SETUP_TOKEN_FILE: &str = "setup-token";
@@ -54,9 +54,9 @@ pub async fn ensure_setup_token(
     };
     let candidate = match &existing {
         Some(t) => t.clone(),
-        None => auth::new_token(SETUP_TOKEN_PREFIX)?,
+        None => caller::new_token(SETUP_TOKEN_PREFIX)?,
     };
-    let hash = auth::token_hash(&candidate);
+    let hash = caller::token_hash(&candidate);
     match store.init_setup_token(&hash).await? {
         SetupTokenState::AdminExists => {
             if existing.is_some() {
@@ -157,11 +157,11 @@ pub async fn signup(
     let token_hash = req
         .setup_token
         .as_deref()
-        .map(|t| auth::token_hash(t.trim()));
+        .map(|t| caller::token_hash(t.trim()));
     let invitation_hash = req
         .invitation_token
         .as_deref()
-        .map(|t| auth::token_hash(t.trim()));
+        .map(|t| caller::token_hash(t.trim()));
     // A wrong token, or none where one is needed, is refused before any password work.
     let refusal = match (&token_hash, &invitation_hash) {
         (Some(h), _) => (s.store.get_meta("setup_token_hash").await?.as_deref()

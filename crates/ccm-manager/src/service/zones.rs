@@ -1,4 +1,12 @@
-//! Zone certificate authorities: which CA issues a certificate, and the zone CRLs.
+//! Zones: the account's zone and its join tokens; the zone certificate authorities (which CA
+//! issues a certificate) and the zone CRLs.
+//!
+//! # Join tokens
+//!
+//! A join token admits nodes to a zone: a MANAGER creates one (the token string, carrying a
+//! 32-byte secret and the manager's certificate fingerprint, exists only in the answer; the
+//! store keeps the secret's SHA-256), lists them and revokes them ([`create_join_token`],
+//! [`join_tokens`], [`revoke_join_token`]).
 //!
 //! # The simulated intermediate
 //!
@@ -22,12 +30,18 @@
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
+use ccm_api::accounts::AccessRole;
+use ccm_api::zones::{JoinToken, JoinTokenInfo, JoinTokenRequest, Zone, ZoneJoinToken};
 use ccm_pki::ZoneCa;
+use ccm_store::NewJoinToken;
+use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{ServiceError, ServiceResult};
+use super::{ServiceError, ServiceResult, blocking};
 use crate::AppState;
+use crate::service::caller::Acct;
+use crate::service::validate::Checker;
 
 /// How long a signed CRL is valid (its nextUpdate is this long after thisUpdate).
 pub const CRL_VALIDITY_SECS: i64 = 86_400;
@@ -88,12 +102,6 @@ pub struct ZoneCaches {
     crls: RwLock<HashMap<(Uuid, ZoneCaKind), Arc<CachedCrl>>>,
 }
 
-async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> ServiceResult<T> {
-    tokio::task::spawn_blocking(f)
-        .await
-        .map_err(ServiceError::internal)
-}
-
 /// The zone's CA for certificates resting on a hardware (`simulated == false`) or simulated
 /// platform, with the chain to send after the certificate.
 pub async fn issuing_ca(
@@ -102,7 +110,7 @@ pub async fn issuing_ca(
     zone_id: Uuid,
     simulated: bool,
 ) -> ServiceResult<IssuingCa> {
-    let zone = crate::attested::zone_ca(s, acct_id, zone_id)
+    let zone = crate::service::attest::zone_ca(s, acct_id, zone_id)
         .await
         .map_err(|e| ServiceError::internal(format!("loading the zone CA: {e:?}")))?;
     if !simulated {
@@ -224,7 +232,7 @@ pub async fn crl(s: &AppState, zone_id: Uuid, kind: ZoneCaKind) -> ServiceResult
         return Ok(c.der.clone());
     }
     let ca = match kind {
-        ZoneCaKind::Zone => crate::attested::zone_ca(s, acct_id, zone_id)
+        ZoneCaKind::Zone => crate::service::attest::zone_ca(s, acct_id, zone_id)
             .await
             .map_err(|e| ServiceError::internal(format!("loading the zone CA: {e:?}")))?,
         ZoneCaKind::Simulated => {
@@ -260,6 +268,124 @@ pub async fn crl(s: &AppState, zone_id: Uuid, kind: ZoneCaKind) -> ServiceResult
     Ok(der)
 }
 
+/// Default lifetime of a join token.
+pub const JOIN_TOKEN_DEFAULT_SECS: i64 = 86_400;
+/// Shortest and longest lifetime of a join token.
+pub const JOIN_TOKEN_LIFETIME: (i64, i64) = (60, 30 * 86_400);
+
+/// Hex SHA-256 of a join token's 32-byte secret, as stored.
+pub fn join_secret_hash(secret: &[u8; 32]) -> String {
+    hex::encode(Sha256::digest(secret))
+}
+
+/// The account's zones (one per account).
+pub async fn list(s: &AppState, acct: &Acct) -> ServiceResult<Vec<Zone>> {
+    Ok(s.store
+        .list_zones(acct.acct_id)
+        .await?
+        .into_iter()
+        .map(|z| z.zone)
+        .collect())
+}
+
+/// A zone of the account, with its CA certificate.
+pub async fn get(s: &AppState, acct: &Acct, zone_id: Uuid) -> ServiceResult<Zone> {
+    Ok(s.store
+        .get_zone(acct.acct_id, zone_id)
+        .await?
+        .ok_or(ServiceError::NotFound("zone"))?
+        .zone)
+}
+
+/// Step of [`create_join_token`]: the lifetime (default [`JOIN_TOKEN_DEFAULT_SECS`]) is within
+/// [`JOIN_TOKEN_LIFETIME`] and a description, when given, is 1 to 256 characters on one line.
+pub fn check_join_token(req: &JoinTokenRequest) -> ServiceResult<i64> {
+    let mut c = Checker::new();
+    let expires_in = req.expires_in.unwrap_or(JOIN_TOKEN_DEFAULT_SECS);
+    let (min, max) = JOIN_TOKEN_LIFETIME;
+    c.range("expires_in", expires_in, min, max);
+    if let Some(d) = &req.description {
+        c.text("description", d, 1, 256, false);
+    }
+    c.finish()?;
+    Ok(expires_in)
+}
+
+/// Validates and creates a join token for a zone of the account (MANAGER); the token string
+/// exists only in the result.
+pub async fn create_join_token(
+    s: &AppState,
+    acct: &Acct,
+    zone_id: Uuid,
+    req: JoinTokenRequest,
+) -> ServiceResult<ZoneJoinToken> {
+    acct.require(AccessRole::Manager)?;
+    let expires_in = check_join_token(&req)?;
+    get(s, acct, zone_id).await?;
+    let mut secret = [0u8; 32];
+    SystemRandom::new()
+        .fill(&mut secret)
+        .map_err(|_| ServiceError::internal("no randomness"))?;
+    let token = JoinToken {
+        token_id: Uuid::new_v4(),
+        secret,
+        manager_fingerprint: s.tls_fingerprint,
+    };
+    let now = s.clock.now();
+    let info = JoinTokenInfo {
+        token_id: token.token_id,
+        zone_id,
+        created_at: now,
+        expires_at: now.saturating_add(expires_in),
+        single_use: req.single_use,
+        use_count: 0,
+        last_used_at: None,
+        revoked_at: None,
+        created_by: Some(acct.caller.user_id),
+        description: req.description,
+    };
+    let stored = NewJoinToken {
+        info: info.clone(),
+        secret_hash: join_secret_hash(&secret),
+    };
+    s.store
+        .create_join_token(acct.acct_id, &stored, &acct.actor(), now)
+        .await?;
+    Ok(ZoneJoinToken {
+        token: token.encode(),
+        info,
+    })
+}
+
+/// A zone's join tokens (without secrets), newest first.
+pub async fn join_tokens(
+    s: &AppState,
+    acct: &Acct,
+    zone_id: Uuid,
+) -> ServiceResult<Vec<JoinTokenInfo>> {
+    get(s, acct, zone_id).await?;
+    Ok(s.store.list_join_tokens(acct.acct_id, zone_id).await?)
+}
+
+/// Revokes a join token of a zone of the account at once (MANAGER).
+pub async fn revoke_join_token(
+    s: &AppState,
+    acct: &Acct,
+    zone_id: Uuid,
+    token_id: Uuid,
+) -> ServiceResult<JoinTokenInfo> {
+    acct.require(AccessRole::Manager)?;
+    Ok(s.store
+        .revoke_join_token(
+            acct.acct_id,
+            zone_id,
+            token_id,
+            &acct.actor(),
+            s.clock.now(),
+        )
+        .await?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,5 +414,97 @@ mod tests {
             format!("https://m:8443/v1/zones/{z}/crl?ca=simulated")
         );
         assert_eq!(ZoneCaKind::for_platform(true), ZoneCaKind::Simulated);
+    }
+
+    #[test]
+    fn a_join_token_lifetime_and_description_are_checked() {
+        let req = |expires_in, description: Option<&str>| JoinTokenRequest {
+            expires_in,
+            single_use: false,
+            description: description.map(String::from),
+        };
+        assert_eq!(check_join_token(&req(None, None)).unwrap(), 86_400);
+        assert_eq!(
+            check_join_token(&req(Some(60), Some("rack 4"))).unwrap(),
+            60
+        );
+        for bad in [59, 30 * 86_400 + 1, -1] {
+            assert!(matches!(
+                check_join_token(&req(Some(bad), None)),
+                Err(ServiceError::Invalid(f)) if f[0].field == "expires_in"
+            ));
+        }
+        assert!(matches!(
+            check_join_token(&req(None, Some(""))),
+            Err(ServiceError::Invalid(f)) if f[0].field == "description"
+        ));
+    }
+
+    #[test]
+    fn a_join_secret_is_stored_as_its_sha256() {
+        let h = join_secret_hash(&[0u8; 32]);
+        assert_eq!(
+            h,
+            "66687aadf862bd776c8fc18b8e9f8e20089714856ee233b3902a591d0d5f2925"
+        );
+    }
+
+    use crate::service::testing::Fixture;
+    use ccm_api::accounts::ApprovalPolicy;
+
+    #[tokio::test]
+    async fn join_tokens_are_made_listed_and_revoked_by_managers_of_the_zone() {
+        let f = Fixture::new().await;
+        let alice = f.user("alice@example.com").await;
+        let mgr = f.account(&alice, "acme", ApprovalPolicy::Manual).await;
+        let writer = f.member(&mgr, "w@example.com", AccessRole::Writer).await;
+        let bob = f.user("bob@example.com").await;
+        let other = f.account(&bob, "other", ApprovalPolicy::Manual).await;
+        let zone = list(&f.s, &mgr).await.unwrap()[0].zone_id;
+        let req = || JoinTokenRequest {
+            expires_in: Some(600),
+            single_use: true,
+            description: Some("rack 4".into()),
+        };
+        assert!(matches!(
+            create_join_token(&f.s, &writer, zone, req()).await,
+            Err(ServiceError::Forbidden(_))
+        ));
+        assert!(matches!(
+            create_join_token(&f.s, &other, zone, req()).await,
+            Err(ServiceError::NotFound("zone"))
+        ));
+        let bad = JoinTokenRequest {
+            expires_in: Some(1),
+            ..req()
+        };
+        assert!(matches!(
+            create_join_token(&f.s, &mgr, zone, bad).await,
+            Err(ServiceError::Invalid(_))
+        ));
+        assert!(join_tokens(&f.s, &mgr, zone).await.unwrap().is_empty());
+        let made = create_join_token(&f.s, &mgr, zone, req()).await.unwrap();
+        assert_eq!(made.info.expires_at, super::super::testing::NOW + 600);
+        let listed = join_tokens(&f.s, &writer, zone).await.unwrap();
+        assert_eq!(listed.len(), 1);
+        assert_eq!(listed[0].token_id, made.info.token_id);
+        assert!(matches!(
+            join_tokens(&f.s, &other, zone).await,
+            Err(ServiceError::NotFound("zone"))
+        ));
+        let tid = made.info.token_id;
+        assert!(matches!(
+            revoke_join_token(&f.s, &writer, zone, tid).await,
+            Err(ServiceError::Forbidden(_))
+        ));
+        let revoked = revoke_join_token(&f.s, &mgr, zone, tid).await.unwrap();
+        assert!(revoked.revoked_at.is_some());
+        // A revoked token admits nobody.
+        let bearer = Some(made.token.as_str());
+        assert!(
+            crate::service::nodes::enrollment_nonce(&f.s, bearer)
+                .await
+                .is_err()
+        );
     }
 }

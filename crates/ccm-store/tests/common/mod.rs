@@ -8,8 +8,11 @@ use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::apps::{AdvancedSettings, App};
 use ccm_api::builds::{Build, BuildStatus, BuildStatusType, DockerInfo, EnclaveInfo};
 use ccm_api::certificates::CertificateStatusType;
-use ccm_api::tasks::TaskStatusType;
-use ccm_store::{Actor, IssuanceRecord, NewAccount, NewUser, NewZone, Store, StoreOptions};
+use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
+use ccm_store::{
+    Actor, Effect, EffectStep, IssuanceRecord, NewAccount, NewUser, NewZone, Store, StoreOptions,
+    TaskDecision,
+};
 use uuid::Uuid;
 
 /// The database of one test; dropping it removes it.
@@ -203,4 +206,58 @@ macro_rules! both {
             })*
         }
     };
+}
+
+// Effects as the manager's services decide them (`ccm-manager` `service::tasks` and
+// `service::cascade`); the store only writes what it is given.
+
+/// What deciding a BUILD_WHITELIST task does.
+pub fn image_effect(status: ApprovalStatus) -> Effect {
+    match status {
+        ApprovalStatus::Approved => whitelist_image(),
+        ApprovalStatus::Denied => Effect::of([
+            EffectStep::SetImageStatus(BuildStatusType::Rejected),
+            EffectStep::RevokeCertificates {
+                reason: "the image was rejected".into(),
+            },
+        ]),
+    }
+}
+
+/// What deciding a DOMAIN_WHITELIST task does.
+pub fn domain_effect(status: ApprovalStatus) -> Effect {
+    match status {
+        ApprovalStatus::Approved => approve_domains(),
+        ApprovalStatus::Denied => Effect::of([EffectStep::WithdrawTaskDomains]),
+    }
+}
+
+/// Approving an image.
+pub fn whitelist_image() -> Effect {
+    Effect::of([EffectStep::SetImageStatus(BuildStatusType::Whitelisted)])
+}
+
+/// Approving an app's domains.
+pub fn approve_domains() -> Effect {
+    Effect::of([EffectStep::WhitelistTaskDomains])
+}
+
+/// Revoking the object's certificates.
+pub fn revoke(reason: &str) -> Effect {
+    Effect::of([EffectStep::RevokeCertificates {
+        reason: reason.into(),
+    }])
+}
+
+/// A decision with its effect.
+pub fn verdict<'a>(
+    status: ApprovalStatus,
+    denial_reason: Option<&'a str>,
+    effect: &'a Effect,
+) -> TaskDecision<'a> {
+    TaskDecision {
+        status,
+        denial_reason,
+        effect,
+    }
 }

@@ -16,9 +16,9 @@ use crate::console::html::{
     Input, Nav, checkbox, csrf_input, error_summary, facts, field, page, select as choice, time,
 };
 use crate::console::session::{Authed, Posted};
-use crate::console::{ConsoleError, PageResult, done};
+use crate::console::{PageResult, done};
 use crate::extract::{Path, Query};
-use crate::routes;
+use crate::service;
 
 /// `?select=1`: the user was sent here because a page needs an account.
 #[derive(Debug, Default, Deserialize)]
@@ -133,9 +133,9 @@ pub(crate) async fn create(
             zone_ca_key_type: None,
             allow_simulated: Some(form.checked("allow_simulated")),
         };
-        match routes::accounts::create(&s, &a.caller, req).await {
+        match service::accounts::create(&s, &a.caller, req).await {
             Ok(rec) => {
-                routes::sys::select_account_for(&s, &a.caller, rec.acct_id).await?;
+                service::accounts::select(&s, &a.caller, rec.acct_id).await?;
                 return Ok(done(
                     &a.auth,
                     "/console",
@@ -156,7 +156,7 @@ pub(crate) async fn select(
     Path(id): Path<Uuid>,
     Posted(_): Posted,
 ) -> PageResult {
-    routes::sys::select_account_for(&s, &a.caller, id).await?;
+    service::accounts::select(&s, &a.caller, id).await?;
     let name = s
         .store
         .account_for_user(id, a.caller.user_id)
@@ -176,16 +176,7 @@ async fn delete_page(
     id: Uuid,
     errors: &FieldErrors,
 ) -> PageResult<Markup> {
-    let (rec, role) = s
-        .store
-        .account_for_user(id, a.caller.user_id)
-        .await?
-        .ok_or(ConsoleError::NotFound("account"))?;
-    if role != AccessRole::Manager {
-        return Err(ConsoleError::Api(crate::ApiError::forbidden(
-            "deleting an account needs the MANAGER role in it",
-        )));
-    }
+    let rec = service::accounts::deletable(s, &a.caller, id).await?;
     let counts = s.store.account_counts(id).await?;
     let chrome = chrome_user(s, a, Nav::Accounts).await?;
     let content = html! {
@@ -233,11 +224,7 @@ pub(crate) async fn delete(
     Path(id): Path<Uuid>,
     Posted(form): Posted,
 ) -> PageResult {
-    let (rec, _) = s
-        .store
-        .account_for_user(id, a.caller.user_id)
-        .await?
-        .ok_or(ConsoleError::NotFound("account"))?;
+    let rec = service::accounts::deletable(&s, &a.caller, id).await?;
     if form.text("confirm_name").trim() != rec.name {
         let mut errors = FieldErrors::default();
         errors.add(
@@ -247,7 +234,7 @@ pub(crate) async fn delete(
         let body = delete_page(&s, &a, id, &errors).await?;
         return Ok((StatusCode::UNPROCESSABLE_ENTITY, body).into_response());
     }
-    routes::accounts::delete(&s, &a.caller, id).await?;
+    service::accounts::delete(&s, &a.caller, id).await?;
     Ok(done(
         &a.auth,
         "/console/accounts",

@@ -21,7 +21,7 @@ use crate::console::html::{
 use crate::console::session::{InAccount, Posted};
 use crate::console::{ConsoleError, PAGE_SIZE, PageResult, done};
 use crate::extract::{Path, Query};
-use crate::routes;
+use crate::service;
 
 /// `GET /console/apps`.
 pub(crate) async fn list(
@@ -444,7 +444,7 @@ pub(crate) async fn create(
             }),
             labels: Default::default(),
         };
-        match routes::apps::create(&s, &ia.acct, req).await {
+        match service::apps::create(&s, &ia.acct, req).await {
             Ok(app) => {
                 let note = if app.allowed_domains.is_empty() || app.pending_task_id.is_none() {
                     ""
@@ -644,7 +644,7 @@ pub(crate) async fn update(
             }),
             labels: None,
         };
-        match routes::apps::update(&s, &ia.acct, id, req).await {
+        match service::apps::update(&s, &ia.acct, id, req).await {
             Ok(app) => {
                 let note = if app.pending_policy_task_id.is_some() {
                     " Its attestation policy change waits for approval under Tasks."
@@ -701,7 +701,7 @@ pub(crate) async fn delete(
     Posted(_): Posted,
 ) -> PageResult<Response> {
     let app = load(&s, &ia, id).await?;
-    routes::apps::delete(&s, &ia.acct, id).await?;
+    service::apps::delete(&s, &ia.acct, id).await?;
     Ok(done(
         &ia.auth,
         "/console/apps",

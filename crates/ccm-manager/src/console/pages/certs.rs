@@ -14,6 +14,7 @@ use crate::console::html::{Nav, badge, empty, facts, hex, page, simulated, time}
 use crate::console::session::InAccount;
 use crate::console::{ConsoleError, PAGE_SIZE, PageResult};
 use crate::extract::Path;
+use crate::service::certificates;
 
 /// `GET /console/running`: application instances reported by (or recently certified through)
 /// compute nodes.
@@ -60,10 +61,11 @@ pub(crate) async fn running(State(s): State<AppState>, ia: InAccount) -> PageRes
 /// `GET /console/certificates`: the most recent application certificates.
 pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
     let chrome = chrome(&s, &ia, Nav::Certificates).await?;
-    let certs = s
-        .store
-        .list_certificates(ia.acct.acct_id, None, None, PAGE_SIZE, s.clock.now())
-        .await?;
+    let filter = certificates::CertificateFilter {
+        limit: Some(PAGE_SIZE),
+        ..Default::default()
+    };
+    let certs = certificates::list(&s, &ia.acct, filter).await?;
     let content = html! {
         div.toolbar {
             p.lead { "Certificates the zone CA issued to attested applications (the " (PAGE_SIZE) " most recent). Clients of the applications trust them through the zone CA certificate." }
@@ -92,10 +94,7 @@ pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult
 }
 
 async fn load(s: &AppState, ia: &InAccount, id: Uuid) -> PageResult<Certificate> {
-    s.store
-        .get_certificate(Some(ia.acct.acct_id), id, s.clock.now())
-        .await?
-        .ok_or(ConsoleError::NotFound("certificate"))
+    Ok(certificates::get(s, &ia.acct, id).await?)
 }
 
 /// `GET /console/certificates/{id}`.

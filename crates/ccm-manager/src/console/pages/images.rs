@@ -332,7 +332,7 @@ async fn create_converted(
         registry_id,
     };
     ia.acct.require(AccessRole::Writer)?;
-    match crate::conversion::request::create(s, &ia.acct, req).await {
+    match crate::service::conversions::request::create(s, &ia.acct, req).await {
         Ok(b) => Ok(Some(b)),
         Err(e) => {
             errors.absorb_api(e, |f| match f {
@@ -384,7 +384,7 @@ async fn create_known(
     match images::create(s, &ia.acct, req).await {
         Ok(b) => Ok(Some(b)),
         Err(e) => {
-            errors.absorb_api(e.into(), |f| match f {
+            errors.absorb_api(e, |f| match f {
                 "app_id" => Some("known_app_id"),
                 "docker_version" => Some("docker_info.docker_version"),
                 _ => None,

@@ -20,7 +20,7 @@ use crate::console::html::{
 use crate::console::session::{InAccount, Posted};
 use crate::console::{ConsoleError, PageResult, done};
 use crate::extract::Path;
-use crate::routes;
+use crate::service;
 
 /// The platform column: SIMULATED or SGX, always visible.
 fn platform(n: &Node) -> Markup {
@@ -53,9 +53,9 @@ fn token_state(t: &JoinTokenInfo, now: i64) -> &'static str {
 /// `GET /console/nodes`.
 pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
     let chrome = chrome(&s, &ia, Nav::Nodes).await?;
-    let nodes = s.store.list_nodes(ia.acct.acct_id).await?;
+    let nodes = service::nodes::list(&s, &ia.acct).await?;
     let zone = zone_id(&s, &ia).await?;
-    let tokens = s.store.list_join_tokens(ia.acct.acct_id, zone).await?;
+    let tokens = service::zones::join_tokens(&s, &ia.acct, zone).await?;
     let now = s.clock.now();
     let manager = ia.acct.role >= AccessRole::Manager;
     let content = html! {
@@ -202,7 +202,7 @@ pub(crate) async fn enroll(
             description: form.opt("description"),
         };
         let zone = zone_id(&s, &ia).await?;
-        match routes::zones::create_join_token(&s, &ia.acct, zone, req).await {
+        match service::zones::create_join_token(&s, &ia.acct, zone, req).await {
             Ok(t) => {
                 let url = manager_url(&s, &headers);
                 let command = format!("ccm agent --manager {url} --join-token {}", t.token);
@@ -243,11 +243,8 @@ pub(crate) async fn revoke_token(
     Path(id): Path<Uuid>,
     Posted(_): Posted,
 ) -> PageResult {
-    ia.acct.require(AccessRole::Manager)?;
     let zone = zone_id(&s, &ia).await?;
-    s.store
-        .revoke_join_token(ia.acct.acct_id, zone, id, &ia.acct.actor(), s.clock.now())
-        .await?;
+    service::zones::revoke_join_token(&s, &ia.acct, zone, id).await?;
     Ok(done(
         &ia.auth,
         "/console/nodes",
@@ -261,22 +258,9 @@ pub(crate) async fn show(
     ia: InAccount,
     Path(id): Path<Uuid>,
 ) -> PageResult<Markup> {
-    let n = s
-        .store
-        .get_node(ia.acct.acct_id, id)
-        .await?
-        .ok_or(ConsoleError::NotFound("compute node"))?;
+    let mut n = service::nodes::get(&s, &ia.acct, id).await?;
+    let apps = std::mem::take(&mut n.apps);
     let chrome = chrome(&s, &ia, Nav::Nodes).await?;
-    let apps = s
-        .store
-        .app_instances(
-            ia.acct.acct_id,
-            None,
-            Some(id),
-            s.config.node_stale_after_secs,
-            s.clock.now(),
-        )
-        .await?;
     let manager = ia.acct.role >= AccessRole::Manager;
     let i = &n.sgx_info;
     let content = html! {
@@ -343,11 +327,7 @@ pub(crate) async fn deactivate(
     Path(id): Path<Uuid>,
     Posted(_): Posted,
 ) -> PageResult {
-    ia.acct.require(AccessRole::Manager)?;
-    let n = s
-        .store
-        .deactivate_node(ia.acct.acct_id, id, &ia.acct.actor(), s.clock.now())
-        .await?;
+    let n = service::nodes::deactivate(&s, &ia.acct, id).await?;
     Ok(done(
         &ia.auth,
         &format!("/console/nodes/{id}"),

@@ -5,7 +5,6 @@ use axum::http::StatusCode;
 use axum::response::IntoResponse;
 use ccm_api::accounts::AccessRole;
 use ccm_api::tasks::{ApprovalStatus, Task, TaskStatusType, TaskType, TaskUpdateRequest};
-use ccm_store::TaskFilter;
 use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
@@ -19,7 +18,7 @@ use crate::console::html::{
 use crate::console::session::{InAccount, Posted, safe_next};
 use crate::console::{ConsoleError, PAGE_SIZE, PageResult, done};
 use crate::extract::{Path, Query};
-use crate::routes;
+use crate::service;
 
 /// `?status=&page=`.
 #[derive(Debug, Default, Deserialize)]
@@ -81,18 +80,17 @@ pub(crate) async fn list(
     };
     let chrome = chrome(&s, &ia, Nav::Tasks).await?;
     let (tasks, more) = split_page(
-        s.store
-            .list_tasks(
-                ia.acct.acct_id,
-                &TaskFilter {
-                    status,
-                    task_type: None,
-                    entity_id: None,
-                    limit: PAGE_SIZE + 1,
-                    offset,
-                },
-            )
-            .await?,
+        service::tasks::list(
+            &s,
+            &ia.acct,
+            service::tasks::TaskQuery {
+                status,
+                limit: Some(PAGE_SIZE + 1),
+                offset: Some(offset),
+                ..Default::default()
+            },
+        )
+        .await?,
     );
     let manager = ia.acct.role >= AccessRole::Manager;
     let base = format!("/console/tasks?status={tab}");
@@ -155,10 +153,7 @@ pub(crate) async fn list(
 }
 
 async fn load(s: &AppState, ia: &InAccount, id: Uuid) -> PageResult<Task> {
-    s.store
-        .get_task(ia.acct.acct_id, id)
-        .await?
-        .ok_or(ConsoleError::NotFound("task"))
+    Ok(service::tasks::get(s, &ia.acct, id).await?)
 }
 
 fn entity_link(t: &Task) -> Markup {
@@ -250,7 +245,7 @@ pub(crate) async fn approve(
     Path(id): Path<Uuid>,
     Posted(form): Posted,
 ) -> PageResult {
-    let t = routes::tasks::decide(
+    let t = service::tasks::decide(
         &s,
         &ia.acct,
         id,
@@ -278,13 +273,13 @@ pub(crate) async fn deny(
         status: ApprovalStatus::Denied,
         denial_reason: form.opt("denial_reason"),
     };
-    match routes::tasks::decide(&s, &ia.acct, id, req).await {
+    match service::tasks::decide(&s, &ia.acct, id, req).await {
         Ok(t) => Ok(done(
             &ia.auth,
             &back_to(&form),
             &format!("Denied: {}", t.description),
         )),
-        Err(e) if e.status() == StatusCode::UNPROCESSABLE_ENTITY => {
+        Err(e @ service::ServiceError::Invalid(_)) => {
             let t = load(&s, &ia, id).await?;
             let mut errors = FieldErrors::default();
             errors.absorb_api(e, |_| None)?;

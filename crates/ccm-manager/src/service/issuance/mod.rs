@@ -39,7 +39,7 @@ use uuid::Uuid;
 
 use self::steps::report_nonce;
 use crate::AppState;
-use crate::attested;
+use crate::service::attest;
 use crate::service::{Refusal, RefusalCode, ServiceError, ServiceResult};
 
 /// `count` fresh issuance nonces for `node` (1 to [`MAX_NONCE_BATCH`]). Only a node that may
@@ -295,7 +295,7 @@ async fn decide(
     record.domains = csr.requested_names();
     let names = steps::csr_names_dns(&csr)?;
     steps::quote_present(quote)?;
-    let (verified, _) = attested::verify_quote(s, quote, None)
+    let (verified, _) = attest::verify_quote(s, quote, None)
         .await
         .map_err(steps::quote_refusal)?;
     let report = &verified.report;
@@ -322,7 +322,7 @@ async fn decide(
         record.nonce = Some(nonce);
     }
     steps::key_not_revoked(pre.key_revoked(s, node.acct_id, spki).await?)?;
-    steps::same_platform(&attested::ppid_hash(&verified.ppid), node)?;
+    steps::same_platform(&attest::ppid_hash(&verified.ppid), node)?;
     let found = pre.image(s, node.acct_id, &mrenclave).await?;
     let (image, app) = steps::image_known(found, &mrenclave)?;
     record.app_id = Some(image.app_id);

@@ -9,7 +9,7 @@ use ccm_store::{ImageMatch, NodeAuth};
 use uuid::Uuid;
 
 use super::nonce::{NONCE_LEN, NonceFault, NonceKey};
-use crate::attested::QuoteError;
+use crate::service::attest::QuoteError;
 use crate::service::{Refusal, RefusalCode};
 
 /// The node may obtain certificates (enrolled, approved, not deactivated or failed).

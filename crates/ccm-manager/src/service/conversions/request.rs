@@ -12,11 +12,11 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 use zeroize::Zeroizing;
 
-use super::credentials_context;
 use crate::AppState;
-use crate::auth::Acct;
-use crate::error::{ApiError, ApiResult};
-use crate::validate::{self, Checker};
+use crate::secrets::credentials_context;
+use crate::service::caller::Acct;
+use crate::service::validate::{self, Checker};
+use crate::service::{ServiceError, ServiceResult};
 
 /// The job's settings, fixed at request time and stored with the job (JSON).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,10 +123,10 @@ fn repository_name(r: &Reference) -> String {
 }
 
 /// Input and output references for the request (see [`ConvertAppBuildRequest`] for the rules).
-fn references(app: &App, req: &ConvertAppBuildRequest) -> ApiResult<(Reference, Reference)> {
+fn references(app: &App, req: &ConvertAppBuildRequest) -> ServiceResult<(Reference, Reference)> {
     let parse = |what: &str, s: &str| {
         s.parse::<Reference>().map_err(|e| {
-            ApiError::validation(vec![ccm_api::FieldError {
+            ServiceError::Invalid(vec![ccm_api::FieldError {
                 field: "app_id".into(),
                 message: format!("the app's {what} cannot be converted: {e}"),
             }])
@@ -136,7 +136,7 @@ fn references(app: &App, req: &ConvertAppBuildRequest) -> ApiResult<(Reference, 
     let output = parse("output_image_name", &app.output_image_name)?;
     let retag = |r: &Reference, field: &str, tag: &str| {
         r.with_tag(tag).map_err(|e| {
-            ApiError::validation(vec![ccm_api::FieldError {
+            ServiceError::Invalid(vec![ccm_api::FieldError {
                 field: field.into(),
                 message: e.to_string(),
             }])
@@ -153,7 +153,7 @@ fn references(app: &App, req: &ConvertAppBuildRequest) -> ApiResult<(Reference, 
         (None, Some(t)) => retag(&output, "docker_version", t)?,
         (None, None) if output.tag().is_some() && output.digest().is_none() => output,
         (None, None) => {
-            return Err(ApiError::validation(vec![ccm_api::FieldError {
+            return Err(ServiceError::Invalid(vec![ccm_api::FieldError {
                 field: "docker_version".into(),
                 message: "give the output image's tag in docker_version or output_docker_version"
                     .into(),
@@ -222,7 +222,7 @@ pub(crate) async fn create(
     s: &AppState,
     acct: &Acct,
     req: ConvertAppBuildRequest,
-) -> ApiResult<Build> {
+) -> ServiceResult<Build> {
     let mut c = Checker::new();
     for (field, v) in [
         ("docker_version", &req.docker_version),
@@ -243,11 +243,14 @@ pub(crate) async fn create(
         c.range("threads", t, 1, i64::from(ccm_enclave::MAX_THREADS));
     }
     c.finish()?;
-    let app = s
-        .store
-        .get_app(acct.acct_id, req.app_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("app").with_field("app_id"))?;
+    let app =
+        s.store
+            .get_app(acct.acct_id, req.app_id)
+            .await?
+            .ok_or(ServiceError::MissingReference {
+                what: "app",
+                field: "app_id",
+            })?;
     let mut c = Checker::new();
     if req.debug && !app.advanced_settings.allow_debug {
         c.err(
@@ -309,11 +312,11 @@ pub(crate) async fn create(
             input: input_creds,
             output: output_creds,
         };
-        let plain = Zeroizing::new(serde_json::to_vec(&creds).map_err(ApiError::internal)?);
+        let plain = Zeroizing::new(serde_json::to_vec(&creds).map_err(ServiceError::internal)?);
         Some(
             s.master_key
                 .seal(&credentials_context(build_id), &plain)
-                .map_err(ApiError::internal)?,
+                .map_err(ServiceError::internal)?,
         )
     };
     let settings = JobSettings {
@@ -358,7 +361,7 @@ pub(crate) async fn create(
         build,
         input_image: input.to_string(),
         output_image: output.to_string(),
-        settings: serde_json::to_string(&settings).map_err(ApiError::internal)?,
+        settings: serde_json::to_string(&settings).map_err(ServiceError::internal)?,
         debug: req.debug,
         credentials_sealed: sealed,
         credentials_given: given,
@@ -458,10 +461,14 @@ mod tests {
             refs(&pinned, &req(None, None, None)).1,
             "r.test/flask-sgx:stable"
         );
+        let field = |e: ServiceError| match e {
+            ServiceError::Invalid(f) => f[0].field.clone(),
+            other => panic!("{other:?}"),
+        };
         let e = references(&a, &req(None, None, None)).unwrap_err();
-        assert_eq!(e.body().field.as_deref(), Some("docker_version"));
+        assert_eq!(field(e), "docker_version");
         let e = references(&a, &req(Some("bad tag"), None, None)).unwrap_err();
-        assert_eq!(e.body().field.as_deref(), Some("docker_version"));
+        assert_eq!(field(e), "docker_version");
     }
 
     #[test]
