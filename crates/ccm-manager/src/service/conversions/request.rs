@@ -171,17 +171,18 @@ async fn credentials(
     req: &ConvertAppBuildRequest,
     input: &Reference,
     output: &Reference,
-) -> ApiResult<(Option<AuthConfig>, Option<AuthConfig>)> {
+) -> ServiceResult<(Option<AuthConfig>, Option<AuthConfig>)> {
     use crate::service::registries::credentials_for_host;
     if let Some(id) = req.registry_id {
-        let r = s
-            .store
-            .get_registry(acct.acct_id, id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("registry").with_field("registry_id"))?;
+        let r = s.store.get_registry(acct.acct_id, id).await?.ok_or(
+            ServiceError::MissingReference {
+                what: "registry",
+                field: "registry_id",
+            },
+        )?;
         let on = |x: &Reference| x.registry().eq_ignore_ascii_case(&r.host);
         if !on(input) && !on(output) {
-            return Err(ApiError::validation(vec![ccm_api::FieldError {
+            return Err(ServiceError::Invalid(vec![ccm_api::FieldError {
                 field: "registry_id".into(),
                 message: format!(
                     "neither the input ({}) nor the output image ({}) is on this registry's host {}",
