@@ -7,12 +7,10 @@
 #[macro_use]
 mod common;
 
-use ccm_api::accounts::{ApprovalPolicy, ZoneCaKeyType};
+use ccm_api::accounts::ApprovalPolicy;
 use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::TaskStatusType;
-use ccm_store::{
-    Actor, IssuanceRecord, NewAccount, NewSession, NewUser, NewZone, SetupTokenState, Store,
-};
+use ccm_store::{Actor, IssuanceRecord, NewSession, NewUser, SetupTokenState, Store};
 use common::{Db, NOW, connect};
 use uuid::Uuid;
 
@@ -100,33 +98,10 @@ async fn account(store: &Store) -> (Uuid, Uuid, Actor) {
         user_id: Some(admin.user_id),
         name: admin.email.clone(),
     };
-    let creator = admin.user_id;
     store.create_user(admin, NOW).await.unwrap();
-    let acct = store
-        .create_account(
-            &NewAccount {
-                acct_id: Uuid::new_v4(),
-                name: "acme".into(),
-                approval_policy: ApprovalPolicy::Manual,
-                allow_simulated: false,
-                creator,
-                zone: NewZone {
-                    zone_id: Uuid::new_v4(),
-                    name: "acme zone".into(),
-                    ca_cert_pem: "PEM".into(),
-                    ca_key_sealed: vec![1, 2, 3],
-                    ca_key_type: ZoneCaKeyType::EcP256,
-                },
-            },
-            &actor,
-            NOW,
-        )
-        .await
-        .unwrap();
-    let zone = store.list_zones(acct.acct_id).await.unwrap()[0]
-        .zone
-        .zone_id;
-    (acct.acct_id, zone, actor)
+    let acct_id = common::create_account(store, &actor, ApprovalPolicy::Manual).await;
+    let zone = store.list_zones(acct_id).await.unwrap()[0].zone.zone_id;
+    (acct_id, zone, actor)
 }
 
 fn request(acct_id: Uuid, zone_id: Uuid, status: CertificateStatusType) -> IssuanceRecord {

@@ -79,6 +79,13 @@ pub async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
         user_id: Some(user_id),
         name: "alice@example.com".into(),
     };
+    let acct_id = create_account(&store, &actor, policy).await;
+    (store, actor, acct_id)
+}
+
+/// The account "acme" with `policy`, created by `actor` (a user of the store); answers its id.
+pub async fn create_account(store: &Store, actor: &Actor, policy: ApprovalPolicy) -> Uuid {
+    let creator = actor.user_id.expect("the creator is a user");
     let acct = store
         .create_account(
             &NewAccount {
@@ -86,7 +93,7 @@ pub async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
                 name: "acme".into(),
                 approval_policy: policy,
                 allow_simulated: false,
-                creator: user_id,
+                creator,
                 zone: NewZone {
                     zone_id: Uuid::new_v4(),
                     name: "acme zone".into(),
@@ -95,12 +102,12 @@ pub async fn setup(db: &Db, policy: ApprovalPolicy) -> (Store, Actor, Uuid) {
                     ca_key_type: ZoneCaKeyType::EcP256,
                 },
             },
-            &actor,
+            actor,
             NOW,
         )
         .await
         .unwrap();
-    (store, actor, acct.acct_id)
+    acct.acct_id
 }
 
 /// A refused certificate request of account `acct_id` in `zone_id`, new task id.
