@@ -1112,7 +1112,7 @@ async fn enrolling_a_node_shows_the_agent_command_and_nodes_are_labelled() {
                 token_id: token.token_id,
                 secret_hash: hex::encode(sha2::Sha256::digest(token.secret)),
                 nonce_hash,
-                require_approval: false,
+                approval: None,
             },
             T0,
         )

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::on_unique;
 use crate::hot::Columns;
-use crate::tasks::{self, NewTask};
+use crate::tasks::{self, NewTask, RequesterType};
 use crate::util::{json, opt_uuid, to_json, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};
 
@@ -218,6 +218,7 @@ async fn reconcile_domain_task(
             task_type: TaskType::DomainWhitelist,
             description,
             requester: actor,
+            requester_type: RequesterType::User,
             domains_added: needed,
             proposal: None,
             on_approve: Some(on_approve),
@@ -296,6 +297,7 @@ async fn propose_policy(
             task_type: TaskType::PolicyChange,
             description,
             requester: actor,
+            requester_type: RequesterType::User,
             domains_added: Vec::new(),
             proposal: Some(to_json("tasks.proposal", proposed)?),
             on_approve: None,

@@ -8,7 +8,7 @@ use uuid::Uuid;
 
 use crate::conversions::ConversionColumns;
 use crate::error::on_unique;
-use crate::tasks::{self, NewTask};
+use crate::tasks::{self, NewTask, RequesterType};
 use crate::util::{enum_value, opt_uuid, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};
 
@@ -166,6 +166,7 @@ impl Store {
                 task_type: TaskType::BuildWhitelist,
                 description,
                 requester: actor,
+                requester_type: RequesterType::User,
                 domains_added: Vec::new(),
                 proposal: None,
                 on_approve: Some(on_approve),

@@ -30,7 +30,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use crate::tasks::{self, NewTask};
+use crate::tasks::{self, NewTask, RequesterType};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};
 
@@ -582,6 +582,7 @@ impl Store {
                     row.output_image, result.mrenclave, app_name.0
                 ),
                 requester: &requester,
+                requester_type: RequesterType::User,
                 domains_added: Vec::new(),
                 proposal: None,
                 on_approve: Some(on_approve),

@@ -72,7 +72,7 @@ pub use conversions::{
 pub use effects::{Effect, EffectStep, Subject};
 pub use error::Error;
 pub use invitations::NewInvitation;
-pub use nodes::{JoinTokenRecord, NewNode, NodeAuth, NodeCertRecord, NonceState};
+pub use nodes::{JoinTokenRecord, NewNode, NodeApproval, NodeAuth, NodeCertRecord, NonceState};
 pub use registries::{NewRegistry, RegistryEdit};
 pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};

@@ -1,7 +1,6 @@
 //! Compute nodes: enrollment (nonces, join-token use), status, heartbeats, deactivation, node
 //! certificates, zone node policy and verified platform collateral.
 
-use ccm_api::accounts::ApprovalPolicy;
 use ccm_api::nodes::{Node, NodeStatus, NodeStatusType, SgxInfo};
 use ccm_api::tasks::TaskType;
 use ccm_api::zones::JoinTokenInfo;
@@ -10,6 +9,7 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::effects::{self, Effect, Subject};
+use crate::tasks::{self, NewTask, RequesterType};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
@@ -55,8 +55,21 @@ pub struct NewNode {
     pub secret_hash: String,
     /// Hex SHA-256 of the enrollment nonce used.
     pub nonce_hash: String,
-    /// Whether the zone requires a NODE_ATTESTATION approval.
-    pub require_approval: bool,
+    /// The NODE_ATTESTATION task the node waits for, when its zone requires approval; `None`
+    /// admits the node at once.
+    pub approval: Option<NodeApproval>,
+}
+
+/// The NODE_ATTESTATION task an enrolling node waits for, as the service decided it.
+#[derive(Debug, Clone)]
+pub struct NodeApproval {
+    /// The task's id.
+    pub task_id: Uuid,
+    /// The task's description.
+    pub description: String,
+    /// What approving the task does; written at once in an account that approves
+    /// automatically.
+    pub on_approve: Effect,
 }
 
 /// What the mTLS check needs to know about a node.
@@ -306,8 +319,9 @@ impl Store {
 
     /// Enrolls a node in one transaction: consumes the nonce, uses the join token (both by
     /// conditional updates, so a nonce admits one node and a single-use token one node even
-    /// across replicas), stores the node and its certificate, raises the NODE_ATTESTATION task
-    /// when the zone requires approval (approved at once under AUTO_APPROVE), and audits.
+    /// across replicas), stores the node and its certificate, and audits. With an
+    /// [`NodeApproval`] the node waits (INPROGRESS) for its NODE_ATTESTATION task, which an
+    /// account that approves automatically decides at once by writing its effect.
     pub async fn enroll_node(&self, n: &NewNode, now: i64) -> Result<Node> {
         let mut w = self.begin_write().await?;
         let used = sqlx::query(
@@ -341,15 +355,7 @@ impl Store {
                 "the join token is no longer valid (revoked, expired or used up)".into(),
             ));
         }
-        let (policy,): (String,) =
-            sqlx::query_as("SELECT approval_policy FROM accounts WHERE acct_id = $1")
-                .bind(n.acct_id.to_string())
-                .fetch_one(&mut *w.tx)
-                .await?;
-        let auto = enum_value("accounts.approval_policy", &policy, ApprovalPolicy::parse)?
-            == ApprovalPolicy::AutoApprove;
-        let task_id = n.require_approval.then(Uuid::new_v4);
-        let status = if n.require_approval && !auto {
+        let status = if n.approval.is_some() {
             NodeStatusType::Inprogress
         } else {
             NodeStatusType::Provisioned
@@ -369,7 +375,7 @@ impl Store {
         .bind(&n.version)
         .bind(to_json("nodes.sgx_info", &n.sgx_info)?)
         .bind(&n.cert_pem)
-        .bind(task_id.filter(|_| !auto).map(|t| t.to_string()))
+        .bind(n.approval.as_ref().map(|a| a.task_id.to_string()))
         .bind(i64::from(n.sgx_info.simulated))
         .bind(&n.cert_serial)
         .bind(n.cert_not_after)
@@ -402,39 +408,24 @@ impl Store {
                    "ppid_hash": n.sgx_info.ppid_hash, "status": status.as_str()}),
         )
         .await?;
-        if let Some(task_id) = task_id {
-            let task_status = if auto { "SUCCESS" } else { "INPROGRESS" };
-            sqlx::query(
-                "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
-                 requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, 'NODE', '[]', $8, $8)",
+        if let Some(approval) = &n.approval {
+            tasks::create(
+                &mut w.tx,
+                NewTask {
+                    acct_id: n.acct_id,
+                    task_id: approval.task_id,
+                    entity_id: n.node_id,
+                    task_type: TaskType::NodeAttestation,
+                    description: approval.description.clone(),
+                    requester: &actor,
+                    requester_type: RequesterType::Node,
+                    domains_added: Vec::new(),
+                    proposal: None,
+                    on_approve: Some(&approval.on_approve),
+                },
+                now,
             )
-            .bind(task_id.to_string())
-            .bind(n.acct_id.to_string())
-            .bind(n.node_id.to_string())
-            .bind(TaskType::NodeAttestation.as_str())
-            .bind(task_status)
-            .bind(format!(
-                "Admit node {} (FMSPC {}, TCB {:?}{})",
-                n.name,
-                n.sgx_info.fmspc,
-                n.sgx_info.tcb_status,
-                if n.sgx_info.simulated { ", SIMULATED" } else { "" }
-            ))
-            .bind(&n.name)
-            .bind(now)
-            .execute(&mut *w.tx)
             .await?;
-            if auto {
-                sqlx::query(
-                    "INSERT INTO task_approvals (task_id, user_id, user_name, status, denial_reason, decided_at) \
-                     VALUES ($1, NULL, 'system', 'APPROVED', NULL, $2)",
-                )
-                .bind(task_id.to_string())
-                .bind(now)
-                .execute(&mut *w.tx)
-                .await?;
-            }
         }
         let node = load(&mut w.tx, n.acct_id, n.node_id)
             .await?

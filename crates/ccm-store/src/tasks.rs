@@ -37,6 +37,8 @@ pub(crate) struct NewTask<'a> {
     pub task_type: TaskType,
     pub description: String,
     pub requester: &'a Actor,
+    /// Who asks: a user (or API key) or an enrolling node.
+    pub requester_type: RequesterType,
     pub domains_added: Vec<String>,
     /// JSON of what the task proposes (POLICY_CHANGE: the app's new `advanced_settings`).
     pub proposal: Option<String>,
@@ -44,6 +46,24 @@ pub(crate) struct NewTask<'a> {
     /// AUTO_APPROVE policy. `None`: the task must be decided by a person, and an account that
     /// approves automatically refuses it.
     pub on_approve: Option<&'a Effect>,
+}
+
+/// Who raised a task, as the API names it (`requester_type`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum RequesterType {
+    /// A user or one of their API keys.
+    User,
+    /// A node, at enrollment.
+    Node,
+}
+
+impl RequesterType {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::User => "USER",
+            Self::Node => "NODE",
+        }
+    }
 }
 
 /// The object a task is about.
@@ -74,7 +94,7 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
     sqlx::query(
         "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
          requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at, \
-         proposal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, 'USER', $9, $10, $10, $11)",
+         proposal) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $11, $12)",
     )
     .bind(t.task_id.to_string())
     .bind(t.acct_id.to_string())
@@ -84,6 +104,7 @@ pub(crate) async fn create(conn: &mut AnyConnection, t: NewTask<'_>, now: i64) -
     .bind(&t.description)
     .bind(t.requester.user_id.map(|u| u.to_string()))
     .bind(&t.requester.name)
+    .bind(t.requester_type.as_str())
     .bind(to_json("tasks.domains_added", &t.domains_added)?)
     .bind(now)
     .bind(&t.proposal)

@@ -15,10 +15,11 @@
 
 use ccm_api::FieldError;
 use ccm_api::nodes::{NodeEnrollment, NodeProvisionRequest, SgxInfo};
+use ccm_api::tasks::ApprovalStatus;
 use ccm_api::zones::JoinToken;
 use ccm_attest::{Collateral, TcbStatus};
 use ccm_pki::Csr;
-use ccm_store::{JoinTokenRecord, NewNode, NonceState};
+use ccm_store::{JoinTokenRecord, NewNode, NodeApproval, NonceState};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
@@ -372,6 +373,7 @@ pub async fn enroll(
         simulated: verified.simulated,
         root_fingerprint: hex::encode(verified.root_fingerprint),
     };
+    let approval = node_approval(&policy, &req.name, &sgx_info);
     let node = s
         .store
         .enroll_node(
@@ -390,7 +392,7 @@ pub async fn enroll(
                 token_id: token.token_id,
                 secret_hash: rec.secret_hash.clone(),
                 nonce_hash,
-                require_approval: policy.require_approval,
+                approval,
             },
             now,
         )
@@ -400,6 +402,25 @@ pub async fn enroll(
         certificate: issued.pem,
         ca_certificate: zone_ca.certificate_pem().to_string(),
         heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
+    })
+}
+
+/// The NODE_ATTESTATION task a new node waits for, when its zone requires approval: its
+/// approval admits the node (PROVISIONED) while it still waits.
+pub(crate) fn node_approval(
+    policy: &NodePolicy,
+    name: &str,
+    sgx: &SgxInfo,
+) -> Option<NodeApproval> {
+    policy.require_approval.then(|| NodeApproval {
+        task_id: Uuid::new_v4(),
+        description: format!(
+            "Admit node {name} (FMSPC {}, TCB {:?}{})",
+            sgx.fmspc,
+            sgx.tcb_status,
+            if sgx.simulated { ", SIMULATED" } else { "" }
+        ),
+        on_approve: super::tasks::node_effect(ApprovalStatus::Approved),
     })
 }
 
@@ -598,5 +619,36 @@ mod tests {
             Err(ServiceError::Invalid(e)) => assert_eq!(e[0].field, "nonce"),
             other => panic!("{other:?}"),
         }
+    }
+
+    #[test]
+    fn a_zone_that_requires_approval_makes_the_node_wait_for_a_task() {
+        let sgx = SgxInfo {
+            version: None,
+            fmspc: "00906ed50000".into(),
+            tcb_status: ApiTcbStatus::UpToDate,
+            advisory_ids: Vec::new(),
+            tcb_date: String::new(),
+            ppid_hash: String::new(),
+            simulated: true,
+            root_fingerprint: String::new(),
+        };
+        assert!(node_approval(&NodePolicy::default(), "n1", &sgx).is_none());
+        let strict = NodePolicy {
+            require_approval: true,
+            ..NodePolicy::default()
+        };
+        let approval = node_approval(&strict, "n1", &sgx).unwrap();
+        assert_eq!(
+            approval.on_approve,
+            super::super::tasks::node_effect(ApprovalStatus::Approved)
+        );
+        assert!(
+            approval.description.contains("n1"),
+            "{}",
+            approval.description
+        );
+        assert!(approval.description.contains("00906ed50000"));
+        assert!(approval.description.contains("SIMULATED"));
     }
 }

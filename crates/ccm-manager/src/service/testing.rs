@@ -140,6 +140,20 @@ impl Fixture {
             .expect("nonce bytes");
         let node_id = Uuid::new_v4();
         let serial = hex::encode(node_id.as_bytes());
+        let sgx_info = ccm_api::nodes::SgxInfo {
+            version: None,
+            fmspc: "00906ED50000".into(),
+            tcb_status: ccm_api::apps::TcbStatus::UpToDate,
+            advisory_ids: Vec::new(),
+            tcb_date: String::new(),
+            ppid_hash: String::new(),
+            simulated: false,
+            root_fingerprint: String::new(),
+        };
+        let policy = super::attest::NodePolicy {
+            require_approval,
+            ..super::attest::NodePolicy::default()
+        };
         let node = ccm_store::NewNode {
             node_id,
             acct_id: acct.acct_id,
@@ -148,23 +162,14 @@ impl Fixture {
             description: None,
             ipaddress: None,
             version: None,
-            sgx_info: ccm_api::nodes::SgxInfo {
-                version: None,
-                fmspc: "00906ED50000".into(),
-                tcb_status: ccm_api::apps::TcbStatus::UpToDate,
-                advisory_ids: Vec::new(),
-                tcb_date: String::new(),
-                ppid_hash: String::new(),
-                simulated: false,
-                root_fingerprint: String::new(),
-            },
+            sgx_info: sgx_info.clone(),
             cert_pem: "PEM".into(),
             cert_serial: serial.clone(),
             cert_not_after: NOW + 86_400,
             token_id: token.token_id,
             secret_hash: super::zones::join_secret_hash(&token.secret),
             nonce_hash: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(&nonce)),
-            require_approval,
+            approval: super::enrollment::node_approval(&policy, name, &sgx_info),
         };
         self.s.store.enroll_node(&node, NOW).await.expect("enroll");
         (node_id, serial)
