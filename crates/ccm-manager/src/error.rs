@@ -251,6 +251,7 @@ impl From<crate::service::ServiceError> for ApiError {
             S::NotFound(what) => Self::not_found(what),
             S::MissingReference { what, field } => Self::not_found(what).with_field(field),
             S::Forbidden(message) => Self::forbidden(message),
+            S::ForbiddenValue { field, message } => Self::forbidden(message).with_field(field),
             S::Unauthenticated { code, message } => Self::unauthorized(code, message),
             S::BadRequest { code, message } => Self::bad_request(code, message),
             S::Refused { code, message } => {

@@ -79,7 +79,7 @@ pub struct StateInner {
     /// Mints and checks issuance nonces (REPORTDATA[32..64] of workloads' quotes).
     pub nonces: service::issuance::nonce::NonceKey,
     /// Node certificates whose zone-CA signature was verified.
-    pub node_certs: node_auth::VerifiedCerts,
+    pub node_certs: service::node_identity::VerifiedCerts,
     /// The image conversion queue (this instance's id, waking the workers).
     pub conversions: conversion::Queue,
     /// Password hashing (one thread, bounded queue).
@@ -134,7 +134,7 @@ impl AppState {
             mailer: mail::Mailer::from_config(&config)?,
             attest,
             nonces,
-            node_certs: node_auth::VerifiedCerts::default(),
+            node_certs: service::node_identity::VerifiedCerts::default(),
             store,
             config,
             clock,

@@ -3,26 +3,20 @@
 //! The manager's TLS server *offers* client authentication and accepts any client certificate
 //! whose handshake signature verifies ([`OptionalClientCert`]): which CA to trust depends on the
 //! node's account, which is only known once the certificate is read, so the chain is checked per
-//! request by the [`NodeCaller`] extractor instead of in the handshake. On every request it checks
-//! that the certificate is one the manager issued to a node (by serial), is not revoked or
-//! expired, is signed by the key of that node's zone CA (verified once per certificate and
-//! cached), and that the node is not deactivated, so a deactivation takes effect at once.
+//! request by the [`NodeCaller`] extractor instead of in the handshake, with
+//! [`crate::service::node_identity::authenticate`].
 //! Browsers and the CLI present no certificate and are not affected.
 
-use std::collections::HashSet;
-use std::sync::{Arc, RwLock};
+use std::sync::Arc;
 
 use axum::extract::FromRequestParts;
-use axum::http::StatusCode;
 use axum::http::request::Parts;
-use ccm_api::nodes::NodeStatusType;
 use ccm_store::NodeAuth;
 use rustls::DigitallySignedStruct;
 use rustls::client::danger::HandshakeSignatureValid;
 use rustls::crypto::{CryptoProvider, verify_tls12_signature, verify_tls13_signature};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls_pki_types::{CertificateDer, UnixTime};
-use sha2::{Digest, Sha256};
 use x509_parser::prelude::*;
 
 use crate::AppState;
@@ -108,34 +102,11 @@ impl ClientCertVerifier for OptionalClientCert {
 #[derive(Debug, Clone)]
 pub struct PeerCertificate(pub Arc<Vec<u8>>);
 
-/// Certificates (by SHA-256) whose zone-CA signature was verified.
-#[derive(Debug, Default)]
-pub struct VerifiedCerts(RwLock<HashSet<[u8; 32]>>);
-
-impl VerifiedCerts {
-    fn contains(&self, fp: &[u8; 32]) -> bool {
-        self.0.read().map(|s| s.contains(fp)).unwrap_or(false)
-    }
-
-    fn insert(&self, fp: [u8; 32]) {
-        if let Ok(mut s) = self.0.write() {
-            if s.len() >= 65_536 {
-                s.clear();
-            }
-            s.insert(fp);
-        }
-    }
-}
-
 /// An authenticated node agent.
 #[derive(Debug, Clone)]
 pub struct NodeCaller {
     /// The node.
     pub node: NodeAuth,
-}
-
-fn unauthorized(code: &str, message: impl Into<String>) -> ApiError {
-    ApiError::unauthorized(code, message)
 }
 
 impl FromRequestParts<AppState> for NodeCaller {
@@ -150,70 +121,12 @@ impl FromRequestParts<AppState> for NodeCaller {
             .get::<PeerCertificate>()
             .map(|p| p.0.clone())
             .ok_or_else(|| {
-                unauthorized(
+                ApiError::unauthorized(
                     "node_certificate_required",
                     "this endpoint needs a node certificate (TLS client authentication)",
                 )
             })?;
-        let (_, cert) = X509Certificate::from_der(&der).map_err(|_| {
-            unauthorized(
-                "invalid_node_certificate",
-                "the client certificate does not parse",
-            )
-        })?;
-        let serial = hex::encode(cert.raw_serial());
-        // The certificate's record and its node in one query (the node's current status is
-        // read on every request, so a deactivation takes effect at once).
-        let (rec, node) = state.store.node_cert_auth(&serial).await?.ok_or_else(|| {
-            unauthorized(
-                "invalid_node_certificate",
-                "the client certificate was not issued to a node by this manager",
-            )
-        })?;
-        let now = state.clock.now();
-        if rec.revoked_at.is_some() {
-            return Err(unauthorized(
-                "node_certificate_revoked",
-                "the node certificate is revoked",
-            ));
-        }
-        if rec.not_after <= now || cert.validity().not_after.timestamp() <= now {
-            return Err(unauthorized(
-                "node_certificate_expired",
-                "the node certificate has expired; the node must enroll again",
-            ));
-        }
-        let node = node.ok_or_else(|| unauthorized("invalid_node_certificate", "unknown node"))?;
-        if node.status == NodeStatusType::Deactivated {
-            return Err(ApiError::bad_request(
-                "node_deactivated",
-                format!("node {} is deactivated", node.name),
-            )
-            .with_status(StatusCode::FORBIDDEN));
-        }
-        let fp: [u8; 32] = Sha256::digest(der.as_slice()).into();
-        if !state.node_certs.contains(&fp) {
-            // A simulated node's certificate comes from the zone's simulated intermediate.
-            let ca = crate::service::zones::issuing_ca(
-                state,
-                node.acct_id,
-                rec.zone_id,
-                node.sgx_info.simulated,
-            )
-            .await?
-            .ca;
-            let (_, ca_cert) =
-                X509Certificate::from_der(ca.certificate_der()).map_err(ApiError::internal)?;
-            if cert.issuer() != ca_cert.subject()
-                || cert.verify_signature(Some(ca_cert.public_key())).is_err()
-            {
-                return Err(unauthorized(
-                    "invalid_node_certificate",
-                    "the client certificate is not signed by the node's zone CA",
-                ));
-            }
-            state.node_certs.insert(fp);
-        }
+        let node = crate::service::node_identity::authenticate(state, &der).await?;
         Ok(NodeCaller { node })
     }
 }

@@ -28,7 +28,7 @@ use axum::http::{HeaderValue, StatusCode};
 use axum::middleware::Next;
 use axum::response::Response;
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use bytes::Bytes;
 use ccm_api::auth::SESSION_TOKEN_PREFIX;
 use ring::hmac;
@@ -38,9 +38,9 @@ use tokio::sync::OnceCell;
 use super::ConsoleError;
 use super::form::FormData;
 use crate::AppState;
-use crate::auth::{self, Acct, Caller, CallerAuth};
+use crate::auth::{Acct, Caller, CallerAuth};
 use crate::error::ApiError;
-use crate::service::ServiceError;
+use crate::service::{self, ServiceError};
 
 /// `meta` key of the sealed console key.
 const KEY_META: &str = "console_csrf_key";
@@ -58,20 +58,8 @@ impl ConsoleKeys {
     async fn key(&self, s: &AppState) -> Result<&hmac::Key, ApiError> {
         self.key
             .get_or_try_init(|| async {
-                let mut fresh = [0u8; 32];
-                SystemRandom::new()
-                    .fill(&mut fresh)
-                    .map_err(|_| ApiError::internal("no randomness"))?;
-                let sealed = s.master_key.seal(KEY_CONTEXT, &fresh)?;
-                let stored = s
-                    .store
-                    .set_meta_if_absent(KEY_META, &STANDARD.encode(sealed))
-                    .await?;
-                let sealed = STANDARD
-                    .decode(stored)
-                    .map_err(|_| ApiError::internal("console key in meta is not base64"))?;
-                let raw = s.master_key.open(KEY_CONTEXT, &sealed)?;
-                Ok(hmac::Key::new(hmac::HMAC_SHA256, &raw))
+                let raw = service::system::shared_secret(s, KEY_META, KEY_CONTEXT).await?;
+                Ok::<_, ApiError>(hmac::Key::new(hmac::HMAC_SHA256, &raw))
             })
             .await
     }
@@ -324,36 +312,21 @@ async fn rotate_if_due(
     else {
         return Ok(caller);
     };
-    let ttl = s.config.token_ttl_secs;
-    let due = session.token_expires_at.saturating_sub(now) < ttl / 2
-        && session.session_expires_at > session.token_expires_at;
-    if !due {
+    if !service::auth::rotation_due(session, s.config.token_ttl_secs, now) {
         return Ok(caller);
     }
-    let token = auth::new_token(SESSION_TOKEN_PREFIX)?;
-    let new_hash = auth::token_hash(&token);
-    let expires = now.saturating_add(ttl).min(session.session_expires_at);
     // Of two requests rotating at once, one wins; the other keeps working with its (still valid)
     // token and sets no cookie, so the browser ends up with the winner's token.
-    if let Some(updated) = s
-        .store
-        .rotate_session_token(
-            session.session_id,
-            token_hash,
-            &new_hash,
-            expires,
-            &actor,
-            now,
-        )
-        .await?
+    if let Some((token, updated)) =
+        service::auth::rotate_token(s, session, token_hash, &actor).await?
     {
         set_cookies.push(names.cookie(
             names.session(),
             &token,
             updated.session_expires_at.saturating_sub(now),
         ));
+        *token_hash = crate::auth::token_hash(&token);
         *session = updated;
-        *token_hash = new_hash;
     }
     Ok(caller)
 }

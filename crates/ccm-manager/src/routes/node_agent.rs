@@ -9,9 +9,8 @@ use ccm_api::certificates::CertificateTask;
 use ccm_api::nodes::{
     AttestedIssueBatch, AttestedIssueBatchResponse, AttestedIssueOutcome, AttestedIssueRequest,
     HeartbeatRequest, HeartbeatResponse, IssuanceNonceRequest, IssuanceNonces, MAX_ISSUE_BATCH,
-    MAX_RUNNING_APPS, NodeRenewRequest, NodeRenewResponse,
+    NodeRenewRequest, NodeRenewResponse,
 };
-use ccm_pki::Csr;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -41,28 +40,9 @@ async fn heartbeat(
     caller: NodeCaller,
     Body(req): Body<HeartbeatRequest>,
 ) -> ApiResult<Json<HeartbeatResponse>> {
-    if req.running_apps.len() > MAX_RUNNING_APPS {
-        return Err(ApiError::bad_request(
-            "too_many_apps",
-            format!("at most {MAX_RUNNING_APPS} running apps per heartbeat"),
-        ));
-    }
-    let running: Vec<Uuid> = req.running_apps.iter().map(|a| a.task_id).collect();
-    let status = s
-        .store
-        .node_heartbeat(
-            caller.node.node_id,
-            req.version.as_deref(),
-            &running,
-            s.clock.now(),
-        )
-        .await?
-        .ok_or_else(|| ApiError::not_found("node"))?;
-    Ok(Json(HeartbeatResponse {
-        node_id: caller.node.node_id,
-        status,
-        heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
-    }))
+    Ok(Json(
+        service::nodes::heartbeat(&s, &caller.node, &req).await?,
+    ))
 }
 
 /// Renews the node certificate for a new key (the CSR proves possession of it).
@@ -73,43 +53,9 @@ async fn renew(
     caller: NodeCaller,
     Body(req): Body<NodeRenewRequest>,
 ) -> ApiResult<Json<NodeRenewResponse>> {
-    let csr = Csr::from_pem(&req.csr).map_err(|e| {
-        ApiError::validation(vec![ccm_api::FieldError {
-            field: "csr".into(),
-            message: e.to_string(),
-        }])
-    })?;
-    let node = &caller.node;
-    // Simulated nodes' certificates come from the zone's simulated intermediate.
-    let issuing =
-        crate::service::zones::issuing_ca(&s, node.acct_id, node.zone_id, node.sgx_info.simulated)
-            .await?;
-    let ca = attest::zone_ca(&s, node.acct_id, node.zone_id).await?;
-    let now = s.clock.now();
-    let issued = issuing
-        .ca
-        .issue_node(
-            csr.spki_der(),
-            &node.node_id.to_string(),
-            node.sgx_info.simulated,
-            now,
-            s.config.node_cert_validity_days.saturating_mul(86_400),
-        )
-        .map_err(ApiError::internal)?;
-    s.store
-        .renew_node_cert(
-            node.node_id,
-            node.zone_id,
-            &issued.pem,
-            &hex::encode(&issued.serial),
-            issued.not_after,
-            now,
-        )
-        .await?;
-    Ok(Json(NodeRenewResponse {
-        certificate: issued.pem,
-        ca_certificate: ca.certificate_pem().to_string(),
-    }))
+    Ok(Json(
+        service::nodes::renew_certificate(&s, &caller.node, &req.csr).await?,
+    ))
 }
 
 /// Fresh issuance nonces for workloads on the node (REPORTDATA[32..64] of their quotes): each

@@ -4,9 +4,8 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ccm_api::auth::{AuthResponse, SESSION_TOKEN_PREFIX, SessionInfo};
+use ccm_api::auth::{AuthResponse, SessionInfo};
 use ccm_api::sys::{HealthResponse, VersionResponse};
-use ccm_store::SessionRecord;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -42,15 +41,10 @@ async fn healthz() -> Json<HealthResponse> {
 #[utoipa::path(get, path = "/readyz", tag = "system",
     responses((status = 200, body = HealthResponse), (status = 503, body = ccm_api::ErrorBody)))]
 async fn readyz(State(s): State<AppState>) -> ApiResult<Json<HealthResponse>> {
-    match s.store.ping().await {
-        Ok(()) => Ok(Json(HealthResponse {
-            status: "ok".into(),
-        })),
-        Err(e) => {
-            tracing::warn!(error = %e, "readiness check failed");
-            Err(ApiError::unavailable("the database is not reachable"))
-        }
-    }
+    service::system::ready(&s).await?;
+    Ok(Json(HealthResponse {
+        status: "ok".into(),
+    }))
 }
 
 /// Prometheus metrics (text exposition format).
@@ -70,19 +64,7 @@ async fn metrics(State(s): State<AppState>) -> ApiResult<Response> {
 /// The manager's version.
 #[utoipa::path(get, path = "/v1/sys/version", tag = "system", responses((status = 200, body = VersionResponse)))]
 async fn version(State(s): State<AppState>) -> Json<VersionResponse> {
-    Json(VersionResponse {
-        version: env!("CARGO_PKG_VERSION").into(),
-        database: s.store.backend().as_str().into(),
-    })
-}
-
-fn session_info(s: &SessionRecord) -> SessionInfo {
-    SessionInfo {
-        subject_id: s.user_id,
-        session_expires_at: s.session_expires_at,
-        session_token_expires_at: s.token_expires_at,
-        selected_account_id: s.selected_acct_id,
-    }
+    Json(service::system::version(&s))
 }
 
 /// Logs in with HTTP Basic credentials (e-mail and password) and returns a bearer token.
@@ -111,38 +93,14 @@ async fn login(
 #[utoipa::path(post, path = "/v1/sys/session/refresh", tag = "session", security(("bearer" = [])),
     responses((status = 200, body = AuthResponse), (status = 401, body = ccm_api::ErrorBody)))]
 async fn refresh(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<AuthResponse>> {
-    let (session, old_hash) = caller.session()?;
-    let now = s.clock.now();
-    let token = auth::new_token(SESSION_TOKEN_PREFIX)?;
-    let expires = now
-        .saturating_add(s.config.token_ttl_secs)
-        .min(session.session_expires_at);
-    let updated = s
-        .store
-        .rotate_session_token(
-            session.session_id,
-            old_hash,
-            &auth::token_hash(&token),
-            expires,
-            &caller.actor(),
-            now,
-        )
-        .await?
-        .ok_or_else(|| ApiError::unauthorized("invalid_token", "the token is not valid"))?;
-    Ok(Json(AuthResponse {
-        access_token: token,
-        session_info: session_info(&updated),
-    }))
+    Ok(Json(service::auth::refresh(&s, &caller).await?))
 }
 
 /// Ends the session; its token stops working at once, on every replica.
 #[utoipa::path(post, path = "/v1/sys/session/terminate", tag = "session", security(("bearer" = [])),
     responses((status = 204), (status = 401, body = ccm_api::ErrorBody)))]
 async fn terminate(State(s): State<AppState>, caller: Caller) -> ApiResult<StatusCode> {
-    let (session, _) = caller.session()?;
-    s.store
-        .delete_session(session.session_id, &caller.actor(), s.clock.now())
-        .await?;
+    service::auth::logout(&s, &caller).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 
@@ -156,5 +114,5 @@ async fn select_account(
     Path(acct_id): Path<Uuid>,
 ) -> ApiResult<Json<SessionInfo>> {
     let updated = crate::service::accounts::select(&s, &caller, acct_id).await?;
-    Ok(Json(session_info(&updated)))
+    Ok(Json(service::auth::session_info(&updated)))
 }

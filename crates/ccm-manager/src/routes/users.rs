@@ -3,7 +3,6 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ccm_api::accounts::AccessRole;
 use ccm_api::users::{
     Invitation, InviteUserRequest, InvitedUser, PasswordChangeRequest, PasswordResetRequest,
     ProcessInviteRequest, ResetTokenResponse, SignupRequest, UpdateUserRequest, User,
@@ -15,7 +14,7 @@ use uuid::Uuid;
 
 use crate::AppState;
 use crate::auth::{Acct, Caller, CallerAuth};
-use crate::error::{ApiError, ApiResult};
+use crate::error::ApiResult;
 use crate::extract::{Json as Body, Path};
 use crate::ratelimit::ClientIp;
 use crate::service;
@@ -53,34 +52,11 @@ async fn signup(
     Ok((StatusCode::CREATED, Json(user)))
 }
 
-async fn roles_in_selected(s: &AppState, caller: &Caller) -> ApiResult<Vec<AccessRole>> {
-    let acct = match &caller.auth {
-        CallerAuth::Session { session, .. } => session.selected_acct_id,
-        CallerAuth::ApiKey(k) => Some(k.acct_id),
-    };
-    Ok(match acct {
-        Some(a) => s
-            .store
-            .role_of(caller.user_id, a)
-            .await?
-            .into_iter()
-            .collect(),
-        None => Vec::new(),
-    })
-}
-
 /// The logged-in user, with their roles in the selected account.
 #[utoipa::path(get, path = "/v1/user", tag = "users", security(("bearer" = [])),
     responses((status = 200, body = User), (status = 401, body = ccm_api::ErrorBody)))]
 async fn current_user(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<User>> {
-    let mut user = s
-        .store
-        .get_user(caller.user_id)
-        .await?
-        .ok_or_else(|| ApiError::not_found("user"))?
-        .user;
-    user.roles = roles_in_selected(&s, &caller).await?;
-    Ok(Json(user))
+    Ok(Json(service::users::me(&s, &caller).await?))
 }
 
 /// Lists users: every user for a system administrator, else the selected account's members.
@@ -103,36 +79,7 @@ async fn get_user(
     caller: Caller,
     Path(user_id): Path<Uuid>,
 ) -> ApiResult<Json<User>> {
-    if user_id == caller.user_id {
-        let mut u = s
-            .store
-            .get_user(user_id)
-            .await?
-            .ok_or_else(|| ApiError::not_found("user"))?
-            .user;
-        u.roles = roles_in_selected(&s, &caller).await?;
-        return Ok(Json(u));
-    }
-    let sysadmin = caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. });
-    if let Ok(acct) = Acct::of(caller, &s).await
-        && let Some(u) = s
-            .store
-            .list_members(acct.acct_id)
-            .await?
-            .into_iter()
-            .find(|u| u.user_id == user_id)
-    {
-        return Ok(Json(u));
-    }
-    if sysadmin {
-        return s
-            .store
-            .get_user(user_id)
-            .await?
-            .map(|u| Json(u.user))
-            .ok_or_else(|| ApiError::not_found("user"));
-    }
-    Err(ApiError::not_found("user"))
+    Ok(Json(service::users::get(&s, &caller, user_id).await?))
 }
 
 /// Invites an e-mail address, signed up or not, to the selected account (MANAGER only). The
@@ -262,18 +209,9 @@ async fn update_user(
     Path(user_id): Path<Uuid>,
     Body(req): Body<UpdateUserRequest>,
 ) -> ApiResult<Json<User>> {
-    acct.require(AccessRole::Manager)?;
-    let role = service::invitations::granted_role(req.roles.as_deref(), req.role)?;
-    s.store
-        .set_member_role(acct.acct_id, user_id, role, &acct.actor(), s.clock.now())
-        .await?;
-    let user = s
-        .store
-        .list_members(acct.acct_id)
-        .await?
-        .into_iter()
-        .find(|u| u.user_id == user_id);
-    user.map(Json).ok_or_else(|| ApiError::not_found("user"))
+    Ok(Json(
+        service::users::set_role(&s, &acct, user_id, req).await?,
+    ))
 }
 
 /// Removes a user from the selected account (MANAGER, or the user themself).
@@ -285,11 +223,6 @@ async fn remove_from_account(
     acct: Acct,
     Path(user_id): Path<Uuid>,
 ) -> ApiResult<StatusCode> {
-    if user_id != acct.caller.user_id {
-        acct.require(AccessRole::Manager)?;
-    }
-    s.store
-        .remove_member(acct.acct_id, user_id, &acct.actor(), s.clock.now())
-        .await?;
+    service::users::remove_from_account(&s, &acct, user_id).await?;
     Ok(StatusCode::NO_CONTENT)
 }

@@ -354,13 +354,17 @@ pub async fn list(s: &AppState, acct: &Acct) -> ServiceResult<Vec<App>> {
     Ok(s.store.list_apps(acct.acct_id).await?)
 }
 
-/// An app of the account with the nodes it runs on.
-pub async fn get(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<AppWithNodes> {
-    let app = s
-        .store
+/// An app of the account.
+pub async fn find(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<App> {
+    s.store
         .get_app(acct.acct_id, app_id)
         .await?
-        .ok_or(ServiceError::NotFound("app"))?;
+        .ok_or(ServiceError::NotFound("app"))
+}
+
+/// An app of the account with the nodes it runs on.
+pub async fn get(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<AppWithNodes> {
+    let app = find(s, acct, app_id).await?;
     let nodes = s
         .store
         .app_instances(

@@ -15,10 +15,10 @@ use std::net::IpAddr;
 use std::time::Instant;
 
 use ccm_api::auth::{AuthResponse, SESSION_TOKEN_PREFIX, SessionInfo};
-use ccm_store::{Actor, NewSession};
+use ccm_store::{Actor, NewSession, SessionRecord};
 use uuid::Uuid;
 
-use super::caller;
+use super::caller::{self, Caller};
 use crate::AppState;
 use crate::service::{ServiceError, ServiceResult};
 
@@ -128,4 +128,75 @@ pub async fn password_login(
             },
         },
     ))
+}
+
+/// A session as the API shows it.
+pub fn session_info(s: &SessionRecord) -> SessionInfo {
+    SessionInfo {
+        subject_id: s.user_id,
+        session_expires_at: s.session_expires_at,
+        session_token_expires_at: s.token_expires_at,
+        selected_account_id: s.selected_acct_id,
+    }
+}
+
+/// Whether a session's token is due for rotation: half its lifetime (`ttl`) has passed and the
+/// session lasts longer than the token.
+pub fn rotation_due(session: &SessionRecord, ttl: i64, now: i64) -> bool {
+    session.token_expires_at.saturating_sub(now) < ttl / 2
+        && session.session_expires_at > session.token_expires_at
+}
+
+/// Replaces a session's token (hashed `old_hash`) with a new one that expires after the token
+/// lifetime, but never after the session. Of two rotations at once one wins: the loser gets
+/// `None` and its (still valid) token keeps working.
+pub async fn rotate_token(
+    s: &AppState,
+    session: &SessionRecord,
+    old_hash: &str,
+    actor: &Actor,
+) -> ServiceResult<Option<(String, SessionRecord)>> {
+    let now = s.clock.now();
+    let token = caller::new_token(SESSION_TOKEN_PREFIX)?;
+    let expires = now
+        .saturating_add(s.config.token_ttl_secs)
+        .min(session.session_expires_at);
+    let updated = s
+        .store
+        .rotate_session_token(
+            session.session_id,
+            old_hash,
+            &caller::token_hash(&token),
+            expires,
+            actor,
+            now,
+        )
+        .await?;
+    Ok(updated.map(|u| (token, u)))
+}
+
+/// The API's session refresh: the caller's session gets a new token; the old one stops
+/// working at once.
+pub async fn refresh(s: &AppState, caller: &Caller) -> ServiceResult<AuthResponse> {
+    let (session, old_hash) = caller.session()?;
+    let (token, updated) = rotate_token(s, session, old_hash, &caller.actor())
+        .await?
+        .ok_or_else(|| ServiceError::Unauthenticated {
+            code: "invalid_token",
+            message: "the token is not valid".into(),
+        })?;
+    Ok(AuthResponse {
+        access_token: token,
+        session_info: session_info(&updated),
+    })
+}
+
+/// Ends the caller's session; its token stops working at once, on every replica. A caller
+/// with an API key has no session: refused.
+pub async fn logout(s: &AppState, caller: &Caller) -> ServiceResult<()> {
+    let (session, _) = caller.session()?;
+    s.store
+        .delete_session(session.session_id, &caller.actor(), s.clock.now())
+        .await?;
+    Ok(())
 }

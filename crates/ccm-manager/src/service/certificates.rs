@@ -86,6 +86,23 @@ pub async fn revoke(
     get(s, acct, certificate_id).await
 }
 
+/// The account's application instances: each app's current certificate per node, RUNNING while
+/// the node reports it (until `node_stale_after_secs` without a report).
+pub async fn instances(
+    s: &AppState,
+    acct: &Acct,
+) -> ServiceResult<Vec<ccm_api::certificates::AppNodeInfo>> {
+    Ok(s.store
+        .app_instances(
+            acct.acct_id,
+            None,
+            None,
+            s.config.node_stale_after_secs,
+            s.clock.now(),
+        )
+        .await?)
+}
+
 /// The app's current certificate on a node.
 pub async fn current_on_node(
     s: &AppState,

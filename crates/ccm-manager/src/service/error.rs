@@ -21,6 +21,15 @@ pub enum ServiceError {
     /// The caller is known but its role does not allow this.
     #[error("{0}")]
     Forbidden(String),
+    /// The caller's role does not allow this value of a request field (e.g. a role above their
+    /// own).
+    #[error("{message}")]
+    ForbiddenValue {
+        /// The request field.
+        field: &'static str,
+        /// Why.
+        message: String,
+    },
     /// No, or no longer valid, credentials.
     #[error("{message}")]
     Unauthenticated {

@@ -11,6 +11,7 @@
 //! never names an adapter type.
 
 pub mod accounts;
+pub mod apikeys;
 pub mod apps;
 pub mod attest;
 pub(crate) mod audit;
@@ -25,11 +26,13 @@ pub mod housekeeping;
 pub(crate) mod images;
 pub mod invitations;
 pub mod issuance;
+pub mod node_identity;
 pub mod nodes;
 mod notify;
 pub mod passwords;
 mod refusal;
 pub mod registries;
+pub mod system;
 pub mod tasks;
 #[cfg(test)]
 pub(crate) mod testing;

@@ -4,9 +4,14 @@
 
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
+use ccm_api::FieldError;
 use ccm_api::accounts::AccessRole;
 use ccm_api::certificates::{AppNodeInfo, CertificateDetails};
-use ccm_api::nodes::{EnrollmentNonce, Node};
+use ccm_api::nodes::{
+    EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, MAX_RUNNING_APPS, Node, NodeRenewResponse,
+};
+use ccm_pki::Csr;
+use ccm_store::NodeAuth;
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -175,6 +180,80 @@ pub async fn enrollment_nonce(
     Ok(EnrollmentNonce {
         nonce: STANDARD.encode(nonce),
         expires_at,
+    })
+}
+
+/// A node's heartbeat: marks it RUNNING and records the application instances (certificate
+/// task ids) it reports, at most [`MAX_RUNNING_APPS`].
+pub async fn heartbeat(
+    s: &AppState,
+    node: &NodeAuth,
+    req: &HeartbeatRequest,
+) -> ServiceResult<HeartbeatResponse> {
+    if req.running_apps.len() > MAX_RUNNING_APPS {
+        return Err(ServiceError::BadRequest {
+            code: "too_many_apps",
+            message: format!("at most {MAX_RUNNING_APPS} running apps per heartbeat"),
+        });
+    }
+    let running: Vec<Uuid> = req.running_apps.iter().map(|a| a.task_id).collect();
+    let status = s
+        .store
+        .node_heartbeat(
+            node.node_id,
+            req.version.as_deref(),
+            &running,
+            s.clock.now(),
+        )
+        .await?
+        .ok_or(ServiceError::NotFound("node"))?;
+    Ok(HeartbeatResponse {
+        node_id: node.node_id,
+        status,
+        heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
+    })
+}
+
+/// Renews a node's certificate for the key of `csr_pem` (the CSR proves possession of it),
+/// from the zone CA (a simulated node's from the zone's simulated intermediate).
+pub async fn renew_certificate(
+    s: &AppState,
+    node: &NodeAuth,
+    csr_pem: &str,
+) -> ServiceResult<NodeRenewResponse> {
+    let csr = Csr::from_pem(csr_pem).map_err(|e| {
+        ServiceError::Invalid(vec![FieldError {
+            field: "csr".into(),
+            message: e.to_string(),
+        }])
+    })?;
+    let issuing =
+        super::zones::issuing_ca(s, node.acct_id, node.zone_id, node.sgx_info.simulated).await?;
+    let ca = attest::zone_ca(s, node.acct_id, node.zone_id).await?;
+    let now = s.clock.now();
+    let issued = issuing
+        .ca
+        .issue_node(
+            csr.spki_der(),
+            &node.node_id.to_string(),
+            node.sgx_info.simulated,
+            now,
+            s.config.node_cert_validity_days.saturating_mul(86_400),
+        )
+        .map_err(ServiceError::internal)?;
+    s.store
+        .renew_node_cert(
+            node.node_id,
+            node.zone_id,
+            &issued.pem,
+            &hex::encode(&issued.serial),
+            issued.not_after,
+            now,
+        )
+        .await?;
+    Ok(NodeRenewResponse {
+        certificate: issued.pem,
+        ca_certificate: ca.certificate_pem().to_string(),
     })
 }
 

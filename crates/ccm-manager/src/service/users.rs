@@ -1,4 +1,4 @@
-//! Sign-up and the setup token of a new manager.
+//! Users: sign-up and the setup token of a new manager; the current user; members' roles.
 //!
 //! A new manager (no system administrator yet) does not hand administration to whoever signs
 //! up first. On start, [`ensure_setup_token`] makes a one-time setup token, records its SHA-256
@@ -14,11 +14,12 @@
 use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
-use ccm_api::users::{SignupRequest, User};
+use ccm_api::accounts::AccessRole;
+use ccm_api::users::{SignupRequest, UpdateUserRequest, User};
 use ccm_store::{NewUser, SetupTokenState, Store};
 use uuid::Uuid;
 
-use super::caller;
+use super::caller::{self, Acct, Caller, CallerAuth};
 use crate::AppState;
 use crate::service::auth::{admit, charge_failure};
 use crate::service::validate::Checker;
@@ -240,4 +241,96 @@ fn bad_setup_token() -> ServiceError {
         "setup_token",
         "is not this manager's setup token, or it was used",
     )
+}
+
+/// The caller's roles in the account it works in (the session's selected account, or the API
+/// key's); none without one.
+async fn roles_in_selected(s: &AppState, caller: &Caller) -> ServiceResult<Vec<AccessRole>> {
+    let acct = match &caller.auth {
+        CallerAuth::Session { session, .. } => session.selected_acct_id,
+        CallerAuth::ApiKey(k) => Some(k.acct_id),
+    };
+    Ok(match acct {
+        Some(a) => s
+            .store
+            .role_of(caller.user_id, a)
+            .await?
+            .into_iter()
+            .collect(),
+        None => Vec::new(),
+    })
+}
+
+/// The calling user, with their roles in the account they work in.
+pub async fn me(s: &AppState, caller: &Caller) -> ServiceResult<User> {
+    let mut user = s
+        .store
+        .get_user(caller.user_id)
+        .await?
+        .ok_or(ServiceError::NotFound("user"))?
+        .user;
+    user.roles = roles_in_selected(s, caller).await?;
+    Ok(user)
+}
+
+/// A user the caller may see: themself, a member of the account they work in, or anyone for a
+/// system administrator logged in with a session. Others look absent.
+pub async fn get(s: &AppState, caller: &Caller, user_id: Uuid) -> ServiceResult<User> {
+    if user_id == caller.user_id {
+        return me(s, caller).await;
+    }
+    let sysadmin = caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. });
+    if let Ok(acct) = Acct::of(caller.clone(), s).await
+        && let Some(u) = member(s, &acct, user_id).await?
+    {
+        return Ok(u);
+    }
+    if sysadmin {
+        return Ok(s
+            .store
+            .get_user(user_id)
+            .await?
+            .ok_or(ServiceError::NotFound("user"))?
+            .user);
+    }
+    Err(ServiceError::NotFound("user"))
+}
+
+/// A member of the caller's account, if the user is one.
+async fn member(s: &AppState, acct: &Acct, user_id: Uuid) -> ServiceResult<Option<User>> {
+    Ok(s.store
+        .list_members(acct.acct_id)
+        .await?
+        .into_iter()
+        .find(|u| u.user_id == user_id))
+}
+
+/// Changes a member's role in the caller's account (MANAGER): the highest of `roles` (or the
+/// single `role`).
+pub async fn set_role(
+    s: &AppState,
+    acct: &Acct,
+    user_id: Uuid,
+    req: UpdateUserRequest,
+) -> ServiceResult<User> {
+    acct.require(AccessRole::Manager)?;
+    let role = super::invitations::granted_role(req.roles.as_deref(), req.role)?;
+    s.store
+        .set_member_role(acct.acct_id, user_id, role, &acct.actor(), s.clock.now())
+        .await?;
+    member(s, acct, user_id)
+        .await?
+        .ok_or(ServiceError::NotFound("user"))
+}
+
+/// Removes a user from the caller's account: a MANAGER may remove anyone, others only
+/// themselves.
+pub async fn remove_from_account(s: &AppState, acct: &Acct, user_id: Uuid) -> ServiceResult<()> {
+    if user_id != acct.caller.user_id {
+        acct.require(AccessRole::Manager)?;
+    }
+    s.store
+        .remove_member(acct.acct_id, user_id, &acct.actor(), s.clock.now())
+        .await?;
+    Ok(())
 }

@@ -157,12 +157,7 @@ pub(crate) async fn select(
     Posted(_): Posted,
 ) -> PageResult {
     service::accounts::select(&s, &a.caller, id).await?;
-    let name = s
-        .store
-        .account_for_user(id, a.caller.user_id)
-        .await?
-        .map(|(r, _)| r.name)
-        .unwrap_or_default();
+    let name = service::accounts::get(&s, &a.caller, id).await?.name;
     Ok(done(
         &a.auth,
         "/console",
@@ -177,7 +172,7 @@ async fn delete_page(
     errors: &FieldErrors,
 ) -> PageResult<Markup> {
     let rec = service::accounts::deletable(s, &a.caller, id).await?;
-    let counts = s.store.account_counts(id).await?;
+    let counts = service::accounts::get(s, &a.caller, id).await?.totals;
     let chrome = chrome_user(s, a, Nav::Accounts).await?;
     let content = html! {
         div.confirm {

@@ -8,6 +8,7 @@ use ccm_api::apps::{
     AdvancedSettings, App, AppRequest, AppUpdateRequest, CertificateConfig, CertificateIssuer,
     KeyType,
 };
+use ccm_api::certificates::AppWithNodes;
 use maud::{Markup, html};
 use uuid::Uuid;
 
@@ -19,7 +20,7 @@ use crate::console::html::{
     page, pager, select, simulated, textarea, time,
 };
 use crate::console::session::{InAccount, Posted};
-use crate::console::{ConsoleError, PAGE_SIZE, PageResult, done};
+use crate::console::{PAGE_SIZE, PageResult, done};
 use crate::extract::{Path, Query};
 use crate::service;
 
@@ -473,10 +474,7 @@ pub(crate) async fn create(
 }
 
 async fn load(s: &AppState, ia: &InAccount, id: Uuid) -> PageResult<App> {
-    s.store
-        .get_app(ia.acct.acct_id, id)
-        .await?
-        .ok_or(ConsoleError::NotFound("application"))
+    Ok(service::apps::find(s, &ia.acct, id).await?)
 }
 
 /// `GET /console/apps/{id}`.
@@ -485,23 +483,16 @@ pub(crate) async fn show(
     ia: InAccount,
     Path(id): Path<Uuid>,
 ) -> PageResult<Markup> {
-    let app = load(&s, &ia, id).await?;
+    let AppWithNodes {
+        app,
+        nodes: instances,
+    } = service::apps::get(&s, &ia.acct, id).await?;
     let chrome = chrome(&s, &ia, Nav::Apps).await?;
     let (images, more_images) = split_page(
         s.store
             .list_builds_page(ia.acct.acct_id, Some(id), 11.min(PAGE_SIZE + 1), 0)
             .await?,
     );
-    let instances = s
-        .store
-        .app_instances(
-            ia.acct.acct_id,
-            Some(id),
-            None,
-            s.config.node_stale_after_secs,
-            s.clock.now(),
-        )
-        .await?;
     let writer = ia.acct.role >= AccessRole::Writer;
     let cert = app.certificate.as_ref();
     let content = html! {

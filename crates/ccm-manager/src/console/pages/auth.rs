@@ -389,10 +389,8 @@ pub(crate) async fn reset(
 
 /// `POST /console/logout`: ends the session everywhere and clears the cookie.
 pub(crate) async fn logout(State(s): State<AppState>, a: Authed, Posted(_): Posted) -> PageResult {
-    if let CallerAuth::Session { session, .. } = &a.caller.auth {
-        s.store
-            .delete_session(session.session_id, &a.caller.actor(), s.clock.now())
-            .await?;
+    if matches!(a.caller.auth, CallerAuth::Session { .. }) {
+        service::auth::logout(&s, &a.caller).await?;
     }
     let mut r = done(&a.auth, "/console/login", "You have been logged out.");
     r.headers_mut()

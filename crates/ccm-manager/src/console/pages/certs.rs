@@ -20,16 +20,7 @@ use crate::service::certificates;
 /// compute nodes.
 pub(crate) async fn running(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
     let chrome = chrome(&s, &ia, Nav::Running).await?;
-    let instances = s
-        .store
-        .app_instances(
-            ia.acct.acct_id,
-            None,
-            None,
-            s.config.node_stale_after_secs,
-            s.clock.now(),
-        )
-        .await?;
+    let instances = certificates::instances(&s, &ia.acct).await?;
     let content = html! {
         p.lead { "An application instance appears here once it has obtained its certificate through a compute node; it is RUNNING while the node reports it." }
         @if instances.is_empty() {
@@ -151,14 +142,12 @@ fn pem_file(pem: String, name: &str) -> Response {
 
 /// `GET /console/zone/certificate`: the selected account's zone CA certificate as a file.
 pub(crate) async fn zone_ca(State(s): State<AppState>, ia: InAccount) -> PageResult<Response> {
-    let zone = s
-        .store
-        .list_zones(ia.acct.acct_id)
+    let zone = crate::service::zones::list(&s, &ia.acct)
         .await?
         .into_iter()
         .next()
         .ok_or(ConsoleError::NotFound("zone"))?;
-    Ok(pem_file(zone.zone.certificate, "zone-ca"))
+    Ok(pem_file(zone.certificate, "zone-ca"))
 }
 
 /// `GET /console/certificates/{id}/pem`: the chain (leaf, zone CA) as a file.

@@ -20,9 +20,9 @@ use crate::console::html::{
     page, pager, time,
 };
 use crate::console::session::{InAccount, Posted};
-use crate::console::{ConsoleError, PAGE_SIZE, PageResult, done};
+use crate::console::{PAGE_SIZE, PageResult, done};
 use crate::extract::{Path, Query};
-use crate::service::images;
+use crate::service::{self, images};
 
 /// Most applications offered in the image form's list (the application page links to the form
 /// with its own id, which works for any number of applications).
@@ -109,11 +109,7 @@ async fn form_page(
     let Some(app_id) = app_id else {
         return choose_app_page(s, ia, chrome).await;
     };
-    let chosen = s
-        .store
-        .get_app(ia.acct.acct_id, app_id)
-        .await?
-        .ok_or(ConsoleError::NotFound("application"))?;
+    let chosen = service::apps::find(s, &ia.acct, app_id).await?;
     let none = FieldErrors::default();
     let (conv_errors, known_errors) = match mode {
         Mode::Convert => (errors, &none),
@@ -126,7 +122,7 @@ async fn form_page(
         }
     };
     let default_image = chosen.output_image_name.clone();
-    let registries = s.store.list_registries(ia.acct.acct_id).await?;
+    let registries = service::registries::list(s, &ia.acct).await?;
     let chosen_registry = form.text("registry_id");
     let content = html! {
         p.lead { "Application " a href=(format!("/console/apps/{}", chosen.app_id)) { (chosen.name) }
@@ -437,10 +433,7 @@ pub(crate) async fn create(
 }
 
 async fn load(s: &AppState, ia: &InAccount, id: Uuid) -> PageResult<Build> {
-    s.store
-        .get_build(ia.acct.acct_id, id)
-        .await?
-        .ok_or(ConsoleError::NotFound("image"))
+    Ok(service::images::get(s, &ia.acct, id).await?)
 }
 
 /// The conversion panel: polls itself while the job runs; asks for a reload when it ends.

@@ -17,6 +17,7 @@ use super::html::{Chrome, Nav};
 use super::session::{Authed, InAccount};
 use super::{ConsoleError, PAGE_SIZE, PageResult};
 use crate::AppState;
+use crate::service::{self, ServiceError};
 
 /// `?page=N` (1-based).
 #[derive(Debug, Default, Deserialize)]
@@ -49,16 +50,14 @@ pub(crate) fn split_page<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
 /// The frame of a page in the selected account: its name, the user's role, pending tasks.
 pub(crate) async fn chrome(s: &AppState, ia: &InAccount, nav: Nav) -> PageResult<Chrome> {
     let acct = &ia.acct;
-    let (rec, _) = s
-        .store
-        .account_for_user(acct.acct_id, acct.caller.user_id)
-        .await?
-        .ok_or(ConsoleError::NoAccount)?;
-    let counts = s.store.account_counts(acct.acct_id).await?;
+    let account = match service::accounts::get(s, &acct.caller, acct.acct_id).await {
+        Err(ServiceError::NotFound(_)) => return Err(ConsoleError::NoAccount),
+        other => other?,
+    };
     Ok(Chrome {
         email: acct.caller.email.clone(),
-        account: Some((rec.name, acct.role.as_str())),
-        pending_tasks: counts.pending_tasks,
+        account: Some((account.name, acct.role.as_str())),
+        pending_tasks: account.totals.pending_tasks,
         csrf: ia.auth.csrf.clone(),
         flash: ia.auth.flash.clone(),
         nav,
@@ -68,17 +67,14 @@ pub(crate) async fn chrome(s: &AppState, ia: &InAccount, nav: Nav) -> PageResult
 /// The frame of a page that needs no account (the account list).
 pub(crate) async fn chrome_user(s: &AppState, a: &Authed, nav: Nav) -> PageResult<Chrome> {
     let (account, pending) = match crate::auth::Acct::of(a.caller.clone(), s).await {
-        Ok(acct) => {
-            let rec = s
-                .store
-                .account_for_user(acct.acct_id, acct.caller.user_id)
-                .await?;
-            let counts = s.store.account_counts(acct.acct_id).await?;
-            (
-                rec.map(|(r, _)| (r.name, acct.role.as_str())),
-                counts.pending_tasks,
-            )
-        }
+        Ok(acct) => match service::accounts::get(s, &acct.caller, acct.acct_id).await {
+            Ok(account) => (
+                Some((account.name, acct.role.as_str())),
+                account.totals.pending_tasks,
+            ),
+            Err(ServiceError::NotFound(_)) => (None, 0),
+            Err(e) => return Err(e.into()),
+        },
         Err(_) => (None, 0),
     };
     Ok(Chrome {

@@ -30,12 +30,11 @@ fn platform(n: &Node) -> Markup {
 }
 
 async fn zone_id(s: &AppState, ia: &InAccount) -> PageResult<Uuid> {
-    let (rec, _) = s
-        .store
-        .account_for_user(ia.acct.acct_id, ia.acct.caller.user_id)
-        .await?
-        .ok_or(ConsoleError::NoAccount)?;
-    Ok(rec.zone_id)
+    match service::accounts::get(s, &ia.acct.caller, ia.acct.acct_id).await {
+        Ok(account) => Ok(account.zone_id),
+        Err(service::ServiceError::NotFound(_)) => Err(ConsoleError::NoAccount),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn token_state(t: &JoinTokenInfo, now: i64) -> &'static str {

@@ -12,12 +12,15 @@ use crate::AppState;
 use crate::console::PageResult;
 use crate::console::html::{Nav, badge, page, simulated, time};
 use crate::console::session::InAccount;
+use crate::service;
 
 /// `GET /console`.
 pub(crate) async fn show(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
     let chrome = chrome(&s, &ia, Nav::Overview).await?;
     let acct = &ia.acct;
-    let counts = s.store.account_counts(acct.acct_id).await?;
+    let counts = service::accounts::get(&s, &acct.caller, acct.acct_id)
+        .await?
+        .totals;
     let nodes = s.store.list_nodes(acct.acct_id).await?;
     let pending = s
         .store
