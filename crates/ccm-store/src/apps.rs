@@ -446,6 +446,18 @@ impl Store {
         rows.into_iter().map(AppRow::into_app).collect()
     }
 
+    /// The app of an account with this name (names are unique within an account).
+    pub async fn app_by_name(&self, acct_id: Uuid, name: &str) -> Result<Option<App>> {
+        let row: Option<AppRow> = sqlx::query_as(&format!(
+            "SELECT {APP_COLS} FROM apps WHERE acct_id = $1 AND name = $2"
+        ))
+        .bind(acct_id.to_string())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(AppRow::into_app).transpose()
+    }
+
     /// An app of an account.
     pub async fn get_app(&self, acct_id: Uuid, app_id: Uuid) -> Result<Option<App>> {
         let mut conn = self.pool.acquire().await?;

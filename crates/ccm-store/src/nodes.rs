@@ -407,7 +407,7 @@ impl Store {
             sqlx::query(
                 "INSERT INTO tasks (task_id, acct_id, entity_id, task_type, status, description, \
                  requester_user_id, requester_name, requester_type, domains_added, created_at, status_updated_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, 'NODE', '[]', $8, $8)",
+                 VALUES ($1, $2, $3, $4, $5, $6, NULL, $7, 'SYSTEM', '[]', $8, $8)",
             )
             .bind(task_id.to_string())
             .bind(n.acct_id.to_string())

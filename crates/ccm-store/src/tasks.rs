@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use ccm_api::accounts::ApprovalPolicy;
 use ccm_api::tasks::{
-    ApprovalInfo, ApprovalStatus, RequesterInfo, Task, TaskStatus, TaskStatusType, TaskType,
+    ApprovalInfo, ApprovalStatus, RequesterInfo, RequesterType, Task, TaskStatus, TaskStatusType,
+    TaskType,
 };
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -231,7 +232,11 @@ impl TaskRow {
             requester_info: RequesterInfo {
                 user_id: opt_uuid("tasks.requester_user_id", self.requester_user_id.as_deref())?,
                 requester_name: self.requester_name,
-                requester_type: self.requester_type,
+                requester_type: enum_value(
+                    "tasks.requester_type",
+                    &self.requester_type,
+                    RequesterType::parse,
+                )?,
             },
             description: self.description,
             approvals,

@@ -58,10 +58,13 @@ async fn heartbeat(
         )
         .await?
         .ok_or_else(|| ApiError::not_found("node"))?;
+    let (heartbeat_interval_secs, renewal_threshold_percent) =
+        crate::service::nodes::agent_settings(&s, caller.node.zone_id).await?;
     Ok(Json(HeartbeatResponse {
         node_id: caller.node.node_id,
         status,
-        heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
+        heartbeat_interval_secs,
+        renewal_threshold_percent: Some(renewal_threshold_percent),
     }))
 }
 

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, anyhow};
 use ccm_api::apps::{
     AdvancedSettings, App, AppRequest, AppUpdateRequest, CertificateConfig, CertificateIssuer,
-    KeyType,
+    KeyType, LabelsUpdate,
 };
 use ccm_api::certificates::AppWithNodes;
 use reqwest::Method;
@@ -312,7 +312,7 @@ pub fn run(args: AppArgs) -> anyhow::Result<()> {
                 allowed_domains: (!fields.domains.is_empty()).then(|| fields.domains.clone()),
                 certificate: fields.certificate(),
                 advanced_settings: fields.advanced(),
-                labels: (!labels.is_empty()).then_some(labels),
+                labels: (!labels.is_empty()).then_some(LabelsUpdate::Replace(labels)),
             };
             let a: App = c.call(Method::PATCH, &format!("/v1/apps/{}", a.app_id), Some(&req))?;
             show(&a, out)
