@@ -108,7 +108,8 @@ pub fn apply(body: &mut Value, fields: &[ReferenceField]) -> Result<(), Unsuppor
 }
 
 fn lookup<'a>(body: &'a Value, path: &str) -> Option<&'a Value> {
-    path.split('.').try_fold(body, |v, key| v.as_object()?.get(key))
+    path.split('.')
+        .try_fold(body, |v, key| v.as_object()?.get(key))
 }
 
 /// Removes the field at `path`; a parent object left empty by the removal goes with it.
@@ -192,7 +193,11 @@ mod tests {
 
     #[test]
     fn bodies_of_other_shapes_are_left_to_the_parser() {
-        for mut v in [json!([1, 2]), json!("text"), json!({"advanced_settings": 3})] {
+        for mut v in [
+            json!([1, 2]),
+            json!("text"),
+            json!({"advanced_settings": 3}),
+        ] {
             let before = v.clone();
             apply(&mut v, FIELDS).unwrap();
             assert_eq!(v, before);

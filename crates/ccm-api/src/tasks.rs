@@ -436,7 +436,10 @@ mod tests {
         assert_eq!(v["task_kind"], "POLICY_CHANGE");
         assert_eq!(serde_json::from_value::<Task>(v).unwrap(), t);
         let b = serde_json::to_value(task(TaskType::BuildWhitelist, None)).unwrap();
-        assert_eq!((&b["task_type"], &b["task_kind"]), (&json!("BUILD_WHITELIST"), &json!("BUILD_WHITELIST")));
+        assert_eq!(
+            (&b["task_type"], &b["task_kind"]),
+            (&json!("BUILD_WHITELIST"), &json!("BUILD_WHITELIST"))
+        );
     }
 
     #[test]

@@ -283,7 +283,8 @@ redacted_debug!(ValidateTokenRequest);
 impl crate::compat::ReferenceFields for SignupRequest {
     fn reference_fields() -> &'static [crate::compat::ReferenceField] {
         // ccm rate-limits sign-ups per address and e-mail instead of a CAPTCHA.
-        const FIELDS: &[crate::compat::ReferenceField] = &[crate::compat::ReferenceField::ignore("recaptcha_response")];
+        const FIELDS: &[crate::compat::ReferenceField] =
+            &[crate::compat::ReferenceField::ignore("recaptcha_response")];
         FIELDS
     }
 }

@@ -205,6 +205,10 @@ mod tests {
         let e = parse_json::<Body>(br#"{"a": "x", "auth": [1]}"#).unwrap_err();
         assert_eq!(e.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
         assert_eq!(e.body().field.as_deref(), Some("auth"));
-        assert!(e.body().message.contains("passwords only"), "{}", e.body().message);
+        assert!(
+            e.body().message.contains("passwords only"),
+            "{}",
+            e.body().message
+        );
     }
 }

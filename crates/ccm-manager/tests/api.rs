@@ -997,7 +997,10 @@ async fn policy_changes_are_governed(b: Backend) {
     let task_id = upd["pending_policy_task_id"].as_str().unwrap().to_string();
     let (_, task) = h.get(&format!("/v1/tasks/{task_id}"), &mgr).await;
     assert_eq!(task["task_kind"], "POLICY_CHANGE", "{task}");
-    assert_eq!(task["task_type"], "DOMAIN_WHITELIST", "the reference's type: {task}");
+    assert_eq!(
+        task["task_type"], "DOMAIN_WHITELIST",
+        "the reference's type: {task}"
+    );
     assert_eq!(task["entity_id"], app_id.as_str());
     assert_eq!(task["proposed_policy"], weak, "{task}");
     assert_eq!(task["requester_info"]["requester_name"], "w@example.com");

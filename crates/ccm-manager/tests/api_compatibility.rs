@@ -15,9 +15,21 @@ const REFERENCE: &[(&str, &str, &str)] = &[
     ("GET", "/v1/zones", "getZones"),
     ("GET", "/v1/zones/{zone-id}", "getZone"),
     ("GET", "/v1/zones/{zone-id}/token", "getZoneJoinToken"),
-    ("GET", "/v1/zones/{zone-id}/certificates", "GetZoneCertificates"),
-    ("POST", "/v1/zones/{zone-id}/certificates", "createZoneCertificate"),
-    ("POST", "/v1/zones/{zone-id}/certificates/rotate", "rotateZoneCertificate"),
+    (
+        "GET",
+        "/v1/zones/{zone-id}/certificates",
+        "GetZoneCertificates",
+    ),
+    (
+        "POST",
+        "/v1/zones/{zone-id}/certificates",
+        "createZoneCertificate",
+    ),
+    (
+        "POST",
+        "/v1/zones/{zone-id}/certificates/rotate",
+        "rotateZoneCertificate",
+    ),
     ("GET", "/v1/accounts", "getAccounts"),
     ("POST", "/v1/accounts", "createAccount"),
     ("GET", "/v1/accounts/{account-id}", "getAccount"),
@@ -28,14 +40,26 @@ const REFERENCE: &[(&str, &str, &str)] = &[
     ("GET", "/v1/builds/{build-id}", "getBuild"),
     ("DELETE", "/v1/builds/{build-id}", "deleteBuild"),
     ("PATCH", "/v1/builds/{build-id}", "updateBuild"),
-    ("POST", "/v1/builds/convert-app/nitro-enclaves", "convertAppBuildNitroEnclaves"),
+    (
+        "POST",
+        "/v1/builds/convert-app/nitro-enclaves",
+        "convertAppBuildNitroEnclaves",
+    ),
     ("POST", "/v1/builds/convert-app/aci", "convertAppBuildAci"),
     ("GET", "/v1/nodes", "getAllNodes"),
     ("POST", "/v1/nodes", "provisionNode"),
     ("GET", "/v1/nodes/{node-id}", "getNode"),
     ("PATCH", "/v1/nodes/{node-id}", "updateNode"),
-    ("GET", "/v1/nodes/{node-id}/certificate", "getNodeCertificate"),
-    ("GET", "/v1/nodes/{node-id}/certificate-details", "getNodeCertificateDetails"),
+    (
+        "GET",
+        "/v1/nodes/{node-id}/certificate",
+        "getNodeCertificate",
+    ),
+    (
+        "GET",
+        "/v1/nodes/{node-id}/certificate-details",
+        "getNodeCertificateDetails",
+    ),
     ("POST", "/v1/nodes/{node-id}/deactivate", "deactivateNode"),
     ("GET", "/v1/certificates/{cert-id}", "getCertificate"),
     ("GET", "/v1/apps", "getAllApps"),
@@ -43,8 +67,16 @@ const REFERENCE: &[(&str, &str, &str)] = &[
     ("GET", "/v1/apps/{app-id}", "getApp"),
     ("PATCH", "/v1/apps/{app-id}", "updateApp"),
     ("DELETE", "/v1/apps/{app-id}", "deleteApp"),
-    ("GET", "/v1/apps/{app-id}/node/{node-id}/certificate-details", "getAppNodeCertificateDetails"),
-    ("GET", "/v1/apps/{app-id}/node/{node-id}/certificate", "getAppCertificate"),
+    (
+        "GET",
+        "/v1/apps/{app-id}/node/{node-id}/certificate-details",
+        "getAppNodeCertificateDetails",
+    ),
+    (
+        "GET",
+        "/v1/apps/{app-id}/node/{node-id}/certificate",
+        "getAppCertificate",
+    ),
     ("GET", "/v1/tasks", "getAllTasks"),
     ("GET", "/v1/tasks/{task-id}", "getTask"),
     ("PATCH", "/v1/tasks/{task-id}", "UpdateTask"),
@@ -58,12 +90,20 @@ const REFERENCE: &[(&str, &str, &str)] = &[
     ("PATCH", "/v1/users/{user-id}", "UpdateUser"),
     ("DELETE", "/v1/users/{user-id}", "deleteUserAccount"),
     ("GET", "/v1/users/{user-id}/accounts", "getUserAccounts"),
-    ("DELETE", "/v1/users/{user-id}/accounts", "deleteUserFromAccount"),
+    (
+        "DELETE",
+        "/v1/users/{user-id}/accounts",
+        "deleteUserFromAccount",
+    ),
     ("POST", "/v1/sys/auth", "authenticateUser"),
     ("POST", "/v1/sys/auth/discover", "discover"),
     ("POST", "/v1/sys/session/refresh", "refresh"),
     ("POST", "/v1/sys/session/terminate", "terminate"),
-    ("POST", "/v1/sys/session/select_account/{account-id}", "selectAccountBodrum"),
+    (
+        "POST",
+        "/v1/sys/session/select_account/{account-id}",
+        "selectAccountBodrum",
+    ),
     ("GET", "/v1/sys/version", "getManagerVersion"),
     ("PATCH", "/v1/system/config", "sysadminUpdateClusterConfig"),
     ("GET", "/v1/system/config", "sysadminGetClusterConfigure"),
@@ -81,36 +121,92 @@ const EM_CLIENT: &[(&str, &str, &str)] = &[
     ("delete_account", "DELETE", "/v1/accounts/{account_id}"),
     ("get_account", "GET", "/v1/accounts/{account_id}"),
     ("get_accounts", "GET", "/v1/accounts"),
-    ("select_account", "POST", "/v1/accounts/select_account/{account_id}"),
+    (
+        "select_account",
+        "POST",
+        "/v1/accounts/select_account/{account_id}",
+    ),
     ("update_account", "PATCH", "/v1/accounts/{account_id}"),
     ("add_application", "POST", "/v1/apps"),
     ("delete_app", "DELETE", "/v1/apps/{app_id}"),
     ("get_all_apps", "GET", "/v1/apps"),
     ("get_app", "GET", "/v1/apps/{app_id}"),
-    ("get_app_certificate", "GET", "/v1/apps/{app_id}/node/{node_id}/certificate"),
-    ("get_app_node_certificate_details", "GET", "/v1/apps/{app_id}/node/{node_id}/certificate-details"),
-    ("get_apps_unique_labels", "GET", "/v1/apps/unique_labels/count"),
+    (
+        "get_app_certificate",
+        "GET",
+        "/v1/apps/{app_id}/node/{node_id}/certificate",
+    ),
+    (
+        "get_app_node_certificate_details",
+        "GET",
+        "/v1/apps/{app_id}/node/{node_id}/certificate-details",
+    ),
+    (
+        "get_apps_unique_labels",
+        "GET",
+        "/v1/apps/unique_labels/count",
+    ),
     ("update_app", "PATCH", "/v1/apps/{app_id}"),
     ("create_application_config", "POST", "/v1/app_configs"),
-    ("delete_application_config", "DELETE", "/v1/app_configs/{config_id}"),
+    (
+        "delete_application_config",
+        "DELETE",
+        "/v1/app_configs/{config_id}",
+    ),
     ("get_all_application_configs", "GET", "/v1/app_configs"),
-    ("get_application_config", "GET", "/v1/app_configs/{config_id}"),
-    ("get_specific_runtime_application_config", "GET", "/v1/runtime/app_configs/{config_id}"),
-    ("update_application_config", "PATCH", "/v1/app_configs/{config_id}"),
-    ("approve_approval_request", "POST", "/v1/approval_requests/{request_id}/approve"),
+    (
+        "get_application_config",
+        "GET",
+        "/v1/app_configs/{config_id}",
+    ),
+    (
+        "get_specific_runtime_application_config",
+        "GET",
+        "/v1/runtime/app_configs/{config_id}",
+    ),
+    (
+        "update_application_config",
+        "PATCH",
+        "/v1/app_configs/{config_id}",
+    ),
+    (
+        "approve_approval_request",
+        "POST",
+        "/v1/approval_requests/{request_id}/approve",
+    ),
     ("create_approval_request", "POST", "/v1/approval_requests"),
-    ("delete_approval_request", "DELETE", "/v1/approval_requests/{request_id}"),
-    ("deny_approval_request", "POST", "/v1/approval_requests/{request_id}/deny"),
+    (
+        "delete_approval_request",
+        "DELETE",
+        "/v1/approval_requests/{request_id}",
+    ),
+    (
+        "deny_approval_request",
+        "POST",
+        "/v1/approval_requests/{request_id}/deny",
+    ),
     ("get_all_approval_requests", "GET", "/v1/approval_requests"),
-    ("get_approval_request", "GET", "/v1/approval_requests/{request_id}"),
-    ("get_approval_request_result", "POST", "/v1/approval_requests/{request_id}/result"),
+    (
+        "get_approval_request",
+        "GET",
+        "/v1/approval_requests/{request_id}",
+    ),
+    (
+        "get_approval_request_result",
+        "POST",
+        "/v1/approval_requests/{request_id}/result",
+    ),
     ("authenticate_user", "POST", "/v1/sys/auth"),
     ("convert_app_build", "POST", "/v1/builds/convert-app"),
     ("create_build", "POST", "/v1/builds"),
     ("delete_build", "DELETE", "/v1/builds/{build_id}"),
     ("get_all_builds", "GET", "/v1/builds"),
     ("get_build", "GET", "/v1/builds/{build_id}"),
-    ("get_build_deployments", "GET", "/v1/builds/deployments/{build_id}"),
+    (
+        "get_build_deployments",
+        "GET",
+        "/v1/builds/deployments/{build_id}",
+    ),
     ("update_build", "PATCH", "/v1/builds/{build_id}"),
     ("get_certificate", "GET", "/v1/certificates/{cert_id}"),
     ("new_certificate", "POST", "/v1/certificates"),
@@ -122,9 +218,21 @@ const EM_CLIENT: &[(&str, &str, &str)] = &[
     ("deactivate_node", "POST", "/v1/nodes/{node_id}/deactivate"),
     ("get_all_nodes", "GET", "/v1/nodes"),
     ("get_node", "GET", "/v1/nodes/{node_id}"),
-    ("get_node_certificate", "GET", "/v1/nodes/{node_id}/certificate"),
-    ("get_node_certificate_details", "GET", "/v1/nodes/{node_id}/certificate-details"),
-    ("get_nodes_unique_labels", "GET", "/v1/nodes/unique_labels/count"),
+    (
+        "get_node_certificate",
+        "GET",
+        "/v1/nodes/{node_id}/certificate",
+    ),
+    (
+        "get_node_certificate_details",
+        "GET",
+        "/v1/nodes/{node_id}/certificate-details",
+    ),
+    (
+        "get_nodes_unique_labels",
+        "GET",
+        "/v1/nodes/unique_labels/count",
+    ),
     ("provision_node", "POST", "/v1/nodes"),
     ("update_node", "PATCH", "/v1/nodes/{node_id}"),
     ("update_node_status", "POST", "/v1/node/status"),
@@ -141,44 +249,119 @@ const EM_CLIENT: &[(&str, &str, &str)] = &[
     ("get_task_status", "GET", "/v1/tasks/status/{task_id}"),
     ("update_task", "PATCH", "/v1/tasks/{task_id}"),
     ("convert_app", "POST", "/v1/tools/converter/convert-app"),
-    ("accept_terms_and_conditions", "PATCH", "/v1/users/terms_and_conditions"),
+    (
+        "accept_terms_and_conditions",
+        "PATCH",
+        "/v1/users/terms_and_conditions",
+    ),
     ("change_password", "POST", "/v1/users/change_password"),
     ("confirm_email", "POST", "/v1/users/confirm_email"),
     ("create_user", "POST", "/v1/users"),
     ("delete_user_account", "DELETE", "/v1/users/{user_id}"),
-    ("delete_user_from_account", "DELETE", "/v1/users/{user_id}/accounts"),
+    (
+        "delete_user_from_account",
+        "DELETE",
+        "/v1/users/{user_id}/accounts",
+    ),
     ("forgot_password", "POST", "/v1/users/forgot_password"),
     ("get_all_users", "GET", "/v1/users"),
     ("get_logged_in_user", "GET", "/v1/user"),
     ("get_user", "GET", "/v1/users/{user_id}"),
     ("invite_user", "POST", "/v1/users/invite"),
     ("process_invitations", "POST", "/v1/users/process_invite"),
-    ("resend_confirm_email", "POST", "/v1/users/resend_confirm_email"),
-    ("resend_invitation", "POST", "/v1/users/{user_id}/resend_invite"),
-    ("reset_password", "POST", "/v1/users/{user_id}/reset_password"),
+    (
+        "resend_confirm_email",
+        "POST",
+        "/v1/users/resend_confirm_email",
+    ),
+    (
+        "resend_invitation",
+        "POST",
+        "/v1/users/{user_id}/resend_invite",
+    ),
+    (
+        "reset_password",
+        "POST",
+        "/v1/users/{user_id}/reset_password",
+    ),
     ("update_user", "PATCH", "/v1/users/{user_id}"),
-    ("validate_password_reset_token", "POST", "/v1/users/{user_id}/validate_token"),
-    ("create_workflow_graph", "POST", "/v1/workflows/draft/graphs"),
-    ("delete_workflow_graph", "DELETE", "/v1/workflows/draft/graphs/{graph_id}"),
-    ("get_all_workflow_graphs", "GET", "/v1/workflows/draft/graphs"),
-    ("get_workflow_graph", "GET", "/v1/workflows/draft/graphs/{graph_id}"),
-    ("update_workflow_graph", "PUT", "/v1/workflows/draft/graphs/{graph_id}"),
-    ("create_final_workflow_graph", "POST", "/v1/workflows/final/graphs"),
-    ("delete_final_workflow_graph", "DELETE", "/v1/workflows/final/graphs/{graph_id}/{version}"),
-    ("get_all_final_workflow_graphs", "GET", "/v1/workflows/final/graphs"),
-    ("get_final_workflow_graph", "GET", "/v1/workflows/final/graphs/{graph_id}/{version}"),
-    ("get_full_final_workflow_graph", "GET", "/v1/workflows/final/graphs/{graph_id}"),
-    ("update_final_workflow_graph", "POST", "/v1/workflows/final/graphs/{graph_id}"),
+    (
+        "validate_password_reset_token",
+        "POST",
+        "/v1/users/{user_id}/validate_token",
+    ),
+    (
+        "create_workflow_graph",
+        "POST",
+        "/v1/workflows/draft/graphs",
+    ),
+    (
+        "delete_workflow_graph",
+        "DELETE",
+        "/v1/workflows/draft/graphs/{graph_id}",
+    ),
+    (
+        "get_all_workflow_graphs",
+        "GET",
+        "/v1/workflows/draft/graphs",
+    ),
+    (
+        "get_workflow_graph",
+        "GET",
+        "/v1/workflows/draft/graphs/{graph_id}",
+    ),
+    (
+        "update_workflow_graph",
+        "PUT",
+        "/v1/workflows/draft/graphs/{graph_id}",
+    ),
+    (
+        "create_final_workflow_graph",
+        "POST",
+        "/v1/workflows/final/graphs",
+    ),
+    (
+        "delete_final_workflow_graph",
+        "DELETE",
+        "/v1/workflows/final/graphs/{graph_id}/{version}",
+    ),
+    (
+        "get_all_final_workflow_graphs",
+        "GET",
+        "/v1/workflows/final/graphs",
+    ),
+    (
+        "get_final_workflow_graph",
+        "GET",
+        "/v1/workflows/final/graphs/{graph_id}/{version}",
+    ),
+    (
+        "get_full_final_workflow_graph",
+        "GET",
+        "/v1/workflows/final/graphs/{graph_id}",
+    ),
+    (
+        "update_final_workflow_graph",
+        "POST",
+        "/v1/workflows/final/graphs/{graph_id}",
+    ),
     ("get_zone", "GET", "/v1/zones/{zone_id}"),
     ("get_zone_join_token", "GET", "/v1/zones/{zone_id}/token"),
     ("get_zones", "GET", "/v1/zones"),
-    ("get_runtime_application_config", "GET", "/v1/runtime/app_configs"),
+    (
+        "get_runtime_application_config",
+        "GET",
+        "/v1/runtime/app_configs",
+    ),
 ];
 
 const STATUSES: &[&str] = &["works", "differs", "incompatible", "missing", "ccm"];
 
 fn doc() -> String {
-    let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/api-compatibility.md");
+    let path = concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../docs/api-compatibility.md"
+    );
     std::fs::read_to_string(path).unwrap()
 }
 
@@ -232,8 +415,14 @@ fn endpoint_rows(doc: &str) -> BTreeMap<String, (String, String, String)> {
         let (method, path) = unquote(&cells[0]).split_once(' ').unwrap();
         let key = endpoint(method, path);
         let status = cells[3].clone();
-        assert!(STATUSES.contains(&status.as_str()), "status {status:?} of {key}");
-        assert!(!cells[4].is_empty() || status == "works", "{key}: say what differs");
+        assert!(
+            STATUSES.contains(&status.as_str()),
+            "status {status:?} of {key}"
+        );
+        assert!(
+            !cells[4].is_empty() || status == "works",
+            "{key}: say what differs"
+        );
         let old = rows.insert(
             key.clone(),
             (
@@ -280,7 +469,10 @@ fn every_route_has_a_row_and_every_row_tells_the_truth() {
                 "{e}: a missing row is for a reference endpoint or an em-client call"
             );
         } else {
-            assert!(routes.contains(e), "{e} says {status}, but there is no such route");
+            assert!(
+                routes.contains(e),
+                "{e} says {status}, but there is no such route"
+            );
         }
         if status == "ccm" {
             assert!(

@@ -43,8 +43,12 @@ async fn zones_carry_node_settings_and_give_fresh_join_tokens(b: Backend) {
     h.signup("w@example.com").await;
     h.join(&mgr, "w@example.com", "WRITER").await;
     let writer = h.login("w@example.com").await;
-    h.post(&format!("/v1/sys/session/select_account/{acct}"), &writer, json!({}))
-        .await;
+    h.post(
+        &format!("/v1/sys/session/select_account/{acct}"),
+        &writer,
+        json!({}),
+    )
+    .await;
     let (other, _) = h.user_with_account("o@example.com", "other").await;
     let zone = zone_of(&h, &mgr, &acct).await;
 
@@ -64,13 +68,21 @@ async fn zones_carry_node_settings_and_give_fresh_join_tokens(b: Backend) {
         .patch(&path, &writer, json!({"node_refresh_interval": 20}))
         .await;
     assert_error(&r, StatusCode::FORBIDDEN, "forbidden", None);
-    let r = h.patch(&path, &other, json!({"node_refresh_interval": 20})).await;
+    let r = h
+        .patch(&path, &other, json!({"node_refresh_interval": 20}))
+        .await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
     for (body, field) in [
         (json!({"node_refresh_interval": 0}), "node_refresh_interval"),
         // Half of node_stale_after_secs (60) at most.
-        (json!({"node_refresh_interval": 31}), "node_refresh_interval"),
-        (json!({"node_renewal_threshold": 95}), "node_renewal_threshold"),
+        (
+            json!({"node_refresh_interval": 31}),
+            "node_refresh_interval",
+        ),
+        (
+            json!({"node_renewal_threshold": 95}),
+            "node_renewal_threshold",
+        ),
         (
             json!({"node_enrollment": {"accepted_tcb_statuses": []}}),
             "node_enrollment.accepted_tcb_statuses",
@@ -84,7 +96,9 @@ async fn zones_carry_node_settings_and_give_fresh_join_tokens(b: Backend) {
             Some(field),
         );
     }
-    let r = h.patch(&path, &mgr, json!({"node_renewal_threshold": "x"})).await;
+    let r = h
+        .patch(&path, &mgr, json!({"node_renewal_threshold": "x"}))
+        .await;
     assert_error(
         &r,
         StatusCode::UNPROCESSABLE_ENTITY,
@@ -138,16 +152,17 @@ async fn zones_carry_node_settings_and_give_fresh_join_tokens(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{listed}");
     let listed = listed.as_array().unwrap();
     assert_eq!(listed.len(), 2);
-    assert!(listed.iter().all(|t| t.get("token").is_none()), "no secrets");
+    assert!(
+        listed.iter().all(|t| t.get("token").is_none()),
+        "no secrets"
+    );
     let created = audit(&h, &mgr)
         .await
         .into_iter()
         .filter(|e| e["action"] == "join_token.create")
         .count();
     assert_eq!(created, 2);
-    let r = h
-        .get(&format!("/v1/zones/{zone}/tokens"), &other)
-        .await;
+    let r = h.get(&format!("/v1/zones/{zone}/tokens"), &other).await;
     assert_error(&r, StatusCode::NOT_FOUND, "not_found", None);
     // The token admits a node within the hour, not after.
     let nonce = |t: Value| {
@@ -197,7 +212,11 @@ async fn reference_fields_are_ignored_or_refused(b: Backend) {
         "unsupported_field",
         Some("auth_configs"),
     );
-    assert!(r.1["message"].as_str().unwrap().contains("passwords"), "{}", r.1);
+    assert!(
+        r.1["message"].as_str().unwrap().contains("passwords"),
+        "{}",
+        r.1
+    );
     let r = h
         .post("/v1/accounts", &mgr, json!({"name": "x", "colour": "red"}))
         .await;
@@ -208,7 +227,11 @@ async fn reference_fields_are_ignored_or_refused(b: Backend) {
         Some("colour"),
     );
     let r = h
-        .patch(&format!("/v1/accounts/{acct}"), &mgr, json!({"enabled": false}))
+        .patch(
+            &format!("/v1/accounts/{acct}"),
+            &mgr,
+            json!({"enabled": false}),
+        )
         .await;
     assert_error(
         &r,
@@ -267,7 +290,11 @@ async fn reference_fields_are_ignored_or_refused(b: Backend) {
     // An update with only ignored settings changes no policy; with ccm's own it does.
     let path = format!("/v1/apps/{app_id}");
     let (st, upd) = h
-        .patch(&path, &mgr, json!({"advanced_settings": {"entrypoint": ["/x"]}}))
+        .patch(
+            &path,
+            &mgr,
+            json!({"advanced_settings": {"entrypoint": ["/x"]}}),
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{upd}");
     assert!(upd.get("pending_policy_task_id").is_none(), "{upd}");
@@ -323,8 +350,10 @@ async fn reference_fields_are_ignored_or_refused(b: Backend) {
             Method::POST,
             "/v1/users",
             None,
-            Some(json!({"user_email": "r@example.com", "user_password": common::PASSWORD,
-                        "recaptcha_response": "x"})),
+            Some(
+                json!({"user_email": "r@example.com", "user_password": common::PASSWORD,
+                        "recaptcha_response": "x"}),
+            ),
         )
         .await;
     assert_eq!(st, StatusCode::CREATED, "{u}");
@@ -451,7 +480,11 @@ async fn images_from_known_values_need_no_docker_info(b: Backend) {
     // The reference's account selection: 204, and the session works in the account.
     let (other_mgr, other) = h.user_with_account("o@example.com", "other").await;
     let (st, body) = h
-        .post(&format!("/v1/accounts/select_account/{acct}"), &other_mgr, json!({}))
+        .post(
+            &format!("/v1/accounts/select_account/{acct}"),
+            &other_mgr,
+            json!({}),
+        )
         .await;
     assert_error(&(st, body), StatusCode::NOT_FOUND, "not_found", None);
     let r = h
@@ -474,8 +507,16 @@ async fn images_from_known_values_need_no_docker_info(b: Backend) {
     assert_eq!(r.status(), StatusCode::NO_CONTENT);
     assert_eq!(r.text().await.unwrap(), "");
     let (st, session) = h
-        .call(Method::POST, "/v1/sys/session/refresh", Some(&other_mgr), None)
+        .call(
+            Method::POST,
+            "/v1/sys/session/refresh",
+            Some(&other_mgr),
+            None,
+        )
         .await;
     assert_eq!(st, StatusCode::OK, "{session}");
-    assert_eq!(session["session_info"]["selected_account_id"], other.as_str());
+    assert_eq!(
+        session["session_info"]["selected_account_id"],
+        other.as_str()
+    );
 }

@@ -161,7 +161,10 @@ async fn em_client_drives_the_core_journey(b: Backend) {
         app.allowed_domains,
         Some(vec!["flask.example.com".to_string()])
     );
-    assert!(app.pending_task_id.is_some(), "the domain waits for approval");
+    assert!(
+        app.pending_task_id.is_some(),
+        "the domain waits for approval"
+    );
     assert_eq!(got_app.app_id, app.app_id);
     assert_eq!(got_app.labels, app.labels);
     assert_eq!(got_app.nodes, Some(Vec::new()));
@@ -173,7 +176,10 @@ async fn em_client_drives_the_core_journey(b: Backend) {
     );
     // The entrypoint did not become a policy change: the attestation policy is the default.
     let (_, native) = h.get(&format!("/v1/apps/{}", app.app_id), &token).await;
-    assert_eq!(native["advanced_settings"]["allow_debug"], false, "{native}");
+    assert_eq!(
+        native["advanced_settings"]["allow_debug"], false,
+        "{native}"
+    );
     assert!(native.get("pending_policy_task_id").is_none(), "{native}");
 
     // Images from known values without docker_info; the task; its approval.
@@ -408,7 +414,10 @@ async fn em_client_parses_and_approves_every_kind_of_task(b: Backend) {
     assert_eq!(st, StatusCode::OK, "{auto_build}");
     let (_, auto_tasks) = h
         .get(
-            &format!("/v1/tasks?entity_id={}", auto_build["build_id"].as_str().unwrap()),
+            &format!(
+                "/v1/tasks?entity_id={}",
+                auto_build["build_id"].as_str().unwrap()
+            ),
             &mgr,
         )
         .await;
@@ -473,7 +482,10 @@ async fn em_client_parses_and_approves_every_kind_of_task(b: Backend) {
     assert_eq!(node.entity_id, id06(&node_id));
     assert_eq!(node.status.status, models::TaskStatusType::INPROGRESS);
     assert_eq!(node_decided.node_id, Some(id06(&node_id)));
-    assert_eq!(node_decided.task_type, Some(models::TaskType::NODE_ATTESTATION));
+    assert_eq!(
+        node_decided.task_type,
+        Some(models::TaskType::NODE_ATTESTATION)
+    );
     assert_eq!(
         node_decided.task_status.map(|s| s.status),
         Some(models::TaskStatusType::SUCCESS)
@@ -481,7 +493,10 @@ async fn em_client_parses_and_approves_every_kind_of_task(b: Backend) {
 
     assert_eq!(policy.task_type, models::TaskType::DOMAIN_WHITELIST);
     assert_eq!(policy.entity_id, id06(&json!(app_id)));
-    assert_eq!(policy_decided.task_type, Some(models::TaskType::DOMAIN_WHITELIST));
+    assert_eq!(
+        policy_decided.task_type,
+        Some(models::TaskType::DOMAIN_WHITELIST)
+    );
     assert_eq!(policy_after.status.status, models::TaskStatusType::SUCCESS);
     let (_, me) = h.get("/v1/user", &mgr).await;
     assert_eq!(policy_after.approvals[0].user_id, id06(&me["user_id"]));

@@ -510,7 +510,10 @@ async fn heartbeat_deactivation_and_crl(backend: Backend) {
         pem.headers()["content-type"].to_str().unwrap(),
         "application/x-pem-file"
     );
-    assert_eq!(pem.text().await.unwrap(), r["certificate"].as_str().unwrap());
+    assert_eq!(
+        pem.text().await.unwrap(),
+        r["certificate"].as_str().unwrap()
+    );
 
     // Deactivation: the very next request with either certificate is refused.
     let (st, _) = w

@@ -132,7 +132,13 @@ impl Store {
                 d.docker_image_size,
                 "docker_info.docker_version",
             ),
-            None => ("", b.enclave_info.mrenclave.as_str(), None, None, "mrenclave"),
+            None => (
+                "",
+                b.enclave_info.mrenclave.as_str(),
+                None,
+                None,
+                "mrenclave",
+            ),
         };
         sqlx::query(
             "INSERT INTO builds (build_id, acct_id, app_id, docker_image_name, docker_version, \

@@ -141,8 +141,7 @@ const ZONE_COLS: &str = "z.zone_id, z.acct_id, z.name, z.description, z.ca_cert_
      z.node_refresh_interval, z.node_renewal_threshold, p.policy AS node_policy";
 
 /// The tables [`ZONE_COLS`] come from.
-const ZONES_WITH_POLICY: &str =
-    "zones z LEFT JOIN zone_node_policy p ON p.zone_id = z.zone_id";
+const ZONES_WITH_POLICY: &str = "zones z LEFT JOIN zone_node_policy p ON p.zone_id = z.zone_id";
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {

@@ -327,7 +327,10 @@ async fn fencing_completion_and_recovery(db: Db) {
         b.image_digest().map(String::from),
         Some(format!("sha256:{}", "c".repeat(64)))
     );
-    assert_eq!(b.docker_info.as_ref().and_then(|d| d.docker_image_size), Some(3));
+    assert_eq!(
+        b.docker_info.as_ref().and_then(|d| d.docker_image_size),
+        Some(3)
+    );
     let task = b.pending_task_id.expect("BUILD_WHITELIST task");
     let t = f.store.get_task(f.acct, task).await.unwrap().unwrap();
     assert_eq!(t.task_type.as_str(), "BUILD_WHITELIST");

@@ -57,7 +57,9 @@ async fn create_build(
 ) -> ApiResult<Json<Build>> {
     if super::conversions::is_conversion_request(&body) {
         let req = super::conversions::parse_conversion_request(&body)?;
-        return Ok(Json(crate::service::conversions::start(&s, &acct, req).await?));
+        return Ok(Json(
+            crate::service::conversions::start(&s, &acct, req).await?,
+        ));
     }
     let req = crate::extract::parse_json::<CreateBuildRequest>(body.to_string().as_bytes())?;
     Ok(Json(images::create(&s, &acct, req).await?))

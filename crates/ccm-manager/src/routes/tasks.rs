@@ -2,9 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use ccm_api::tasks::{
-    DecidedTask, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest,
-};
+use ccm_api::tasks::{DecidedTask, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;

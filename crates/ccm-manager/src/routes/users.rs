@@ -6,9 +6,8 @@ use axum::http::StatusCode;
 use ccm_api::accounts::AccessRole;
 use ccm_api::users::{
     ForgotPasswordRequest, Invitation, InviteUserRequest, InvitedUser, PasswordChangeRequest,
-    PasswordResetRequest,
-    ProcessInviteRequest, ResetTokenResponse, SignupRequest, UpdateUserRequest, User,
-    ValidateTokenRequest, ValidateTokenResponse,
+    PasswordResetRequest, ProcessInviteRequest, ResetTokenResponse, SignupRequest,
+    UpdateUserRequest, User, ValidateTokenRequest, ValidateTokenResponse,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;

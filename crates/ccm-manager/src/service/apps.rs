@@ -31,11 +31,9 @@
 use ccm_api::accounts::{AccessRole, ApprovalPolicy};
 use std::collections::BTreeMap;
 
-use ccm_api::apps::{
-    AdvancedSettings, App, AppRequest, AppUpdateRequest, LabelsUpdate, TcbStatus,
-};
-use ccm_api::registries::PatchOperation;
+use ccm_api::apps::{AdvancedSettings, App, AppRequest, AppUpdateRequest, LabelsUpdate, TcbStatus};
 use ccm_api::certificates::AppWithNodes;
+use ccm_api::registries::PatchOperation;
 use ccm_attest::Policy;
 use ccm_store::{AppEdit, PolicyEdit};
 use uuid::Uuid;
@@ -275,9 +273,7 @@ pub fn updated_labels(
             .strip_prefix('/')
             .filter(|k| !k.is_empty() && !k.contains('/'))
             .map(|k| k.replace("~1", "/").replace("~0", "~"))
-            .ok_or_else(|| {
-                ServiceError::invalid(format!("labels[{i}].path"), "must be /KEY")
-            })?;
+            .ok_or_else(|| ServiceError::invalid(format!("labels[{i}].path"), "must be /KEY"))?;
         match op.op {
             PatchOperation::Add | PatchOperation::Replace => {
                 let Some(serde_json::Value::String(value)) = op.value else {
@@ -481,11 +477,23 @@ mod tests {
             ])
         );
         for (bad, field) in [
-            (op(PatchOperation::Replace, "/nope", Some("x".into())), "labels[0].path"),
+            (
+                op(PatchOperation::Replace, "/nope", Some("x".into())),
+                "labels[0].path",
+            ),
             (op(PatchOperation::Remove, "/nope", None), "labels[0].path"),
-            (op(PatchOperation::Add, "team", Some("x".into())), "labels[0].path"),
-            (op(PatchOperation::Add, "/a/b", Some("x".into())), "labels[0].path"),
-            (op(PatchOperation::Add, "/a", Some(3.into())), "labels[0].value"),
+            (
+                op(PatchOperation::Add, "team", Some("x".into())),
+                "labels[0].path",
+            ),
+            (
+                op(PatchOperation::Add, "/a/b", Some("x".into())),
+                "labels[0].path",
+            ),
+            (
+                op(PatchOperation::Add, "/a", Some(3.into())),
+                "labels[0].value",
+            ),
             (op(PatchOperation::Add, "/a", None), "labels[0].value"),
         ] {
             match updated_labels(&old, LabelsUpdate::Patch(vec![bad])) {

@@ -542,7 +542,11 @@ mod tests {
             node_enrollment: Some(NodePolicy::default()),
         };
         let edit = check_update(&ok, 60).unwrap();
-        assert_eq!(edit.description, Some(None), "an empty description clears it");
+        assert_eq!(
+            edit.description,
+            Some(None),
+            "an empty description clears it"
+        );
         assert_eq!(edit.node_refresh_interval, Some(30));
         let field = |req: ZoneUpdateRequest| match check_update(&req, 60) {
             Err(ServiceError::Invalid(f)) => f[0].field.clone(),
@@ -575,7 +579,10 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(field(req), "description");
-        assert_eq!(check_update(&Default::default(), 60).unwrap(), ZoneEdit::default());
+        assert_eq!(
+            check_update(&Default::default(), 60).unwrap(),
+            ZoneEdit::default()
+        );
     }
 
     #[test]

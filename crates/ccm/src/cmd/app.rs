@@ -193,7 +193,11 @@ fn show_with_nodes(a: &AppWithNodes, out: Output) -> anyhow::Result<()> {
                     "node",
                     format!(
                         "{} ({}) {} MRENCLAVE {} certificate {}",
-                        n.node_name, n.node_id, n.status, n.mrenclave, n.certificate.certificate_id
+                        n.node_name,
+                        n.node_id,
+                        n.status.status.as_str(),
+                        n.mrenclave,
+                        n.certificate.certificate_id
                     ),
                 ));
             }

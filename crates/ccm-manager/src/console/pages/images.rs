@@ -370,14 +370,13 @@ async fn create_known(
     let version = form.text("docker_info.docker_version").trim().to_string();
     let digest = form.opt("docker_info.docker_image_sha");
     // Without image coordinates the image is known by its enclave identity alone.
-    let docker_info = (!(name.is_empty() && version.is_empty() && digest.is_none())).then_some(
-        DockerInfo {
+    let docker_info =
+        (!(name.is_empty() && version.is_empty() && digest.is_none())).then_some(DockerInfo {
             docker_image_name: name,
             docker_version: version,
             docker_image_sha: digest,
             docker_image_size: None,
-        },
-    );
+        });
     let req = CreateBuildRequest {
         app_id: Some(app_id),
         app_name: None,
