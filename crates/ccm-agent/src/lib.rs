@@ -582,10 +582,18 @@ impl AgentInner {
             })
             .await?;
         tracing::debug!(status = resp.status.as_str(), "heartbeat");
+        // The zone's settings may have changed since enrollment.
+        if let Ok(mut id) = self.identity.write() {
+            id.heartbeat_interval_secs = resp.heartbeat_interval_secs;
+            if let Some(t) = resp.renewal_threshold_percent {
+                id.renewal_threshold_percent = t;
+            }
+        }
         Ok(())
     }
 
-    /// Renews the node certificate when two thirds of its validity have passed.
+    /// Renews the node certificate when less of its validity is left than the zone's renewal
+    /// threshold ([`renewal_due`]).
     async fn maybe_renew(&self) -> Result<bool, Error> {
         let cert_pem = self.node_certificate();
         let block = ::pem::parse(&cert_pem).map_err(|e| Error::Tls(e.to_string()))?;
@@ -593,8 +601,12 @@ impl AgentInner {
             .map_err(|e| Error::Tls(e.to_string()))?;
         let from = cert.validity().not_before.timestamp();
         let to = cert.validity().not_after.timestamp();
-        let renew_at = from + (to - from) * 2 / 3;
-        if unix_now() < renew_at {
+        let threshold = self
+            .identity
+            .read()
+            .map(|i| i.renewal_threshold_percent)
+            .unwrap_or_else(|_| state::default_renewal_threshold());
+        if !renewal_due(from, to, unix_now(), threshold) {
             return Ok(false);
         }
         let name = self
@@ -638,6 +650,14 @@ impl AgentInner {
         tracing::info!("node certificate renewed");
         Ok(true)
     }
+}
+
+/// Whether a certificate valid from `from` to `to` (Unix seconds) is due for renewal at `now`:
+/// less than `threshold_percent` of its validity is left (the threshold is kept within 1-99).
+fn renewal_due(from: i64, to: i64, now: i64, threshold_percent: u32) -> bool {
+    let validity = i128::from(to.saturating_sub(from).max(0));
+    let left = i128::from(to.saturating_sub(now));
+    left * 100 < validity * i128::from(threshold_percent.clamp(1, 99))
 }
 
 /// The running application instances a heartbeat reports: the certificates still valid at
@@ -773,6 +793,9 @@ pub async fn start(config: AgentConfig) -> Result<RunningAgent, Error> {
                 certificate: enrollment.certificate,
                 ca_certificate: enrollment.ca_certificate,
                 heartbeat_interval_secs: enrollment.heartbeat_interval_secs,
+                renewal_threshold_percent: enrollment
+                    .renewal_threshold_percent
+                    .unwrap_or_else(state::default_renewal_threshold),
                 simulated: enrollment.node.sgx_info.simulated,
             };
             state.save_identity(&id, &key_pem)?;
@@ -850,6 +873,22 @@ mod tests {
         assert_eq!(secs, [1, 2, 4, 8, 16, 32, 60, 60, 60]);
         assert_eq!(reconnect_delay(0), Duration::from_secs(1));
         assert_eq!(reconnect_delay(u32::MAX), Duration::from_secs(60));
+    }
+
+    #[test]
+    fn renewal_is_due_when_less_than_the_threshold_is_left() {
+        // 100 s of validity, 33 %: due once fewer than 33 s are left.
+        assert!(!renewal_due(0, 100, 66, 33));
+        assert!(!renewal_due(0, 100, 67, 33));
+        assert!(renewal_due(0, 100, 68, 33));
+        // A zone renewing early (90 %) and late (5 %).
+        assert!(renewal_due(1000, 2000, 1101, 90));
+        assert!(!renewal_due(1000, 2000, 1099, 90));
+        assert!(!renewal_due(1000, 2000, 1949, 5));
+        assert!(renewal_due(1000, 2000, 1951, 5));
+        // Expired, and nonsense validity, are due.
+        assert!(renewal_due(0, 100, 200, 33));
+        assert!(renewal_due(100, 0, 50, 33));
     }
 
     #[test]

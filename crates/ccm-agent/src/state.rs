@@ -38,10 +38,20 @@ pub struct Identity {
     pub certificate: String,
     /// The zone CA certificate (PEM).
     pub ca_certificate: String,
-    /// Heartbeat interval the manager asked for.
+    /// Heartbeat interval the manager asked for (the zone's `node_refresh_interval`).
     pub heartbeat_interval_secs: u64,
+    /// Renew the node certificate when less than this percentage of its validity is left (the
+    /// zone's `node_renewal_threshold`).
+    #[serde(default = "default_renewal_threshold")]
+    pub renewal_threshold_percent: u32,
     /// Whether the platform is simulated.
     pub simulated: bool,
+}
+
+/// The renewal threshold of identities saved before zones had one (and of managers that do not
+/// send it): renewal when a third of the validity is left.
+pub fn default_renewal_threshold() -> u32 {
+    33
 }
 
 /// An issuance request kept until it is finished.

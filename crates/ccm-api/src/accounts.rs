@@ -4,6 +4,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::compat::{ReferenceField, ReferenceFields};
+
+const NO_AUTH_CONFIGS: &str = "ccm authenticates users with passwords (and API keys) only; \
+     per-account authentication methods are not implemented";
+
 /// A user's role in an account. Ordered: `READER < WRITER < MANAGER`.
 #[derive(
     Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize, ToSchema,
@@ -99,6 +104,22 @@ pub struct AccountRequest {
     pub allow_simulated: Option<bool>,
 }
 
+impl ReferenceFields for AccountRequest {
+    fn reference_fields() -> &'static [ReferenceField] {
+        const FIELDS: &[ReferenceField] = &[
+            ReferenceField::ignore("custom_logo"),
+            ReferenceField::ignore("component"),
+            ReferenceField::refuse("auth_configs", NO_AUTH_CONFIGS),
+            ReferenceField::refuse(
+                "node_enrollment",
+                "node enrollment is set per zone: `node_enrollment` of \
+                 PATCH /v1/zones/{zone_id}",
+            ),
+        ];
+        FIELDS
+    }
+}
+
 /// `PATCH /v1/accounts/{acct_id}`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -113,6 +134,30 @@ pub struct AccountUpdateRequest {
     /// `--trust-simulated-root`). Off by default; for development and tests only.
     #[serde(default)]
     pub allow_simulated: Option<bool>,
+}
+
+impl ReferenceFields for AccountUpdateRequest {
+    fn reference_fields() -> &'static [ReferenceField] {
+        const FIELDS: &[ReferenceField] = &[
+            ReferenceField::ignore("custom_logo"),
+            ReferenceField::ignore("features"),
+            ReferenceField::ignore("default_group_id"),
+            ReferenceField::ignore("marketplace_group_id"),
+            ReferenceField::ignore("azure_cvm_pcr_priority"),
+            ReferenceField::refuse("add_auth_configs", NO_AUTH_CONFIGS),
+            ReferenceField::refuse("mod_auth_configs", NO_AUTH_CONFIGS),
+            ReferenceField::refuse("del_auth_configs", NO_AUTH_CONFIGS),
+            ReferenceField::refuse(
+                "enabled",
+                "accounts cannot be disabled in ccm; remove members or delete the account",
+            ),
+            ReferenceField::refuse(
+                "account_status",
+                "accounts cannot be disabled in ccm; remove members or delete the account",
+            ),
+        ];
+        FIELDS
+    }
 }
 
 /// Counts of the objects an account owns.

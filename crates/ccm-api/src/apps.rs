@@ -6,6 +6,8 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::compat::{ReferenceField, ReferenceFields};
+
 /// Who issues the application's certificate.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
@@ -146,6 +148,79 @@ pub struct AppRequest {
     pub labels: BTreeMap<String, String>,
 }
 
+/// An array of reference fields: `$extra`, then the reference's `advanced_settings` fields
+/// (enclave runtime options) under `$prefix` with what ccm does with them. ccm's own
+/// `advanced_settings` fields are the attestation policy.
+macro_rules! with_reference_advanced_settings {
+    ($prefix:literal; $($extra:expr),* $(,)?) => {
+        [
+            $($extra,)*
+            $crate::compat::ReferenceField::ignore(concat!($prefix, "entrypoint")),
+            $crate::compat::ReferenceField::ignore(concat!($prefix, "java_runtime")),
+            $crate::compat::ReferenceField::refuse(
+                concat!($prefix, "encryptedDirs"),
+                "ccm has no encrypted directories: files written at run time are not sealed",
+            ),
+            $crate::compat::ReferenceField::refuse(
+                concat!($prefix, "rw_dirs"),
+                "ccm measures every file of the image and has no unprotected read-write \
+                 directories",
+            ),
+            $crate::compat::ReferenceField::refuse(
+                concat!($prefix, "allowCmdlineArgs"),
+                "the measured manifest fixes the command line; ccm does not allow run-time \
+                 arguments through app settings",
+            ),
+            $crate::compat::ReferenceField::refuse(
+                concat!($prefix, "manifestEnv"),
+                "the measured environment is the image's; ccm does not add manifest variables \
+                 through app settings",
+            ),
+            $crate::compat::ReferenceField::refuse(
+                concat!($prefix, "certificate"),
+                "set the app's certificate with the top-level `certificate` field",
+            ),
+            $crate::compat::ReferenceField::refuse(
+                concat!($prefix, "caCertificate"),
+                "ccm does not install CA certificates into enclaves",
+            ),
+        ]
+    };
+}
+pub(crate) use with_reference_advanced_settings;
+
+/// The reference's app fields ccm does not implement (shared by create and update).
+const APP_REFERENCE_FIELDS: &[ReferenceField] = &with_reference_advanced_settings!(
+    "advanced_settings.";
+    ReferenceField::ignore("custom_metadata"),
+    ReferenceField::ignore("group_id"),
+    ReferenceField::refuse(
+        "certificate_policy",
+        "ccm issues app certificates by its own policy: approved images and domains, and the \
+         app's advanced_settings",
+    ),
+    ReferenceField::refuse(
+        "signers",
+        "ccm identifies images by MRENCLAVE (BUILD_WHITELIST tasks), not by signers",
+    ),
+    ReferenceField::refuse(
+        "default_build_settings",
+        "give isvprodid, isvsvn, mem_size and threads at the top level",
+    ),
+);
+
+impl ReferenceFields for AppRequest {
+    fn reference_fields() -> &'static [ReferenceField] {
+        APP_REFERENCE_FIELDS
+    }
+}
+
+impl ReferenceFields for AppUpdateRequest {
+    fn reference_fields() -> &'static [ReferenceField] {
+        APP_REFERENCE_FIELDS
+    }
+}
+
 /// `PATCH /v1/apps/{app_id}`: every field optional; absent fields are unchanged.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -184,9 +259,21 @@ pub struct AppUpdateRequest {
     /// New attestation policy settings (governed: see [`AdvancedSettings`]).
     #[serde(default)]
     pub advanced_settings: Option<AdvancedSettings>,
-    /// New labels (replace the old ones).
+    /// New labels: a map replaces the old ones; JSON Patch operations (the reference's form)
+    /// change them.
     #[serde(default)]
-    pub labels: Option<BTreeMap<String, String>>,
+    pub labels: Option<LabelsUpdate>,
+}
+
+/// A change of an app's labels.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(untagged)]
+pub enum LabelsUpdate {
+    /// The new labels, replacing the old ones.
+    Replace(BTreeMap<String, String>),
+    /// JSON Patch operations on the labels: `add` or `replace` `/KEY` with a string value,
+    /// `remove` `/KEY` (`~1` and `~0` escape `/` and `~` in keys).
+    Patch(Vec<crate::registries::PatchDocument>),
 }
 
 /// An application.

@@ -76,3 +76,5 @@ pub struct ApiKeyCreated {
     /// The bearer token (`ccmak1_...`).
     pub secret: String,
 }
+
+crate::compat::no_reference_fields!(ApiKeyRequest);

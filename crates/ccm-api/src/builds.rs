@@ -4,6 +4,9 @@ use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+use crate::apps::with_reference_advanced_settings;
+use crate::compat::{ReferenceField, ReferenceFields};
+
 /// Container image coordinates of a build.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
@@ -79,10 +82,17 @@ pub struct BuildStatus {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct CreateBuildRequest {
-    /// The app this image belongs to.
-    pub app_id: Uuid,
-    /// Image coordinates.
-    pub docker_info: DockerInfo,
+    /// The app this image belongs to (or give `app_name`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_id: Option<Uuid>,
+    /// The name of the app this image belongs to, when `app_id` is not given (if both are, they
+    /// must name the same app).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub app_name: Option<String>,
+    /// Image coordinates, when the image is a container image. Without them, the image is known
+    /// by its enclave identity alone, and an app has at most one such image per MRENCLAVE.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_info: Option<DockerInfo>,
     /// MRENCLAVE (64 hex characters).
     pub mrenclave: String,
     /// MRSIGNER (64 hex characters).
@@ -101,6 +111,24 @@ pub struct CreateBuildRequest {
     pub threads: Option<i64>,
 }
 
+impl ReferenceFields for CreateBuildRequest {
+    fn reference_fields() -> &'static [ReferenceField] {
+        const FIELDS: &[ReferenceField] = &with_reference_advanced_settings!(
+            "advanced_settings.";
+            ReferenceField::ignore("attributes"),
+            ReferenceField::ignore("launch_hint"),
+            ReferenceField::ignore("group_id"),
+            ReferenceField::refuse(
+                "enable_overlay_filesystem_persistence",
+                "ccm runs SGX enclaves only; it has no persistent overlay file system",
+            ),
+        );
+        FIELDS
+    }
+}
+
+impl ReferenceFields for ConvertAppBuildRequest {}
+
 /// An image (build).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct Build {
@@ -112,8 +140,9 @@ pub struct Build {
     pub app_id: Uuid,
     /// The app's name.
     pub app_name: String,
-    /// Image coordinates.
-    pub docker_info: DockerInfo,
+    /// Image coordinates; absent for an image recorded from its enclave identity alone.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub docker_info: Option<DockerInfo>,
     /// Enclave identity.
     pub enclave_info: EnclaveInfo,
     /// Memory size (MB).
@@ -134,6 +163,24 @@ pub struct Build {
     pub created_at: i64,
     /// Last update time.
     pub updated_at: i64,
+}
+
+impl Build {
+    /// The image as people name it: `name:tag`, or `MRENCLAVE <hex>` for an image recorded
+    /// without container coordinates.
+    pub fn image_label(&self) -> String {
+        match &self.docker_info {
+            Some(d) => format!("{}:{}", d.docker_image_name, d.docker_version),
+            None => format!("MRENCLAVE {}", self.enclave_info.mrenclave),
+        }
+    }
+
+    /// The container image digest, if known.
+    pub fn image_digest(&self) -> Option<&str> {
+        self.docker_info
+            .as_ref()
+            .and_then(|d| d.docker_image_sha.as_deref())
+    }
 }
 
 /// Registry credentials for a conversion (`inputAuthConfig`, `outputAuthConfig`, `authConfig`).

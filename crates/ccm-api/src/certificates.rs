@@ -143,10 +143,39 @@ pub struct AppNodeInfo {
     pub certificate: Certificate,
     /// When the instance first obtained a certificate.
     pub created_at: i64,
-    /// `RUNNING` while reported by heartbeats (or recently issued), else `STOPPED`.
-    pub status: String,
+    /// Whether the instance runs (the reference's `AppStatus`).
+    pub status: AppStatus,
     /// Whether the enclave runs in debug mode.
     pub is_debug: bool,
+}
+
+/// Whether an application instance runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum AppStatusType {
+    /// Reported by its node's heartbeats (or recently issued).
+    Running,
+    /// No longer reported.
+    Stopped,
+}
+
+impl AppStatusType {
+    /// The wire spelling.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Running => "RUNNING",
+            Self::Stopped => "STOPPED",
+        }
+    }
+}
+
+/// The status of an application instance on a node.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct AppStatus {
+    /// `RUNNING` while reported by heartbeats (or recently issued), else `STOPPED`.
+    pub status: AppStatusType,
+    /// When the instance was last reported (or issued its certificate).
+    pub status_updated_at: i64,
 }
 
 /// The status of a certificate-issuance task, as the node agent reports it.
@@ -216,3 +245,5 @@ pub struct AppWithNodes {
     #[serde(default)]
     pub nodes: Vec<AppNodeInfo>,
 }
+
+crate::compat::no_reference_fields!(RevokeRequest);

@@ -8,7 +8,10 @@
 //!
 //! Design choices:
 //! - Request types reject unknown fields (`deny_unknown_fields`), so a typo in a script is an
-//!   error naming the field instead of a silently ignored setting.
+//!   error naming the field instead of a silently ignored setting. The exceptions are optional
+//!   fields of the reference's schemas that ccm does not implement: each request type lists
+//!   them with what ccm does (ignore them, or refuse those that would change security
+//!   behaviour), see [`compat`].
 //! - Enumerations that the manager stores and returns are Rust enums with the exact wire spelling
 //!   (`PENDING`, `WHITELISTED`, ...). The manager is the only producer of these values, so clients
 //!   built from the same version never meet an unknown one.
@@ -25,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod builds;
 pub mod certificates;
+pub mod compat;
 pub mod error;
 pub mod nodes;
 pub mod registries;

@@ -136,6 +136,18 @@ pub struct Node {
     pub pending_task_id: Option<Uuid>,
 }
 
+/// `GET /v1/nodes/{node_id}/certificate` as JSON (the reference's `Certificate`): the node's
+/// current certificate. With `Accept: application/x-pem-file` the answer is the PEM alone.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+pub struct NodeCertificate {
+    /// The node.
+    pub node_id: Uuid,
+    /// `ISSUED` (a deactivated node's certificate is `REVOKED`).
+    pub status: crate::certificates::CertificateStatusType,
+    /// The certificate (PEM).
+    pub certificate: String,
+}
+
 /// `POST /v1/nodes/nonce` (join token as bearer): a fresh enrollment nonce.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct EnrollmentNonce {
@@ -191,8 +203,12 @@ pub struct NodeEnrollment {
     pub certificate: String,
     /// The zone CA certificate (PEM).
     pub ca_certificate: String,
-    /// How often to heartbeat (seconds).
+    /// How often to heartbeat (seconds): the zone's `node_refresh_interval`.
     pub heartbeat_interval_secs: u64,
+    /// Renew the node certificate when less than this percentage of its validity remains: the
+    /// zone's `node_renewal_threshold` (absent from older managers: 33).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_threshold_percent: Option<u32>,
 }
 
 /// One application instance the agent reports as running on its node.
@@ -222,8 +238,12 @@ pub struct HeartbeatResponse {
     pub node_id: Uuid,
     /// Its status.
     pub status: NodeStatusType,
-    /// How often to heartbeat (seconds).
+    /// How often to heartbeat (seconds): the zone's `node_refresh_interval`.
     pub heartbeat_interval_secs: u64,
+    /// Renew the node certificate when less than this percentage of its validity remains: the
+    /// zone's `node_renewal_threshold` (absent from older managers: 33).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub renewal_threshold_percent: Option<u32>,
 }
 
 /// `POST /v1/node-agent/certificate` (mTLS): renew the node certificate for a new key.
@@ -330,3 +350,12 @@ pub struct AttestedIssueBatchResponse {
     /// One outcome per request, in request order.
     pub results: Vec<AttestedIssueOutcome>,
 }
+
+crate::compat::no_reference_fields!(
+    NodeProvisionRequest,
+    HeartbeatRequest,
+    NodeRenewRequest,
+    AttestedIssueRequest,
+    IssuanceNonceRequest,
+    AttestedIssueBatch,
+);

@@ -85,9 +85,10 @@ pub enum PatchOperation {
     Replace,
 }
 
-/// One operation of `PATCH /v1/registry/{registry_id}`. Paths: `/url`, `/description`,
-/// `/credential` (a `CredentialType`), `/credential/default` (an `AuthConfig`).
-#[derive(Clone, PartialEq, Serialize, Deserialize, ToSchema)]
+/// One JSON Patch operation. In `PATCH /v1/registry/{registry_id}` the paths are `/url`,
+/// `/description`, `/credential` (a `CredentialType`), `/credential/default` (an
+/// `AuthConfig`); in an app's `labels`, `/KEY`.
+#[derive(Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PatchDocument {
     /// The operation.
@@ -126,3 +127,5 @@ pub struct ImageRegistryResponse {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub registry: Option<Registry>,
 }
+
+crate::compat::no_reference_fields!(RegistryRequest, Vec<PatchDocument>);

@@ -225,6 +225,14 @@ pub struct ValidateTokenRequest {
     pub reset_token: String,
 }
 
+/// `POST /v1/users/forgot_password`: ask for a password reset link by e-mail.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ForgotPasswordRequest {
+    /// The e-mail address of the user.
+    pub user_email: String,
+}
+
 /// The answer to a valid reset token.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ValidateTokenResponse {
@@ -271,3 +279,32 @@ macro_rules! redacted_debug {
 redacted_debug!(PasswordChangeRequest);
 redacted_debug!(PasswordResetRequest);
 redacted_debug!(ValidateTokenRequest);
+
+impl crate::compat::ReferenceFields for SignupRequest {
+    fn reference_fields() -> &'static [crate::compat::ReferenceField] {
+        // ccm rate-limits sign-ups per address and e-mail instead of a CAPTCHA.
+        const FIELDS: &[crate::compat::ReferenceField] =
+            &[crate::compat::ReferenceField::ignore("recaptcha_response")];
+        FIELDS
+    }
+}
+
+impl crate::compat::ReferenceFields for UpdateUserRequest {
+    fn reference_fields() -> &'static [crate::compat::ReferenceField] {
+        // A member's name is theirs to keep: an account MANAGER changes roles only.
+        const FIELDS: &[crate::compat::ReferenceField] = &[
+            crate::compat::ReferenceField::ignore("first_name"),
+            crate::compat::ReferenceField::ignore("last_name"),
+        ];
+        FIELDS
+    }
+}
+
+crate::compat::no_reference_fields!(
+    InviteUserRequest,
+    ProcessInviteRequest,
+    PasswordChangeRequest,
+    PasswordResetRequest,
+    ValidateTokenRequest,
+    ForgotPasswordRequest,
+);

@@ -19,6 +19,36 @@ use uuid::Uuid;
 
 use crate::Error;
 use crate::accounts::ZoneCaKeyType;
+use crate::apps::TcbStatus;
+use crate::compat::ReferenceFields;
+
+/// A zone's node enrollment policy (the reference's `node_enrollment`): what a node enrolling
+/// with a join token of the zone must satisfy.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct NodePolicy {
+    /// Whether each enrollment needs a NODE_ATTESTATION approval (default false).
+    #[serde(default)]
+    pub require_approval: bool,
+    /// Platform TCB statuses accepted at enrollment (default `UpToDate`, `SWHardeningNeeded`).
+    #[serde(default = "default_statuses")]
+    pub accepted_tcb_statuses: Vec<TcbStatus>,
+}
+
+fn default_statuses() -> Vec<TcbStatus> {
+    vec![TcbStatus::UpToDate, TcbStatus::SWHardeningNeeded]
+}
+
+impl Default for NodePolicy {
+    fn default() -> Self {
+        Self {
+            require_approval: false,
+            accepted_tcb_statuses: default_statuses(),
+        }
+    }
+}
+
+impl ReferenceFields for NodePolicy {}
 
 /// A zone: the account's node-enrollment domain with its own CA.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
@@ -41,9 +71,38 @@ pub struct Zone {
     pub simulated_certificate: Option<String>,
     /// The CA key type.
     pub ca_key_type: ZoneCaKeyType,
+    /// How often the zone's node agents check in with the manager (heartbeat), in seconds.
+    pub node_refresh_interval: i64,
+    /// A node agent renews its node certificate when less than this percentage of the
+    /// certificate's validity remains.
+    pub node_renewal_threshold: i64,
+    /// What enrolling nodes must satisfy (also `GET /v1/zones/{zone_id}/node-policy`).
+    pub node_enrollment: NodePolicy,
     /// Creation time.
     pub created_at: i64,
 }
+
+/// `PATCH /v1/zones/{zone_id}`: absent fields are unchanged.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ZoneUpdateRequest {
+    /// New description (an empty string clears it; up to 1024 characters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub description: Option<String>,
+    /// New heartbeat interval of the zone's node agents, in seconds (1 to half the manager's
+    /// `node_stale_after_secs`, so a node checking in on time is never counted as stale).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_refresh_interval: Option<i64>,
+    /// New renewal threshold, in percent of a node certificate's validity (5 to 90).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_renewal_threshold: Option<i64>,
+    /// New node enrollment policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub node_enrollment: Option<NodePolicy>,
+}
+
+impl ReferenceFields for ZoneUpdateRequest {}
+impl ReferenceFields for JoinTokenRequest {}
 
 /// `POST /v1/zones/{zone_id}/token`.
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize, ToSchema)]
@@ -89,7 +148,9 @@ pub struct JoinTokenInfo {
     pub description: Option<String>,
 }
 
-/// Response of `POST /v1/zones/{zone_id}/token`: the only time the token string is shown.
+/// Response of `POST /v1/zones/{zone_id}/token` and `GET /v1/zones/{zone_id}/token` (the
+/// reference's `ZoneJoinToken`, with the token's metadata): the only time the token string is
+/// shown.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
 pub struct ZoneJoinToken {
     /// The token string (see the module docs for its format).

@@ -114,7 +114,7 @@ async fn main() {
         ),
     )
     .await;
-    assert_eq!(st, StatusCode::CREATED);
+    assert_eq!(st, StatusCode::OK);
     let acct: Uuid = serde_json::from_slice::<Value>(&body).expect("json")["acct_id"]
         .as_str()
         .expect("acct_id")
@@ -183,12 +183,12 @@ async fn main() {
             acct_id: acct,
             app_id: app.app_id,
             app_name: app.name.clone(),
-            docker_info: DockerInfo {
+            docker_info: Some(DockerInfo {
                 docker_image_name: app.output_image_name.clone(),
                 docker_version: "1.0".into(),
                 docker_image_sha: None,
                 docker_image_size: None,
-            },
+            }),
             enclave_info: EnclaveInfo {
                 mrenclave: format!("{i:064x}"),
                 mrsigner: "ab".repeat(32),

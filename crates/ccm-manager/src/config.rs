@@ -19,6 +19,7 @@
 //! | `password_queue_capacity` | `CCM_PASSWORD_QUEUE_CAPACITY` | `16` (then logins and sign-ups get 503) |
 //! | `auth_attempts_per_minute_per_address` | `CCM_AUTH_ATTEMPTS_PER_MINUTE_PER_ADDRESS` | `30` (logins and sign-ups, then 429) |
 //! | `auth_failures_per_minute_per_email` | `CCM_AUTH_FAILURES_PER_MINUTE_PER_EMAIL` | `10` (failed logins and sign-ups, then 429) |
+//! | `forgot_password_per_hour_per_email` | `CCM_FORGOT_PASSWORD_PER_HOUR_PER_EMAIL` | `3` (`POST /v1/users/forgot_password` for one e-mail, then 429) |
 //! | `node_requests_per_second` | `CCM_NODE_REQUESTS_PER_SECOND` | `5000` per node on `/v1/node-agent/...`, then 429 |
 //! | `node_request_burst` | `CCM_NODE_REQUEST_BURST` | `10000` |
 //! | `api_key_default_days` | `CCM_API_KEY_DEFAULT_DAYS` | `90` (lifetime of a key created without `expires_in`) |
@@ -28,7 +29,8 @@
 //! | `db_max_connections` | `CCM_DB_MAX_CONNECTIONS` | `10` |
 //! | `zone_ca_validity_days` | `CCM_ZONE_CA_VALIDITY_DAYS` | `3650` |
 //! | `trusted_simulated_roots` | `CCM_TRUSTED_SIMULATED_ROOTS` (comma-separated files) | none: simulated platforms are refused |
-//! | `node_heartbeat_interval_secs` | `CCM_NODE_HEARTBEAT_INTERVAL_SECS` | `10` |
+//! | `node_heartbeat_interval_secs` | `CCM_NODE_HEARTBEAT_INTERVAL_SECS` | `10` (of zones without their own `node_refresh_interval`) |
+//! | `node_renewal_threshold_percent` | `CCM_NODE_RENEWAL_THRESHOLD_PERCENT` | `33` (of zones without their own `node_renewal_threshold`: agents renew node certificates when less validity is left) |
 //! | `node_stale_after_secs` | `CCM_NODE_STALE_AFTER_SECS` | `60` (then a RUNNING node becomes STOPPED) |
 //! | `node_cert_validity_days` | `CCM_NODE_CERT_VALIDITY_DAYS` | `30` |
 //! | `app_cert_validity_days` | `CCM_APP_CERT_VALIDITY_DAYS` | `30` |
@@ -55,6 +57,11 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::Error;
+
+/// The renewal thresholds a zone (and the default) may have, in percent of a node certificate's
+/// validity: renewing at less than 5 % left risks expiry while the manager is away, at more than
+/// 90 % renews all the time.
+pub const NODE_RENEWAL_THRESHOLD: std::ops::RangeInclusive<i64> = 5..=90;
 
 /// The manager's settings.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -96,6 +103,8 @@ pub struct Config {
     pub auth_attempts_per_minute_per_address: u32,
     /// Failed logins and sign-up attempts per minute for one e-mail address.
     pub auth_failures_per_minute_per_email: u32,
+    /// Password reset requests (`forgot_password`) per hour for one e-mail address.
+    pub forgot_password_per_hour_per_email: u32,
     /// Requests per second one node may make on the agent-facing routes.
     pub node_requests_per_second: u32,
     /// Requests one node may make at once on the agent-facing routes.
@@ -115,8 +124,12 @@ pub struct Config {
     /// Root certificates (PEM files) of simulated SGX platforms to trust. SIMULATED: never in
     /// production; without any, simulated quotes are refused.
     pub trusted_simulated_roots: Vec<PathBuf>,
-    /// Heartbeat interval asked of node agents.
+    /// Heartbeat interval asked of node agents (zones without their own
+    /// `node_refresh_interval`).
     pub node_heartbeat_interval_secs: u64,
+    /// Node agents renew their certificate when less than this percentage of its validity is
+    /// left (zones without their own `node_renewal_threshold`).
+    pub node_renewal_threshold_percent: i64,
     /// A RUNNING node without a heartbeat for this long becomes STOPPED.
     pub node_stale_after_secs: i64,
     /// Validity of node certificates.
@@ -192,6 +205,7 @@ impl Default for Config {
             password_queue_capacity: 16,
             auth_attempts_per_minute_per_address: 30,
             auth_failures_per_minute_per_email: 10,
+            forgot_password_per_hour_per_email: 3,
             node_requests_per_second: 5000,
             node_request_burst: 10_000,
             api_key_default_days: 90,
@@ -202,6 +216,7 @@ impl Default for Config {
             zone_ca_validity_days: 3650,
             trusted_simulated_roots: Vec::new(),
             node_heartbeat_interval_secs: 10,
+            node_renewal_threshold_percent: 33,
             node_stale_after_secs: 60,
             node_cert_validity_days: 30,
             app_cert_validity_days: 30,
@@ -356,6 +371,9 @@ impl Config {
             "CCM_AUTH_FAILURES_PER_MINUTE_PER_EMAIL" => {
                 self.auth_failures_per_minute_per_email = parse(key, v)?
             }
+            "CCM_FORGOT_PASSWORD_PER_HOUR_PER_EMAIL" => {
+                self.forgot_password_per_hour_per_email = parse(key, v)?
+            }
             "CCM_NODE_REQUESTS_PER_SECOND" => self.node_requests_per_second = parse(key, v)?,
             "CCM_NODE_REQUEST_BURST" => self.node_request_burst = parse(key, v)?,
             "CCM_API_KEY_DEFAULT_DAYS" => self.api_key_default_days = parse(key, v)?,
@@ -374,6 +392,9 @@ impl Config {
             }
             "CCM_NODE_HEARTBEAT_INTERVAL_SECS" => {
                 self.node_heartbeat_interval_secs = parse(key, v)?
+            }
+            "CCM_NODE_RENEWAL_THRESHOLD_PERCENT" => {
+                self.node_renewal_threshold_percent = parse(key, v)?
             }
             "CCM_NODE_STALE_AFTER_SECS" => self.node_stale_after_secs = parse(key, v)?,
             "CCM_NODE_CERT_VALIDITY_DAYS" => self.node_cert_validity_days = parse(key, v)?,
@@ -534,6 +555,18 @@ impl Config {
             return Err(invalid(
                 "node_stale_after_secs",
                 "must be at least twice node_heartbeat_interval_secs",
+            ));
+        }
+        if !NODE_RENEWAL_THRESHOLD.contains(&self.node_renewal_threshold_percent) {
+            return Err(invalid(
+                "node_renewal_threshold_percent",
+                "must be between 5 and 90",
+            ));
+        }
+        if self.forgot_password_per_hour_per_email == 0 {
+            return Err(invalid(
+                "forgot_password_per_hour_per_email",
+                "must be at least 1",
             ));
         }
         if !(1..=825).contains(&self.node_cert_validity_days) {

@@ -181,6 +181,18 @@ impl ApiError {
         e
     }
 
+    /// 422 for a field of the reference's schema that ccm refuses because it does not implement
+    /// the (security) behaviour the field asks for.
+    pub fn unsupported_field(field: String, message: impl Into<String>) -> Self {
+        let mut e = Self::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "unsupported_field",
+            message,
+        );
+        e.0.body.field = Some(field);
+        e
+    }
+
     /// 429 with `Retry-After`.
     pub fn too_many_requests(retry_after_secs: u64) -> Self {
         let mut e = Self::new(

@@ -4,17 +4,21 @@ use axum::extract::{FromRequest, FromRequestParts, Request};
 use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use bytes::Bytes;
+use ccm_api::compat::ReferenceFields;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
 
 /// A JSON request body. Content type must be `application/json`; a body above the configured
-/// limit is 413; malformed JSON is 400 `invalid_json`; JSON of the wrong shape (wrong type,
-/// missing or unknown field) is 422 `invalid_field` naming the field's path.
+/// limit is 413; malformed JSON is 400 `invalid_json`; a field of the reference's schema that
+/// would change security behaviour ccm does not implement is 422 `unsupported_field` naming it,
+/// while the reference's fields ccm ignores are dropped ([`ccm_api::compat`]); JSON of the
+/// wrong shape (wrong type, missing or unknown field) is 422 `invalid_field` naming the field's
+/// path.
 #[derive(Debug, Clone)]
 pub struct Json<T>(pub T);
 
-impl<T: DeserializeOwned, S: Send + Sync> FromRequest<S> for Json<T> {
+impl<T: DeserializeOwned + ReferenceFields, S: Send + Sync> FromRequest<S> for Json<T> {
     type Rejection = ApiError;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Self::Rejection> {
@@ -65,7 +69,22 @@ fn is_body_timeout(e: &(dyn std::error::Error + 'static)) -> bool {
 pub struct BodyLimit(pub usize);
 
 /// Parses JSON with the error classification of [`Json`].
-pub fn parse_json<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
+pub fn parse_json<T: DeserializeOwned + ReferenceFields>(bytes: &[u8]) -> Result<T, ApiError> {
+    let fields = T::reference_fields();
+    if fields.is_empty() {
+        return parse_exact(bytes);
+    }
+    let mut value: serde_json::Value = parse_exact(bytes)?;
+    ccm_api::compat::apply(&mut value, fields).map_err(|u| {
+        let message = u.to_string();
+        ApiError::unsupported_field(u.field, message)
+    })?;
+    let bytes = serde_json::to_vec(&value).map_err(ApiError::internal)?;
+    parse_exact(&bytes)
+}
+
+/// [`parse_json`] without the reference's fields.
+fn parse_exact<T: DeserializeOwned>(bytes: &[u8]) -> Result<T, ApiError> {
     let malformed = |e: serde_json::Error| {
         ApiError::bad_request("invalid_json", format!("malformed JSON: {e}"))
     };
@@ -148,6 +167,16 @@ mod tests {
         a: u32,
     }
 
+    impl ReferenceFields for Body {
+        fn reference_fields() -> &'static [ccm_api::compat::ReferenceField] {
+            const FIELDS: &[ccm_api::compat::ReferenceField] = &[
+                ccm_api::compat::ReferenceField::ignore("logo"),
+                ccm_api::compat::ReferenceField::refuse("auth", "passwords only"),
+            ];
+            FIELDS
+        }
+    }
+
     fn code(body: &str) -> String {
         parse_json::<Body>(body.as_bytes())
             .map(|_| "ok".to_string())
@@ -164,5 +193,22 @@ mod tests {
         assert_eq!(code(r#"{"a": "x", "b": [1,}"#), "invalid_json");
         assert_eq!(code(r#"{"a": "x"}"#), "invalid_field");
         assert_eq!(code(r#"{"a": 1, "b": 2}"#), "invalid_field");
+    }
+
+    #[test]
+    fn reference_fields_are_dropped_or_refused_before_the_shape_is_checked() {
+        assert_eq!(code(r#"{"a": 1, "logo": "x"}"#), "ok");
+        assert_eq!(code(r#"{"a": 1, "auth": []}"#), "unsupported_field");
+        assert_eq!(code(r#"{"a": 1, "auth": null}"#), "ok");
+        assert_eq!(code(r#"{"a": 1, "logo": "x", "b": 2}"#), "invalid_field");
+        assert_eq!(code(r#"{"a": 1, "logo": "x"} x"#), "invalid_json");
+        let e = parse_json::<Body>(br#"{"a": "x", "auth": [1]}"#).unwrap_err();
+        assert_eq!(e.status(), axum::http::StatusCode::UNPROCESSABLE_ENTITY);
+        assert_eq!(e.body().field.as_deref(), Some("auth"));
+        assert!(
+            e.body().message.contains("passwords only"),
+            "{}",
+            e.body().message
+        );
     }
 }

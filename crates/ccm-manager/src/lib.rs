@@ -231,6 +231,11 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
         &config.database_url(),
         &ccm_store::StoreOptions {
             max_connections: config.db_max_connections,
+            zone_defaults: ccm_store::ZoneDefaults {
+                node_refresh_interval: i64::try_from(config.node_heartbeat_interval_secs)
+                    .unwrap_or(i64::MAX),
+                node_renewal_threshold: config.node_renewal_threshold_percent,
+            },
             ..Default::default()
         },
     )

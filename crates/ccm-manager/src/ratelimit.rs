@@ -64,6 +64,14 @@ impl Rate {
         }
     }
 
+    /// `n` per hour, with a burst of `n`.
+    pub fn per_hour(n: u32) -> Self {
+        Self {
+            burst: f64::from(n.max(1)),
+            per_second: f64::from(n.max(1)) / 3600.0,
+        }
+    }
+
     /// `n` per second, with a burst of `burst`.
     pub fn per_second(n: u32, burst: u32) -> Self {
         Self {
@@ -235,6 +243,8 @@ pub struct AuthLimits {
     pub per_address: KeyedLimiter<IpAddr>,
     /// Failed logins and sign-up attempts per e-mail (lower-cased).
     pub per_email: KeyedLimiter<String>,
+    /// Password reset requests (`forgot_password`) per e-mail (lower-cased).
+    pub forgot_per_email: KeyedLimiter<String>,
 }
 
 impl AuthLimits {
@@ -247,6 +257,10 @@ impl AuthLimits {
             ),
             per_email: KeyedLimiter::new(
                 Rate::per_minute(config.auth_failures_per_minute_per_email),
+                MAX_KEYS,
+            ),
+            forgot_per_email: KeyedLimiter::new(
+                Rate::per_hour(config.forgot_password_per_hour_per_email),
                 MAX_KEYS,
             ),
         }

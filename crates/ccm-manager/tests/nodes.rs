@@ -434,6 +434,19 @@ async fn heartbeat_deactivation_and_crl(backend: Backend) {
         (StatusCode::OK, Some("RUNNING")),
         "{v}"
     );
+    // The zone's node settings reach the agent: the configured defaults, then its own.
+    assert_eq!(v["heartbeat_interval_secs"], 10, "{v}");
+    assert_eq!(v["renewal_threshold_percent"], 33, "{v}");
+    let zone = w.zone().await;
+    w.ok(
+        Method::PATCH,
+        &format!("/v1/zones/{zone}"),
+        json!({"node_refresh_interval": 20, "node_renewal_threshold": 50}),
+    )
+    .await;
+    let (_, v) = beat().await;
+    assert_eq!(v["heartbeat_interval_secs"], 20, "{v}");
+    assert_eq!(v["renewal_threshold_percent"], 50, "{v}");
 
     // No heartbeat for longer than the timeout: STOPPED; the next heartbeat: RUNNING again.
     w.clock.advance(61);
@@ -475,15 +488,54 @@ async fn heartbeat_deactivation_and_crl(backend: Backend) {
         .status();
     assert_eq!(st, StatusCode::OK);
 
-    // Deactivation: the very next request with either certificate is refused.
-    let d = w
+    // The node's certificate: JSON (the reference's Certificate), or PEM when asked for.
+    let cert = w
         .ok(
-            Method::POST,
-            &format!("/v1/nodes/{node_id}/deactivate"),
-            json!({}),
+            Method::GET,
+            &format!("/v1/nodes/{node_id}/certificate"),
+            json!(null),
         )
         .await;
+    assert_eq!(cert["status"], "ISSUED", "{cert}");
+    assert_eq!(cert["certificate"], r["certificate"], "the renewed one");
+    let pem = w
+        .http
+        .get(format!("{}/v1/nodes/{node_id}/certificate", w.base))
+        .bearer_auth(&w.token)
+        .header("accept", "application/x-pem-file")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(
+        pem.headers()["content-type"].to_str().unwrap(),
+        "application/x-pem-file"
+    );
+    assert_eq!(
+        pem.text().await.unwrap(),
+        r["certificate"].as_str().unwrap()
+    );
+
+    // Deactivation: the very next request with either certificate is refused.
+    let (st, _) = w
+        .call(
+            Method::POST,
+            &format!("/v1/nodes/{node_id}/deactivate"),
+            Some(json!({})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::NO_CONTENT, "the reference's answer");
+    let d = w
+        .ok(Method::GET, &format!("/v1/nodes/{node_id}"), json!(null))
+        .await;
     assert_eq!(d["status"]["status"], "DEACTIVATED");
+    let cert = w
+        .ok(
+            Method::GET,
+            &format!("/v1/nodes/{node_id}/certificate"),
+            json!(null),
+        )
+        .await;
+    assert_eq!(cert["status"], "REVOKED", "{cert}");
     for client in [&node, &renewed] {
         let r = client
             .post(format!("{}/v1/node-agent/heartbeat", w.base))
@@ -793,7 +845,7 @@ async fn batch_issuance(backend: Backend) {
     w.clock
         .advance(ccm_manager::Config::default().node_stale_after_secs + 1);
     let instance = w.ok(Method::GET, &app_path, json!(null)).await["nodes"][0].clone();
-    assert_eq!(instance["status"], "STOPPED", "{instance}");
+    assert_eq!(instance["status"]["status"], "STOPPED", "{instance}");
     let mut running: Vec<Value> = (0..600)
         .map(|_| json!({"task_id": uuid::Uuid::new_v4()}))
         .collect();
@@ -811,7 +863,7 @@ async fn batch_issuance(backend: Backend) {
         .unwrap();
     assert_eq!(r.status(), StatusCode::OK);
     let instance = w.ok(Method::GET, &app_path, json!(null)).await["nodes"][0].clone();
-    assert_eq!(instance["status"], "RUNNING", "{instance}");
+    assert_eq!(instance["status"]["status"], "RUNNING", "{instance}");
     assert_eq!(
         instance["certificate"]["last_reported_at"],
         json!(w.clock.now()),

@@ -1,6 +1,6 @@
-//! Invitations, password changes, administrator-issued password resets (with e-mail through a
-//! real SMTP server on loopback) and stored registries, over real HTTP on 127.0.0.1, on SQLite
-//! and on PostgreSQL.
+//! Invitations, password changes, administrator-issued password resets and forgotten passwords
+//! (with e-mail through a real SMTP server on loopback) and stored registries, over real HTTP on
+//! 127.0.0.1, on SQLite and on PostgreSQL.
 // The scenario functions run under generated #[tokio::test]s; a failed step aborts with its reason.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -20,6 +20,7 @@ both_backends!(
     passwords_change_and_end_other_sessions,
     administrators_issue_password_resets,
     registries_store_credentials_write_only,
+    forgot_password_answers_alike_and_is_rate_limited,
 );
 
 const NEW_PASSWORD: &str = "a new password 2";
@@ -785,4 +786,190 @@ async fn invitations_and_resets_are_emailed() {
     let mail = smtp.wait_for(r["reset_token"].as_str().unwrap()).await;
     assert!(mail.contains("To: bob@example.com"), "{mail}");
     assert!(mail.contains("/console/reset-password?user="), "{mail}");
+}
+
+/// Waits for `n` `user.password_forgot` audit entries (the work runs after the answer).
+async fn forgot_entries(h: &Harness, admin: &str, n: usize) -> Vec<Value> {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let (st, audit) = h.get("/v1/audit?limit=1000", admin).await;
+        assert_eq!(st, StatusCode::OK, "{audit}");
+        let entries: Vec<Value> = audit["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| e["action"] == "user.password_forgot")
+            .cloned()
+            .collect();
+        if entries.len() >= n {
+            return entries;
+        }
+        assert!(Instant::now() < deadline, "{n} forgot entries: {audit}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}
+
+async fn forgot(h: &Harness, email: &str) -> (StatusCode, String, Option<String>) {
+    let r = h
+        .http
+        .post(format!("{}/v1/users/forgot_password", h.base))
+        .json(&json!({ "user_email": email }))
+        .send()
+        .await
+        .unwrap();
+    let st = r.status();
+    let retry = r
+        .headers()
+        .get("retry-after")
+        .map(|v| v.to_str().unwrap().to_string());
+    (st, r.text().await.unwrap(), retry)
+}
+
+async fn forgot_password_answers_alike_and_is_rate_limited(b: Backend) {
+    // Sign-ups, logins and these requests share the address's budget: 10 before the last step.
+    let h = Harness::start_with(b, |c| c.auth_attempts_per_minute_per_address = 14).await;
+    let (admin, _) = h.user_with_account("admin@example.com", "acme").await;
+    h.signup("bob@example.com").await;
+
+    // A user's address and an unknown one get the same answer; nothing is e-mailed (no SMTP).
+    let known = forgot(&h, "bob@example.com").await;
+    let unknown = forgot(&h, "nobody@example.com").await;
+    assert_eq!((known.0, known.1.as_str()), (StatusCode::NO_CONTENT, ""));
+    assert_eq!((unknown.0, unknown.1.as_str()), (known.0, known.1.as_str()));
+    let entries = forgot_entries(&h, &admin, 2).await;
+    let outcome = |email: &str| {
+        entries
+            .iter()
+            .find(|e| e["details"]["user_email"] == email)
+            .map(|e| e["details"]["outcome"].clone())
+    };
+    assert_eq!(
+        outcome("bob@example.com"),
+        Some(json!("not_emailed_no_smtp"))
+    );
+    assert_eq!(outcome("nobody@example.com"), Some(json!("unknown_user")));
+    // No reset token was issued: bob's password still works, nothing else changed.
+    assert_eq!(
+        login_with(&h, "bob@example.com", PASSWORD).await.0,
+        StatusCode::OK
+    );
+
+    // Per e-mail: three an hour, then 429 for that address only (known or not).
+    for _ in 0..2 {
+        assert_eq!(
+            forgot(&h, "nobody@example.com").await.0,
+            StatusCode::NO_CONTENT
+        );
+    }
+    let (st, body, retry) = forgot(&h, "Nobody@Example.com").await;
+    assert_eq!(st, StatusCode::TOO_MANY_REQUESTS, "{body}");
+    assert!(retry.unwrap().parse::<u64>().unwrap() > 60);
+    assert_eq!(
+        forgot(&h, "bob@example.com").await.0,
+        StatusCode::NO_CONTENT
+    );
+
+    // Bad input is named.
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/users/forgot_password",
+            None,
+            Some(json!({"user_email": "not an address"})),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "validation_failed",
+        Some("user_email"),
+    );
+    let r = h
+        .call(
+            Method::POST,
+            "/v1/users/forgot_password",
+            None,
+            Some(json!({"user_email": "bob@example.com", "password": "x"})),
+        )
+        .await;
+    assert_error(
+        &r,
+        StatusCode::UNPROCESSABLE_ENTITY,
+        "invalid_field",
+        Some("password"),
+    );
+
+    // Per client address: the login budget (14 a minute here) runs out within a few more.
+    let mut limited = false;
+    for i in 0..10 {
+        if forgot(&h, &format!("n{i}@example.com")).await.0 == StatusCode::TOO_MANY_REQUESTS {
+            limited = true;
+            break;
+        }
+    }
+    assert!(limited, "the address's budget runs out");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_forgotten_password_is_reset_through_the_emailed_link() {
+    let smtp = SmtpServer::start();
+    let h = Harness::start_with(Backend::Sqlite, |c| {
+        c.smtp_host = Some("127.0.0.1".into());
+        c.smtp_port = smtp.port;
+        c.smtp_security = ccm_manager::config::SmtpSecurity::None;
+        c.smtp_from = Some("ccm@example.com".into());
+        c.public_url = Some("https://ccm.example.com".into());
+    })
+    .await;
+    let (admin, _) = h.user_with_account("admin@example.com", "acme").await;
+    let bob = h.signup("bob@example.com").await;
+    let bob_id = bob["user_id"].as_str().unwrap();
+
+    assert_eq!(
+        forgot(&h, "ghost@example.com").await.0,
+        StatusCode::NO_CONTENT
+    );
+    assert_eq!(
+        forgot(&h, "bob@example.com").await.0,
+        StatusCode::NO_CONTENT
+    );
+    let link = format!("https://ccm.example.com/console/reset-password?user={bob_id}&token=");
+    let mail = smtp.wait_for(&link).await;
+    assert!(mail.contains("To: bob@example.com"), "{mail}");
+    assert!(
+        !mail.contains("ghost@example.com"),
+        "nothing for an unknown address: {mail}"
+    );
+    let token: String = mail
+        .split(&link)
+        .nth(1)
+        .unwrap()
+        .chars()
+        .take_while(|c| c.is_ascii_alphanumeric() || *c == '_' || *c == '-')
+        .collect();
+    assert!(token.starts_with("ccmreset1_"), "{token}");
+    let entries = forgot_entries(&h, &admin, 2).await;
+    assert!(
+        entries
+            .iter()
+            .any(|e| e["details"]["outcome"] == "emailed" && e["object_id"] == bob_id),
+        "{entries:?}"
+    );
+
+    // The link resets the password once.
+    let reset_path = format!("/v1/users/{bob_id}/reset_password");
+    let reset = |token: String| {
+        h.call(
+            Method::POST,
+            &reset_path,
+            None,
+            Some(json!({"reset_token": token, "new_password": NEW_PASSWORD})),
+        )
+    };
+    assert_eq!(reset(token.clone()).await.0, StatusCode::NO_CONTENT);
+    assert_eq!(reset(token).await.0, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        login_with(&h, "bob@example.com", NEW_PASSWORD).await.0,
+        StatusCode::OK
+    );
 }

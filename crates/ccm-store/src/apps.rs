@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::error::on_unique;
 use crate::hot::Columns;
-use crate::tasks::{self, NewTask, RequesterType};
+use crate::tasks::{self, NewTask};
 use crate::util::{json, opt_uuid, to_json, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};
 
@@ -218,7 +218,7 @@ async fn reconcile_domain_task(
             task_type: TaskType::DomainWhitelist,
             description,
             requester: actor,
-            requester_type: RequesterType::User,
+            requester_type: ccm_api::tasks::RequesterType::User,
             domains_added: needed,
             proposal: None,
             on_approve: Some(on_approve),
@@ -297,7 +297,7 @@ async fn propose_policy(
             task_type: TaskType::PolicyChange,
             description,
             requester: actor,
-            requester_type: RequesterType::User,
+            requester_type: ccm_api::tasks::RequesterType::User,
             domains_added: Vec::new(),
             proposal: Some(to_json("tasks.proposal", proposed)?),
             on_approve: None,
@@ -446,6 +446,18 @@ impl Store {
         .fetch_all(&self.pool)
         .await?;
         rows.into_iter().map(AppRow::into_app).collect()
+    }
+
+    /// The app of an account with this name (names are unique within an account).
+    pub async fn app_by_name(&self, acct_id: Uuid, name: &str) -> Result<Option<App>> {
+        let row: Option<AppRow> = sqlx::query_as(&format!(
+            "SELECT {APP_COLS} FROM apps WHERE acct_id = $1 AND name = $2"
+        ))
+        .bind(acct_id.to_string())
+        .bind(name)
+        .fetch_optional(&self.pool)
+        .await?;
+        row.map(AppRow::into_app).transpose()
     }
 
     /// An app of an account.

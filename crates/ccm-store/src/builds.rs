@@ -1,4 +1,11 @@
 //! Images (builds) and their whitelisting workflow.
+//!
+//! An image recorded without container coordinates (`docker_info`, optional in the reference)
+//! is stored with an empty `docker_image_name` and its MRENCLAVE as `docker_version`: the
+//! columns stay NOT NULL (the migrations cannot relax them the same way on both databases), an
+//! empty name never comes from a request (image names are validated), and the unique
+//! `(app_id, docker_image_name, docker_version)` then allows one such image per app and
+//! MRENCLAVE.
 
 use ccm_api::builds::{Build, BuildStatus, BuildStatusType, DockerInfo, EnclaveInfo};
 use ccm_api::tasks::TaskType;
@@ -8,7 +15,7 @@ use uuid::Uuid;
 
 use crate::conversions::ConversionColumns;
 use crate::error::on_unique;
-use crate::tasks::{self, NewTask, RequesterType};
+use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, opt_uuid, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};
 
@@ -57,12 +64,12 @@ impl BuildRow {
             acct_id: uuid("builds.acct_id", &self.acct_id)?,
             app_id: uuid("builds.app_id", &self.app_id)?,
             app_name: self.app_name,
-            docker_info: DockerInfo {
+            docker_info: (!self.docker_image_name.is_empty()).then_some(DockerInfo {
                 docker_image_name: self.docker_image_name,
                 docker_version: self.docker_version,
                 docker_image_sha: self.docker_image_sha,
                 docker_image_size: self.docker_image_size,
-            },
+            }),
             enclave_info: EnclaveInfo {
                 mrenclave: self.mrenclave,
                 mrsigner: self.mrsigner,
@@ -117,6 +124,22 @@ impl Store {
                 .await?;
         let (app_name,) = app.ok_or(Error::NotFound("app"))?;
         let task_id = Uuid::new_v4();
+        let (name, version, sha, size, unique_field) = match &b.docker_info {
+            Some(d) => (
+                d.docker_image_name.as_str(),
+                d.docker_version.as_str(),
+                d.docker_image_sha.as_deref(),
+                d.docker_image_size,
+                "docker_info.docker_version",
+            ),
+            None => (
+                "",
+                b.enclave_info.mrenclave.as_str(),
+                None,
+                None,
+                "mrenclave",
+            ),
+        };
         sqlx::query(
             "INSERT INTO builds (build_id, acct_id, app_id, docker_image_name, docker_version, \
              docker_image_sha, docker_image_size, mrenclave, mrsigner, isvprodid, isvsvn, mem_size, \
@@ -126,10 +149,10 @@ impl Store {
         .bind(b.build_id.to_string())
         .bind(b.acct_id.to_string())
         .bind(b.app_id.to_string())
-        .bind(&b.docker_info.docker_image_name)
-        .bind(&b.docker_info.docker_version)
-        .bind(&b.docker_info.docker_image_sha)
-        .bind(b.docker_info.docker_image_size)
+        .bind(name)
+        .bind(version)
+        .bind(sha)
+        .bind(size)
         .bind(&b.enclave_info.mrenclave)
         .bind(&b.enclave_info.mrsigner)
         .bind(b.enclave_info.isvprodid)
@@ -140,7 +163,7 @@ impl Store {
         .bind(task_id.to_string())
         .execute(&mut *w.tx)
         .await
-        .map_err(on_unique("image", "docker_info.docker_version"))?;
+        .map_err(on_unique("image", unique_field))?;
         audit::append(
             &mut w.tx,
             now,
@@ -150,13 +173,19 @@ impl Store {
             "build",
             Some(b.build_id),
             json!({"app_id": b.app_id, "mrenclave": b.enclave_info.mrenclave, "mrsigner": b.enclave_info.mrsigner,
-                   "image": format!("{}:{}", b.docker_info.docker_image_name, b.docker_info.docker_version)}),
+                   "image": b.docker_info.as_ref().map(|d| format!("{}:{}", d.docker_image_name, d.docker_version))}),
         )
         .await?;
-        let description = format!(
-            "Whitelist image {}:{} (MRENCLAVE {}) of app {app_name}",
-            b.docker_info.docker_image_name, b.docker_info.docker_version, b.enclave_info.mrenclave
-        );
+        let description = match &b.docker_info {
+            Some(d) => format!(
+                "Whitelist image {}:{} (MRENCLAVE {}) of app {app_name}",
+                d.docker_image_name, d.docker_version, b.enclave_info.mrenclave
+            ),
+            None => format!(
+                "Whitelist image MRENCLAVE {} of app {app_name}",
+                b.enclave_info.mrenclave
+            ),
+        };
         tasks::create(
             &mut w.tx,
             NewTask {
@@ -166,7 +195,7 @@ impl Store {
                 task_type: TaskType::BuildWhitelist,
                 description,
                 requester: actor,
-                requester_type: RequesterType::User,
+                requester_type: ccm_api::tasks::RequesterType::User,
                 domains_added: Vec::new(),
                 proposal: None,
                 on_approve: Some(on_approve),

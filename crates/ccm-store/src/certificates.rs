@@ -9,7 +9,9 @@ use std::collections::HashSet;
 
 use ccm_api::apps::App;
 use ccm_api::builds::{BuildStatusType, EnclaveInfo};
-use ccm_api::certificates::{AppNodeInfo, Certificate, CertificateStatusType};
+use ccm_api::certificates::{
+    AppNodeInfo, AppStatus, AppStatusType, Certificate, CertificateStatusType,
+};
 use ccm_api::tasks::{TaskStatusType, TaskType};
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -952,12 +954,14 @@ impl Store {
                     .map(|e| e.mrenclave.clone())
                     .unwrap_or_default(),
                 created_at: cert.created_at,
-                status: if now.saturating_sub(last) <= running_window {
-                    "RUNNING"
-                } else {
-                    "STOPPED"
-                }
-                .into(),
+                status: AppStatus {
+                    status: if now.saturating_sub(last) <= running_window {
+                        AppStatusType::Running
+                    } else {
+                        AppStatusType::Stopped
+                    },
+                    status_updated_at: last,
+                },
                 is_debug: debug,
                 certificate: cert,
             });
@@ -1078,7 +1082,7 @@ fn issuance_write(batch: &[&IssuanceRecord], now: i64) -> Result<WriteSet> {
                     P,
                     Lit("NULL"),
                     P,
-                    Lit("'NODE'"),
+                    Lit("'SYSTEM'"),
                     Lit("'[]'"),
                     P,
                     P,

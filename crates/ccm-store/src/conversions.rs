@@ -30,7 +30,7 @@ use serde_json::json;
 use sqlx::AnyConnection;
 use uuid::Uuid;
 
-use crate::tasks::{self, NewTask, RequesterType};
+use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Effect, Error, Result, Store, audit};
 
@@ -286,6 +286,11 @@ impl Store {
         now: i64,
     ) -> Result<Build> {
         let b = &c.build;
+        let Some(docker) = &b.docker_info else {
+            return Err(Error::InvalidState(
+                "a converted image has output coordinates (docker_info)".into(),
+            ));
+        };
         let mut w = self.begin_write().await?;
         let app: Option<(String,)> =
             sqlx::query_as("SELECT name FROM apps WHERE app_id = $1 AND acct_id = $2")
@@ -301,8 +306,8 @@ impl Store {
              WHERE b.app_id = $1 AND b.docker_image_name = $2 AND b.docker_version = $3",
         )
         .bind(b.app_id.to_string())
-        .bind(&b.docker_info.docker_image_name)
-        .bind(&b.docker_info.docker_version)
+        .bind(&docker.docker_image_name)
+        .bind(&docker.docker_version)
         .fetch_optional(&mut *w.tx)
         .await?;
         if let Some((old_id, status)) = existing {
@@ -343,8 +348,8 @@ impl Store {
         .bind(b.build_id.to_string())
         .bind(b.acct_id.to_string())
         .bind(b.app_id.to_string())
-        .bind(&b.docker_info.docker_image_name)
-        .bind(&b.docker_info.docker_version)
+        .bind(&docker.docker_image_name)
+        .bind(&docker.docker_version)
         .bind(b.enclave_info.isvprodid)
         .bind(b.enclave_info.isvsvn)
         .bind(b.mem_size)
@@ -582,7 +587,7 @@ impl Store {
                     row.output_image, result.mrenclave, app_name.0
                 ),
                 requester: &requester,
-                requester_type: RequesterType::User,
+                requester_type: ccm_api::tasks::RequesterType::User,
                 domains_added: Vec::new(),
                 proposal: None,
                 on_approve: Some(on_approve),

@@ -24,7 +24,7 @@ use ccm_api::apps::TcbStatus;
 use ccm_api::builds::{BuildStatusType, ConversionStatus};
 use ccm_api::certificates::CertificateStatusType;
 use ccm_api::nodes::NodeStatusType;
-use ccm_api::tasks::{ApprovalStatus, TaskStatusType, TaskType};
+use ccm_api::tasks::{ApprovalStatus, RequesterType, TaskStatusType, TaskType};
 use sha2::{Digest, Sha256};
 use sqlx::AnyConnection;
 
@@ -141,6 +141,11 @@ pub(crate) fn domains() -> Vec<Domain> {
                 DomainWhitelist,
                 PolicyChange
             ),
+        ),
+        Domain::new(
+            "tasks",
+            "requester_type",
+            every!(RequesterType: User, App, System),
         ),
         Domain::new(
             "tasks",

@@ -302,6 +302,39 @@ impl Store {
         Ok(inv)
     }
 
+    /// Audits a password reset request (`forgot_password`): the e-mail asked for, the user it
+    /// names (if any), the client address and what came of it (`outcome`). Anonymous, like a
+    /// failed login.
+    pub async fn record_password_forgot(
+        &self,
+        email: &str,
+        user_id: Option<Uuid>,
+        client_address: Option<&str>,
+        outcome: &str,
+        now: i64,
+    ) -> Result<()> {
+        let mut w = self.begin_write().await?;
+        let actor = Actor {
+            user_id: None,
+            name: match client_address {
+                Some(a) => format!("anonymous@{a}"),
+                None => "anonymous".into(),
+            },
+        };
+        audit::append(
+            &mut w.tx,
+            now,
+            &actor,
+            None,
+            "user.password_forgot",
+            "user",
+            user_id,
+            json!({"user_email": email, "client_address": client_address, "outcome": outcome}),
+        )
+        .await?;
+        w.commit().await
+    }
+
     /// Records a password reset token for a user, replacing any earlier one.
     pub async fn issue_password_reset(
         &self,

@@ -78,7 +78,7 @@ pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};
 pub use tasks::{TaskDecision, TaskFilter};
 pub use users::{NewUser, SetupTokenState, UserRecord};
-pub use zones::{JoinTokenUse, NewJoinToken, ZoneRecord};
+pub use zones::{JoinTokenUse, NewJoinToken, ZoneDefaults, ZoneEdit, ZoneRecord};
 
 /// Result type of this crate.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -280,6 +280,8 @@ pub struct StoreOptions {
     pub max_connections: u32,
     /// How long to wait for a pool connection.
     pub acquire_timeout: Duration,
+    /// The node settings of zones that do not set their own.
+    pub zone_defaults: ZoneDefaults,
 }
 
 impl Default for StoreOptions {
@@ -287,6 +289,7 @@ impl Default for StoreOptions {
         Self {
             max_connections: 10,
             acquire_timeout: Duration::from_secs(10),
+            zone_defaults: ZoneDefaults::default(),
         }
     }
 }
@@ -299,6 +302,8 @@ pub struct Store {
     write_lock: Option<Arc<Mutex<()>>>,
     /// The issuance path's own writer and read connections (see `hot`).
     hot: hot::HotPaths,
+    /// The node settings of zones that do not set their own.
+    zone_defaults: ZoneDefaults,
 }
 
 impl std::fmt::Debug for Store {
@@ -371,6 +376,7 @@ impl Store {
             backend,
             write_lock,
             hot,
+            zone_defaults: options.zone_defaults,
         };
         store.migrate().await?;
         if let Some(lock) = &store.write_lock {

@@ -9,9 +9,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::effects::{self, Effect, Subject};
-use crate::tasks::{self, NewTask, RequesterType};
+use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
 use crate::{Actor, Error, Result, Store, audit};
+use ccm_api::tasks::RequesterType;
 
 /// A join token with what enrollment needs to check it.
 #[derive(Debug, Clone)]
@@ -418,7 +419,7 @@ impl Store {
                     task_type: TaskType::NodeAttestation,
                     description: approval.description.clone(),
                     requester: &actor,
-                    requester_type: RequesterType::Node,
+                    requester_type: RequesterType::System,
                     domains_added: Vec::new(),
                     proposal: None,
                     on_approve: Some(&approval.on_approve),

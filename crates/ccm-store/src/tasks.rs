@@ -5,7 +5,8 @@ use std::collections::HashMap;
 
 use ccm_api::accounts::ApprovalPolicy;
 use ccm_api::tasks::{
-    ApprovalInfo, ApprovalStatus, RequesterInfo, Task, TaskStatus, TaskStatusType, TaskType,
+    ApprovalInfo, ApprovalStatus, RequesterInfo, RequesterType, Task, TaskStatus, TaskStatusType,
+    TaskType,
 };
 use serde_json::json;
 use sqlx::AnyConnection;
@@ -37,7 +38,7 @@ pub(crate) struct NewTask<'a> {
     pub task_type: TaskType,
     pub description: String,
     pub requester: &'a Actor,
-    /// Who asks: a user (or API key) or an enrolling node.
+    /// Who asks: a user (or API key), or the system for an enrolling node.
     pub requester_type: RequesterType,
     pub domains_added: Vec<String>,
     /// JSON of what the task proposes (POLICY_CHANGE: the app's new `advanced_settings`).
@@ -46,24 +47,6 @@ pub(crate) struct NewTask<'a> {
     /// AUTO_APPROVE policy. `None`: the task must be decided by a person, and an account that
     /// approves automatically refuses it.
     pub on_approve: Option<&'a Effect>,
-}
-
-/// Who raised a task, as the API names it (`requester_type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(crate) enum RequesterType {
-    /// A user or one of their API keys.
-    User,
-    /// A node, at enrollment.
-    Node,
-}
-
-impl RequesterType {
-    fn as_str(self) -> &'static str {
-        match self {
-            Self::User => "USER",
-            Self::Node => "NODE",
-        }
-    }
 }
 
 /// The object a task is about.
@@ -252,7 +235,11 @@ impl TaskRow {
             requester_info: RequesterInfo {
                 user_id: opt_uuid("tasks.requester_user_id", self.requester_user_id.as_deref())?,
                 requester_name: self.requester_name,
-                requester_type: self.requester_type,
+                requester_type: enum_value(
+                    "tasks.requester_type",
+                    &self.requester_type,
+                    RequesterType::parse,
+                )?,
             },
             description: self.description,
             approvals,

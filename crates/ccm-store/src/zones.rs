@@ -1,11 +1,11 @@
 //! Zones and their join tokens.
 
 use ccm_api::accounts::ZoneCaKeyType;
-use ccm_api::zones::{JoinTokenInfo, Zone};
+use ccm_api::zones::{JoinTokenInfo, NodePolicy, Zone};
 use serde_json::json;
 use uuid::Uuid;
 
-use crate::util::{opt_uuid, uuid};
+use crate::util::{json, opt_uuid, uuid};
 use crate::{Actor, Error, Result, Store, audit};
 
 /// A stored zone with its sealed CA key.
@@ -26,6 +26,37 @@ impl std::fmt::Debug for ZoneRecord {
             .field("zone", &self.zone)
             .finish_non_exhaustive()
     }
+}
+
+/// The node settings of a zone that does not set its own (the manager's configuration).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ZoneDefaults {
+    /// Seconds between node agent check-ins.
+    pub node_refresh_interval: i64,
+    /// Renew node certificates when less than this percentage of their validity is left.
+    pub node_renewal_threshold: i64,
+}
+
+impl Default for ZoneDefaults {
+    fn default() -> Self {
+        Self {
+            node_refresh_interval: 10,
+            node_renewal_threshold: 33,
+        }
+    }
+}
+
+/// A change of a zone's settings (`None`: unchanged).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ZoneEdit {
+    /// New description (`Some(None)` clears it).
+    pub description: Option<Option<String>>,
+    /// New heartbeat interval (seconds).
+    pub node_refresh_interval: Option<i64>,
+    /// New renewal threshold (percent).
+    pub node_renewal_threshold: Option<i64>,
+    /// New node enrollment policy.
+    pub node_enrollment: Option<NodePolicy>,
 }
 
 /// A join token to store.
@@ -58,10 +89,13 @@ struct ZoneRow {
     created_at: i64,
     sim_ca_cert_pem: Option<String>,
     sim_ca_key_sealed: Option<Vec<u8>>,
+    node_refresh_interval: Option<i64>,
+    node_renewal_threshold: Option<i64>,
+    node_policy: Option<String>,
 }
 
 impl ZoneRow {
-    fn into_record(self) -> Result<ZoneRecord> {
+    fn into_record(self, defaults: ZoneDefaults) -> Result<ZoneRecord> {
         let ca_key_type = match self.ca_key_type.as_str() {
             "EC_P256" => ZoneCaKeyType::EcP256,
             "EC_P384" => ZoneCaKeyType::EcP384,
@@ -81,6 +115,17 @@ impl ZoneRow {
                 certificate: self.ca_cert_pem,
                 simulated_certificate: self.sim_ca_cert_pem,
                 ca_key_type,
+                node_refresh_interval: self
+                    .node_refresh_interval
+                    .unwrap_or(defaults.node_refresh_interval),
+                node_renewal_threshold: self
+                    .node_renewal_threshold
+                    .unwrap_or(defaults.node_renewal_threshold),
+                node_enrollment: self
+                    .node_policy
+                    .map(|p| json("zone_node_policy.policy", &p))
+                    .transpose()?
+                    .unwrap_or_default(),
                 created_at: self.created_at,
             },
             ca_key_sealed: self.ca_key_sealed,
@@ -89,8 +134,14 @@ impl ZoneRow {
     }
 }
 
-const ZONE_COLS: &str = "zone_id, acct_id, name, description, ca_cert_pem, ca_key_sealed, \
-     ca_key_type, created_at, sim_ca_cert_pem, sim_ca_key_sealed";
+/// The zone columns with the zone's node policy (`zones z`, `zone_node_policy p`): see
+/// [`ZONES_WITH_POLICY`].
+const ZONE_COLS: &str = "z.zone_id, z.acct_id, z.name, z.description, z.ca_cert_pem, \
+     z.ca_key_sealed, z.ca_key_type, z.created_at, z.sim_ca_cert_pem, z.sim_ca_key_sealed, \
+     z.node_refresh_interval, z.node_renewal_threshold, p.policy AS node_policy";
+
+/// The tables [`ZONE_COLS`] come from.
+const ZONES_WITH_POLICY: &str = "zones z LEFT JOIN zone_node_policy p ON p.zone_id = z.zone_id";
 
 #[derive(sqlx::FromRow)]
 struct TokenRow {
@@ -130,24 +181,124 @@ impl Store {
     /// The zones of an account (one per account today).
     pub async fn list_zones(&self, acct_id: Uuid) -> Result<Vec<ZoneRecord>> {
         let rows: Vec<ZoneRow> = sqlx::query_as(&format!(
-            "SELECT {ZONE_COLS} FROM zones WHERE acct_id = $1 ORDER BY name"
+            "SELECT {ZONE_COLS} FROM {ZONES_WITH_POLICY} WHERE z.acct_id = $1 ORDER BY z.name"
         ))
         .bind(acct_id.to_string())
         .fetch_all(&self.pool)
         .await?;
-        rows.into_iter().map(ZoneRow::into_record).collect()
+        rows.into_iter()
+            .map(|r| r.into_record(self.zone_defaults))
+            .collect()
     }
 
     /// A zone of an account; `None` if it does not exist in that account.
     pub async fn get_zone(&self, acct_id: Uuid, zone_id: Uuid) -> Result<Option<ZoneRecord>> {
         let row: Option<ZoneRow> = sqlx::query_as(&format!(
-            "SELECT {ZONE_COLS} FROM zones WHERE zone_id = $1 AND acct_id = $2"
+            "SELECT {ZONE_COLS} FROM {ZONES_WITH_POLICY} WHERE z.zone_id = $1 AND z.acct_id = $2"
         ))
         .bind(zone_id.to_string())
         .bind(acct_id.to_string())
         .fetch_optional(&self.pool)
         .await?;
-        row.map(ZoneRow::into_record).transpose()
+        row.map(|r| r.into_record(self.zone_defaults)).transpose()
+    }
+
+    /// A zone's node settings (`node_refresh_interval`, `node_renewal_threshold`), the
+    /// configured defaults for those it does not set; `None` for an unknown zone.
+    pub async fn zone_node_settings(&self, zone_id: Uuid) -> Result<Option<(i64, i64)>> {
+        let row: Option<(Option<i64>, Option<i64>)> = sqlx::query_as(
+            "SELECT node_refresh_interval, node_renewal_threshold FROM zones WHERE zone_id = $1",
+        )
+        .bind(zone_id.to_string())
+        .fetch_optional(&self.pool)
+        .await?;
+        let d = self.zone_defaults;
+        Ok(row.map(|(r, t)| {
+            (
+                r.unwrap_or(d.node_refresh_interval),
+                t.unwrap_or(d.node_renewal_threshold),
+            )
+        }))
+    }
+
+    /// Changes a zone's settings in one audited transaction (`zone.update`, naming what
+    /// changed); returns the zone afterwards.
+    pub async fn update_zone(
+        &self,
+        acct_id: Uuid,
+        zone_id: Uuid,
+        edit: &ZoneEdit,
+        actor: &Actor,
+        now: i64,
+    ) -> Result<ZoneRecord> {
+        let mut w = self.begin_write().await?;
+        let exists: Option<(String,)> =
+            sqlx::query_as("SELECT zone_id FROM zones WHERE zone_id = $1 AND acct_id = $2")
+                .bind(zone_id.to_string())
+                .bind(acct_id.to_string())
+                .fetch_optional(&mut *w.tx)
+                .await?;
+        if exists.is_none() {
+            return Err(Error::NotFound("zone"));
+        }
+        let mut changed = serde_json::Map::new();
+        if let Some(d) = &edit.description {
+            sqlx::query("UPDATE zones SET description = $1 WHERE zone_id = $2")
+                .bind(d.as_deref())
+                .bind(zone_id.to_string())
+                .execute(&mut *w.tx)
+                .await?;
+            changed.insert("description".into(), json!(d));
+        }
+        if let Some(v) = edit.node_refresh_interval {
+            sqlx::query("UPDATE zones SET node_refresh_interval = $1 WHERE zone_id = $2")
+                .bind(v)
+                .bind(zone_id.to_string())
+                .execute(&mut *w.tx)
+                .await?;
+            changed.insert("node_refresh_interval".into(), json!(v));
+        }
+        if let Some(v) = edit.node_renewal_threshold {
+            sqlx::query("UPDATE zones SET node_renewal_threshold = $1 WHERE zone_id = $2")
+                .bind(v)
+                .bind(zone_id.to_string())
+                .execute(&mut *w.tx)
+                .await?;
+            changed.insert("node_renewal_threshold".into(), json!(v));
+        }
+        if let Some(p) = &edit.node_enrollment {
+            let policy = serde_json::to_string(p)
+                .map_err(|e| Error::corrupt("zone_node_policy.policy", e.to_string()))?;
+            sqlx::query(
+                "INSERT INTO zone_node_policy (zone_id, policy, updated_at) VALUES ($1, $2, $3) \
+                 ON CONFLICT (zone_id) DO UPDATE SET policy = $2, updated_at = $3",
+            )
+            .bind(zone_id.to_string())
+            .bind(policy)
+            .bind(now)
+            .execute(&mut *w.tx)
+            .await?;
+            changed.insert("node_enrollment".into(), json!(p));
+        }
+        audit::append(
+            &mut w.tx,
+            now,
+            actor,
+            Some(acct_id),
+            "zone.update",
+            "zone",
+            Some(zone_id),
+            serde_json::Value::Object(changed),
+        )
+        .await?;
+        let row: ZoneRow = sqlx::query_as(&format!(
+            "SELECT {ZONE_COLS} FROM {ZONES_WITH_POLICY} WHERE z.zone_id = $1"
+        ))
+        .bind(zone_id.to_string())
+        .fetch_one(&mut *w.tx)
+        .await?;
+        w.commit().await?;
+        row.into_record(self.zone_defaults)
     }
 
     /// Gives a zone its simulated intermediate CA (certificate PEM and sealed key) unless it has

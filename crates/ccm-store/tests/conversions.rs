@@ -115,12 +115,12 @@ fn new_conversion(f: &Fixture, tag: &str) -> NewConversion {
             acct_id: f.acct,
             app_id: f.app,
             app_name: String::new(),
-            docker_info: DockerInfo {
+            docker_info: Some(DockerInfo {
                 docker_image_name: "r.test/flask-sgx".into(),
                 docker_version: tag.into(),
                 docker_image_sha: None,
                 docker_image_size: None,
-            },
+            }),
             enclave_info: EnclaveInfo {
                 mrenclave: "ignored".into(),
                 mrsigner: "ignored".into(),
@@ -324,10 +324,13 @@ async fn fencing_completion_and_recovery(db: Db) {
     );
     assert_eq!(b.enclave_info.mrenclave, "a".repeat(64));
     assert_eq!(
-        b.docker_info.docker_image_sha,
+        b.image_digest().map(String::from),
         Some(format!("sha256:{}", "c".repeat(64)))
     );
-    assert_eq!(b.docker_info.docker_image_size, Some(3));
+    assert_eq!(
+        b.docker_info.as_ref().and_then(|d| d.docker_image_size),
+        Some(3)
+    );
     let task = b.pending_task_id.expect("BUILD_WHITELIST task");
     let t = f.store.get_task(f.acct, task).await.unwrap().unwrap();
     assert_eq!(t.task_type.as_str(), "BUILD_WHITELIST");

@@ -115,7 +115,7 @@ fn seed_journey_with_the_python_flask_app() {
     // The manager shows it running on the node.
     let shown = w.ccm_json(&["app", "show", "python-flask"]);
     assert_eq!(shown["nodes"][0]["node_name"], "node-1", "{shown}");
-    assert_eq!(shown["nodes"][0]["status"], "RUNNING");
+    assert_eq!(shown["nodes"][0]["status"]["status"], "RUNNING");
 
     let mut report = String::new();
     let _ = writeln!(

@@ -186,7 +186,7 @@ fn seed_journey_with_a_static_https_server() {
     let shown = w.ccm_json(&["app", "show", "https-server"]);
     assert_eq!(shown["nodes"][0]["node_id"], node_id.as_str(), "{shown}");
     assert_eq!(shown["nodes"][0]["node_name"], "node-1");
-    assert_eq!(shown["nodes"][0]["status"], "RUNNING");
+    assert_eq!(shown["nodes"][0]["status"]["status"], "RUNNING");
     assert_eq!(shown["nodes"][0]["mrenclave"], mrenclave.as_str());
     let text = w.ccm_ok(&["app", "show", "https-server"]);
     assert!(

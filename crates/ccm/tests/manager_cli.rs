@@ -297,6 +297,26 @@ fn operator_workflow(database: Option<&str>) {
     );
     let listed = cli.json(&["zone", "token", "list"]);
     assert_eq!(listed[0]["single_use"], true);
+    // The zone's node settings.
+    let zone = cli.json(&[
+        "zone",
+        "update",
+        "--refresh-interval",
+        "20",
+        "--renewal-threshold",
+        "25",
+        "--require-approval",
+        "true",
+    ]);
+    assert_eq!(zone["node_refresh_interval"], 20, "{zone}");
+    assert_eq!(zone["node_renewal_threshold"], 25);
+    assert_eq!(zone["node_enrollment"]["require_approval"], true);
+    assert!(cli.ok(&["zone", "show"]).contains("25 %"));
+    cli.fails(
+        &["zone", "update", "--renewal-threshold", "99"],
+        2,
+        "node_renewal_threshold",
+    );
     cli.ok(&["zone", "token", "revoke", tok["token_id"].as_str().unwrap()]);
     assert!(
         cli.ok(&["zone", "certificate"])

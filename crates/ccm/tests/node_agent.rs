@@ -692,6 +692,17 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls(db: Db) 
         .ok(Method::GET, &format!("/v1/nodes/{node_id}"), None)
         .await;
     assert_eq!(n["apps"][0]["app_id"], app_id.as_str(), "{n}");
+    assert_eq!(n["apps"][0]["status"]["status"], "RUNNING", "{n}");
+    // The app's certificate on the node: JSON by default (the reference's), PEM when asked.
+    let cert = api
+        .ok(
+            Method::GET,
+            &format!("/v1/apps/{app_id}/node/{node_id}/certificate"),
+            None,
+        )
+        .await;
+    assert_eq!(cert["status"], "ISSUED", "{cert}");
+    assert_eq!(cert["certificate"], chain);
     let pem_text = api
         .http
         .get(format!(
@@ -699,6 +710,7 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls(db: Db) 
             m.base
         ))
         .bearer_auth(&api.token)
+        .header("accept", "application/x-pem-file")
         .send()
         .await
         .unwrap()

@@ -18,6 +18,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_accounts, create_account))
         .routes(routes!(get_account, update_account, delete_account))
+        .routes(routes!(select_account))
 }
 
 /// The caller's accounts.
@@ -27,17 +28,31 @@ async fn list_accounts(State(s): State<AppState>, caller: Caller) -> ApiResult<J
     Ok(Json(accounts::list(&s, &caller).await?))
 }
 
-/// Creates an account with its zone and zone CA; the caller becomes its MANAGER.
+/// Creates an account with its zone and zone CA; the caller becomes its MANAGER. Answers 200
+/// (as the reference does) with the new account.
 #[utoipa::path(post, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), request_body = AccountRequest,
-    responses((status = 201, body = Account), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = Account), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn create_account(
     State(s): State<AppState>,
     caller: Caller,
     Body(req): Body<AccountRequest>,
-) -> ApiResult<(StatusCode, Json<Account>)> {
+) -> ApiResult<Json<Account>> {
     let rec = accounts::create(&s, &caller, req).await?;
-    let account = accounts::view(&s, rec, AccessRole::Manager).await?;
-    Ok((StatusCode::CREATED, Json(account)))
+    Ok(Json(accounts::view(&s, rec, AccessRole::Manager).await?))
+}
+
+/// Selects the account the session works in (the reference's path; the same as
+/// `POST /v1/sys/session/select_account/{acct_id}`, which answers the session instead).
+#[utoipa::path(post, path = "/v1/accounts/select_account/{acct_id}", tag = "accounts", security(("bearer" = [])),
+    params(("acct_id" = Uuid, Path, description = "Account id")),
+    responses((status = 204), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
+async fn select_account(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(acct_id): Path<Uuid>,
+) -> ApiResult<StatusCode> {
+    accounts::select(&s, &caller, acct_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
 /// An account the caller belongs to.

@@ -28,18 +28,16 @@ async fn list_apps(State(s): State<AppState>, acct: Acct) -> ApiResult<Json<Vec<
     Ok(Json(apps::list(&s, &acct).await?))
 }
 
-/// Adds an app (WRITER). Allowed domains raise a DOMAIN_WHITELIST task.
+/// Adds an app (WRITER); answers 200 (as the reference does) with the app. Allowed domains
+/// raise a DOMAIN_WHITELIST task.
 #[utoipa::path(post, path = "/v1/apps", tag = "apps", security(("bearer" = [])), request_body = AppRequest,
-    responses((status = 201, body = App), (status = 403, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = App), (status = 403, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn create_app(
     State(s): State<AppState>,
     acct: Acct,
     Body(req): Body<AppRequest>,
-) -> ApiResult<(StatusCode, Json<App>)> {
-    Ok((
-        StatusCode::CREATED,
-        Json(apps::create(&s, &acct, req).await?),
-    ))
+) -> ApiResult<Json<App>> {
+    Ok(Json(apps::create(&s, &acct, req).await?))
 }
 
 /// An app of the selected account, with the nodes it runs on (`nodes`).

@@ -40,30 +40,29 @@ async fn list_builds(
     Ok(Json(images::list(&s, &acct, q.app_id).await?))
 }
 
-/// Creates an image (WRITER). Two forms:
-/// - a conversion request (`ConvertAppBuildRequest`, no `mrenclave`/`docker_info`): the manager
-///   converts the app's input image in the background and answers 202 with the image, its
-///   `conversion` QUEUED; the BUILD_WHITELIST task is raised when the conversion succeeds;
-/// - known values (`CreateBuildRequest`): records the image at once (201) and raises its
-///   BUILD_WHITELIST task. ISVPRODID, ISVSVN, memory and threads default to the app's.
+/// Creates an image (WRITER); answers 200 (as the reference does) with the image. Two forms:
+/// - a conversion request (`ConvertAppBuildRequest`, no `mrenclave`/`mrsigner`/`docker_info`):
+///   the manager converts the app's input image in the background and answers with the image,
+///   its `conversion` QUEUED; the BUILD_WHITELIST task is raised when the conversion succeeds;
+/// - known values (`CreateBuildRequest`): records the image at once and raises its
+///   BUILD_WHITELIST task. ISVPRODID, ISVSVN, memory and threads default to the app's;
+///   `docker_info` is optional.
 #[utoipa::path(post, path = "/v1/builds", tag = "builds", security(("bearer" = [])),
     request_body = super::conversions::CreateBuildBody,
-    responses((status = 201, body = Build), (status = 202, body = Build), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = Build), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn create_build(
     State(s): State<AppState>,
     acct: Acct,
     Body(body): Body<serde_json::Value>,
-) -> ApiResult<(StatusCode, Json<Build>)> {
+) -> ApiResult<Json<Build>> {
     if super::conversions::is_conversion_request(&body) {
         let req = super::conversions::parse_conversion_request(&body)?;
-        let build = crate::service::conversions::start(&s, &acct, req).await?;
-        return Ok((StatusCode::ACCEPTED, Json(build)));
+        return Ok(Json(
+            crate::service::conversions::start(&s, &acct, req).await?,
+        ));
     }
     let req = crate::extract::parse_json::<CreateBuildRequest>(body.to_string().as_bytes())?;
-    Ok((
-        StatusCode::CREATED,
-        Json(images::create(&s, &acct, req).await?),
-    ))
+    Ok(Json(images::create(&s, &acct, req).await?))
 }
 
 /// An image of the selected account.

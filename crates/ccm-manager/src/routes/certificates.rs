@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use axum::http::header;
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use ccm_api::certificates::{Certificate, CertificateDetails, RevokeRequest};
 use serde::Deserialize;
@@ -79,21 +79,23 @@ async fn revoke_certificate(
     Ok(Json(certificates::revoke(&s, &acct, id, reason).await?))
 }
 
-/// The app's current certificate on a node (PEM chain).
+/// The app's current certificate on a node: JSON (the reference's `Certificate`), or the PEM
+/// chain alone when the request accepts `application/x-pem-file`.
 #[utoipa::path(get, path = "/v1/apps/{app_id}/node/{node_id}/certificate", tag = "certificates", security(("bearer" = [])),
     params(("app_id" = Uuid, Path), ("node_id" = Uuid, Path)),
-    responses((status = 200, body = String, content_type = "application/x-pem-file"), (status = 404, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = Certificate), (status = 200, body = String, content_type = "application/x-pem-file"), (status = 404, body = ccm_api::ErrorBody)))]
 async fn app_node_certificate(
     State(s): State<AppState>,
     acct: Acct,
+    headers: HeaderMap,
     Path((app_id, node_id)): Path<(Uuid, Uuid)>,
 ) -> ApiResult<Response> {
     let cert = certificates::current_on_node(&s, &acct, app_id, node_id).await?;
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-pem-file")],
-        cert.certificate.unwrap_or_default(),
-    )
-        .into_response())
+    Ok(if super::wants_pem(&headers) {
+        super::pem_response(cert.certificate.unwrap_or_default())
+    } else {
+        Json(cert).into_response()
+    })
 }
 
 /// Details of the app's current certificate on a node.

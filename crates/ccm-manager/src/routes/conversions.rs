@@ -28,9 +28,9 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 #[serde(untagged)]
 #[allow(dead_code)] // Documents the request body; requests are parsed by form.
 pub(crate) enum CreateBuildBody {
-    /// Convert the app's input image (answered 202).
+    /// Convert the app's input image.
     Convert(ConvertAppBuildRequest),
-    /// Record an image from known values (answered 201).
+    /// Record an image from known values.
     Known(CreateBuildRequest),
 }
 
@@ -90,19 +90,18 @@ pub(crate) fn parse_conversion_request(body: &Value) -> ApiResult<ConvertAppBuil
 }
 
 /// Converts the app's input image into an enclave image in the background (WRITER): the same
-/// as `POST /v1/builds` with a conversion request. Answers 202 with the image, its
-/// `conversion` QUEUED.
+/// as `POST /v1/builds` with a conversion request. Answers 200 (as the reference does) with the
+/// image, its `conversion` QUEUED.
 #[utoipa::path(post, path = "/v1/builds/convert-app", tag = "builds", security(("bearer" = [])),
     request_body = ConvertAppBuildRequest,
-    responses((status = 202, body = Build), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = Build), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn convert_app(
     State(s): State<AppState>,
     acct: Acct,
     Body(body): Body<Value>,
-) -> ApiResult<(StatusCode, Json<Build>)> {
+) -> ApiResult<Json<Build>> {
     let req = parse_conversion_request(&body)?;
-    let build = conversions::start(&s, &acct, req).await?;
-    Ok((StatusCode::ACCEPTED, Json(build)))
+    Ok(Json(conversions::start(&s, &acct, req).await?))
 }
 
 /// The conversion job of an image: status, phase, progress and its log (the most recent 200

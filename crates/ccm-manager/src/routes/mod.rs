@@ -77,6 +77,29 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
         .merge(certificates::router())
 }
 
+/// Whether a request asks for a certificate as PEM (`Accept: application/x-pem-file` or
+/// `application/pem-certificate-chain`) rather than JSON, the reference's default.
+pub(crate) fn wants_pem(headers: &axum::http::HeaderMap) -> bool {
+    headers
+        .get_all(axum::http::header::ACCEPT)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .filter_map(|v| v.split(';').next())
+        .map(|v| v.trim().to_ascii_lowercase())
+        .any(|v| v == "application/x-pem-file" || v == "application/pem-certificate-chain")
+}
+
+/// A PEM text as a response (`application/x-pem-file`).
+pub(crate) fn pem_response(pem: String) -> axum::response::Response {
+    use axum::response::IntoResponse as _;
+    (
+        [(axum::http::header::CONTENT_TYPE, "application/x-pem-file")],
+        pem,
+    )
+        .into_response()
+}
+
 pub(crate) async fn not_found() -> ApiError {
     ApiError::not_found("endpoint")
 }

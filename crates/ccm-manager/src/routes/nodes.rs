@@ -6,7 +6,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ccm_api::certificates::CertificateDetails;
-use ccm_api::nodes::{EnrollmentNonce, Node, NodeEnrollment, NodeProvisionRequest};
+use ccm_api::nodes::{
+    EnrollmentNonce, Node, NodeCertificate, NodeEnrollment, NodeProvisionRequest,
+};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -91,32 +93,36 @@ async fn get_node(
 }
 
 /// Deactivates a node (MANAGER): its certificate stops working at once, and the certificates
-/// issued through it are revoked.
+/// issued through it are revoked. Answers 204, as the reference does.
 #[utoipa::path(post, path = "/v1/nodes/{node_id}/deactivate", tag = "nodes", security(("bearer" = [])),
     params(("node_id" = Uuid, Path)),
-    responses((status = 200, body = Node), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
+    responses((status = 204), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
 async fn deactivate_node(
     State(s): State<AppState>,
     acct: Acct,
     Path(node_id): Path<Uuid>,
-) -> ApiResult<Json<Node>> {
-    Ok(Json(nodes::deactivate(&s, &acct, node_id).await?))
+) -> ApiResult<StatusCode> {
+    nodes::deactivate(&s, &acct, node_id).await?;
+    Ok(StatusCode::NO_CONTENT)
 }
 
-/// The node's current certificate (PEM).
+/// The node's current certificate: JSON (the reference's `Certificate`), or the PEM alone when
+/// the request accepts `application/x-pem-file`.
 #[utoipa::path(get, path = "/v1/nodes/{node_id}/certificate", tag = "nodes", security(("bearer" = [])),
     params(("node_id" = Uuid, Path)),
-    responses((status = 200, body = String, content_type = "application/x-pem-file"), (status = 404, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = NodeCertificate), (status = 200, body = String, content_type = "application/x-pem-file"), (status = 404, body = ccm_api::ErrorBody)))]
 async fn node_certificate(
     State(s): State<AppState>,
     acct: Acct,
+    headers: HeaderMap,
     Path(node_id): Path<Uuid>,
 ) -> ApiResult<Response> {
-    Ok((
-        [(header::CONTENT_TYPE, "application/x-pem-file")],
-        nodes::certificate(&s, &acct, node_id).await?,
-    )
-        .into_response())
+    let cert = nodes::current_certificate(&s, &acct, node_id).await?;
+    Ok(if super::wants_pem(&headers) {
+        super::pem_response(cert.certificate)
+    } else {
+        Json(cert).into_response()
+    })
 }
 
 /// Details of the node's certificate.

@@ -2,7 +2,7 @@
 
 use axum::Json;
 use axum::extract::State;
-use ccm_api::tasks::{Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest};
+use ccm_api::tasks::{DecidedTask, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
@@ -69,17 +69,19 @@ async fn get_task(
 
 /// Approves or denies a task (MANAGER) and applies the effect atomically: the image becomes
 /// WHITELISTED or REJECTED, the domains whitelisted or dropped, the proposed attestation policy
-/// applied or discarded. A task already decided is 409.
+/// applied or discarded. Answers the decided task with the reference's result fields
+/// (`task_status` and the object's id). A task already decided is 409.
 #[utoipa::path(patch, path = "/v1/tasks/{task_id}", tag = "tasks", security(("bearer" = [])), request_body = TaskUpdateRequest,
     params(("task_id" = Uuid, Path)),
-    responses((status = 200, body = Task), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+    responses((status = 200, body = DecidedTask), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 409, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
 async fn update_task(
     State(s): State<AppState>,
     acct: Acct,
     Path(task_id): Path<Uuid>,
     Body(req): Body<TaskUpdateRequest>,
-) -> ApiResult<Json<Task>> {
-    Ok(Json(tasks::decide(&s, &acct, task_id, req).await?))
+) -> ApiResult<Json<DecidedTask>> {
+    let task = tasks::decide(&s, &acct, task_id, req).await?;
+    Ok(Json(tasks::decided(task)))
 }
 
 /// The status and result of a task.

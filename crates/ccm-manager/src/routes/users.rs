@@ -4,9 +4,9 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::users::{
-    Invitation, InviteUserRequest, InvitedUser, PasswordChangeRequest, PasswordResetRequest,
-    ProcessInviteRequest, ResetTokenResponse, SignupRequest, UpdateUserRequest, User,
-    ValidateTokenRequest, ValidateTokenResponse,
+    ForgotPasswordRequest, Invitation, InviteUserRequest, InvitedUser, PasswordChangeRequest,
+    PasswordResetRequest, ProcessInviteRequest, ResetTokenResponse, SignupRequest,
+    UpdateUserRequest, User, ValidateTokenRequest, ValidateTokenResponse,
 };
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
@@ -28,6 +28,7 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(my_invitations))
         .routes(routes!(process_invite))
         .routes(routes!(change_password))
+        .routes(routes!(forgot_password))
         .routes(routes!(issue_reset_token))
         .routes(routes!(reset_password))
         .routes(routes!(validate_reset_token))
@@ -149,6 +150,21 @@ async fn change_password(
     Body(req): Body<PasswordChangeRequest>,
 ) -> ApiResult<StatusCode> {
     service::passwords::change(&s, &caller, req, client).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// Asks for a password reset link by e-mail (no login). Always 204, whether or not the address
+/// names a user; when SMTP is configured and it does, the user is e-mailed a single-use reset
+/// link (which replaces an earlier reset token). Rate limited per client address and per e-mail
+/// address (429 with `Retry-After`). Audited.
+#[utoipa::path(post, path = "/v1/users/forgot_password", tag = "users", request_body = ForgotPasswordRequest,
+    responses((status = 204), (status = 422, body = ccm_api::ErrorBody), (status = 429, body = ccm_api::ErrorBody)))]
+async fn forgot_password(
+    State(s): State<AppState>,
+    ClientIp(client): ClientIp,
+    Body(req): Body<ForgotPasswordRequest>,
+) -> ApiResult<StatusCode> {
+    service::passwords::forgot(&s, req, client).await?;
     Ok(StatusCode::NO_CONTENT)
 }
 

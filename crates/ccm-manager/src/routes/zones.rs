@@ -4,7 +4,7 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use ccm_api::zones::{JoinTokenInfo, JoinTokenRequest, Zone, ZoneJoinToken};
+use ccm_api::zones::{JoinTokenInfo, JoinTokenRequest, Zone, ZoneJoinToken, ZoneUpdateRequest};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
@@ -18,9 +18,10 @@ use crate::service::zones;
 pub(super) fn router() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .routes(routes!(list_zones))
-        .routes(routes!(get_zone))
+        .routes(routes!(get_zone, update_zone))
         .routes(routes!(zone_certificate))
-        .routes(routes!(list_tokens, create_token))
+        .routes(routes!(fresh_token, create_token))
+        .routes(routes!(list_tokens))
         .routes(routes!(revoke_token))
 }
 
@@ -41,6 +42,20 @@ async fn get_zone(
     Path(zone_id): Path<Uuid>,
 ) -> ApiResult<Json<Zone>> {
     Ok(Json(zones::get(&s, &acct, zone_id).await?))
+}
+
+/// Changes the zone's description, its node agents' refresh interval and renewal threshold,
+/// and its node enrollment policy (MANAGER); absent fields are unchanged. Audited.
+#[utoipa::path(patch, path = "/v1/zones/{zone_id}", tag = "zones", security(("bearer" = [])), request_body = ZoneUpdateRequest,
+    params(("zone_id" = Uuid, Path)),
+    responses((status = 200, body = Zone), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody), (status = 422, body = ccm_api::ErrorBody)))]
+async fn update_zone(
+    State(s): State<AppState>,
+    acct: Acct,
+    Path(zone_id): Path<Uuid>,
+    Body(req): Body<ZoneUpdateRequest>,
+) -> ApiResult<Json<Zone>> {
+    Ok(Json(zones::update(&s, &acct, zone_id, req).await?))
 }
 
 /// The zone CA certificate as a PEM file.
@@ -75,8 +90,23 @@ async fn create_token(
     Ok((StatusCode::CREATED, Json(token)))
 }
 
-/// The zone's join tokens (without secrets), newest first.
+/// A fresh join token for the zone (MANAGER), as the reference's `getZoneJoinToken`: single
+/// use and valid for one hour (ccm keeps no long-lived zone secret to hand out). Each call makes
+/// (and audits) a new token; the token string is shown only here. `POST` makes one with other
+/// settings.
 #[utoipa::path(get, path = "/v1/zones/{zone_id}/token", tag = "zones", security(("bearer" = [])),
+    params(("zone_id" = Uuid, Path)),
+    responses((status = 200, body = ZoneJoinToken), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
+async fn fresh_token(
+    State(s): State<AppState>,
+    acct: Acct,
+    Path(zone_id): Path<Uuid>,
+) -> ApiResult<Json<ZoneJoinToken>> {
+    Ok(Json(zones::fresh_join_token(&s, &acct, zone_id).await?))
+}
+
+/// The zone's join tokens (without secrets), newest first.
+#[utoipa::path(get, path = "/v1/zones/{zone_id}/tokens", tag = "zones", security(("bearer" = [])),
     params(("zone_id" = Uuid, Path)),
     responses((status = 200, body = [JoinTokenInfo]), (status = 404, body = ccm_api::ErrorBody)))]
 async fn list_tokens(

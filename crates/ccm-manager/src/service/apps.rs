@@ -29,8 +29,11 @@
 //! simulated platforms ([`check_simulated_trust`], [`app_attest_policy`]).
 
 use ccm_api::accounts::{AccessRole, ApprovalPolicy};
-use ccm_api::apps::{AdvancedSettings, App, AppRequest, AppUpdateRequest, TcbStatus};
+use std::collections::BTreeMap;
+
+use ccm_api::apps::{AdvancedSettings, App, AppRequest, AppUpdateRequest, LabelsUpdate, TcbStatus};
 use ccm_api::certificates::AppWithNodes;
+use ccm_api::registries::PatchOperation;
 use ccm_attest::Policy;
 use ccm_store::{AppEdit, PolicyEdit};
 use uuid::Uuid;
@@ -252,6 +255,54 @@ pub async fn create(s: &AppState, acct: &Acct, req: AppRequest) -> ServiceResult
     .await
 }
 
+/// An app's labels after `update`: the new map, or the old labels with the JSON Patch
+/// operations applied in order (`add`/`replace` `/KEY` with a string value, `remove` `/KEY`;
+/// `replace` and `remove` of a missing label fail). A bad operation names its index.
+pub fn updated_labels(
+    labels: &BTreeMap<String, String>,
+    update: LabelsUpdate,
+) -> ServiceResult<BTreeMap<String, String>> {
+    let ops = match update {
+        LabelsUpdate::Replace(map) => return Ok(map),
+        LabelsUpdate::Patch(ops) => ops,
+    };
+    let mut out = labels.clone();
+    for (i, op) in ops.into_iter().enumerate() {
+        let key = op
+            .path
+            .strip_prefix('/')
+            .filter(|k| !k.is_empty() && !k.contains('/'))
+            .map(|k| k.replace("~1", "/").replace("~0", "~"))
+            .ok_or_else(|| ServiceError::invalid(format!("labels[{i}].path"), "must be /KEY"))?;
+        match op.op {
+            PatchOperation::Add | PatchOperation::Replace => {
+                let Some(serde_json::Value::String(value)) = op.value else {
+                    return Err(ServiceError::invalid(
+                        format!("labels[{i}].value"),
+                        "must be a string",
+                    ));
+                };
+                if op.op == PatchOperation::Replace && !out.contains_key(&key) {
+                    return Err(ServiceError::invalid(
+                        format!("labels[{i}].path"),
+                        format!("no label {key:?} to replace"),
+                    ));
+                }
+                out.insert(key, value);
+            }
+            PatchOperation::Remove => {
+                if out.remove(&key).is_none() {
+                    return Err(ServiceError::invalid(
+                        format!("labels[{i}].path"),
+                        format!("no label {key:?} to remove"),
+                    ));
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
 /// Applies a partial update to an app (WRITER), validating the result as a whole; nothing
 /// changes when it is invalid. A changed attestation policy is applied, proposed as a
 /// POLICY_CHANGE task or refused ([`policy_route`]); the returned app names a pending task in
@@ -307,7 +358,7 @@ pub async fn update(
                     a.advanced_settings = v;
                 }
                 if let Some(v) = p.labels {
-                    a.labels = v;
+                    a.labels = updated_labels(&a.labels, v)?;
                 }
                 check(&a)?;
                 let policy = if a.advanced_settings == before {
@@ -397,6 +448,64 @@ pub async fn delete(s: &AppState, acct: &Acct, app_id: Uuid) -> ServiceResult<()
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn labels_are_replaced_or_patched_in_order() {
+        use ccm_api::registries::PatchDocument;
+        let op = |op, path: &str, value: Option<serde_json::Value>| PatchDocument {
+            op,
+            path: path.into(),
+            value,
+        };
+        let old = BTreeMap::from([("team".to_string(), "web".to_string())]);
+        let new = BTreeMap::from([("tier".to_string(), "1".to_string())]);
+        assert_eq!(
+            updated_labels(&old, LabelsUpdate::Replace(new.clone())).unwrap(),
+            new
+        );
+        let patched = updated_labels(
+            &old,
+            LabelsUpdate::Patch(vec![
+                op(PatchOperation::Add, "/a~1b", Some("x".into())),
+                op(PatchOperation::Replace, "/team", Some("ops".into())),
+                op(PatchOperation::Remove, "/a~1b", None),
+                op(PatchOperation::Add, "/c~0", Some("y".into())),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(
+            patched,
+            BTreeMap::from([
+                ("team".to_string(), "ops".to_string()),
+                ("c~".to_string(), "y".to_string())
+            ])
+        );
+        for (bad, field) in [
+            (
+                op(PatchOperation::Replace, "/nope", Some("x".into())),
+                "labels[0].path",
+            ),
+            (op(PatchOperation::Remove, "/nope", None), "labels[0].path"),
+            (
+                op(PatchOperation::Add, "team", Some("x".into())),
+                "labels[0].path",
+            ),
+            (
+                op(PatchOperation::Add, "/a/b", Some("x".into())),
+                "labels[0].path",
+            ),
+            (
+                op(PatchOperation::Add, "/a", Some(3.into())),
+                "labels[0].value",
+            ),
+            (op(PatchOperation::Add, "/a", None), "labels[0].value"),
+        ] {
+            match updated_labels(&old, LabelsUpdate::Patch(vec![bad])) {
+                Err(ServiceError::Invalid(f)) => assert_eq!(f[0].field, field),
+                other => panic!("{other:?}"),
+            }
+        }
+    }
 
     #[test]
     fn policy_changes_need_a_manager_or_a_task() {

@@ -261,30 +261,7 @@ pub async fn zone_ca(s: &AppState, acct_id: Uuid, zone_id: Uuid) -> ServiceResul
     Ok(ca)
 }
 
-/// The zone's node enrollment policy.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize, utoipa::ToSchema)]
-#[serde(deny_unknown_fields)]
-pub struct NodePolicy {
-    /// Whether each enrollment needs a NODE_ATTESTATION approval (default false).
-    #[serde(default)]
-    pub require_approval: bool,
-    /// Platform TCB statuses accepted at enrollment (default `UpToDate`, `SWHardeningNeeded`).
-    #[serde(default = "default_statuses")]
-    pub accepted_tcb_statuses: Vec<ApiTcbStatus>,
-}
-
-fn default_statuses() -> Vec<ApiTcbStatus> {
-    vec![ApiTcbStatus::UpToDate, ApiTcbStatus::SWHardeningNeeded]
-}
-
-impl Default for NodePolicy {
-    fn default() -> Self {
-        Self {
-            require_approval: false,
-            accepted_tcb_statuses: default_statuses(),
-        }
-    }
-}
+pub use ccm_api::zones::NodePolicy;
 
 /// The zone's node policy (the default when none was set).
 pub async fn node_policy(s: &AppState, zone_id: Uuid) -> ServiceResult<NodePolicy> {

@@ -397,11 +397,14 @@ pub async fn enroll(
             now,
         )
         .await?;
+    let (heartbeat_interval_secs, renewal_threshold_percent) =
+        super::nodes::agent_settings(s, rec.info.zone_id).await?;
     Ok(NodeEnrollment {
         node,
         certificate: issued.pem,
         ca_certificate: zone_ca.certificate_pem().to_string(),
-        heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
+        heartbeat_interval_secs,
+        renewal_threshold_percent: Some(renewal_threshold_percent),
     })
 }
 

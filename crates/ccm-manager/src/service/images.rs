@@ -2,6 +2,7 @@
 //! (`crate::conversion`) record images of their own.
 
 use ccm_api::accounts::AccessRole;
+use ccm_api::apps::App;
 use ccm_api::builds::{
     Build, BuildStatus, BuildStatusType, CreateBuildRequest, DockerInfo, EnclaveInfo,
 };
@@ -16,20 +17,27 @@ use crate::service::{ServiceError, ServiceResult};
 /// Every field of a build from known values, checked together.
 fn check(req: &CreateBuildRequest) -> ServiceResult<()> {
     let mut c = Checker::new();
-    let docker = &req.docker_info;
-    c.image("docker_info.docker_image_name", &docker.docker_image_name);
-    validate::tag(&mut c, "docker_info.docker_version", &docker.docker_version);
-    if let Some(sha) = &docker.docker_image_sha {
-        match sha.strip_prefix("sha256:") {
-            Some(h) => c.hex32("docker_info.docker_image_sha", h),
-            None => c.err(
-                "docker_info.docker_image_sha",
-                "must be sha256:<64 hex digits>",
-            ),
-        }
+    if req.app_id.is_none() && req.app_name.is_none() {
+        c.err("app_id", "give the app (app_id or app_name)");
     }
-    if let Some(size) = docker.docker_image_size {
-        c.range("docker_info.docker_image_size", size, 0, 1 << 40);
+    if let Some(name) = &req.app_name {
+        c.text("app_name", name, 1, 128, false);
+    }
+    if let Some(docker) = &req.docker_info {
+        c.image("docker_info.docker_image_name", &docker.docker_image_name);
+        validate::tag(&mut c, "docker_info.docker_version", &docker.docker_version);
+        if let Some(sha) = &docker.docker_image_sha {
+            match sha.strip_prefix("sha256:") {
+                Some(h) => c.hex32("docker_info.docker_image_sha", h),
+                None => c.err(
+                    "docker_info.docker_image_sha",
+                    "must be sha256:<64 hex digits>",
+                ),
+            }
+        }
+        if let Some(size) = docker.docker_image_size {
+            c.range("docker_info.docker_image_size", size, 0, 1 << 40);
+        }
     }
     c.hex32("mrenclave", &req.mrenclave);
     c.hex32("mrsigner", &req.mrsigner);
@@ -46,8 +54,37 @@ fn check(req: &CreateBuildRequest) -> ServiceResult<()> {
     c.finish()
 }
 
+/// The app a build request names: by `app_id`, else by `app_name`; both must name the same app.
+async fn requested_app(s: &AppState, acct: &Acct, req: &CreateBuildRequest) -> ServiceResult<App> {
+    let missing = |field| ServiceError::MissingReference { what: "app", field };
+    let app = match (req.app_id, &req.app_name) {
+        (Some(id), _) => s
+            .store
+            .get_app(acct.acct_id, id)
+            .await?
+            .ok_or(missing("app_id"))?,
+        (None, Some(name)) => s
+            .store
+            .app_by_name(acct.acct_id, name)
+            .await?
+            .ok_or(missing("app_name"))?,
+        (None, None) => return Err(ServiceError::invalid("app_id", "give the app")),
+    };
+    if let Some(name) = &req.app_name
+        && *name != app.name
+    {
+        return Err(ServiceError::invalid(
+            "app_name",
+            "names another app than app_id",
+        ));
+    }
+    Ok(app)
+}
+
 /// Validates and records an image from known values (WRITER) and raises its BUILD_WHITELIST
-/// task. ISVPRODID, ISVSVN, memory and threads default to the app's.
+/// task. ISVPRODID, ISVSVN, memory and threads default to the app's. An image without
+/// `docker_info` is known by its enclave identity alone: an app has one such image per
+/// MRENCLAVE (a second is 409 on `mrenclave`).
 pub(crate) async fn create(
     s: &AppState,
     acct: &Acct,
@@ -55,27 +92,17 @@ pub(crate) async fn create(
 ) -> ServiceResult<Build> {
     acct.require(AccessRole::Writer)?;
     check(&req)?;
-    let app =
-        s.store
-            .get_app(acct.acct_id, req.app_id)
-            .await?
-            .ok_or(ServiceError::MissingReference {
-                what: "app",
-                field: "app_id",
-            })?;
+    let app = requested_app(s, acct, &req).await?;
     let now = s.clock.now();
     let build = Build {
         build_id: Uuid::new_v4(),
         acct_id: acct.acct_id,
         app_id: app.app_id,
         app_name: app.name,
-        docker_info: DockerInfo {
-            docker_image_sha: req
-                .docker_info
-                .docker_image_sha
-                .map(|s| s.to_ascii_lowercase()),
-            ..req.docker_info
-        },
+        docker_info: req.docker_info.map(|d| DockerInfo {
+            docker_image_sha: d.docker_image_sha.map(|s| s.to_ascii_lowercase()),
+            ..d
+        }),
         enclave_info: EnclaveInfo {
             mrenclave: req.mrenclave.to_ascii_lowercase(),
             mrsigner: req.mrsigner.to_ascii_lowercase(),

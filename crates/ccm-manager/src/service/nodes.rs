@@ -6,9 +6,10 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ccm_api::FieldError;
 use ccm_api::accounts::AccessRole;
-use ccm_api::certificates::{AppNodeInfo, CertificateDetails};
+use ccm_api::certificates::{AppNodeInfo, CertificateDetails, CertificateStatusType};
 use ccm_api::nodes::{
-    EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, MAX_RUNNING_APPS, Node, NodeRenewResponse,
+    EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, MAX_RUNNING_APPS, Node, NodeCertificate,
+    NodeRenewResponse, NodeStatusType,
 };
 use ccm_pki::Csr;
 use ccm_store::NodeAuth;
@@ -92,12 +93,22 @@ pub async fn deactivate(s: &AppState, acct: &Acct, node_id: Uuid) -> ServiceResu
     get(s, acct, node_id).await
 }
 
-/// The node's current certificate (PEM; empty when it has none).
-pub async fn certificate(s: &AppState, acct: &Acct, node_id: Uuid) -> ServiceResult<String> {
-    Ok(record(s, acct, node_id)
-        .await?
-        .certificate
-        .unwrap_or_default())
+/// The node's current certificate with its status: REVOKED once the node is deactivated.
+pub async fn current_certificate(
+    s: &AppState,
+    acct: &Acct,
+    node_id: Uuid,
+) -> ServiceResult<NodeCertificate> {
+    let node = record(s, acct, node_id).await?;
+    Ok(NodeCertificate {
+        node_id,
+        status: if node.status.status == NodeStatusType::Deactivated {
+            CertificateStatusType::Revoked
+        } else {
+            CertificateStatusType::Issued
+        },
+        certificate: node.certificate.unwrap_or_default(),
+    })
 }
 
 /// Details of the node's certificate.
@@ -156,6 +167,21 @@ pub async fn set_node_policy(
     Ok(policy)
 }
 
+/// What a zone asks of its node agents: the heartbeat interval (seconds) and the renewal
+/// threshold (percent of a node certificate's validity left), the manager's defaults where the
+/// zone sets none.
+pub async fn agent_settings(s: &AppState, zone_id: Uuid) -> ServiceResult<(u64, u32)> {
+    let (interval, threshold) = s
+        .store
+        .zone_node_settings(zone_id)
+        .await?
+        .ok_or(ServiceError::NotFound("zone"))?;
+    Ok((
+        u64::try_from(interval).unwrap_or(s.config.node_heartbeat_interval_secs),
+        u32::try_from(threshold).unwrap_or(33),
+    ))
+}
+
 /// A fresh enrollment nonce for the join token presented as `bearer`: bound to the token, it
 /// expires after [`NONCE_TTL_SECS`] and admits one enrollment. Only its hash is stored.
 pub async fn enrollment_nonce(
@@ -207,10 +233,13 @@ pub async fn heartbeat(
         )
         .await?
         .ok_or(ServiceError::NotFound("node"))?;
+    let (heartbeat_interval_secs, renewal_threshold_percent) =
+        agent_settings(s, node.zone_id).await?;
     Ok(HeartbeatResponse {
         node_id: node.node_id,
         status,
-        heartbeat_interval_secs: s.config.node_heartbeat_interval_secs,
+        heartbeat_interval_secs,
+        renewal_threshold_percent: Some(renewal_threshold_percent),
     })
 }
 
@@ -261,7 +290,6 @@ pub async fn renew_certificate(
 mod tests {
     use super::*;
     use ccm_api::apps::TcbStatus;
-    use ccm_api::nodes::NodeStatusType;
 
     #[test]
     fn a_policy_accepting_no_status_is_invalid() {

@@ -12,15 +12,25 @@
 //!   (`POST /v1/users/{user_id}/reset_password`, the reference's call, or the console's reset
 //!   page); attempts are rate limited like logins, per client address and per user, and all the
 //!   user's sessions end. Audited (`user.password_reset_issue`, `user.password_reset`).
+//! - **Forgotten password** (`POST /v1/users/forgot_password`, the reference's call): anyone
+//!   may ask for a reset link for an e-mail address. The answer is always the same 204, whether
+//!   the address names a user or not, and comes before any work is done (so neither its content
+//!   nor its timing tells who has an account); requests are rate limited per client address
+//!   (the login budget) and per e-mail address (`forgot_password_per_hour_per_email`), 429
+//!   alike for every address. Afterwards, when SMTP is configured and the address names a user,
+//!   a reset token is issued (replacing an earlier one) and its console link e-mailed to the
+//!   user; without SMTP nothing visible happens. Every request is audited
+//!   (`user.password_forgot`, with its outcome).
 
 use std::net::IpAddr;
 
 use ccm_api::users::{
-    PasswordChangeRequest, PasswordResetRequest, ResetTokenResponse, ValidateTokenResponse,
+    ForgotPasswordRequest, PasswordChangeRequest, PasswordResetRequest, ResetTokenResponse,
+    ValidateTokenResponse,
 };
 use uuid::Uuid;
 
-use super::auth::{admit, charge_failure};
+use super::auth::{admit, charge_failure, email_key};
 use super::caller::{self as auth, Caller, CallerAuth};
 use super::validate::Checker;
 use super::{ServiceError, ServiceResult, notify};
@@ -133,6 +143,91 @@ pub async fn issue_reset_token(
         expires_at,
         emailed,
     })
+}
+
+/// A request for a password reset link by e-mail: checked and rate limited here; the rest
+/// ([`forgotten`]) runs after the answer. See the module documentation.
+pub async fn forgot(
+    s: &AppState,
+    req: ForgotPasswordRequest,
+    client: Option<IpAddr>,
+) -> ServiceResult<()> {
+    let mut c = Checker::new();
+    c.email("user_email", &req.user_email);
+    c.finish()?;
+    let now = std::time::Instant::now();
+    if let Some(ip) = client
+        && let Err(l) = s.auth_limits.per_address.check(&ip, now)
+    {
+        return Err(ServiceError::RateLimited {
+            retry_after_secs: l.retry_after_secs(),
+        });
+    }
+    let email = email_key(&req.user_email);
+    if let Err(l) = s.auth_limits.forgot_per_email.check(&email, now) {
+        return Err(ServiceError::RateLimited {
+            retry_after_secs: l.retry_after_secs(),
+        });
+    }
+    let s = s.clone();
+    tokio::spawn(async move {
+        if let Err(e) = forgotten(&s, &email, client).await {
+            tracing::warn!(error = ?e, "a password reset request could not be handled");
+        }
+    });
+    Ok(())
+}
+
+/// What a password reset request does, after the answer: with SMTP configured and a user of that
+/// e-mail, a new reset token is e-mailed to them; the request is audited with its outcome.
+async fn forgotten(s: &AppState, email: &str, client: Option<IpAddr>) -> ServiceResult<()> {
+    let user = s.store.user_by_email(email).await?.map(|u| u.user);
+    let outcome = match (&user, &s.mailer) {
+        (None, _) => "unknown_user",
+        (Some(_), None) => "not_emailed_no_smtp",
+        (Some(user), Some(_)) => {
+            let token = auth::new_token(RESET_TOKEN_PREFIX)?;
+            let now = s.clock.now();
+            let expires_at = now.saturating_add(s.config.password_reset_ttl_secs);
+            let actor = ccm_store::Actor {
+                user_id: None,
+                name: "forgot_password".into(),
+            };
+            s.store
+                .issue_password_reset(
+                    user.user_id,
+                    &auth::token_hash(&token),
+                    expires_at,
+                    &actor,
+                    now,
+                )
+                .await?;
+            let url = reset_url(s, user.user_id, &token);
+            let body = format!(
+                "Someone (hopefully you) asked to reset the password of your ccm user {}.\n\n\
+                 Set a new password with this link:\n\n  {url}\n\nIt can be used once and \
+                 expires at {expires_at} (Unix time). If you did not ask for it, ignore this \
+                 e-mail: your password stays as it is.\n",
+                user.user_email
+            );
+            if notify::send(s, &user.user_email, "ccm password reset", &body).await {
+                "emailed"
+            } else {
+                "not_emailed_delivery_failed"
+            }
+        }
+    };
+    let addr = client.map(|ip| ip.to_string());
+    s.store
+        .record_password_forgot(
+            email,
+            user.map(|u| u.user_id),
+            addr.as_deref(),
+            outcome,
+            s.clock.now(),
+        )
+        .await?;
+    Ok(())
 }
 
 fn bad_reset_token() -> ServiceError {

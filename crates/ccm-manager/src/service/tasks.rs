@@ -10,7 +10,7 @@ use ccm_api::accounts::AccessRole;
 use ccm_api::builds::BuildStatusType;
 use ccm_api::nodes::NodeStatusType;
 use ccm_api::tasks::{
-    ApprovalStatus, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest,
+    ApprovalStatus, DecidedTask, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest,
 };
 use ccm_store::{Effect, EffectStep, TaskDecision, TaskFilter};
 use uuid::Uuid;
@@ -178,12 +178,26 @@ pub fn result(t: &Task) -> TaskResult {
     let of = |ty: TaskType| (t.task_type == ty).then_some(t.entity_id);
     TaskResult {
         task_id: t.task_id,
-        task_type: t.task_type,
+        task_type: t.task_type.reference(),
+        task_kind: t.task_type,
         build_id: of(TaskType::BuildWhitelist),
         app_id: of(TaskType::DomainWhitelist).or(of(TaskType::PolicyChange)),
         node_id: of(TaskType::NodeAttestation),
         certificate_id: of(TaskType::CertificateIssuance),
         task_status: t.status.clone(),
+    }
+}
+
+/// A decided task with the outcome fields the reference's `PATCH /v1/tasks/{task_id}` answers.
+pub fn decided(task: Task) -> DecidedTask {
+    let r = result(&task);
+    DecidedTask {
+        task_status: r.task_status,
+        build_id: r.build_id,
+        app_id: r.app_id,
+        node_id: r.node_id,
+        certificate_id: r.certificate_id,
+        task,
     }
 }
 
@@ -238,7 +252,7 @@ pub async fn decide(
 mod tests {
     use super::*;
     use ccm_api::apps::AdvancedSettings;
-    use ccm_api::tasks::{RequesterInfo, TaskStatus, TaskStatusType};
+    use ccm_api::tasks::{RequesterInfo, RequesterType, TaskStatus, TaskStatusType};
 
     fn task(task_type: TaskType, proposal: Option<AdvancedSettings>) -> Task {
         Task {
@@ -254,7 +268,7 @@ mod tests {
             requester_info: RequesterInfo {
                 user_id: None,
                 requester_name: "w@example.com".into(),
-                requester_type: "USER".into(),
+                requester_type: RequesterType::User,
             },
             description: String::new(),
             approvals: Vec::new(),

@@ -6,7 +6,16 @@
 //! A join token admits nodes to a zone: a MANAGER creates one (the token string, carrying a
 //! 32-byte secret and the manager's certificate fingerprint, exists only in the answer; the
 //! store keeps the secret's SHA-256), lists them and revokes them ([`create_join_token`],
-//! [`join_tokens`], [`revoke_join_token`]).
+//! [`join_tokens`], [`revoke_join_token`]). The reference's `GET /v1/zones/{zone_id}/token`
+//! gets a fresh token with ccm's safer defaults ([`fresh_join_token`]: single use, one hour)
+//! instead of a long-lived zone secret.
+//!
+//! # Node settings
+//!
+//! A zone tells its node agents how often to check in (`node_refresh_interval`) and when to
+//! renew their node certificate (`node_renewal_threshold`, percent of the validity left), and
+//! what an enrolling node must satisfy (`node_enrollment`, the node policy). Zones that never
+//! set the first two follow the manager's configuration ([`update`] sets them).
 //!
 //! # The simulated intermediate
 //!
@@ -31,9 +40,11 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use ccm_api::accounts::AccessRole;
-use ccm_api::zones::{JoinToken, JoinTokenInfo, JoinTokenRequest, Zone, ZoneJoinToken};
+use ccm_api::zones::{
+    JoinToken, JoinTokenInfo, JoinTokenRequest, Zone, ZoneJoinToken, ZoneUpdateRequest,
+};
 use ccm_pki::ZoneCa;
-use ccm_store::NewJoinToken;
+use ccm_store::{NewJoinToken, ZoneEdit};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
@@ -357,6 +368,87 @@ pub async fn create_join_token(
     })
 }
 
+/// Lifetime of a join token made by [`fresh_join_token`].
+pub const FRESH_JOIN_TOKEN_SECS: i64 = 3600;
+
+/// A fresh join token for a zone of the account (MANAGER), as the reference's
+/// `GET /v1/zones/{zone_id}/token` gives one: single use and valid for
+/// [`FRESH_JOIN_TOKEN_SECS`], so a token that leaks from a script or a log admits at most one
+/// node within the hour. Made and audited like any join token.
+pub async fn fresh_join_token(
+    s: &AppState,
+    acct: &Acct,
+    zone_id: Uuid,
+) -> ServiceResult<ZoneJoinToken> {
+    let req = JoinTokenRequest {
+        expires_in: Some(FRESH_JOIN_TOKEN_SECS),
+        single_use: true,
+        description: Some("GET /v1/zones/{zone_id}/token".into()),
+    };
+    create_join_token(s, acct, zone_id, req).await
+}
+
+/// Step of [`update`]: the description is up to 1024 characters on one line (empty clears it),
+/// the refresh interval between 1 s and half the manager's `node_stale_after_secs` (at most an
+/// hour), the renewal threshold within [`crate::config::NODE_RENEWAL_THRESHOLD`], and the node
+/// policy accepts some TCB status.
+pub fn check_update(req: &ZoneUpdateRequest, stale_after_secs: i64) -> ServiceResult<ZoneEdit> {
+    let mut c = Checker::new();
+    if let Some(d) = req.description.as_deref().filter(|d| !d.is_empty()) {
+        c.text("description", d, 1, 1024, false);
+    }
+    if let Some(v) = req.node_refresh_interval {
+        let max = (stale_after_secs / 2).clamp(1, 3600);
+        if !(1..=max).contains(&v) {
+            c.err(
+                "node_refresh_interval",
+                format!(
+                    "must be between 1 and {max} seconds (half the manager's \
+                     node_stale_after_secs, so a node checking in on time is never stale)"
+                ),
+            );
+        }
+    }
+    if let Some(v) = req.node_renewal_threshold {
+        let r = crate::config::NODE_RENEWAL_THRESHOLD;
+        c.range("node_renewal_threshold", v, *r.start(), *r.end());
+    }
+    if let Some(p) = &req.node_enrollment
+        && p.accepted_tcb_statuses.is_empty()
+    {
+        c.err(
+            "node_enrollment.accepted_tcb_statuses",
+            "must name at least one status",
+        );
+    }
+    c.finish()?;
+    Ok(ZoneEdit {
+        description: req
+            .description
+            .clone()
+            .map(|d| Some(d).filter(|d| !d.is_empty())),
+        node_refresh_interval: req.node_refresh_interval,
+        node_renewal_threshold: req.node_renewal_threshold,
+        node_enrollment: req.node_enrollment.clone(),
+    })
+}
+
+/// Changes a zone's description and node settings (MANAGER); audited (`zone.update`). Node
+/// agents take a new refresh interval and renewal threshold with their next heartbeat.
+pub async fn update(
+    s: &AppState,
+    acct: &Acct,
+    zone_id: Uuid,
+    req: ZoneUpdateRequest,
+) -> ServiceResult<Zone> {
+    acct.require(AccessRole::Manager)?;
+    let edit = check_update(&req, s.config.node_stale_after_secs)?;
+    Ok(s.store
+        .update_zone(acct.acct_id, zone_id, &edit, &acct.actor(), s.clock.now())
+        .await?
+        .zone)
+}
+
 /// A zone's join tokens (without secrets), newest first.
 pub async fn join_tokens(
     s: &AppState,
@@ -438,6 +530,59 @@ mod tests {
             check_join_token(&req(None, Some(""))),
             Err(ServiceError::Invalid(f)) if f[0].field == "description"
         ));
+    }
+
+    #[test]
+    fn zone_updates_are_checked_field_by_field() {
+        use ccm_api::zones::NodePolicy;
+        let ok = ZoneUpdateRequest {
+            description: Some(String::new()),
+            node_refresh_interval: Some(30),
+            node_renewal_threshold: Some(20),
+            node_enrollment: Some(NodePolicy::default()),
+        };
+        let edit = check_update(&ok, 60).unwrap();
+        assert_eq!(
+            edit.description,
+            Some(None),
+            "an empty description clears it"
+        );
+        assert_eq!(edit.node_refresh_interval, Some(30));
+        let field = |req: ZoneUpdateRequest| match check_update(&req, 60) {
+            Err(ServiceError::Invalid(f)) => f[0].field.clone(),
+            other => panic!("{other:?}"),
+        };
+        for bad in [0, 31] {
+            let req = ZoneUpdateRequest {
+                node_refresh_interval: Some(bad),
+                ..Default::default()
+            };
+            assert_eq!(field(req), "node_refresh_interval");
+        }
+        for bad in [4, 91] {
+            let req = ZoneUpdateRequest {
+                node_renewal_threshold: Some(bad),
+                ..Default::default()
+            };
+            assert_eq!(field(req), "node_renewal_threshold");
+        }
+        let req = ZoneUpdateRequest {
+            node_enrollment: Some(NodePolicy {
+                require_approval: true,
+                accepted_tcb_statuses: Vec::new(),
+            }),
+            ..Default::default()
+        };
+        assert_eq!(field(req), "node_enrollment.accepted_tcb_statuses");
+        let req = ZoneUpdateRequest {
+            description: Some(" padded".into()),
+            ..Default::default()
+        };
+        assert_eq!(field(req), "description");
+        assert_eq!(
+            check_update(&Default::default(), 60).unwrap(),
+            ZoneEdit::default()
+        );
     }
 
     #[test]

@@ -170,12 +170,12 @@ pub fn build(acct_id: Uuid, app_id: Uuid, tag: &str) -> Build {
         acct_id,
         app_id,
         app_name: String::new(),
-        docker_info: DockerInfo {
+        docker_info: Some(DockerInfo {
             docker_image_name: "registry.example/flask-sgx".into(),
             docker_version: tag.into(),
             docker_image_sha: None,
             docker_image_size: None,
-        },
+        }),
         enclave_info: EnclaveInfo {
             mrenclave: "a".repeat(64),
             mrsigner: "b".repeat(64),

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use anyhow::{Context as _, anyhow};
 use ccm_api::apps::{
     AdvancedSettings, App, AppRequest, AppUpdateRequest, CertificateConfig, CertificateIssuer,
-    KeyType,
+    KeyType, LabelsUpdate,
 };
 use ccm_api::certificates::AppWithNodes;
 use reqwest::Method;
@@ -193,7 +193,11 @@ fn show_with_nodes(a: &AppWithNodes, out: Output) -> anyhow::Result<()> {
                     "node",
                     format!(
                         "{} ({}) {} MRENCLAVE {} certificate {}",
-                        n.node_name, n.node_id, n.status, n.mrenclave, n.certificate.certificate_id
+                        n.node_name,
+                        n.node_id,
+                        n.status.status.as_str(),
+                        n.mrenclave,
+                        n.certificate.certificate_id
                     ),
                 ));
             }
@@ -312,7 +316,7 @@ pub fn run(args: AppArgs) -> anyhow::Result<()> {
                 allowed_domains: (!fields.domains.is_empty()).then(|| fields.domains.clone()),
                 certificate: fields.certificate(),
                 advanced_settings: fields.advanced(),
-                labels: (!labels.is_empty()).then_some(labels),
+                labels: (!labels.is_empty()).then_some(LabelsUpdate::Replace(labels)),
             };
             let a: App = c.call(Method::PATCH, &format!("/v1/apps/{}", a.app_id), Some(&req))?;
             show(&a, out)

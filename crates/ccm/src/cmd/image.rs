@@ -89,14 +89,15 @@ enum ImageCommand {
         /// Conversion: wait for the conversion to end, showing its progress; exit 1 if it fails.
         #[arg(long, conflicts_with = "mrenclave")]
         wait: bool,
-        /// Known values: image repository, e.g. registry.example/python-flask-sgx.
-        #[arg(long, requires = "mrenclave")]
+        /// Known values: image repository, e.g. registry.example/python-flask-sgx (with --tag;
+        /// without both, the image is known by its MRENCLAVE alone).
+        #[arg(long, requires_all = ["mrenclave", "tag"])]
         image_name: Option<String>,
         /// Known values: manifest digest, sha256:<hex>.
-        #[arg(long, requires = "mrenclave")]
+        #[arg(long, requires_all = ["mrenclave", "image_name"])]
         digest: Option<String>,
         /// Known values: MRENCLAVE (64 hex digits).
-        #[arg(long, requires_all = ["mrsigner", "image_name", "tag"])]
+        #[arg(long, requires = "mrsigner")]
         mrenclave: Option<String>,
         /// Known values: MRSIGNER (64 hex digits).
         #[arg(long, requires = "mrenclave")]
@@ -141,13 +142,7 @@ fn show(b: &Build, out: Output) -> anyhow::Result<()> {
             print_fields(&[
                 ("build_id", b.build_id.to_string()),
                 ("app", format!("{} ({})", b.app_name, b.app_id)),
-                (
-                    "image",
-                    format!(
-                        "{}:{}",
-                        b.docker_info.docker_image_name, b.docker_info.docker_version
-                    ),
-                ),
+                ("image", b.image_label()),
                 ("mrenclave", b.enclave_info.mrenclave.clone()),
                 ("mrsigner", b.enclave_info.mrsigner.clone()),
                 ("isvprodid", b.enclave_info.isvprodid.to_string()),
@@ -165,8 +160,8 @@ fn show(b: &Build, out: Output) -> anyhow::Result<()> {
                     ("input", c.input_image.clone()),
                     ("output", c.output_image.clone()),
                 ];
-                if let Some(d) = &b.docker_info.docker_image_sha {
-                    fields.push(("digest", d.clone()));
+                if let Some(d) = b.image_digest() {
+                    fields.push(("digest", d.to_owned()));
                 }
                 if let Some(e) = &c.error {
                     fields.push(("error", e.clone()));
@@ -277,18 +272,23 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
         } => {
             let app = super::app::resolve(&c, &app)?;
             if let Some(mrenclave) = mrenclave {
-                let (Some(image_name), Some(tag), Some(mrsigner)) = (image_name, tag, mrsigner)
-                else {
-                    bail!("--mrenclave needs --image-name, --tag and --mrsigner");
+                let Some(mrsigner) = mrsigner else {
+                    bail!("--mrenclave needs --mrsigner");
                 };
-                let req = CreateBuildRequest {
-                    app_id: app.app_id,
-                    docker_info: DockerInfo {
+                let docker_info = match (image_name, tag) {
+                    (Some(image_name), Some(tag)) => Some(DockerInfo {
                         docker_image_name: image_name,
                         docker_version: tag,
                         docker_image_sha: digest,
                         docker_image_size: None,
-                    },
+                    }),
+                    (None, None) if digest.is_none() => None,
+                    _ => bail!("--image-name and --tag go together (and --digest needs them)"),
+                };
+                let req = CreateBuildRequest {
+                    app_id: Some(app.app_id),
+                    app_name: None,
+                    docker_info,
                     mrenclave,
                     mrsigner,
                     isvprodid,
@@ -361,10 +361,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
                             vec![
                                 b.build_id.to_string(),
                                 b.app_name.clone(),
-                                format!(
-                                    "{}:{}",
-                                    b.docker_info.docker_image_name, b.docker_info.docker_version
-                                ),
+                                b.image_label(),
                                 b.enclave_info.mrenclave.chars().take(16).collect(),
                                 b.status.status.as_str().into(),
                             ]

@@ -55,7 +55,10 @@ fn show(n: &Node) {
             "app",
             format!(
                 "{} ({}) MRENCLAVE {} {}",
-                a.app_name, a.app_id, a.mrenclave, a.status
+                a.app_name,
+                a.app_id,
+                a.mrenclave,
+                a.status.status.as_str()
             ),
         ));
     }
@@ -104,11 +107,12 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
             }
         }
         NodeCommand::Deactivate { node_id } => {
-            let n: Node = c.call(
+            let () = c.call(
                 Method::POST,
                 &format!("/v1/nodes/{node_id}/deactivate"),
                 None::<&()>,
             )?;
+            let n: Node = c.get(&format!("/v1/nodes/{node_id}"))?;
             match out {
                 Output::Json => print_json(&n),
                 Output::Text => {

@@ -1,13 +1,15 @@
-//! `ccm zone`: the selected account's zone, its CA certificate and join tokens.
+//! `ccm zone`: the selected account's zone, its node settings, CA certificate and join tokens.
 
 use std::path::PathBuf;
 
 use anyhow::{Context as _, anyhow};
-use ccm_api::zones::{JoinTokenInfo, JoinTokenRequest, Zone, ZoneJoinToken};
+use ccm_api::zones::{
+    JoinTokenInfo, JoinTokenRequest, NodePolicy, Zone, ZoneJoinToken, ZoneUpdateRequest,
+};
 use reqwest::Method;
 use uuid::Uuid;
 
-use super::client::{Client, Output, OutputOpts, print_json, print_table};
+use super::client::{Client, Output, OutputOpts, print_fields, print_json, print_table};
 
 /// Zones and join tokens.
 #[derive(Debug, clap::Args)]
@@ -22,6 +24,32 @@ pub struct ZoneArgs {
 enum ZoneCommand {
     /// List zones.
     List,
+    /// Show a zone with its node settings.
+    Show {
+        /// Zone id (default: the account's zone).
+        #[arg(long)]
+        zone: Option<Uuid>,
+    },
+    /// Change the zone's node settings (MANAGER); absent options stay as they are.
+    Update {
+        /// Zone id (default: the account's zone).
+        #[arg(long)]
+        zone: Option<Uuid>,
+        /// Seconds between the node agents' check-ins.
+        #[arg(long, value_name = "SECS")]
+        refresh_interval: Option<i64>,
+        /// Node agents renew their certificate when less than this percentage of its validity
+        /// is left (5-90).
+        #[arg(long, value_name = "PERCENT")]
+        renewal_threshold: Option<i64>,
+        /// Whether each node enrollment needs a MANAGER's approval (keeps the accepted TCB
+        /// statuses).
+        #[arg(long, value_name = "BOOL")]
+        require_approval: Option<bool>,
+        /// A description (empty: none).
+        #[arg(long)]
+        description: Option<String>,
+    },
     /// Print (or save) the zone CA certificate (PEM).
     Certificate {
         /// Zone id (default: the account's zone).
@@ -69,6 +97,41 @@ enum TokenCommand {
     },
 }
 
+fn show(z: &Zone, out: Output) -> anyhow::Result<()> {
+    match out {
+        Output::Json => print_json(z),
+        Output::Text => {
+            print_fields(&[
+                ("zone_id", z.zone_id.to_string()),
+                ("name", z.name.clone()),
+                ("description", z.description.clone().unwrap_or_default()),
+                (
+                    "node_refresh_interval",
+                    format!("{} s", z.node_refresh_interval),
+                ),
+                (
+                    "node_renewal_threshold",
+                    format!("{} %", z.node_renewal_threshold),
+                ),
+                (
+                    "require_approval",
+                    z.node_enrollment.require_approval.to_string(),
+                ),
+                (
+                    "accepted_tcb_statuses",
+                    z.node_enrollment
+                        .accepted_tcb_statuses
+                        .iter()
+                        .map(|s| format!("{s:?}"))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                ),
+            ]);
+            Ok(())
+        }
+    }
+}
+
 fn zone_id(c: &Client, zone: Option<Uuid>) -> anyhow::Result<Uuid> {
     if let Some(z) = zone {
         return Ok(z);
@@ -104,6 +167,38 @@ pub fn run(args: ZoneArgs) -> anyhow::Result<()> {
                     Ok(())
                 }
             }
+        }
+        ZoneCommand::Show { zone } => {
+            let z = zone_id(&c, zone)?;
+            let zone: Zone = c.get(&format!("/v1/zones/{z}"))?;
+            show(&zone, out)
+        }
+        ZoneCommand::Update {
+            zone,
+            refresh_interval,
+            renewal_threshold,
+            require_approval,
+            description,
+        } => {
+            let z = zone_id(&c, zone)?;
+            let node_enrollment = match require_approval {
+                Some(require_approval) => {
+                    let current: Zone = c.get(&format!("/v1/zones/{z}"))?;
+                    Some(NodePolicy {
+                        require_approval,
+                        ..current.node_enrollment
+                    })
+                }
+                None => None,
+            };
+            let req = ZoneUpdateRequest {
+                description,
+                node_refresh_interval: refresh_interval,
+                node_renewal_threshold: renewal_threshold,
+                node_enrollment,
+            };
+            let zone: Zone = c.call(Method::PATCH, &format!("/v1/zones/{z}"), Some(&req))?;
+            show(&zone, out)
         }
         ZoneCommand::Certificate { zone, out_file } => {
             let z = zone_id(&c, zone)?;
@@ -156,7 +251,7 @@ pub fn run(args: ZoneArgs) -> anyhow::Result<()> {
         }
         ZoneCommand::Token(TokenCommand::List { zone }) => {
             let z = zone_id(&c, zone)?;
-            let all: Vec<JoinTokenInfo> = c.get(&format!("/v1/zones/{z}/token"))?;
+            let all: Vec<JoinTokenInfo> = c.get(&format!("/v1/zones/{z}/tokens"))?;
             match out {
                 Output::Json => print_json(&all),
                 Output::Text => {

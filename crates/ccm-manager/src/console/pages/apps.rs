@@ -547,7 +547,7 @@ pub(crate) async fn show(
                 @for b in &images {
                     li {
                         a href=(format!("/console/images/{}", b.build_id)) {
-                            code { (b.docker_info.docker_image_name) ":" (b.docker_info.docker_version) }
+                            code { (b.image_label()) }
                         }
                         " " (badge(b.status.status.as_str()))
                     }
@@ -563,7 +563,7 @@ pub(crate) async fn show(
                 @for i in &instances {
                     li {
                         a href=(format!("/console/nodes/{}", i.node_id)) { (i.node_name) } " "
-                        (badge(&i.status)) " "
+                        (badge(i.status.status.as_str())) " "
                         @if i.certificate.simulated { (simulated()) " " }
                         "MRENCLAVE " (hex(&i.mrenclave)) " · "
                         a href=(format!("/console/certificates/{}", i.certificate.certificate_id)) { "certificate" }

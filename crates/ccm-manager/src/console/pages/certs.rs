@@ -34,7 +34,7 @@ pub(crate) async fn running(State(s): State<AppState>, ia: InAccount) -> PageRes
                             td { a href=(format!("/console/apps/{}", i.app_id)) { (i.app_name) }
                                 @if i.is_debug { " " span.badge.wait { "DEBUG" } } }
                             td { a href=(format!("/console/nodes/{}", i.node_id)) { (i.node_name) } }
-                            td { (badge(&i.status)) @if i.certificate.simulated { " " (simulated()) } }
+                            td { (badge(i.status.status.as_str())) @if i.certificate.simulated { " " (simulated()) } }
                             td { (hex(&i.mrenclave)) }
                             td { a href=(format!("/console/certificates/{}", i.certificate.certificate_id)) {
                                 (i.certificate.domains.join(", "))

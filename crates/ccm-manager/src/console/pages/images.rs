@@ -57,7 +57,7 @@ pub(crate) async fn list(
                     @for b in &builds {
                         tr {
                             td { a href=(format!("/console/images/{}", b.build_id)) {
-                                code { (b.docker_info.docker_image_name) ":" (b.docker_info.docker_version) }
+                                code { (b.image_label()) }
                             } }
                             td { a href=(format!("/console/apps/{}", b.app_id)) { (b.app_name) } }
                             td { (status(b)) }
@@ -359,17 +359,24 @@ async fn create_known(
     let Some(app_id) = app_id.filter(|_| errors.is_empty()) else {
         return Ok(None);
     };
-    let req = CreateBuildRequest {
-        app_id,
-        docker_info: DockerInfo {
-            docker_image_name: form
-                .text("docker_info.docker_image_name")
-                .trim()
-                .to_string(),
-            docker_version: form.text("docker_info.docker_version").trim().to_string(),
-            docker_image_sha: form.opt("docker_info.docker_image_sha"),
+    let name = form
+        .text("docker_info.docker_image_name")
+        .trim()
+        .to_string();
+    let version = form.text("docker_info.docker_version").trim().to_string();
+    let digest = form.opt("docker_info.docker_image_sha");
+    // Without image coordinates the image is known by its enclave identity alone.
+    let docker_info =
+        (!(name.is_empty() && version.is_empty() && digest.is_none())).then_some(DockerInfo {
+            docker_image_name: name,
+            docker_version: version,
+            docker_image_sha: digest,
             docker_image_size: None,
-        },
+        });
+    let req = CreateBuildRequest {
+        app_id: Some(app_id),
+        app_name: None,
+        docker_info,
         mrenclave: form.text("mrenclave").trim().to_string(),
         mrsigner: form.text("mrsigner").trim().to_string(),
         isvprodid,
@@ -406,10 +413,7 @@ pub(crate) async fn create(
         Mode::Known => create_known(&s, &ia, &form, &mut errors).await?,
     };
     if let Some(b) = created {
-        let what = format!(
-            "{}:{}",
-            b.docker_info.docker_image_name, b.docker_info.docker_version
-        );
+        let what = b.image_label();
         let message = match mode {
             Mode::Convert => format!("Conversion of {what} queued."),
             Mode::Known => format!("Image {what} recorded; it waits for approval under Tasks."),
@@ -496,8 +500,8 @@ pub(crate) async fn show(
             (facts(&[
                 ("Status", badge(b.status.status.as_str())),
                 ("Application", html! { a href=(format!("/console/apps/{}", b.app_id)) { (b.app_name) } }),
-                ("Image", html! { code { (b.docker_info.docker_image_name) ":" (b.docker_info.docker_version) } }),
-                ("Digest", html! { @match &b.docker_info.docker_image_sha { Some(d) => code { (d) }, None => span.muted { "—" } } }),
+                ("Image", html! { code { (b.image_label()) } }),
+                ("Digest", html! { @match b.image_digest() { Some(d) => code { (d) }, None => span.muted { "—" } } }),
                 ("MRENCLAVE", html! { @if measured { (hex(&b.enclave_info.mrenclave)) } @else { span.muted { "after conversion" } } }),
                 ("MRSIGNER", html! { @if measured { (hex(&b.enclave_info.mrsigner)) } @else { span.muted { "after conversion" } } }),
                 ("ISVPRODID", html! { (b.enclave_info.isvprodid) }),
@@ -509,10 +513,7 @@ pub(crate) async fn show(
             ]))
         }
     };
-    let title = format!(
-        "{}:{}",
-        b.docker_info.docker_image_name, b.docker_info.docker_version
-    );
+    let title = b.image_label();
     Ok(page(&chrome, &title, content))
 }
 
@@ -539,7 +540,7 @@ pub(crate) async fn confirm_delete(
         &ia.auth.csrf,
         &format!("/console/images/{id}/delete"),
         html! {
-            p { "Delete the image " code { (b.docker_info.docker_image_name) ":" (b.docker_info.docker_version) }
+            p { "Delete the image " code { (b.image_label()) }
                 "? Its tasks are deleted and certificates issued to it are revoked. The image in the registry is not touched." }
         },
         "Delete image",
@@ -560,9 +561,6 @@ pub(crate) async fn delete(
     Ok(done(
         &ia.auth,
         "/console/images",
-        &format!(
-            "Image {}:{} deleted.",
-            b.docker_info.docker_image_name, b.docker_info.docker_version
-        ),
+        &format!("Image {} deleted.", b.image_label()),
     ))
 }

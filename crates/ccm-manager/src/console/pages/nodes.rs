@@ -55,6 +55,7 @@ pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult
     let nodes = service::nodes::list(&s, &ia.acct).await?;
     let zone = zone_id(&s, &ia).await?;
     let tokens = service::zones::join_tokens(&s, &ia.acct, zone).await?;
+    let settings = service::zones::get(&s, &ia.acct, zone).await?;
     let now = s.clock.now();
     let manager = ia.acct.role >= AccessRole::Manager;
     let content = html! {
@@ -82,6 +83,12 @@ pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult
                     }
                 }
             } }
+        }
+        p.muted {
+            "Node agents of this zone check in every " (settings.node_refresh_interval) " s and renew their node certificate when less than "
+            (settings.node_renewal_threshold) " % of its validity is left"
+            @if settings.node_enrollment.require_approval { "; each enrollment needs a MANAGER's approval" }
+            " (PATCH /v1/zones/" (zone) ")."
         }
         h2 { "Join tokens" }
         @if tokens.is_empty() {
@@ -294,7 +301,7 @@ pub(crate) async fn show(
                 @for a in &apps {
                     li {
                         a href=(format!("/console/apps/{}", a.app_id)) { (a.app_name) } " "
-                        (badge(&a.status)) " · "
+                        (badge(a.status.status.as_str())) " · "
                         a href=(format!("/console/certificates/{}", a.certificate.certificate_id)) { "certificate" }
                     }
                 }

@@ -182,7 +182,7 @@ async fn detail_page(
                 ("Type", badge(t.task_type.as_str())),
                 ("Status", badge(t.status.status.as_str())),
                 ("About", entity_link(t)),
-                ("Requested by", html! { (t.requester_info.requester_name) " (" (t.requester_info.requester_type) ")" }),
+                ("Requested by", html! { (t.requester_info.requester_name) " (" (t.requester_info.requester_type.as_str()) ")" }),
                 ("Created", time(t.status.created_at)),
                 ("Last change", time(t.status.status_updated_at)),
                 ("Domains", html! { @for d in &t.domains_added { code { (d) } " " } }),

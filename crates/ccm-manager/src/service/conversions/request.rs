@@ -335,12 +335,12 @@ pub(crate) async fn create(
         acct_id: acct.acct_id,
         app_id: app.app_id,
         app_name: app.name.clone(),
-        docker_info: DockerInfo {
+        docker_info: Some(DockerInfo {
             docker_image_name: repository_name(&output),
             docker_version: output.tag().unwrap_or("latest").to_owned(),
             docker_image_sha: None,
             docker_image_size: None,
-        },
+        }),
         enclave_info: EnclaveInfo {
             mrenclave: String::new(),
             mrsigner: String::new(),
