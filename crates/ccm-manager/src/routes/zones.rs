@@ -92,8 +92,8 @@ async fn create_token(
 
 /// A fresh join token for the zone (MANAGER), as the reference's `getZoneJoinToken`: single
 /// use and valid for one hour (ccm keeps no long-lived zone secret to hand out). Each call makes
-/// (and audits) a new token; the token string is shown only here. `POST` makes one with other
-/// settings.
+/// (and audits) a new token; the token string is shown only here (`Cache-Control: no-store`).
+/// `POST` makes one with other settings.
 #[utoipa::path(get, path = "/v1/zones/{zone_id}/token", tag = "zones", security(("bearer" = [])),
     params(("zone_id" = Uuid, Path)),
     responses((status = 200, body = ZoneJoinToken), (status = 403, body = ccm_api::ErrorBody), (status = 404, body = ccm_api::ErrorBody)))]
@@ -101,8 +101,10 @@ async fn fresh_token(
     State(s): State<AppState>,
     acct: Acct,
     Path(zone_id): Path<Uuid>,
-) -> ApiResult<Json<ZoneJoinToken>> {
-    Ok(Json(zones::fresh_join_token(&s, &acct, zone_id).await?))
+) -> ApiResult<Response> {
+    let token = zones::fresh_join_token(&s, &acct, zone_id).await?;
+    // A secret answering a GET: no cache may keep it.
+    Ok(([(header::CACHE_CONTROL, "no-store")], Json(token)).into_response())
 }
 
 /// The zone's join tokens (without secrets), newest first.
