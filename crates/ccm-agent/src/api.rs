@@ -59,7 +59,8 @@ pub fn router(agent: Agent) -> Router {
 }
 
 /// Reads a request body of at most [`MAX_BODY_BYTES`] within the agent's body read timeout;
-/// the error answer otherwise.
+/// the error answer otherwise. The rest of a refused body stays unread, so the error answer
+/// closes the connection (`Connection: close`): a client must not send its next request on it.
 async fn read_body(agent: &Agent, body: Body) -> Result<Bytes, Response> {
     let read = axum::body::to_bytes(body, MAX_BODY_BYTES);
     match tokio::time::timeout(agent.limits.body_read_timeout, read).await {
@@ -68,28 +69,37 @@ async fn read_body(agent: &Agent, body: Body) -> Result<Bytes, Response> {
             let too_large = std::error::Error::source(&e)
                 .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
             if too_large {
-                Err(error(
+                Err(closing(error(
                     StatusCode::PAYLOAD_TOO_LARGE,
                     "body_too_large",
                     format!("the request body is larger than {MAX_BODY_BYTES} bytes"),
-                ))
+                )))
             } else {
-                Err(error(
+                Err(closing(error(
                     StatusCode::BAD_REQUEST,
                     "invalid_request",
                     "the request body could not be read",
-                ))
+                )))
             }
         }
-        Err(_) => Err(error(
+        Err(_) => Err(closing(error(
             StatusCode::REQUEST_TIMEOUT,
             "body_timeout",
             format!(
                 "the request body did not arrive within {} s",
                 agent.limits.body_read_timeout.as_secs()
             ),
-        )),
+        ))),
     }
+}
+
+/// The answer with `Connection: close`.
+fn closing(mut resp: Response) -> Response {
+    resp.headers_mut().insert(
+        axum::http::header::CONNECTION,
+        axum::http::HeaderValue::from_static("close"),
+    );
+    resp
 }
 
 /// The checks made before a CSR and quote are forwarded: sizes, PEM shape, base64.
