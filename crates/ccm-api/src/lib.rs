@@ -30,6 +30,7 @@ pub mod builds;
 pub mod certificates;
 pub mod compat;
 pub mod error;
+pub mod list;
 pub mod nodes;
 pub mod registries;
 pub mod sys;

@@ -221,12 +221,15 @@ async fn main() {
                 status: None,
                 task_type: None,
                 entity_id: None,
+            },
+            &ccm_store::PageRequest {
                 limit: 1,
-                offset: 0,
+                start: ccm_store::Start::Offset(0),
             },
         )
         .await
         .expect("tasks")
+        .items
         .pop()
         .expect("a task");
     eprintln!(

@@ -5,6 +5,7 @@ use axum::http::header::CONTENT_TYPE;
 use axum::http::request::Parts;
 use bytes::Bytes;
 use ccm_api::compat::ReferenceFields;
+use ccm_api::list::PageQuery;
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
@@ -154,6 +155,47 @@ impl<T: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for Query<T> {
             .map(|q| Query(q.0))
             .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))
     }
+}
+
+/// A list's query string: the paging parameters every list shares (`limit`, `offset`, `next`)
+/// and the list's own filters `F`, whose fields are text (ids, statuses) and which refuse names
+/// they do not know. Malformed or unknown parameters are 400 `invalid_query` naming them.
+#[derive(Debug, Clone)]
+pub struct ListQuery<F>(pub PageQuery, pub F);
+
+impl<F: DeserializeOwned, S: Send + Sync> FromRequestParts<S> for ListQuery<F> {
+    type Rejection = ApiError;
+
+    async fn from_request_parts(parts: &mut Parts, _state: &S) -> Result<Self, Self::Rejection> {
+        let pairs = axum::extract::Query::<Vec<(String, String)>>::try_from_uri(&parts.uri)
+            .map_err(|r| ApiError::bad_request("invalid_query", r.body_text()))?
+            .0;
+        let mut page = PageQuery::default();
+        let mut filters = serde_json::Map::new();
+        for (name, value) in pairs {
+            match name.as_str() {
+                "limit" => page.limit = Some(integer("limit", &value)?),
+                "offset" => page.offset = Some(integer("offset", &value)?),
+                "next" => page.next = Some(value),
+                _ => {
+                    filters.insert(name, serde_json::Value::String(value));
+                }
+            }
+        }
+        let filters = serde_json::from_value(serde_json::Value::Object(filters)).map_err(|e| {
+            ApiError::bad_request("invalid_query", format!("invalid query parameter: {e}"))
+        })?;
+        Ok(ListQuery(page, filters))
+    }
+}
+
+fn integer(name: &str, value: &str) -> Result<i64, ApiError> {
+    value.parse().map_err(|_| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("query parameter `{name}` must be an integer, not {value:?}"),
+        )
+    })
 }
 
 #[cfg(test)]

@@ -81,7 +81,7 @@ async fn signup_login_and_current_user(b: Backend) {
     let (st, users) = h.get("/v1/users", &token).await;
     assert_eq!(st, StatusCode::OK);
     assert_eq!(
-        users.as_array().unwrap().len(),
+        users["items"].as_array().unwrap().len(),
         2,
         "the sysadmin sees every user"
     );
@@ -184,9 +184,9 @@ async fn accounts_membership_and_isolation(b: Backend) {
 
     let (st, list) = h.get("/v1/accounts", &alice).await;
     assert_eq!(st, StatusCode::OK);
-    assert_eq!(list.as_array().unwrap().len(), 1);
-    assert_eq!(list[0]["roles"], json!(["MANAGER"]));
-    assert_eq!(list[0]["approval_policy"], "MANUAL");
+    assert_eq!(list["items"].as_array().unwrap().len(), 1);
+    assert_eq!(list["items"][0]["roles"], json!(["MANAGER"]));
+    assert_eq!(list["items"][0]["approval_policy"], "MANUAL");
 
     // Bob's objects are invisible to Alice: 404, never 403.
     let (_, app) = h.post("/v1/apps", &bob, app_body("bobs")).await;
@@ -311,7 +311,10 @@ async fn accounts_membership_and_isolation(b: Backend) {
         None,
     );
     assert_eq!(
-        h.get("/v1/apps", &bob).await.1.as_array().unwrap().len(),
+        h.get("/v1/apps", &bob).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
         1,
         "other accounts untouched"
     );
@@ -633,7 +636,10 @@ async fn request_body_errors(b: Backend) {
         Some("limit"),
     );
     assert!(
-        h.get("/v1/apps", &t).await.1.as_array().unwrap().is_empty(),
+        h.get("/v1/apps", &t).await.1["items"]
+            .as_array()
+            .unwrap()
+            .is_empty(),
         "nothing was created"
     );
 }
@@ -793,7 +799,7 @@ async fn sql_metacharacters_are_data(b: Backend) {
     let (_, tasks) = h
         .get("/v1/tasks?status=INPROGRESS&task_type=BUILD_WHITELIST", &t)
         .await;
-    let task = tasks[0]["task_id"].as_str().unwrap();
+    let task = tasks["items"][0]["task_id"].as_str().unwrap();
     let (st, denied) = h
         .patch(
             &format!("/v1/tasks/{task}"),
@@ -820,8 +826,20 @@ async fn sql_metacharacters_are_data(b: Backend) {
     assert_eq!(st, StatusCode::CREATED, "{key}");
     assert_eq!(key["name"], evil);
     // Everything is still there and intact.
-    assert_eq!(h.get("/v1/apps", &t).await.1.as_array().unwrap().len(), 1);
-    assert_eq!(h.get("/v1/builds", &t).await.1.as_array().unwrap().len(), 1);
+    assert_eq!(
+        h.get("/v1/apps", &t).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
+    assert_eq!(
+        h.get("/v1/builds", &t).await.1["items"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 async fn task_workflow(b: Backend) {
@@ -860,7 +878,7 @@ async fn task_workflow(b: Backend) {
     );
 
     let (_, pending) = h.get("/v1/tasks?status=INPROGRESS", &t).await;
-    assert_eq!(pending.as_array().unwrap().len(), 2);
+    assert_eq!(pending["items"].as_array().unwrap().len(), 2);
     assert_error(
         &h.patch(
             &format!("/v1/tasks/{build_task}"),
@@ -955,7 +973,7 @@ async fn task_workflow(b: Backend) {
             &t,
         )
         .await;
-    assert_eq!(all[0]["approvals"][0]["user_name"], "system");
+    assert_eq!(all["items"][0]["approvals"][0]["user_name"], "system");
 }
 
 /// Changing an app's attestation policy needs a MANAGER: in a MANUAL account a WRITER's (and a
@@ -1407,7 +1425,7 @@ async fn restart_keeps_sessions_and_selection(b: Backend) {
     assert_eq!(me["roles"], json!(["MANAGER"]));
     let (st, apps) = h.get("/v1/apps", &t).await;
     assert_eq!(st, StatusCode::OK, "the selected account survives: {apps}");
-    assert_eq!(apps[0]["acct_id"], acct.as_str());
+    assert_eq!(apps["items"][0]["acct_id"], acct.as_str());
     // Zone CA keys still open after the restart (same master key).
     let (_, zones) = h.get("/v1/zones", &t).await;
     let zid: uuid::Uuid = zones[0]["zone_id"].as_str().unwrap().parse().unwrap();
@@ -1478,7 +1496,7 @@ async fn api_keys(b: Backend) {
     assert!(secret.starts_with("ccmak1_"));
     assert_eq!(key["acct_id"], acct.as_str());
     let (_, listed) = h.get("/v1/apikeys", &t).await;
-    assert!(listed[0].get("secret").is_none());
+    assert!(listed["items"][0].get("secret").is_none());
     // The key acts in its account with its role.
     assert_eq!(h.get("/v1/apps", &secret).await.0, StatusCode::OK);
     assert_error(
@@ -1505,7 +1523,7 @@ async fn api_keys(b: Backend) {
         None,
     );
     let (_, accounts) = h.get("/v1/accounts", &secret).await;
-    assert_eq!(accounts[0]["roles"], json!(["READER"]));
+    assert_eq!(accounts["items"][0]["roles"], json!(["READER"]));
     // A WRITER cannot mint a MANAGER key.
     h.signup("w@example.com").await;
     h.join(&t, "w@example.com", "WRITER").await;

@@ -42,9 +42,14 @@ async fn console_seed_steps() {
         .unwrap();
     let (acct, _) = m
         .store()
-        .accounts_for_user(user.user.user_id)
+        .accounts_for_user(
+            user.user.user_id,
+            None,
+            &ccm_store::PageRequest::first(1000),
+        )
         .await
         .unwrap()
+        .items
         .pop()
         .unwrap();
 
@@ -68,9 +73,10 @@ async fn console_seed_steps() {
     b.screenshot("application-added").await.unwrap();
     let app = m
         .store()
-        .list_apps(acct.acct_id)
+        .list_apps(acct.acct_id, &ccm_store::PageRequest::first(1000))
         .await
         .unwrap()
+        .items
         .pop()
         .unwrap();
     assert_eq!(
@@ -105,7 +111,15 @@ async fn console_seed_steps() {
     let kept = b.field("name").await.unwrap().prop("value").await.unwrap();
     assert_eq!(kept.as_deref(), Some("second"));
     b.screenshot("application-form-errors").await.unwrap();
-    assert_eq!(m.store().list_apps(acct.acct_id).await.unwrap().len(), 1);
+    assert_eq!(
+        m.store()
+            .list_apps(acct.acct_id, &ccm_store::PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        1
+    );
 
     // Image from known values.
     let mrenclave = "5f".repeat(32);
@@ -132,12 +146,15 @@ async fn console_seed_steps() {
                 status: Some(TaskStatusType::Inprogress),
                 task_type: None,
                 entity_id: None,
+            },
+            &ccm_store::PageRequest {
                 limit: 10,
-                offset: 0,
+                start: ccm_store::Start::Offset(0),
             },
         )
         .await
-        .unwrap();
+        .unwrap()
+        .items;
     assert!(pending.is_empty());
     b.goto(&format!("{base}{app_path}")).await.unwrap();
     b.wait_for_text("WHITELISTED").await.unwrap();
@@ -160,12 +177,24 @@ async fn console_seed_steps() {
     // Delete the account: everything goes with it.
     console_support::ui_delete_account(&mut b, &base, "Seed tutorial").await;
     b.screenshot("account-deleted").await.unwrap();
-    assert!(m.store().list_apps(acct.acct_id).await.unwrap().is_empty());
     assert!(
         m.store()
-            .accounts_for_user(user.user.user_id)
+            .list_apps(acct.acct_id, &ccm_store::PageRequest::first(1000))
             .await
             .unwrap()
+            .items
+            .is_empty()
+    );
+    assert!(
+        m.store()
+            .accounts_for_user(
+                user.user.user_id,
+                None,
+                &ccm_store::PageRequest::first(1000)
+            )
+            .await
+            .unwrap()
+            .items
             .is_empty()
     );
 

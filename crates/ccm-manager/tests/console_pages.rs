@@ -42,12 +42,15 @@ async fn pending_tasks(m: &Manager, acct: uuid::Uuid) -> Vec<ccm_api::tasks::Tas
                 status: Some(TaskStatusType::Inprogress),
                 task_type: None,
                 entity_id: None,
+            },
+            &ccm_store::PageRequest {
                 limit: 100,
-                offset: 0,
+                start: ccm_store::Start::Offset(0),
             },
         )
         .await
         .unwrap()
+        .items
 }
 
 /// A signed-up user with a selected account (the manager's first one presents the setup token
@@ -499,9 +502,14 @@ async fn accounts_are_created_selected_and_deleted_after_confirmation() {
         .unwrap();
     let left: Vec<String> = m
         .store()
-        .accounts_for_user(user.user.user_id)
+        .accounts_for_user(
+            user.user.user_id,
+            None,
+            &ccm_store::PageRequest::first(1000),
+        )
         .await
         .unwrap()
+        .items
         .into_iter()
         .map(|(r, _)| r.name)
         .collect();
@@ -611,14 +619,26 @@ async fn tutorial_application_is_added_edited_and_deleted() {
             .contains("between 16 and 262144")
     );
     p.assert_contains("Please correct the following");
-    assert!(m.store().list_apps(acct).await.unwrap().is_empty());
+    assert!(
+        m.store()
+            .list_apps(acct, &ccm_store::PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(audit_len(&m).await, before);
 
     // The tutorial's values.
     let p = c.add_tutorial_app(TUTORIAL.name).await;
     p.assert_redirect("/console/apps/");
     let app_path = p.location.clone().unwrap();
-    let apps = m.store().list_apps(acct).await.unwrap();
+    let apps = m
+        .store()
+        .list_apps(acct, &ccm_store::PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items;
     let app = &apps[0];
     assert_eq!(app.name, "python-flask");
     assert_eq!(app.description.as_deref(), Some("Python Flask demo app"));
@@ -678,7 +698,12 @@ async fn tutorial_application_is_added_edited_and_deleted() {
     )
     .await
     .assert_redirect(&app_path);
-    let app = &m.store().list_apps(acct).await.unwrap()[0];
+    let app = &m
+        .store()
+        .list_apps(acct, &ccm_store::PageRequest::first(1000))
+        .await
+        .unwrap()
+        .items[0];
     assert_eq!(app.threads, 64);
     assert_eq!(
         app.certificate.as_ref().unwrap().key_type,
@@ -696,7 +721,14 @@ async fn tutorial_application_is_added_edited_and_deleted() {
     )
     .await
     .assert_redirect("/console/apps");
-    assert!(m.store().list_apps(acct).await.unwrap().is_empty());
+    assert!(
+        m.store()
+            .list_apps(acct, &ccm_store::PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     assert_eq!(c.get(&app_path).await.status, StatusCode::NOT_FOUND);
 }
 
@@ -815,9 +847,14 @@ async fn images_and_task_approval_and_denial() {
     assert!(pending_tasks(&m, acct).await.is_empty());
     let b = m
         .store()
-        .list_builds(acct, None)
+        .list_builds(
+            acct,
+            &Default::default(),
+            &ccm_store::PageRequest::first(1000),
+        )
         .await
         .unwrap()
+        .items
         .pop()
         .unwrap();
     assert_eq!(
@@ -855,7 +892,18 @@ async fn images_and_task_approval_and_denial() {
     )
     .await
     .assert_redirect("/console/images");
-    assert!(m.store().list_builds(acct, None).await.unwrap().is_empty());
+    assert!(
+        m.store()
+            .list_builds(
+                acct,
+                &Default::default(),
+                &ccm_store::PageRequest::first(1000)
+            )
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1324,7 +1372,18 @@ async fn conversion_form_queues_a_job_with_live_progress() {
         .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(p.field_error("docker-version").unwrap(), "is required");
-    assert!(m.store().list_builds(acct, None).await.unwrap().is_empty());
+    assert!(
+        m.store()
+            .list_builds(
+                acct,
+                &Default::default(),
+                &ccm_store::PageRequest::first(1000)
+            )
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let p = c
         .submit(
             "/console/images/new",
@@ -1346,9 +1405,14 @@ async fn conversion_form_queues_a_job_with_live_progress() {
     assert!(!page.body.contains("s3cret-password"));
     let b = m
         .store()
-        .list_builds(acct, None)
+        .list_builds(
+            acct,
+            &Default::default(),
+            &ccm_store::PageRequest::first(1000),
+        )
         .await
         .unwrap()
+        .items
         .pop()
         .unwrap();
     assert!(b.conversion.is_some());

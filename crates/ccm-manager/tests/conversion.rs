@@ -543,7 +543,7 @@ async fn converts_and_records_the_image(b: Backend) {
             &token,
         )
         .await;
-    assert_eq!(tasks[0]["status"]["status"], "SUCCESS", "{tasks}");
+    assert_eq!(tasks["items"][0]["status"]["status"], "SUCCESS", "{tasks}");
 
     // Credentials: gone from the database once the jobs ended, never in clear anywhere.
     for b in [
@@ -571,7 +571,7 @@ async fn converts_and_records_the_image(b: Backend) {
     )
     .await;
     let (_, list) = h.get("/v1/builds", &token).await;
-    assert_eq!(list.as_array().unwrap().len(), 2);
+    assert_eq!(list["items"].as_array().unwrap().len(), 2);
     assert_no_secret("GET /v1/builds", &list.to_string());
     assert_no_secret("GET /v1/builds/{id}", &whitelisted.to_string());
     assert_no_secret("GET /v1/builds/{id}/progress", &progress.to_string());
@@ -667,7 +667,7 @@ async fn failures_are_recorded(b: Backend) {
         );
         let id = b["build_id"].as_str().unwrap();
         let (_, tasks) = h.get(&format!("/v1/tasks?entity_id={id}"), &token).await;
-        assert_eq!(tasks, json!([]));
+        assert_eq!(tasks["items"], json!([]));
         assert!(
             !h.state()
                 .store
@@ -860,7 +860,7 @@ async fn requests_are_checked(b: Backend) {
         Some("debug"),
     );
     // Nothing was recorded by the refused requests.
-    assert_eq!(h.get("/v1/builds", &mgr).await.1, json!([]));
+    assert_eq!(h.get("/v1/builds", &mgr).await.1["items"], json!([]));
     // Known values still work through the same endpoint; they have no conversion.
     let (st, known) = h
         .post("/v1/builds", &mgr, common::build_body(&app_id, "k1"))

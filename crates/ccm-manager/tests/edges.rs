@@ -308,10 +308,10 @@ async fn api_keys_expire_and_stay_in_their_account(b: Backend) {
     let secret_b = key_b["secret"].as_str().unwrap();
     // With a session: both keys. With key A: only account A's.
     let (_, all) = h.get("/v1/apikeys", &t).await;
-    assert_eq!(all.as_array().unwrap().len(), 2);
+    assert_eq!(all["items"].as_array().unwrap().len(), 2);
     let (st, seen) = h.get("/v1/apikeys", secret_a).await;
     assert_eq!(st, StatusCode::OK);
-    let seen = seen.as_array().unwrap();
+    let seen = seen["items"].as_array().unwrap();
     assert_eq!(seen.len(), 1);
     assert_eq!(seen[0]["api_key_id"], key_a["api_key_id"]);
     let id_b = key_b["api_key_id"].as_str().unwrap();

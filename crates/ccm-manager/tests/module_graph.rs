@@ -209,35 +209,13 @@ fn adapters_reach_the_store_only_through_services() {
         files.push(src().join(f));
     }
     assert!(files.len() > 20, "{files:?}");
-    // Pages and routes whose lists still page in the store directly; the list may only shrink.
-    let not_yet = [
-        "routes/users.rs",
-        "console/pages/apps.rs",
-        "console/pages/users.rs",
-        "console/pages/audit.rs",
-        "console/pages/images.rs",
-        "console/pages/accounts.rs",
-        "console/pages/overview.rs",
-    ];
     let offenders: Vec<_> = files
         .iter()
         .filter(|f| touches_store(&code(f)))
         .map(|f| f.strip_prefix(src()).unwrap().display().to_string())
         .collect();
-    let new: Vec<_> = offenders
-        .iter()
-        .filter(|f| !not_yet.contains(&f.as_str()))
-        .collect();
     assert!(
-        new.is_empty(),
-        "adapters that read or write the store instead of calling a service: {new:?}"
-    );
-    let done: Vec<_> = not_yet
-        .iter()
-        .filter(|f| !offenders.iter().any(|o| o == *f))
-        .collect();
-    assert!(
-        done.is_empty(),
-        "no longer touch the store; take them off the list: {done:?}"
+        offenders.is_empty(),
+        "adapters that read or write the store instead of calling a service: {offenders:?}"
     );
 }

@@ -614,7 +614,7 @@ async fn nonces(w: &World, node: &reqwest::Client, count: u32) -> Vec<[u8; 32]> 
 async fn batch_issuance(backend: Backend) {
     let w = world(backend).await;
     let platform = w.dir.path().join("platform");
-    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await[0]["acct_id"]
+    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await["items"][0]["acct_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -739,7 +739,7 @@ async fn batch_issuance(backend: Backend) {
     // Resubmitting answers the same task (same certificate); a task id that belongs to another
     // task is that request's error, and the rest of the batch goes on.
     let other_task = w.ok(Method::GET, "/v1/tasks", json!(null)).await;
-    let other_task = other_task
+    let other_task = other_task["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -950,7 +950,7 @@ async fn issuance_nonces(backend: Backend) {
 /// An account with an app (domain web.example.com approved at once) and an approved image of
 /// the test enclave, and an enrolled node: its mTLS client.
 async fn issuance_setup(w: &World) -> reqwest::Client {
-    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await[0]["acct_id"]
+    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await["items"][0]["acct_id"]
         .as_str()
         .unwrap()
         .to_string();
@@ -1067,7 +1067,7 @@ async fn fresh_evidence(backend: Backend) {
 
     // Revocation denies the key.
     let certs = w.ok(Method::GET, "/v1/certificates", json!(null)).await;
-    let cert_id = certs
+    let cert_id = certs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -1148,7 +1148,7 @@ async fn concurrent_task_id(backend: Backend) {
         assert_eq!(a, b, "both callers get the recorded certificate");
         let recorded: Vec<Value> = w
             .ok(Method::GET, "/v1/certificates?limit=1000", json!(null))
-            .await
+            .await["items"]
             .as_array()
             .unwrap()
             .iter()
@@ -1196,7 +1196,7 @@ async fn simulated_trust_and_chain(backend: Backend) {
     use x509_parser::prelude::*;
     let w = world(backend).await;
     let platform = w.dir.path().join("platform");
-    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await[0]["acct_id"]
+    let acct = w.ok(Method::GET, "/v1/accounts", json!(null)).await["items"][0]["acct_id"]
         .as_str()
         .unwrap()
         .to_string();

@@ -5,8 +5,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::on_unique;
+use crate::paging::{Bind, Key, ListSpec, only_account};
 use crate::util::{enum_value, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Error, Page, PageRequest, Result, Store, audit};
 
 /// The zone created with an account.
 #[derive(Clone)]
@@ -227,31 +228,46 @@ impl Store {
             .transpose()
     }
 
-    /// The accounts a user belongs to, with the user's role, by name.
+    /// One page of the accounts a user belongs to, with the user's role, by name; with `only`,
+    /// just that account (what an API key of the account may see).
     pub async fn accounts_for_user(
         &self,
         user_id: Uuid,
-    ) -> Result<Vec<(AccountRecord, AccessRole)>> {
+        only: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<(AccountRecord, AccessRole)>> {
         #[derive(sqlx::FromRow)]
         struct RoleRow {
             #[sqlx(flatten)]
             a: AccountRow,
             role: String,
         }
-        let rows: Vec<RoleRow> = sqlx::query_as(&format!(
-            "{ACCOUNT_WITH_ROLE} WHERE memberships.user_id = $1 ORDER BY accounts.name"
-        ))
-        .bind(user_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                Ok((
-                    r.a.into_record()?,
-                    enum_value("memberships.role", &r.role, AccessRole::parse)?,
-                ))
+        let spec = ListSpec {
+            name: "accounts",
+            select: ACCOUNT_WITH_ROLE.to_string(),
+            count_from: "memberships",
+            key: "accounts.name",
+            text_key: true,
+            id: "accounts.acct_id",
+            desc: false,
+            scope: only_account(
+                vec![("memberships.user_id", Bind::Text(user_id.to_string()))],
+                "memberships.acct_id",
+                only,
+            ),
+            filters: Vec::new(),
+        };
+        let page = spec
+            .fetch::<RoleRow>(&self.pool, req, |r| {
+                (Key::Text(r.a.name.clone()), r.a.acct_id.clone())
             })
-            .collect()
+            .await?;
+        page.try_map(|r| {
+            Ok((
+                r.a.into_record()?,
+                enum_value("memberships.role", &r.role, AccessRole::parse)?,
+            ))
+        })
     }
 
     /// Counts the objects an account owns.

@@ -11,9 +11,10 @@ use uuid::Uuid;
 
 use crate::error::on_unique;
 use crate::hot::Columns;
+use crate::paging::{Bind, Key, ListSpec};
 use crate::tasks::{self, NewTask};
 use crate::util::{json, opt_uuid, to_json, uuid};
-use crate::{Actor, Effect, Error, Result, Store, audit};
+use crate::{Actor, Effect, Error, Page, PageRequest, Result, Store, audit};
 
 #[derive(sqlx::FromRow)]
 pub(crate) struct AppRow {
@@ -423,29 +424,25 @@ impl Store {
         Ok(app)
     }
 
-    /// Lists an account's apps by name.
-    pub async fn list_apps(&self, acct_id: Uuid) -> Result<Vec<App>> {
-        let rows: Vec<AppRow> = sqlx::query_as(&format!(
-            "SELECT {APP_COLS} FROM apps WHERE acct_id = $1 ORDER BY name"
-        ))
-        .bind(acct_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(AppRow::into_app).collect()
-    }
-
-    /// One page of an account's apps by name: at most `limit` (1-1000) after skipping
-    /// `offset`. Keeps list pages bounded however many apps an account has.
-    pub async fn list_apps_page(&self, acct_id: Uuid, limit: i64, offset: i64) -> Result<Vec<App>> {
-        let rows: Vec<AppRow> = sqlx::query_as(&format!(
-            "SELECT {APP_COLS} FROM apps WHERE acct_id = $1 ORDER BY name, app_id LIMIT $2 OFFSET $3"
-        ))
-        .bind(acct_id.to_string())
-        .bind(limit.clamp(1, 1000))
-        .bind(offset.max(0))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(AppRow::into_app).collect()
+    /// One page of an account's apps, by name.
+    pub async fn list_apps(&self, acct_id: Uuid, req: &PageRequest) -> Result<Page<App>> {
+        let spec = ListSpec {
+            name: "apps",
+            select: format!("SELECT {APP_COLS} FROM apps"),
+            count_from: "apps",
+            key: "name",
+            text_key: true,
+            id: "app_id",
+            desc: false,
+            scope: vec![("acct_id", Bind::Text(acct_id.to_string()))],
+            filters: Vec::new(),
+        };
+        let page = spec
+            .fetch::<AppRow>(&self.pool, req, |r| {
+                (Key::Text(r.name.clone()), r.app_id.clone())
+            })
+            .await?;
+        page.try_map(AppRow::into_app)
     }
 
     /// The app of an account with this name (names are unique within an account).

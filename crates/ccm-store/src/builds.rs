@@ -15,9 +15,10 @@ use uuid::Uuid;
 
 use crate::conversions::ConversionColumns;
 use crate::error::on_unique;
+use crate::paging::{Bind, Key, ListSpec};
 use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, opt_uuid, uuid};
-use crate::{Actor, Effect, Error, Result, Store, audit};
+use crate::{Actor, Effect, Error, Page, PageRequest, Result, Store, audit};
 
 #[derive(sqlx::FromRow)]
 struct BuildRow {
@@ -56,6 +57,15 @@ const BUILD_SELECT: &str = "SELECT b.build_id, b.acct_id, b.app_id, a.name AS ap
      c.updated_at AS conv_updated_at \
      FROM builds b JOIN apps a ON a.app_id = b.app_id \
      LEFT JOIN conversions c ON c.build_id = b.build_id";
+
+/// Filters for [`Store::list_builds`].
+#[derive(Debug, Clone, Default)]
+pub struct BuildFilter {
+    /// Only images of this app.
+    pub app_id: Option<Uuid>,
+    /// Only images in this status.
+    pub status: Option<BuildStatusType>,
+}
 
 impl BuildRow {
     fn into_build(self) -> Result<Build> {
@@ -210,64 +220,37 @@ impl Store {
         Ok(build)
     }
 
-    /// Lists an account's images, newest first, optionally of one app.
-    pub async fn list_builds(&self, acct_id: Uuid, app_id: Option<Uuid>) -> Result<Vec<Build>> {
-        let rows: Vec<BuildRow> = match app_id {
-            Some(app) => {
-                sqlx::query_as(&format!(
-                    "{BUILD_SELECT} WHERE b.acct_id = $1 AND b.app_id = $2 ORDER BY b.created_at DESC, b.build_id"
-                ))
-                .bind(acct_id.to_string())
-                .bind(app.to_string())
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(&format!("{BUILD_SELECT} WHERE b.acct_id = $1 ORDER BY b.created_at DESC, b.build_id"))
-                    .bind(acct_id.to_string())
-                    .fetch_all(&self.pool)
-                    .await?
-            }
-        };
-        rows.into_iter().map(BuildRow::into_build).collect()
-    }
-
-    /// One page of an account's images, newest first, optionally of one app: at most `limit`
-    /// (1-1000) after skipping `offset`. Keeps list pages bounded however many images exist.
-    pub async fn list_builds_page(
+    /// One page of an account's images, newest first, optionally of one app or in one status.
+    pub async fn list_builds(
         &self,
         acct_id: Uuid,
-        app_id: Option<Uuid>,
-        limit: i64,
-        offset: i64,
-    ) -> Result<Vec<Build>> {
-        let (limit, offset) = (limit.clamp(1, 1000), offset.max(0));
-        let rows: Vec<BuildRow> = match app_id {
-            Some(app) => {
-                sqlx::query_as(&format!(
-                    "{BUILD_SELECT} WHERE b.acct_id = $1 AND b.app_id = $2 \
-                     ORDER BY b.created_at DESC, b.build_id LIMIT $3 OFFSET $4"
-                ))
-                .bind(acct_id.to_string())
-                .bind(app.to_string())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query_as(&format!(
-                    "{BUILD_SELECT} WHERE b.acct_id = $1 \
-                     ORDER BY b.created_at DESC, b.build_id LIMIT $2 OFFSET $3"
-                ))
-                .bind(acct_id.to_string())
-                .bind(limit)
-                .bind(offset)
-                .fetch_all(&self.pool)
-                .await?
-            }
+        filter: &BuildFilter,
+        req: &PageRequest,
+    ) -> Result<Page<Build>> {
+        let mut filters = Vec::new();
+        if let Some(app) = filter.app_id {
+            filters.push(("b.app_id", Bind::Text(app.to_string())));
+        }
+        if let Some(status) = filter.status {
+            filters.push(("b.status", Bind::Text(status.as_str().to_string())));
+        }
+        let spec = ListSpec {
+            name: "builds",
+            select: BUILD_SELECT.to_string(),
+            count_from: "builds b",
+            key: "b.created_at",
+            text_key: false,
+            id: "b.build_id",
+            desc: true,
+            scope: vec![("b.acct_id", Bind::Text(acct_id.to_string()))],
+            filters,
         };
-        rows.into_iter().map(BuildRow::into_build).collect()
+        let page = spec
+            .fetch::<BuildRow>(&self.pool, req, |r| {
+                (Key::Int(r.created_at), r.build_id.clone())
+            })
+            .await?;
+        page.try_map(BuildRow::into_build)
     }
 
     /// An image of an account.

@@ -18,9 +18,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::hot::Columns;
+use crate::paging::{Bind, Key, ListSpec};
 use crate::sql::{Insert, WriteSet};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Error, Page, PageRequest, Result, Store, audit};
 
 /// The enclave facts recorded with a certificate request.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -697,27 +698,39 @@ impl Store {
         row.map(|r| r.into_cert(now)).transpose()
     }
 
-    /// An account's certificates, newest first, optionally of one app or node.
+    /// One page of an account's certificates, newest first, optionally of one app or node.
     pub async fn list_certificates(
         &self,
         acct_id: Uuid,
         app_id: Option<Uuid>,
         node_id: Option<Uuid>,
-        limit: i64,
+        req: &PageRequest,
         now: i64,
-    ) -> Result<Vec<Certificate>> {
-        let rows: Vec<CertRow> = sqlx::query_as(&format!(
-            "SELECT {CERT_COLS} FROM certificates c WHERE acct_id = $1 \
-             AND ($2 = '' OR app_id = $2) AND ($3 = '' OR node_id = $3) \
-             ORDER BY created_at DESC, certificate_id LIMIT $4"
-        ))
-        .bind(acct_id.to_string())
-        .bind(app_id.map(|u| u.to_string()).unwrap_or_default())
-        .bind(node_id.map(|u| u.to_string()).unwrap_or_default())
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(|r| r.into_cert(now)).collect()
+    ) -> Result<Page<Certificate>> {
+        let mut filters = Vec::new();
+        if let Some(app) = app_id {
+            filters.push(("c.app_id", Bind::Text(app.to_string())));
+        }
+        if let Some(node) = node_id {
+            filters.push(("c.node_id", Bind::Text(node.to_string())));
+        }
+        let spec = ListSpec {
+            name: "certificates",
+            select: format!("SELECT {CERT_COLS} FROM certificates c"),
+            count_from: "certificates c",
+            key: "c.created_at",
+            text_key: false,
+            id: "c.certificate_id",
+            desc: true,
+            scope: vec![("c.acct_id", Bind::Text(acct_id.to_string()))],
+            filters,
+        };
+        let page = spec
+            .fetch::<CertRow>(&self.pool, req, |r| {
+                (Key::Int(r.created_at), r.certificate_id.clone())
+            })
+            .await?;
+        page.try_map(|r| r.into_cert(now))
     }
 
     /// The requests waiting for approvals, oldest first (all accounts when `acct_id` is `None`).

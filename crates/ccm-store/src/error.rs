@@ -31,6 +31,9 @@ pub enum Error {
     /// The change is not possible in the object's current state.
     #[error("{0}")]
     InvalidState(String),
+    /// A list's `next` cursor is not one this list gave out.
+    #[error("invalid cursor: pass the `next` value of the previous page unchanged")]
+    InvalidCursor,
     /// A stored value could not be decoded.
     #[error("corrupt stored value in {column}: {detail}")]
     Corrupt {

@@ -42,6 +42,7 @@ mod error;
 mod hot;
 mod invitations;
 mod nodes;
+mod paging;
 mod registries;
 mod retention;
 mod sessions;
@@ -61,6 +62,7 @@ use tokio::sync::{Mutex, MutexGuard};
 
 pub use accounts::{AccountRecord, NewAccount, NewZone};
 pub use apps::{AppEdit, PolicyEdit};
+pub use builds::BuildFilter;
 pub use certificates::{
     EnclaveFacts, ImageMatch, IssuanceLookup, IssuanceRecord, LookupKey, MAX_ISSUANCE_BATCH,
     PendingCertificate, PendingOutcome,
@@ -73,6 +75,7 @@ pub use effects::{Effect, EffectStep, Subject};
 pub use error::Error;
 pub use invitations::NewInvitation;
 pub use nodes::{JoinTokenRecord, NewNode, NodeApproval, NodeAuth, NodeCertRecord, NonceState};
+pub use paging::{MAX_LIMIT, Page, PageRequest, Start};
 pub use registries::{NewRegistry, RegistryEdit};
 pub use retention::PURGE_BATCH;
 pub use sessions::{ApiKeyRecord, NewApiKey, NewSession, SessionRecord};

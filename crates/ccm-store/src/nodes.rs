@@ -9,9 +9,10 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::effects::{self, Effect, Subject};
+use crate::paging::{Bind, Key, ListSpec};
 use crate::tasks::{self, NewTask};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Error, Page, PageRequest, Result, Store, audit};
 use ccm_api::tasks::RequesterType;
 
 /// A join token with what enrollment needs to check it.
@@ -435,15 +436,33 @@ impl Store {
         Ok(node)
     }
 
-    /// An account's nodes, by name.
-    pub async fn list_nodes(&self, acct_id: Uuid) -> Result<Vec<Node>> {
-        let rows: Vec<NodeRow> = sqlx::query_as(&format!(
-            "SELECT {NODE_COLS} FROM nodes WHERE acct_id = $1 ORDER BY name, node_id"
-        ))
-        .bind(acct_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(NodeRow::into_node).collect()
+    /// One page of an account's nodes, by name, optionally in one status.
+    pub async fn list_nodes(
+        &self,
+        acct_id: Uuid,
+        status: Option<NodeStatusType>,
+        req: &PageRequest,
+    ) -> Result<Page<Node>> {
+        let filters = status
+            .map(|s| vec![("status", Bind::Text(s.as_str().to_string()))])
+            .unwrap_or_default();
+        let spec = ListSpec {
+            name: "nodes",
+            select: format!("SELECT {NODE_COLS} FROM nodes"),
+            count_from: "nodes",
+            key: "name",
+            text_key: true,
+            id: "node_id",
+            desc: false,
+            scope: vec![("acct_id", Bind::Text(acct_id.to_string()))],
+            filters,
+        };
+        let page = spec
+            .fetch::<NodeRow>(&self.pool, req, |r| {
+                (Key::Text(r.name.clone()), r.node_id.clone())
+            })
+            .await?;
+        page.try_map(NodeRow::into_node)
     }
 
     /// A node of an account.

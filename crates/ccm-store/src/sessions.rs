@@ -6,8 +6,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::on_unique;
+use crate::paging::{Bind, Key, ListSpec, only_account};
 use crate::util::{enum_value, opt_uuid, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Error, Page, PageRequest, Result, Store, audit};
 
 /// A session to create.
 #[derive(Debug, Clone)]
@@ -337,31 +338,53 @@ impl Store {
             .map(|key| ApiKeyRecord { key }))
     }
 
-    /// Lists a user's API keys.
-    pub async fn list_api_keys(&self, user_id: Uuid) -> Result<Vec<ApiKey>> {
-        let rows: Vec<ApiKeyRow> = sqlx::query_as(&format!(
-            "SELECT {API_KEY_COLS} FROM api_keys WHERE user_id = $1 ORDER BY created_at, api_key_id"
-        ))
-        .bind(user_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter().map(ApiKeyRow::into_key).collect()
+    /// One page of a user's API keys, oldest first; with `only`, just the keys of that account.
+    pub async fn list_api_keys(
+        &self,
+        user_id: Uuid,
+        only: Option<Uuid>,
+        req: &PageRequest,
+    ) -> Result<Page<ApiKey>> {
+        let spec = ListSpec {
+            name: "apikeys",
+            select: format!("SELECT {API_KEY_COLS} FROM api_keys"),
+            count_from: "api_keys",
+            key: "created_at",
+            text_key: false,
+            id: "api_key_id",
+            desc: false,
+            scope: only_account(
+                vec![("user_id", Bind::Text(user_id.to_string()))],
+                "acct_id",
+                only,
+            ),
+            filters: Vec::new(),
+        };
+        let page = spec
+            .fetch::<ApiKeyRow>(&self.pool, req, |r| {
+                (Key::Int(r.created_at), r.api_key_id.clone())
+            })
+            .await?;
+        page.try_map(ApiKeyRow::into_key)
     }
 
-    /// Deletes one of a user's API keys.
+    /// Deletes one of a user's API keys (with `only`, only a key of that account).
     pub async fn delete_api_key(
         &self,
         user_id: Uuid,
         api_key_id: Uuid,
+        only: Option<Uuid>,
         actor: &Actor,
         now: i64,
     ) -> Result<()> {
         let mut w = self.begin_write().await?;
         let acct: Option<(String,)> = sqlx::query_as(
-            "DELETE FROM api_keys WHERE api_key_id = $1 AND user_id = $2 RETURNING acct_id",
+            "DELETE FROM api_keys WHERE api_key_id = $1 AND user_id = $2 \
+             AND ($3 = '' OR acct_id = $3) RETURNING acct_id",
         )
         .bind(api_key_id.to_string())
         .bind(user_id.to_string())
+        .bind(only.map(|a| a.to_string()).unwrap_or_default())
         .fetch_optional(&mut *w.tx)
         .await?;
         let (acct,) = acct.ok_or(Error::NotFound("api key"))?;

@@ -13,8 +13,9 @@ use sqlx::AnyConnection;
 use uuid::Uuid;
 
 use crate::effects::{self, Effect, Subject, TaskRef};
+use crate::paging::{Bind, Key, ListSpec};
 use crate::util::{enum_value, json, opt_uuid, to_json, uuid};
-use crate::{Actor, Error, Result, Store, audit};
+use crate::{Actor, Error, Page, PageRequest, Result, Store, audit};
 
 /// Filters for [`Store::list_tasks`].
 #[derive(Debug, Clone, Default)]
@@ -25,10 +26,6 @@ pub struct TaskFilter {
     pub task_type: Option<TaskType>,
     /// Only tasks about this object.
     pub entity_id: Option<Uuid>,
-    /// At most this many (newest first).
-    pub limit: i64,
-    /// Skip this many.
-    pub offset: i64,
 }
 
 pub(crate) struct NewTask<'a> {
@@ -277,54 +274,66 @@ async fn load_task(conn: &mut AnyConnection, acct_id: Uuid, task_id: Uuid) -> Re
 }
 
 impl Store {
-    /// Lists an account's tasks, newest first.
-    pub async fn list_tasks(&self, acct_id: Uuid, f: &TaskFilter) -> Result<Vec<Task>> {
-        let mut sql = format!("SELECT {TASK_COLS} FROM tasks WHERE acct_id = $1");
-        let mut binds: Vec<String> = vec![acct_id.to_string()];
+    /// One page of an account's tasks, newest first.
+    pub async fn list_tasks(
+        &self,
+        acct_id: Uuid,
+        f: &TaskFilter,
+        req: &PageRequest,
+    ) -> Result<Page<Task>> {
+        let mut filters = Vec::new();
         if let Some(s) = f.status {
-            binds.push(s.as_str().to_string());
-            sql.push_str(&format!(" AND status = ${}", binds.len()));
+            filters.push(("status", Bind::Text(s.as_str().to_string())));
         }
         if let Some(t) = f.task_type {
-            binds.push(t.as_str().to_string());
-            sql.push_str(&format!(" AND task_type = ${}", binds.len()));
+            filters.push(("task_type", Bind::Text(t.as_str().to_string())));
         }
         if let Some(e) = f.entity_id {
-            binds.push(e.to_string());
-            sql.push_str(&format!(" AND entity_id = ${}", binds.len()));
+            filters.push(("entity_id", Bind::Text(e.to_string())));
         }
-        sql.push_str(&format!(
-            " ORDER BY created_at DESC, task_id LIMIT ${} OFFSET ${}",
-            binds.len() + 1,
-            binds.len() + 2
-        ));
-        let mut q = sqlx::query_as::<_, TaskRow>(&sql);
-        for b in &binds {
-            q = q.bind(b);
-        }
-        let rows = q.bind(f.limit).bind(f.offset).fetch_all(&self.pool).await?;
-        if rows.is_empty() {
-            return Ok(Vec::new());
-        }
-        let approvals: Vec<ApprovalRow> = sqlx::query_as(
-            "SELECT a.task_id, a.user_id, a.user_name, a.status, a.denial_reason, a.decided_at \
-             FROM task_approvals a JOIN tasks t ON t.task_id = a.task_id WHERE t.acct_id = $1 \
-             ORDER BY a.decided_at",
-        )
-        .bind(acct_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
+        let spec = ListSpec {
+            name: "tasks",
+            select: format!("SELECT {TASK_COLS} FROM tasks"),
+            count_from: "tasks",
+            key: "created_at",
+            text_key: false,
+            id: "task_id",
+            desc: true,
+            scope: vec![("acct_id", Bind::Text(acct_id.to_string()))],
+            filters,
+        };
+        let page = spec
+            .fetch::<TaskRow>(&self.pool, req, |r| {
+                (Key::Int(r.created_at), r.task_id.clone())
+            })
+            .await?;
+        let mut by_task = self.approvals_of(&page.items).await?;
+        page.try_map(|r| {
+            let id = uuid("tasks.task_id", &r.task_id)?;
+            r.into_task(by_task.remove(&id).unwrap_or_default())
+        })
+    }
+
+    /// The approvals of these tasks, by task.
+    async fn approvals_of(&self, rows: &[TaskRow]) -> Result<HashMap<Uuid, Vec<ApprovalInfo>>> {
         let mut by_task: HashMap<Uuid, Vec<ApprovalInfo>> = HashMap::new();
-        for a in approvals {
+        if rows.is_empty() {
+            return Ok(by_task);
+        }
+        let sql = format!(
+            "SELECT task_id, user_id, user_name, status, denial_reason, decided_at \
+             FROM task_approvals WHERE task_id IN ({}) ORDER BY decided_at",
+            self.backend.params(1, rows.len())
+        );
+        let mut q = sqlx::query_as::<_, ApprovalRow>(&sql);
+        for r in rows {
+            q = q.bind(r.task_id.clone());
+        }
+        for a in q.fetch_all(&self.pool).await? {
             let (task, info) = a.into_info()?;
             by_task.entry(task).or_default().push(info);
         }
-        rows.into_iter()
-            .map(|r| {
-                let id = uuid("tasks.task_id", &r.task_id)?;
-                r.into_task(by_task.remove(&id).unwrap_or_default())
-            })
-            .collect()
+        Ok(by_task)
     }
 
     /// A task of an account.

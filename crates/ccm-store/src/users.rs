@@ -6,8 +6,9 @@ use serde_json::json;
 use uuid::Uuid;
 
 use crate::error::on_unique;
+use crate::paging::{Bind, Key, ListSpec};
 use crate::util::{enum_value, uuid};
-use crate::{Actor, Result, Store, audit};
+use crate::{Actor, Page, PageRequest, Result, Store, audit};
 
 /// A user to create.
 #[derive(Clone)]
@@ -248,41 +249,66 @@ impl Store {
         row.map(UserRow::into_record).transpose()
     }
 
-    /// Lists every user (for system administrators).
-    pub async fn list_users(&self) -> Result<Vec<User>> {
-        let rows: Vec<UserRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLS} FROM users ORDER BY created_at, email_lower"
-        ))
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| r.into_record().map(|r| r.user))
-            .collect()
+    /// One page of every user (for system administrators), by e-mail address.
+    pub async fn list_users(&self, req: &PageRequest) -> Result<Page<User>> {
+        #[derive(sqlx::FromRow)]
+        struct Row {
+            #[sqlx(flatten)]
+            user: UserRow,
+            email_lower: String,
+        }
+        let spec = ListSpec {
+            name: "users",
+            select: format!("SELECT {USER_COLS}, users.email_lower FROM users"),
+            count_from: "users",
+            key: "users.email_lower",
+            text_key: true,
+            id: "users.user_id",
+            desc: false,
+            scope: Vec::new(),
+            filters: Vec::new(),
+        };
+        let page = spec
+            .fetch::<Row>(&self.pool, req, |r| {
+                (Key::Text(r.email_lower.clone()), r.user.user_id.clone())
+            })
+            .await?;
+        page.try_map(|r| r.user.into_record().map(|r| r.user))
     }
 
-    /// Lists an account's members with their role.
-    pub async fn list_members(&self, acct_id: Uuid) -> Result<Vec<User>> {
+    /// One page of an account's members with their role, by e-mail address.
+    pub async fn list_members(&self, acct_id: Uuid, req: &PageRequest) -> Result<Page<User>> {
         #[derive(sqlx::FromRow)]
         struct RoleRow {
             #[sqlx(flatten)]
             user: UserRow,
+            email_lower: String,
             role: String,
         }
-        let rows: Vec<RoleRow> = sqlx::query_as(&format!(
-            "SELECT {USER_COLS}, memberships.role FROM users \
-             JOIN memberships ON memberships.user_id = users.user_id \
-             WHERE memberships.acct_id = $1 ORDER BY users.email_lower"
-        ))
-        .bind(acct_id.to_string())
-        .fetch_all(&self.pool)
-        .await?;
-        rows.into_iter()
-            .map(|r| {
-                let role = enum_value("memberships.role", &r.role, AccessRole::parse)?;
-                let mut u = r.user.into_record()?.user;
-                u.roles = vec![role];
-                Ok(u)
+        let spec = ListSpec {
+            name: "members",
+            select: format!(
+                "SELECT {USER_COLS}, users.email_lower, memberships.role FROM users \
+                 JOIN memberships ON memberships.user_id = users.user_id"
+            ),
+            count_from: "memberships",
+            key: "users.email_lower",
+            text_key: true,
+            id: "users.user_id",
+            desc: false,
+            scope: vec![("memberships.acct_id", Bind::Text(acct_id.to_string()))],
+            filters: Vec::new(),
+        };
+        let page = spec
+            .fetch::<RoleRow>(&self.pool, req, |r| {
+                (Key::Text(r.email_lower.clone()), r.user.user_id.clone())
             })
-            .collect()
+            .await?;
+        page.try_map(|r| {
+            let role = enum_value("memberships.role", &r.role, AccessRole::parse)?;
+            let mut u = r.user.into_record()?.user;
+            u.roles = vec![role];
+            Ok(u)
+        })
     }
 }

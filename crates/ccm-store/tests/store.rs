@@ -13,8 +13,8 @@ use ccm_api::certificates::CertificateStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType};
 use ccm_api::zones::JoinTokenInfo;
 use ccm_store::{
-    AppEdit, Effect, EffectStep, Error, IssuanceRecord, NewJoinToken, PolicyEdit, Store,
-    StoreOptions, TaskFilter,
+    AppEdit, Effect, EffectStep, Error, IssuanceRecord, NewJoinToken, PageRequest, PolicyEdit,
+    Store, StoreOptions, TaskFilter,
 };
 use common::{
     Db, NOW, app, approve_domains, build, denied, domain_effect, image_effect, revoke, setup,
@@ -201,11 +201,16 @@ async fn workflow(db: Db) {
         Err(Error::NotFound("task"))
     ));
 
-    let filter = TaskFilter {
-        limit: 100,
-        ..Default::default()
-    };
-    assert_eq!(store.list_tasks(acct, &filter).await.unwrap().len(), 3);
+    let filter = TaskFilter::default();
+    assert_eq!(
+        store
+            .list_tasks(acct, &filter, &PageRequest::first(100))
+            .await
+            .unwrap()
+            .items
+            .len(),
+        3
+    );
     let counts = store.account_counts(acct).await.unwrap();
     assert_eq!(
         (
@@ -220,7 +225,14 @@ async fn workflow(db: Db) {
     // Delete cascades in one transaction and is audited; the chain verifies.
     store.delete_account(acct, &actor, NOW + 7).await.unwrap();
     assert!(store.get_app(acct, a.app_id).await.unwrap().is_none());
-    assert!(store.list_tasks(acct, &filter).await.unwrap().is_empty());
+    assert!(
+        store
+            .list_tasks(acct, &filter, &PageRequest::first(100))
+            .await
+            .unwrap()
+            .items
+            .is_empty()
+    );
     let log = store.list_audit(None, 0, 1000).await.unwrap();
     verify_chain(&log, GENESIS_HASH.into(), 1).unwrap();
     assert_eq!(log.last().unwrap().action, "account.delete");

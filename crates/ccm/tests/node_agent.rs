@@ -311,7 +311,7 @@ impl Api {
                 None,
             )
             .await;
-        for t in tasks.as_array().unwrap() {
+        for t in tasks["items"].as_array().unwrap() {
             let id = t["task_id"].as_str().unwrap();
             self.ok(
                 Method::PATCH,
@@ -587,7 +587,7 @@ async fn full_flow_pending_whitelist_then_success_with_evidence_and_tls(db: Db) 
 
     // The node is enrolled, simulated, and becomes RUNNING with its first heartbeat.
     let nodes = api.ok(Method::GET, "/v1/nodes", None).await;
-    let node = &nodes[0];
+    let node = &nodes["items"][0];
     assert_eq!(node["platform"], "SIMULATED");
     assert_eq!(node["sgx_info"]["simulated"], true);
     assert_eq!(node["sgx_info"]["tcb_status"], "UpToDate");
@@ -762,7 +762,7 @@ async fn a_revoked_certificates_evidence_cannot_be_replayed(db: Db) {
 
     // A MANAGER revokes it (say the key was stolen).
     let certs = api.ok(Method::GET, "/v1/certificates", None).await;
-    let cert = certs
+    let cert = certs["items"]
         .as_array()
         .unwrap()
         .iter()
@@ -888,7 +888,7 @@ async fn issuance_refusals_name_the_reason(db: Db) {
     api.decide_all("DOMAIN_WHITELIST", "APPROVED").await;
     // Approve the good image, reject the other one.
     let builds = api.ok(Method::GET, "/v1/builds", None).await;
-    for b in builds.as_array().unwrap() {
+    for b in builds["items"].as_array().unwrap() {
         let decision = if b["enclave_info"]["mrenclave"] == hex::encode(rejected) {
             "DENIED"
         } else {
@@ -1110,7 +1110,11 @@ async fn manager_and_agent_restarts_lose_nothing(db: Db) {
     let v = poll_until(&http, &agent, &task_id, "PENDING_WHITELIST").await;
     assert!(v["message"].as_str().unwrap().contains("image"), "{v}");
     let nodes = api.ok(Method::GET, "/v1/nodes", None).await;
-    assert_eq!(nodes.as_array().unwrap().len(), 1, "no second enrollment");
+    assert_eq!(
+        nodes["items"].as_array().unwrap().len(),
+        1,
+        "no second enrollment"
+    );
     api.decide_all("BUILD_WHITELIST", "APPROVED").await;
     let done = poll_until(&http, &agent, &task_id, "SUCCESS").await;
     assert!(
@@ -1151,8 +1155,9 @@ async fn junk_bodies_are_refused_by_the_agent_and_reach_nothing(db: Db) {
     let recorded = || async {
         let certs = api
             .ok(Method::GET, "/v1/certificates?limit=1000", None)
-            .await;
-        let tasks = api.ok(Method::GET, "/v1/tasks", None).await;
+            .await["items"]
+            .clone();
+        let tasks = api.ok(Method::GET, "/v1/tasks", None).await["items"].clone();
         (certs, tasks)
     };
 

@@ -4,14 +4,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::accounts::{AccessRole, Account, AccountRequest, AccountUpdateRequest};
+use ccm_api::list::{ListResponse, PageQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{NoFilters, list_response};
 use crate::AppState;
 use crate::auth::Caller;
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::service::accounts;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -21,11 +23,15 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(select_account))
 }
 
-/// The caller's accounts.
-#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])),
-    responses((status = 200, body = [Account]), (status = 401, body = ccm_api::ErrorBody)))]
-async fn list_accounts(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<Account>>> {
-    Ok(Json(accounts::list(&s, &caller).await?))
+/// One page of the caller's accounts, by name (called with an API key: its own account).
+#[utoipa::path(get, path = "/v1/accounts", tag = "accounts", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = ListResponse<Account>), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody)))]
+async fn list_accounts(
+    State(s): State<AppState>,
+    caller: Caller,
+    ListQuery(page, NoFilters {}): ListQuery<NoFilters>,
+) -> ApiResult<Json<ListResponse<Account>>> {
+    Ok(list_response(accounts::list(&s, &caller, &page).await?))
 }
 
 /// Creates an account with its zone and zone CA; the caller becomes its MANAGER. Answers 200

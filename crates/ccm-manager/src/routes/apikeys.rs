@@ -4,14 +4,16 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::auth::{ApiKey, ApiKeyCreated, ApiKeyRequest};
+use ccm_api::list::{ListResponse, PageQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{NoFilters, list_response};
 use crate::AppState;
 use crate::auth::{Acct, Caller};
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::service::apikeys;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -38,10 +40,14 @@ async fn create_key(
 
 /// The caller's API keys (without secrets). Called with an API key: that key's account's keys
 /// only.
-#[utoipa::path(get, path = "/v1/apikeys", tag = "apikeys", security(("bearer" = [])),
-    responses((status = 200, body = [ApiKey])))]
-async fn list_keys(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<ApiKey>>> {
-    Ok(Json(apikeys::visible(&s, &caller).await?))
+#[utoipa::path(get, path = "/v1/apikeys", tag = "apikeys", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = ListResponse<ApiKey>), (status = 400, body = ccm_api::ErrorBody)))]
+async fn list_keys(
+    State(s): State<AppState>,
+    caller: Caller,
+    ListQuery(page, NoFilters {}): ListQuery<NoFilters>,
+) -> ApiResult<Json<ListResponse<ApiKey>>> {
+    Ok(list_response(apikeys::visible(&s, &caller, &page).await?))
 }
 
 /// Deletes one of the caller's API keys; it stops working at once. Called with an API key,

@@ -5,14 +5,16 @@ use axum::extract::State;
 use axum::http::StatusCode;
 use ccm_api::apps::{App, AppRequest, AppUpdateRequest};
 use ccm_api::certificates::AppWithNodes;
+use ccm_api::list::{ListResponse, PageQuery};
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{NoFilters, list_response};
 use crate::AppState;
 use crate::auth::Acct;
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::service::apps;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -21,11 +23,15 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
         .routes(routes!(get_app, update_app, delete_app))
 }
 
-/// The selected account's apps, by name.
-#[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("bearer" = [])),
-    responses((status = 200, body = [App]), (status = 401, body = ccm_api::ErrorBody)))]
-async fn list_apps(State(s): State<AppState>, acct: Acct) -> ApiResult<Json<Vec<App>>> {
-    Ok(Json(apps::list(&s, &acct).await?))
+/// One page of the selected account's apps, by name.
+#[utoipa::path(get, path = "/v1/apps", tag = "apps", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = ListResponse<App>), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody)))]
+async fn list_apps(
+    State(s): State<AppState>,
+    acct: Acct,
+    ListQuery(page, NoFilters {}): ListQuery<NoFilters>,
+) -> ApiResult<Json<ListResponse<App>>> {
+    Ok(list_response(apps::list(&s, &acct, &page).await?))
 }
 
 /// Adds an app (WRITER); answers 200 (as the reference does) with the app. Allowed domains

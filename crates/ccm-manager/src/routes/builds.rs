@@ -3,17 +3,20 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
-use ccm_api::builds::{Build, CreateBuildRequest};
+use ccm_api::builds::{Build, BuildStatusType, CreateBuildRequest};
+use ccm_api::list::{ListResponse, PageQuery};
+use ccm_store::BuildFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::list_response;
 use crate::AppState;
 use crate::auth::Acct;
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path, Query};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::service::images;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -27,17 +30,25 @@ pub(super) fn router() -> OpenApiRouter<AppState> {
 struct BuildQuery {
     /// Only images of this app.
     app_id: Option<Uuid>,
+    /// Only images in this status.
+    status: Option<BuildStatusType>,
 }
 
-/// The selected account's images, newest first.
-#[utoipa::path(get, path = "/v1/builds", tag = "builds", security(("bearer" = [])), params(BuildQuery),
-    responses((status = 200, body = [Build]), (status = 401, body = ccm_api::ErrorBody)))]
+/// One page of the selected account's images, newest first.
+#[utoipa::path(get, path = "/v1/builds", tag = "builds", security(("bearer" = [])), params(BuildQuery, PageQuery),
+    responses((status = 200, body = ListResponse<Build>), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody)))]
 async fn list_builds(
     State(s): State<AppState>,
     acct: Acct,
-    Query(q): Query<BuildQuery>,
-) -> ApiResult<Json<Vec<Build>>> {
-    Ok(Json(images::list(&s, &acct, q.app_id).await?))
+    ListQuery(page, q): ListQuery<BuildQuery>,
+) -> ApiResult<Json<ListResponse<Build>>> {
+    let filter = BuildFilter {
+        app_id: q.app_id,
+        status: q.status,
+    };
+    Ok(list_response(
+        images::list(&s, &acct, &filter, &page).await?,
+    ))
 }
 
 /// Creates an image (WRITER); answers 200 (as the reference does) with the image. Two forms:

@@ -5,16 +5,18 @@ use axum::extract::State;
 use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Response};
 use ccm_api::certificates::{Certificate, CertificateDetails, RevokeRequest};
+use ccm_api::list::{ListResponse, PageQuery};
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::list_response;
 use crate::AppState;
 use crate::auth::Acct;
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path, Query};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::service::certificates::{self, CertificateFilter};
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -33,24 +35,23 @@ struct CertQuery {
     app_id: Option<Uuid>,
     /// Only certificates requested through this node.
     node_id: Option<Uuid>,
-    /// At most this many (default 100, at most 1000).
-    limit: Option<i64>,
 }
 
-/// The selected account's certificates and certificate requests, newest first.
-#[utoipa::path(get, path = "/v1/certificates", tag = "certificates", security(("bearer" = [])), params(CertQuery),
-    responses((status = 200, body = [Certificate])))]
+/// One page of the selected account's certificates and certificate requests, newest first.
+#[utoipa::path(get, path = "/v1/certificates", tag = "certificates", security(("bearer" = [])), params(CertQuery, PageQuery),
+    responses((status = 200, body = ListResponse<Certificate>), (status = 400, body = ccm_api::ErrorBody)))]
 async fn list_certificates(
     State(s): State<AppState>,
     acct: Acct,
-    Query(q): Query<CertQuery>,
-) -> ApiResult<Json<Vec<Certificate>>> {
+    ListQuery(page, q): ListQuery<CertQuery>,
+) -> ApiResult<Json<ListResponse<Certificate>>> {
     let f = CertificateFilter {
         app_id: q.app_id,
         node_id: q.node_id,
-        limit: q.limit,
     };
-    Ok(Json(certificates::list(&s, &acct, f).await?))
+    Ok(list_response(
+        certificates::list(&s, &acct, f, &page).await?,
+    ))
 }
 
 /// A certificate (request) of the selected account.

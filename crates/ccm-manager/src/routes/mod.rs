@@ -15,6 +15,7 @@ pub(crate) mod tasks;
 pub(crate) mod users;
 pub(crate) mod zones;
 
+use ccm_api::list::{ListMetadata, ListResponse};
 use utoipa::Modify;
 use utoipa::OpenApi as _;
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
@@ -22,6 +23,19 @@ use utoipa_axum::router::OpenApiRouter;
 
 use crate::AppState;
 use crate::error::ApiError;
+
+/// One page of a list in the API's list shape (`{"items", "metadata"}`).
+pub(crate) fn list_response<T>(p: ccm_store::Page<T>) -> axum::Json<ListResponse<T>> {
+    axum::Json(ListResponse {
+        metadata: ListMetadata::new(p.limit, p.offset, p.total_count, p.filtered_count, p.next),
+        items: p.items,
+    })
+}
+
+/// The filters of a list that has none: any parameter besides the paging ones is refused.
+#[derive(Debug, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct NoFilters {}
 
 #[derive(utoipa::OpenApi)]
 #[openapi(

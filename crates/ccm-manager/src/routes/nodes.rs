@@ -6,8 +6,9 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use ccm_api::certificates::CertificateDetails;
+use ccm_api::list::{ListResponse, PageQuery};
 use ccm_api::nodes::{
-    EnrollmentNonce, Node, NodeCertificate, NodeEnrollment, NodeProvisionRequest,
+    EnrollmentNonce, Node, NodeCertificate, NodeEnrollment, NodeProvisionRequest, NodeStatusType,
 };
 use serde::Deserialize;
 use utoipa::IntoParams;
@@ -15,10 +16,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::list_response;
 use crate::AppState;
 use crate::auth::Acct;
 use crate::error::{ApiError, ApiResult};
-use crate::extract::{Json as Body, Path, Query};
+use crate::extract::{Json as Body, ListQuery, Path, Query};
 use crate::service::attest::NodePolicy;
 use crate::service::{enrollment, nodes};
 
@@ -73,11 +75,26 @@ async fn provision_node(
     Ok((StatusCode::CREATED, Json(enrolled)))
 }
 
-/// The selected account's nodes.
-#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])),
-    responses((status = 200, body = [Node])))]
-async fn list_nodes(State(s): State<AppState>, acct: Acct) -> ApiResult<Json<Vec<Node>>> {
-    Ok(Json(nodes::list(&s, &acct).await?))
+/// Filters of the node list.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct NodeQuery {
+    /// Only nodes in this status.
+    status: Option<NodeStatusType>,
+}
+
+/// One page of the selected account's nodes, by name, with the application instances running
+/// on each.
+#[utoipa::path(get, path = "/v1/nodes", tag = "nodes", security(("bearer" = [])), params(NodeQuery, PageQuery),
+    responses((status = 200, body = ListResponse<Node>), (status = 400, body = ccm_api::ErrorBody)))]
+async fn list_nodes(
+    State(s): State<AppState>,
+    acct: Acct,
+    ListQuery(page, q): ListQuery<NodeQuery>,
+) -> ApiResult<Json<ListResponse<Node>>> {
+    Ok(list_response(
+        nodes::list(&s, &acct, q.status, &page).await?,
+    ))
 }
 
 /// A node, with the application instances running on it (`apps`).

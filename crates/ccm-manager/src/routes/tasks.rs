@@ -2,17 +2,20 @@
 
 use axum::Json;
 use axum::extract::State;
+use ccm_api::list::{ListResponse, PageQuery};
 use ccm_api::tasks::{DecidedTask, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest};
+use ccm_store::TaskFilter;
 use serde::Deserialize;
 use utoipa::IntoParams;
 use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::list_response;
 use crate::AppState;
 use crate::auth::Acct;
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path, Query};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::service::tasks;
 
 pub(super) fn router() -> OpenApiRouter<AppState> {
@@ -31,28 +34,22 @@ struct TaskQuery {
     task_type: Option<TaskType>,
     /// Only tasks about this object.
     entity_id: Option<Uuid>,
-    /// Page size (default 100, at most 1000).
-    limit: Option<i64>,
-    /// Entries to skip.
-    offset: Option<i64>,
 }
 
-/// The selected account's tasks, newest first.
-#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("bearer" = [])), params(TaskQuery),
-    responses((status = 200, body = [Task]), (status = 400, body = ccm_api::ErrorBody)))]
+/// One page of the selected account's tasks, newest first.
+#[utoipa::path(get, path = "/v1/tasks", tag = "tasks", security(("bearer" = [])), params(TaskQuery, PageQuery),
+    responses((status = 200, body = ListResponse<Task>), (status = 400, body = ccm_api::ErrorBody)))]
 async fn list_tasks(
     State(s): State<AppState>,
     acct: Acct,
-    Query(q): Query<TaskQuery>,
-) -> ApiResult<Json<Vec<Task>>> {
-    let q = tasks::TaskQuery {
+    ListQuery(page, q): ListQuery<TaskQuery>,
+) -> ApiResult<Json<ListResponse<Task>>> {
+    let filter = TaskFilter {
         status: q.status,
         task_type: q.task_type,
         entity_id: q.entity_id,
-        limit: q.limit,
-        offset: q.offset,
     };
-    Ok(Json(tasks::list(&s, &acct, q).await?))
+    Ok(list_response(tasks::list(&s, &acct, &filter, &page).await?))
 }
 
 /// A task of the selected account.

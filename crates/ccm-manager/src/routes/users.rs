@@ -3,6 +3,7 @@
 use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
+use ccm_api::list::{ListResponse, PageQuery};
 use ccm_api::users::{
     ForgotPasswordRequest, Invitation, InviteUserRequest, InvitedUser, PasswordChangeRequest,
     PasswordResetRequest, ProcessInviteRequest, ResetTokenResponse, SignupRequest,
@@ -12,10 +13,11 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 use uuid::Uuid;
 
+use super::{NoFilters, list_response};
 use crate::AppState;
-use crate::auth::{Acct, Caller, CallerAuth};
+use crate::auth::{Acct, Caller};
 use crate::error::ApiResult;
-use crate::extract::{Json as Body, Path};
+use crate::extract::{Json as Body, ListQuery, Path};
 use crate::ratelimit::ClientIp;
 use crate::service;
 
@@ -60,15 +62,18 @@ async fn current_user(State(s): State<AppState>, caller: Caller) -> ApiResult<Js
     Ok(Json(service::users::me(&s, &caller).await?))
 }
 
-/// Lists users: every user for a system administrator, else the selected account's members.
-#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])),
-    responses((status = 200, body = [User]), (status = 401, body = ccm_api::ErrorBody)))]
-async fn list_users(State(s): State<AppState>, caller: Caller) -> ApiResult<Json<Vec<User>>> {
-    if caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. }) {
-        return Ok(Json(s.store.list_users().await?));
-    }
-    let acct = Acct::of(caller, &s).await?;
-    Ok(Json(s.store.list_members(acct.acct_id).await?))
+/// One page of users by e-mail address: every user for a system administrator, else the
+/// selected account's members with their roles.
+#[utoipa::path(get, path = "/v1/users", tag = "users", security(("bearer" = [])), params(PageQuery),
+    responses((status = 200, body = ListResponse<User>), (status = 400, body = ccm_api::ErrorBody), (status = 401, body = ccm_api::ErrorBody)))]
+async fn list_users(
+    State(s): State<AppState>,
+    caller: Caller,
+    ListQuery(page, NoFilters {}): ListQuery<NoFilters>,
+) -> ApiResult<Json<ListResponse<User>>> {
+    Ok(list_response(
+        service::users::list(&s, caller, &page).await?,
+    ))
 }
 
 /// A user: yourself, a member of the selected account, or anyone for a system administrator.

@@ -5,11 +5,12 @@
 use ccm_api::accounts::{
     AccessRole, Account, AccountRequest, AccountUpdateRequest, ApprovalPolicy, ZoneCaKeyType,
 };
+use ccm_api::list::PageQuery;
 use ccm_pki::{CaKeyType, ZoneCa};
-use ccm_store::{AccountRecord, NewAccount, NewZone, SessionRecord};
+use ccm_store::{AccountRecord, NewAccount, NewZone, Page, SessionRecord};
 use uuid::Uuid;
 
-use super::{ServiceError, ServiceResult, blocking};
+use super::{ServiceError, ServiceResult, blocking, paging};
 use crate::AppState;
 use crate::secrets::zone_key_context;
 use crate::service::caller::{Caller, CallerAuth, require_role};
@@ -67,15 +68,27 @@ pub async fn view(s: &AppState, rec: AccountRecord, role: AccessRole) -> Service
 }
 
 /// The caller's accounts (an API key's: its own).
-pub async fn list(s: &AppState, caller: &Caller) -> ServiceResult<Vec<Account>> {
-    let mut out = Vec::new();
-    for (rec, role) in s.store.accounts_for_user(caller.user_id).await? {
-        if key_may_see(&caller.auth, rec.acct_id) {
-            let role = effective_role(&caller.auth, role);
-            out.push(view(s, rec, role).await?);
-        }
+pub async fn list(s: &AppState, caller: &Caller, q: &PageQuery) -> ServiceResult<Page<Account>> {
+    let req = paging::page_request(q)?;
+    let only = match &caller.auth {
+        CallerAuth::ApiKey(k) => Some(k.acct_id),
+        CallerAuth::Session { .. } => None,
+    };
+    let page = s
+        .store
+        .accounts_for_user(caller.user_id, only, &req)
+        .await?;
+    let mut accounts = Vec::with_capacity(page.items.len());
+    for (rec, role) in &page.items {
+        let role = effective_role(&caller.auth, *role);
+        accounts.push(view(s, rec.clone(), role).await?);
     }
-    Ok(out)
+    let mut accounts = accounts.into_iter();
+    page.try_map(|_| {
+        accounts
+            .next()
+            .ok_or_else(|| ServiceError::internal("account page"))
+    })
 }
 
 /// An account the caller belongs to.
@@ -323,9 +336,19 @@ mod tests {
             select(&f.s, &bob, mgr.acct_id).await,
             Err(ServiceError::NotFound("account"))
         ));
-        assert!(list(&f.s, &bob).await.unwrap().is_empty());
+        assert!(
+            list(&f.s, &bob, &PageQuery::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
         assert_eq!(
-            list(&f.s, &writer.caller).await.unwrap()[0].roles,
+            list(&f.s, &writer.caller, &PageQuery::default())
+                .await
+                .unwrap()
+                .items[0]
+                .roles,
             vec![AccessRole::Writer]
         );
         assert!(matches!(
@@ -337,7 +360,13 @@ mod tests {
             Err(ServiceError::Forbidden(_))
         ));
         delete(&f.s, &mgr.caller, mgr.acct_id).await.unwrap();
-        assert!(list(&f.s, &alice).await.unwrap().is_empty());
+        assert!(
+            list(&f.s, &alice, &PageQuery::default())
+                .await
+                .unwrap()
+                .items
+                .is_empty()
+        );
     }
 
     #[tokio::test]
@@ -359,6 +388,13 @@ mod tests {
             create(&f.s, &keyed, req).await,
             Err(ServiceError::Forbidden(_))
         ));
-        assert_eq!(list(&f.s, &alice).await.unwrap().len(), 1);
+        assert_eq!(
+            list(&f.s, &alice, &PageQuery::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
     }
 }

@@ -2,12 +2,13 @@
 //! expiring, visible only to their owner (and, through a key, only that key's account's keys).
 
 use ccm_api::auth::{API_KEY_PREFIX, ApiKey, ApiKeyCreated, ApiKeyRequest};
-use ccm_store::NewApiKey;
+use ccm_api::list::PageQuery;
+use ccm_store::{NewApiKey, Page};
 use uuid::Uuid;
 
 use super::caller::{self, Acct, Caller, CallerAuth};
 use super::validate::Checker;
-use super::{ServiceError, ServiceResult};
+use super::{ServiceError, ServiceResult, paging};
 use crate::AppState;
 
 /// Step of [`create`]: a name of 1 to 128 characters and a lifetime of at least a minute and
@@ -64,28 +65,31 @@ pub async fn create(s: &AppState, acct: &Acct, req: ApiKeyRequest) -> ServiceRes
 
 /// The keys a caller may see and delete: with a session, the user's keys; with an API key, the
 /// user's keys of that key's account only (never another account's).
-pub async fn visible(s: &AppState, caller: &Caller) -> ServiceResult<Vec<ApiKey>> {
-    let keys = s.store.list_api_keys(caller.user_id).await?;
-    Ok(match &caller.auth {
-        CallerAuth::Session { .. } => keys,
-        CallerAuth::ApiKey(k) => keys
-            .into_iter()
-            .filter(|x| x.acct_id == k.acct_id)
-            .collect(),
-    })
+pub async fn visible(s: &AppState, caller: &Caller, q: &PageQuery) -> ServiceResult<Page<ApiKey>> {
+    let req = paging::page_request(q)?;
+    Ok(s.store
+        .list_api_keys(caller.user_id, key_account(caller), &req)
+        .await?)
+}
+
+/// The one account whose keys an API key caller may see and delete (a session: all its own).
+fn key_account(caller: &Caller) -> Option<Uuid> {
+    match &caller.auth {
+        CallerAuth::Session { .. } => None,
+        CallerAuth::ApiKey(k) => Some(k.acct_id),
+    }
 }
 
 /// Deletes one of the keys the caller may see; it stops working at once. Others: not found.
 pub async fn delete(s: &AppState, caller: &Caller, api_key_id: Uuid) -> ServiceResult<()> {
-    if !visible(s, caller)
-        .await?
-        .iter()
-        .any(|k| k.api_key_id == api_key_id)
-    {
-        return Err(ServiceError::NotFound("api key"));
-    }
     s.store
-        .delete_api_key(caller.user_id, api_key_id, &caller.actor(), s.clock.now())
+        .delete_api_key(
+            caller.user_id,
+            api_key_id,
+            key_account(caller),
+            &caller.actor(),
+            s.clock.now(),
+        )
         .await?;
     Ok(())
 }

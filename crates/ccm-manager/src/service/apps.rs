@@ -33,12 +33,13 @@ use std::collections::BTreeMap;
 
 use ccm_api::apps::{AdvancedSettings, App, AppRequest, AppUpdateRequest, LabelsUpdate, TcbStatus};
 use ccm_api::certificates::AppWithNodes;
+use ccm_api::list::PageQuery;
 use ccm_api::registries::PatchOperation;
 use ccm_attest::Policy;
-use ccm_store::{AppEdit, PolicyEdit};
+use ccm_store::{AppEdit, Page, PolicyEdit};
 use uuid::Uuid;
 
-use super::{Refusal, RefusalCode, ServiceError, ServiceResult};
+use super::{Refusal, RefusalCode, ServiceError, ServiceResult, paging};
 use crate::AppState;
 use crate::service::caller::Acct;
 use crate::service::validate::Checker;
@@ -401,8 +402,9 @@ fn domain_approval() -> ccm_store::Effect {
 }
 
 /// The account's apps, by name.
-pub async fn list(s: &AppState, acct: &Acct) -> ServiceResult<Vec<App>> {
-    Ok(s.store.list_apps(acct.acct_id).await?)
+pub async fn list(s: &AppState, acct: &Acct, q: &PageQuery) -> ServiceResult<Page<App>> {
+    let req = paging::page_request(q)?;
+    Ok(s.store.list_apps(acct.acct_id, &req).await?)
 }
 
 /// An app of the account.

@@ -57,3 +57,36 @@ pub(crate) async fn page(
         complete_chain: acct.is_none(),
     })
 }
+
+/// Entries newest first, before `before` (a `seq`; the newest when absent), at most `limit` (1 to
+/// [`MAX_PAGE`]), and whether older ones exist: the whole chain when `everything` (a system
+/// administrator with a session only), else the caller's selected account's (MANAGER).
+pub(crate) async fn newest(
+    s: &AppState,
+    acct: &Acct,
+    everything: bool,
+    before: Option<i64>,
+    limit: i64,
+) -> ServiceResult<(Vec<ccm_api::audit::AuditEntry>, bool)> {
+    let mut c = Checker::new();
+    c.range("limit", limit, 1, MAX_PAGE);
+    if let Some(b) = before {
+        c.range("before", b, 1, i64::MAX);
+    }
+    c.finish()?;
+    let scope = if everything {
+        if !(acct.caller.is_sysadmin && matches!(acct.caller.auth, CallerAuth::Session { .. })) {
+            return Err(crate::service::ServiceError::Forbidden(
+                "the whole manager's audit log is for system administrators".into(),
+            ));
+        }
+        None
+    } else {
+        acct.require(AccessRole::Manager)?;
+        Some(acct.acct_id)
+    };
+    let mut entries = s.store.list_audit_before(scope, before, limit + 1).await?;
+    let more = i64::try_from(entries.len()).is_ok_and(|n| n > limit);
+    entries.truncate(usize::try_from(limit).unwrap_or(0));
+    Ok((entries, more))
+}

@@ -4,15 +4,14 @@
 use ccm_api::accounts::AccessRole;
 use ccm_api::builds::EnclaveInfo;
 use ccm_api::certificates::{Certificate, CertificateDetails};
+use ccm_api::list::PageQuery;
+use ccm_store::Page;
 use uuid::Uuid;
 
-use super::{ServiceError, ServiceResult};
+use super::{ServiceError, ServiceResult, paging};
 use crate::AppState;
 use crate::service::caller::Acct;
 use crate::service::validate::Checker;
-
-/// How many certificates a list holds when the caller names no limit.
-pub const DEFAULT_LIMIT: i64 = 100;
 
 /// Which certificates [`list`] returns.
 #[derive(Debug, Clone, Copy, Default)]
@@ -21,18 +20,6 @@ pub struct CertificateFilter {
     pub app_id: Option<Uuid>,
     /// Only certificates requested through this node.
     pub node_id: Option<Uuid>,
-    /// At most this many (1 to 1000; [`DEFAULT_LIMIT`] when absent).
-    pub limit: Option<i64>,
-}
-
-/// Step of [`list`]: a limit, when given, is between 1 and 1000.
-pub fn check_limit(limit: Option<i64>) -> ServiceResult<i64> {
-    let mut c = Checker::new();
-    if let Some(l) = limit {
-        c.range("limit", l, 1, 1000);
-    }
-    c.finish()?;
-    Ok(limit.unwrap_or(DEFAULT_LIMIT))
 }
 
 /// The account's certificates and certificate requests, newest first.
@@ -40,10 +27,11 @@ pub async fn list(
     s: &AppState,
     acct: &Acct,
     f: CertificateFilter,
-) -> ServiceResult<Vec<Certificate>> {
-    let limit = check_limit(f.limit)?;
+    q: &PageQuery,
+) -> ServiceResult<Page<Certificate>> {
+    let req = paging::page_request(q)?;
     Ok(s.store
-        .list_certificates(acct.acct_id, f.app_id, f.node_id, limit, s.clock.now())
+        .list_certificates(acct.acct_id, f.app_id, f.node_id, &req, s.clock.now())
         .await?)
 }
 
@@ -178,17 +166,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_limit_is_checked_and_defaults_to_100() {
-        assert_eq!(check_limit(None).unwrap(), DEFAULT_LIMIT);
-        assert_eq!(check_limit(Some(1000)).unwrap(), 1000);
-        for bad in [0, -1, 1001] {
-            assert!(
-                matches!(check_limit(Some(bad)), Err(ServiceError::Invalid(f)) if f[0].field == "limit")
-            );
-        }
-    }
-
-    #[test]
     fn a_revocation_reason_is_checked() {
         assert!(check_reason(None).is_ok());
         assert!(check_reason(Some("key leaked")).is_ok());
@@ -247,16 +224,21 @@ mod tests {
             get(&f.s, &mgr, id).await,
             Err(ServiceError::NotFound(_))
         ));
-        let none = list(&f.s, &writer, CertificateFilter::default())
-            .await
-            .unwrap();
-        assert!(none.is_empty());
-        let bad = CertificateFilter {
+        let none = list(
+            &f.s,
+            &writer,
+            CertificateFilter::default(),
+            &PageQuery::default(),
+        )
+        .await
+        .unwrap();
+        assert!(none.items.is_empty());
+        let bad = PageQuery {
             limit: Some(0),
-            ..CertificateFilter::default()
+            ..PageQuery::default()
         };
         assert!(matches!(
-            list(&f.s, &mgr, bad).await,
+            list(&f.s, &mgr, CertificateFilter::default(), &bad).await,
             Err(ServiceError::Invalid(_))
         ));
     }

@@ -130,6 +130,7 @@ impl From<ccm_store::Error> for ServiceError {
                 field: Some(field),
             },
             ccm_store::Error::InvalidState(message) => Self::conflict("invalid_state", message),
+            e @ ccm_store::Error::InvalidCursor => Self::invalid("next", e.to_string()),
             other => Self::internal(other),
         }
     }

@@ -6,13 +6,15 @@ use ccm_api::apps::App;
 use ccm_api::builds::{
     Build, BuildStatus, BuildStatusType, CreateBuildRequest, DockerInfo, EnclaveInfo,
 };
+use ccm_api::list::PageQuery;
 use ccm_api::tasks::ApprovalStatus;
+use ccm_store::{BuildFilter, Page};
 use uuid::Uuid;
 
 use crate::AppState;
 use crate::service::caller::Acct;
 use crate::service::validate::{self, Checker};
-use crate::service::{ServiceError, ServiceResult};
+use crate::service::{ServiceError, ServiceResult, paging};
 
 /// Every field of a build from known values, checked together.
 fn check(req: &CreateBuildRequest) -> ServiceResult<()> {
@@ -130,9 +132,11 @@ pub(crate) async fn create(
 pub(crate) async fn list(
     s: &AppState,
     acct: &Acct,
-    app_id: Option<Uuid>,
-) -> ServiceResult<Vec<Build>> {
-    Ok(s.store.list_builds(acct.acct_id, app_id).await?)
+    filter: &BuildFilter,
+    q: &PageQuery,
+) -> ServiceResult<Page<Build>> {
+    let req = paging::page_request(q)?;
+    Ok(s.store.list_builds(acct.acct_id, filter, &req).await?)
 }
 
 /// An image of the account.

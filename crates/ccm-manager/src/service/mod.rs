@@ -29,6 +29,7 @@ pub mod issuance;
 pub mod node_identity;
 pub mod nodes;
 mod notify;
+pub mod paging;
 pub mod passwords;
 mod refusal;
 pub mod registries;

@@ -7,17 +7,18 @@ use base64::engine::general_purpose::STANDARD;
 use ccm_api::FieldError;
 use ccm_api::accounts::AccessRole;
 use ccm_api::certificates::{AppNodeInfo, CertificateDetails, CertificateStatusType};
+use ccm_api::list::PageQuery;
 use ccm_api::nodes::{
     EnrollmentNonce, HeartbeatRequest, HeartbeatResponse, MAX_RUNNING_APPS, Node, NodeCertificate,
     NodeRenewResponse, NodeStatusType,
 };
 use ccm_pki::Csr;
-use ccm_store::NodeAuth;
+use ccm_store::{NodeAuth, Page};
 use ring::rand::{SecureRandom, SystemRandom};
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
-use super::{ServiceError, ServiceResult, cascade, certificates, enrollment};
+use super::{ServiceError, ServiceResult, cascade, certificates, enrollment, paging};
 use crate::AppState;
 use crate::service::attest::{self, NodePolicy};
 use crate::service::caller::Acct;
@@ -54,10 +55,18 @@ async fn instances(
 }
 
 /// The account's nodes with the application instances running on each.
-pub async fn list(s: &AppState, acct: &Acct) -> ServiceResult<Vec<Node>> {
-    let mut nodes = s.store.list_nodes(acct.acct_id).await?;
-    attach_instances(&mut nodes, &instances(s, acct, None).await?);
-    Ok(nodes)
+pub async fn list(
+    s: &AppState,
+    acct: &Acct,
+    status: Option<NodeStatusType>,
+    q: &PageQuery,
+) -> ServiceResult<Page<Node>> {
+    let req = paging::page_request(q)?;
+    let mut page = s.store.list_nodes(acct.acct_id, status, &req).await?;
+    if !page.items.is_empty() {
+        attach_instances(&mut page.items, &instances(s, acct, None).await?);
+    }
+    Ok(page)
 }
 
 /// A node of the account, without its instances.
@@ -364,8 +373,22 @@ mod tests {
             Err(ServiceError::NotFound("node"))
         ));
         assert!(!f.node_cert_revoked(&serial).await);
-        assert_eq!(list(&f.s, &mine).await.unwrap().len(), 0);
-        assert_eq!(list(&f.s, &theirs).await.unwrap().len(), 1);
+        assert_eq!(
+            list(&f.s, &mine, None, &PageQuery::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            0
+        );
+        assert_eq!(
+            list(&f.s, &theirs, None, &PageQuery::default())
+                .await
+                .unwrap()
+                .items
+                .len(),
+            1
+        );
     }
 
     #[tokio::test]

@@ -8,14 +8,13 @@
 
 use ccm_api::accounts::AccessRole;
 use ccm_api::builds::BuildStatusType;
+use ccm_api::list::PageQuery;
 use ccm_api::nodes::NodeStatusType;
-use ccm_api::tasks::{
-    ApprovalStatus, DecidedTask, Task, TaskResult, TaskStatusType, TaskType, TaskUpdateRequest,
-};
-use ccm_store::{Effect, EffectStep, TaskDecision, TaskFilter};
+use ccm_api::tasks::{ApprovalStatus, DecidedTask, Task, TaskResult, TaskType, TaskUpdateRequest};
+use ccm_store::{Effect, EffectStep, Page, TaskDecision, TaskFilter};
 use uuid::Uuid;
 
-use super::{ServiceError, ServiceResult, cascade};
+use super::{ServiceError, ServiceResult, cascade, paging};
 use crate::AppState;
 use crate::service::caller::Acct;
 use crate::service::validate::Checker;
@@ -124,45 +123,15 @@ pub fn check_decision(req: &TaskUpdateRequest) -> ServiceResult<()> {
     c.finish()
 }
 
-/// Step of [`list`]: a page is 1 to 1000 tasks (default 100) from a non-negative offset.
-pub fn check_page(limit: Option<i64>, offset: Option<i64>) -> ServiceResult<(i64, i64)> {
-    let mut c = Checker::new();
-    if let Some(l) = limit {
-        c.range("limit", l, 1, 1000);
-    }
-    if let Some(o) = offset {
-        c.range("offset", o, 0, i64::MAX);
-    }
-    c.finish()?;
-    Ok((limit.unwrap_or(100), offset.unwrap_or(0)))
-}
-
-/// Which tasks [`list`] returns.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct TaskQuery {
-    /// Only tasks in this status.
-    pub status: Option<TaskStatusType>,
-    /// Only tasks of this type.
-    pub task_type: Option<TaskType>,
-    /// Only tasks about this object.
-    pub entity_id: Option<Uuid>,
-    /// Page size (default 100, at most 1000).
-    pub limit: Option<i64>,
-    /// Entries to skip.
-    pub offset: Option<i64>,
-}
-
 /// The account's tasks, newest first.
-pub async fn list(s: &AppState, acct: &Acct, q: TaskQuery) -> ServiceResult<Vec<Task>> {
-    let (limit, offset) = check_page(q.limit, q.offset)?;
-    let filter = TaskFilter {
-        status: q.status,
-        task_type: q.task_type,
-        entity_id: q.entity_id,
-        limit,
-        offset,
-    };
-    Ok(s.store.list_tasks(acct.acct_id, &filter).await?)
+pub async fn list(
+    s: &AppState,
+    acct: &Acct,
+    filter: &TaskFilter,
+    q: &PageQuery,
+) -> ServiceResult<Page<Task>> {
+    let req = paging::page_request(q)?;
+    Ok(s.store.list_tasks(acct.acct_id, filter, &req).await?)
 }
 
 /// A task of the account.
@@ -413,15 +382,6 @@ mod tests {
     }
 
     #[test]
-    fn a_page_of_tasks_is_bounded() {
-        assert_eq!(check_page(None, None).unwrap(), (100, 0));
-        assert_eq!(check_page(Some(1000), Some(5)).unwrap(), (1000, 5));
-        assert!(check_page(Some(0), None).is_err());
-        assert!(check_page(Some(1001), None).is_err());
-        assert!(check_page(None, Some(-1)).is_err());
-    }
-
-    #[test]
     fn a_task_result_names_its_object_by_kind() {
         let t = task(TaskType::PolicyChange, None);
         let r = result(&t);
@@ -440,11 +400,15 @@ mod tests {
     use ccm_api::tasks::TaskStatusType as St;
 
     async fn node_task(f: &Fixture, acct: &Acct, node_id: Uuid) -> Task {
-        let q = TaskQuery {
+        let q = TaskFilter {
             entity_id: Some(node_id),
-            ..TaskQuery::default()
+            ..TaskFilter::default()
         };
-        list(&f.s, acct, q).await.unwrap().remove(0)
+        list(&f.s, acct, &q, &PageQuery::default())
+            .await
+            .unwrap()
+            .items
+            .remove(0)
     }
 
     #[tokio::test]

@@ -15,15 +15,16 @@ use std::net::IpAddr;
 use std::path::{Path, PathBuf};
 
 use ccm_api::accounts::AccessRole;
+use ccm_api::list::PageQuery;
 use ccm_api::users::{SignupRequest, UpdateUserRequest, User};
-use ccm_store::{NewUser, SetupTokenState, Store};
+use ccm_store::{NewUser, Page, SetupTokenState, Store};
 use uuid::Uuid;
 
 use super::caller::{self, Acct, Caller, CallerAuth};
 use crate::AppState;
 use crate::service::auth::{admit, charge_failure};
 use crate::service::validate::Checker;
-use crate::service::{ServiceError, ServiceResult};
+use crate::service::{ServiceError, ServiceResult, paging};
 
 /// The setup token's file name in the data directory.
 pub const SETUP_TOKEN_FILE: &str = "setup-token";
@@ -298,11 +299,25 @@ pub async fn get(s: &AppState, caller: &Caller, user_id: Uuid) -> ServiceResult<
 
 /// A member of the caller's account, if the user is one.
 async fn member(s: &AppState, acct: &Acct, user_id: Uuid) -> ServiceResult<Option<User>> {
-    Ok(s.store
-        .list_members(acct.acct_id)
-        .await?
-        .into_iter()
-        .find(|u| u.user_id == user_id))
+    let Some(role) = s.store.role_of(user_id, acct.acct_id).await? else {
+        return Ok(None);
+    };
+    Ok(s.store.get_user(user_id).await?.map(|rec| {
+        let mut u = rec.user;
+        u.roles = vec![role];
+        u
+    }))
+}
+
+/// Users the caller may list: every user for a system administrator with a session, else the
+/// selected account's members with their roles.
+pub async fn list(s: &AppState, caller: Caller, q: &PageQuery) -> ServiceResult<Page<User>> {
+    let req = paging::page_request(q)?;
+    if caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. }) {
+        return Ok(s.store.list_users(&req).await?);
+    }
+    let acct = Acct::of(caller, s).await?;
+    Ok(s.store.list_members(acct.acct_id, &req).await?)
 }
 
 /// Changes a member's role in the caller's account (MANAGER): the highest of `roles` (or the

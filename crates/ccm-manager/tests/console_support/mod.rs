@@ -308,10 +308,19 @@ impl ConsoleClient {
             )
             .await;
         p.assert_redirect("/console");
-        let all = store.list_users().await.unwrap();
+        let all = store
+            .list_users(&ccm_store::PageRequest::first(1000))
+            .await
+            .unwrap()
+            .items;
         let mut found = None;
         for u in all {
-            for (rec, _) in store.accounts_for_user(u.user_id).await.unwrap() {
+            for (rec, _) in store
+                .accounts_for_user(u.user_id, None, &ccm_store::PageRequest::first(1000))
+                .await
+                .unwrap()
+                .items
+            {
                 if rec.name == name {
                     found = Some(rec.acct_id);
                 }

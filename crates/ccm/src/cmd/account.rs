@@ -105,7 +105,7 @@ enum AccountCommand {
 
 /// Resolves an account name or id among the caller's accounts.
 pub fn resolve(c: &Client, account: &str) -> anyhow::Result<Account> {
-    let all: Vec<Account> = c.get("/v1/accounts")?;
+    let all: Vec<Account> = c.get_all("/v1/accounts")?;
     let id = Uuid::try_parse(account).ok();
     all.into_iter()
         .find(|a| Some(a.acct_id) == id || a.name == account)
@@ -178,7 +178,7 @@ pub fn run(args: AccountArgs) -> anyhow::Result<()> {
             show(&a, out)
         }
         AccountCommand::List => {
-            let all: Vec<Account> = c.get("/v1/accounts")?;
+            let all: Vec<Account> = c.get_all("/v1/accounts")?;
             match out {
                 Output::Json => print_json(&all),
                 Output::Text => {

@@ -176,7 +176,7 @@ pub fn resolve(c: &Client, app: &str) -> anyhow::Result<App> {
     if let Ok(id) = Uuid::try_parse(app) {
         return c.get(&format!("/v1/apps/{id}"));
     }
-    let all: Vec<App> = c.get("/v1/apps")?;
+    let all: Vec<App> = c.get_all("/v1/apps")?;
     all.into_iter()
         .find(|a| a.name == app)
         .ok_or_else(|| anyhow!("no app named {app:?} in the selected account"))
@@ -277,7 +277,7 @@ pub fn run(args: AppArgs) -> anyhow::Result<()> {
             show(&a, out)
         }
         AppCommand::List => {
-            let all: Vec<App> = c.get("/v1/apps")?;
+            let all: Vec<App> = c.get_all("/v1/apps")?;
             match out {
                 Output::Json => print_json(&all),
                 Output::Text => {

@@ -99,7 +99,7 @@ pub fn run(args: CertArgs) -> anyhow::Result<()> {
             } else {
                 format!("/v1/certificates?{}", q.join("&"))
             };
-            let certs: Vec<Certificate> = c.get(&path)?;
+            let certs: Vec<Certificate> = c.get_all(&path)?;
             match out {
                 Output::Json => print_json(&certs),
                 Output::Text => {

@@ -261,6 +261,28 @@ impl Client {
     pub fn get<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<T> {
         self.call(Method::GET, path, None::<&()>)
     }
+
+    /// Every item of a paged list (`path` with its filters): reads pages of the largest size,
+    /// each after the one before (`metadata.next`), until the last.
+    pub fn get_all<T: DeserializeOwned>(&self, path: &str) -> anyhow::Result<Vec<T>> {
+        let mut items = Vec::new();
+        let mut next: Option<String> = None;
+        loop {
+            let mut url = reqwest::Url::parse("http://manager/")?.join(path)?;
+            url.query_pairs_mut()
+                .append_pair("limit", &ccm_api::list::MAX_LIMIT.to_string());
+            if let Some(n) = &next {
+                url.query_pairs_mut().append_pair("next", n);
+            }
+            let page_path = format!("{}?{}", url.path(), url.query().unwrap_or_default());
+            let page: ccm_api::list::ListResponse<T> = self.get(&page_path)?;
+            items.extend(page.items);
+            match page.metadata.next {
+                Some(n) => next = Some(n),
+                None => return Ok(items),
+            }
+        }
+    }
 }
 
 /// A certificate verifier that accepts any certificate but records its fingerprint (used only

@@ -351,7 +351,7 @@ pub fn run(args: ImageArgs) -> anyhow::Result<()> {
                 Some(a) => format!("/v1/builds?app_id={}", super::app::resolve(&c, &a)?.app_id),
                 None => "/v1/builds".to_string(),
             };
-            let all: Vec<Build> = c.get(&path)?;
+            let all: Vec<Build> = c.get_all(&path)?;
             match out {
                 Output::Json => print_json(&all),
                 Output::Text => {

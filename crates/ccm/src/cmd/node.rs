@@ -71,7 +71,7 @@ pub fn run(args: NodeArgs) -> anyhow::Result<()> {
     let out = args.out.output;
     match args.command {
         NodeCommand::List => {
-            let nodes: Vec<Node> = c.get("/v1/nodes")?;
+            let nodes: Vec<Node> = c.get_all("/v1/nodes")?;
             match out {
                 Output::Json => print_json(&nodes),
                 Output::Text => {

@@ -99,7 +99,7 @@ pub fn run(args: TaskArgs) -> anyhow::Result<()> {
             } else {
                 format!("/v1/tasks?{}", query.join("&"))
             };
-            let all: Vec<Task> = c.get(&path)?;
+            let all: Vec<Task> = c.get_all(&path)?;
             match out {
                 Output::Json => print_json(&all),
                 Output::Text => {

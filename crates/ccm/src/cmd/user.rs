@@ -77,13 +77,7 @@ fn resolve(c: &Client, user: &str) -> anyhow::Result<Uuid> {
     if let Ok(id) = Uuid::try_parse(user) {
         return Ok(id);
     }
-    let list: serde_json::Value = c.get("/v1/users")?;
-    let items = list
-        .get("items")
-        .unwrap_or(&list)
-        .as_array()
-        .cloned()
-        .unwrap_or_default();
+    let items: Vec<serde_json::Value> = c.get_all("/v1/users")?;
     items
         .iter()
         .find(|u| {

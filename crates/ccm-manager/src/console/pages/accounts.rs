@@ -8,7 +8,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::chrome_user;
+use super::{chrome_user, first};
 use crate::AppState;
 use crate::auth::CallerAuth;
 use crate::console::form::{FieldErrors, FormData};
@@ -19,6 +19,7 @@ use crate::console::session::{Authed, Posted};
 use crate::console::{PageResult, done};
 use crate::extract::{Path, Query};
 use crate::service;
+use ccm_api::list::MAX_LIMIT;
 
 /// `?select=1`: the user was sent here because a page needs an account.
 #[derive(Debug, Default, Deserialize)]
@@ -34,7 +35,9 @@ async fn list_page(
     needs_account: bool,
 ) -> PageResult<Markup> {
     let chrome = chrome_user(s, a, Nav::Accounts).await?;
-    let accounts = s.store.accounts_for_user(a.caller.user_id).await?;
+    let accounts = service::accounts::list(s, &a.caller, &first(MAX_LIMIT))
+        .await?
+        .items;
     let selected = match &a.caller.auth {
         CallerAuth::Session { session, .. } => session.selected_acct_id,
         CallerAuth::ApiKey(_) => None,
@@ -49,7 +52,8 @@ async fn list_page(
             div.table-wrap { table {
                 thead { tr { th { "Account" } th { "Your role" } th { "Approvals" } th { "Simulated platforms" } th { "Created" } th { span.visually-hidden { "Actions" } } } }
                 tbody {
-                    @for (rec, role) in &accounts {
+                    @for rec in &accounts {
+                        @let role = rec.roles.first().copied().unwrap_or(AccessRole::Reader);
                         tr {
                             td {
                                 strong { (rec.name) }
@@ -67,7 +71,7 @@ async fn list_page(
                                     }
                                     " "
                                 }
-                                @if *role == AccessRole::Manager {
+                                @if role == AccessRole::Manager {
                                     a.button.small.secondary href=(format!("/console/accounts/{}/delete", rec.acct_id))
                                         aria-label=(format!("Delete {}", rec.name)) { "Delete…" }
                                 }

@@ -12,7 +12,7 @@ use ccm_api::certificates::AppWithNodes;
 use maud::{Markup, html};
 use uuid::Uuid;
 
-use super::{PageQuery, chrome, split_page};
+use super::{PageQuery, chrome, first};
 use crate::AppState;
 use crate::console::form::{FieldErrors, FormData};
 use crate::console::html::{
@@ -30,13 +30,10 @@ pub(crate) async fn list(
     ia: InAccount,
     Query(q): Query<PageQuery>,
 ) -> PageResult<Markup> {
-    let (page_no, offset) = q.page()?;
+    let (page_no, list) = q.list()?;
     let chrome = chrome(&s, &ia, Nav::Apps).await?;
-    let (apps, more) = split_page(
-        s.store
-            .list_apps_page(ia.acct.acct_id, PAGE_SIZE + 1, offset)
-            .await?,
-    );
+    let listed = service::apps::list(&s, &ia.acct, &list).await?;
+    let (apps, more) = (listed.items, listed.next.is_some());
     let writer = ia.acct.role >= AccessRole::Writer;
     let content = html! {
         div.toolbar {
@@ -488,11 +485,12 @@ pub(crate) async fn show(
         nodes: instances,
     } = service::apps::get(&s, &ia.acct, id).await?;
     let chrome = chrome(&s, &ia, Nav::Apps).await?;
-    let (images, more_images) = split_page(
-        s.store
-            .list_builds_page(ia.acct.acct_id, Some(id), 11.min(PAGE_SIZE + 1), 0)
-            .await?,
-    );
+    let filter = ccm_store::BuildFilter {
+        app_id: Some(id),
+        status: None,
+    };
+    let listed = service::images::list(&s, &ia.acct, &filter, &first(10.min(PAGE_SIZE))).await?;
+    let (images, more_images) = (listed.items, listed.next.is_some());
     let writer = ia.acct.role >= AccessRole::Writer;
     let cert = app.certificate.as_ref();
     let content = html! {

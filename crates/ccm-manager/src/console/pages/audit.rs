@@ -1,16 +1,16 @@
 //! The audit log, newest first, one page at a time.
 
 use axum::extract::State;
-use ccm_api::accounts::AccessRole;
 use maud::{Markup, html};
 use serde::Deserialize;
 
-use super::{chrome, split_page};
+use super::chrome;
 use crate::AppState;
 use crate::console::html::{Nav, empty, page, time};
 use crate::console::session::InAccount;
 use crate::console::{ConsoleError, PAGE_SIZE, PageResult};
 use crate::extract::Query;
+use crate::service;
 
 /// `?before=SEQ&scope=all`.
 #[derive(Debug, Default, Deserialize)]
@@ -31,27 +31,14 @@ pub(crate) async fn list(
 ) -> PageResult<Markup> {
     let sysadmin = ia.acct.caller.is_sysadmin;
     let all = q.scope.as_deref() == Some("all");
-    if all && !sysadmin {
-        return Err(ConsoleError::Api(crate::ApiError::forbidden(
-            "the whole manager's audit log is for system administrators",
-        )));
-    }
-    if !all {
-        ia.acct.require(AccessRole::Manager)?;
-    }
     if q.before.is_some_and(|b| b < 1) {
         return Err(ConsoleError::Api(crate::ApiError::bad_request(
             "invalid_query",
             "before must be at least 1",
         )));
     }
+    let (entries, more) = service::audit::newest(&s, &ia.acct, all, q.before, PAGE_SIZE).await?;
     let chrome = chrome(&s, &ia, Nav::Audit).await?;
-    let scope = (!all).then_some(ia.acct.acct_id);
-    let (entries, more) = split_page(
-        s.store
-            .list_audit_before(scope, q.before, PAGE_SIZE + 1)
-            .await?,
-    );
     let scope_q = if all { "&scope=all" } else { "" };
     let content = html! {
         @if sysadmin {

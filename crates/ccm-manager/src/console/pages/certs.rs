@@ -8,7 +8,7 @@ use ccm_api::certificates::{Certificate, CertificateStatusType};
 use maud::{Markup, html};
 use uuid::Uuid;
 
-use super::chrome;
+use super::{chrome, first};
 use crate::AppState;
 use crate::console::html::{Nav, badge, empty, facts, hex, page, simulated, time};
 use crate::console::session::InAccount;
@@ -52,11 +52,9 @@ pub(crate) async fn running(State(s): State<AppState>, ia: InAccount) -> PageRes
 /// `GET /console/certificates`: the most recent application certificates.
 pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
     let chrome = chrome(&s, &ia, Nav::Certificates).await?;
-    let filter = certificates::CertificateFilter {
-        limit: Some(PAGE_SIZE),
-        ..Default::default()
-    };
-    let certs = certificates::list(&s, &ia.acct, filter).await?;
+    let certs = certificates::list(&s, &ia.acct, Default::default(), &first(PAGE_SIZE))
+        .await?
+        .items;
     let content = html! {
         div.toolbar {
             p.lead { "Certificates the zone CA issued to attested applications (the " (PAGE_SIZE) " most recent). Clients of the applications trust them through the zone CA certificate." }

@@ -12,7 +12,7 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{PageQuery, chrome, split_page};
+use super::{PageQuery, chrome, first};
 use crate::AppState;
 use crate::console::form::{FieldErrors, FormData};
 use crate::console::html::{
@@ -20,7 +20,7 @@ use crate::console::html::{
     page, pager, time,
 };
 use crate::console::session::{InAccount, Posted};
-use crate::console::{PAGE_SIZE, PageResult, done};
+use crate::console::{PageResult, done};
 use crate::extract::{Path, Query};
 use crate::service::{self, images};
 
@@ -34,13 +34,10 @@ pub(crate) async fn list(
     ia: InAccount,
     Query(q): Query<PageQuery>,
 ) -> PageResult<Markup> {
-    let (page_no, offset) = q.page()?;
+    let (page_no, list) = q.list()?;
     let chrome = chrome(&s, &ia, Nav::Images).await?;
-    let (builds, more) = split_page(
-        s.store
-            .list_builds_page(ia.acct.acct_id, None, PAGE_SIZE + 1, offset)
-            .await?,
-    );
+    let listed = images::list(&s, &ia.acct, &Default::default(), &list).await?;
+    let (builds, more) = (listed.items, listed.next.is_some());
     let writer = ia.acct.role >= AccessRole::Writer;
     let content = html! {
         div.toolbar {
@@ -231,10 +228,9 @@ async fn choose_app_page(
     ia: &InAccount,
     chrome: crate::console::html::Chrome,
 ) -> PageResult<Markup> {
-    let apps = s
-        .store
-        .list_apps_page(ia.acct.acct_id, APP_CHOICES, 0)
-        .await?;
+    let apps = service::apps::list(s, &ia.acct, &first(APP_CHOICES))
+        .await?
+        .items;
     let content = html! {
         @if apps.is_empty() {
             p.notice { "Add an application first: " a href="/console/apps/new" { "Add application" } }

@@ -38,13 +38,25 @@ impl PageQuery {
         }
         Ok((page, (page - 1) * PAGE_SIZE))
     }
+
+    /// The page number and the list page it shows ([`PAGE_SIZE`] items from its offset).
+    pub(crate) fn list(&self) -> PageResult<(i64, ccm_api::list::PageQuery)> {
+        let (page, offset) = self.page()?;
+        let q = ccm_api::list::PageQuery {
+            limit: Some(PAGE_SIZE),
+            offset: Some(offset),
+            next: None,
+        };
+        Ok((page, q))
+    }
 }
 
-/// Fetches one more row than a page holds: tells whether a next page exists, then drops it.
-pub(crate) fn split_page<T>(mut rows: Vec<T>) -> (Vec<T>, bool) {
-    let more = rows.len() as i64 > PAGE_SIZE;
-    rows.truncate(PAGE_SIZE as usize);
-    (rows, more)
+/// The first `limit` items of a list.
+pub(crate) fn first(limit: i64) -> ccm_api::list::PageQuery {
+    ccm_api::list::PageQuery {
+        limit: Some(limit),
+        ..Default::default()
+    }
 }
 
 /// The frame of a page in the selected account: its name, the user's role, pending tasks.

@@ -5,6 +5,7 @@ use axum::extract::State;
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::IntoResponse;
 use ccm_api::accounts::AccessRole;
+use ccm_api::list::MAX_LIMIT;
 use ccm_api::nodes::{Node, NodeStatusType};
 use ccm_api::zones::{JoinTokenInfo, JoinTokenRequest};
 use maud::{Markup, html};
@@ -52,7 +53,9 @@ fn token_state(t: &JoinTokenInfo, now: i64) -> &'static str {
 /// `GET /console/nodes`.
 pub(crate) async fn list(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
     let chrome = chrome(&s, &ia, Nav::Nodes).await?;
-    let nodes = service::nodes::list(&s, &ia.acct).await?;
+    let nodes = service::nodes::list(&s, &ia.acct, None, &super::first(MAX_LIMIT))
+        .await?
+        .items;
     let zone = zone_id(&s, &ia).await?;
     let tokens = service::zones::join_tokens(&s, &ia.acct, zone).await?;
     let settings = service::zones::get(&s, &ia.acct, zone).await?;

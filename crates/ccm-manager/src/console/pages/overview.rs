@@ -7,12 +7,13 @@ use ccm_api::tasks::TaskStatusType;
 use ccm_store::TaskFilter;
 use maud::{Markup, html};
 
-use super::chrome;
+use super::{chrome, first};
 use crate::AppState;
 use crate::console::PageResult;
 use crate::console::html::{Nav, badge, page, simulated, time};
 use crate::console::session::InAccount;
 use crate::service;
+use ccm_api::list::MAX_LIMIT;
 
 /// `GET /console`.
 pub(crate) async fn show(State(s): State<AppState>, ia: InAccount) -> PageResult<Markup> {
@@ -21,20 +22,16 @@ pub(crate) async fn show(State(s): State<AppState>, ia: InAccount) -> PageResult
     let counts = service::accounts::get(&s, &acct.caller, acct.acct_id)
         .await?
         .totals;
-    let nodes = s.store.list_nodes(acct.acct_id).await?;
-    let pending = s
-        .store
-        .list_tasks(
-            acct.acct_id,
-            &TaskFilter {
-                status: Some(TaskStatusType::Inprogress),
-                task_type: None,
-                entity_id: None,
-                limit: 5,
-                offset: 0,
-            },
-        )
-        .await?;
+    let nodes = service::nodes::list(&s, acct, None, &first(MAX_LIMIT))
+        .await?
+        .items;
+    let waiting = TaskFilter {
+        status: Some(TaskStatusType::Inprogress),
+        ..Default::default()
+    };
+    let pending = service::tasks::list(&s, acct, &waiting, &first(5))
+        .await?
+        .items;
     let active_nodes = nodes.iter().filter(|n| n.status.status.may_issue()).count();
     let any_simulated = nodes.iter().any(|n| n.sgx_info.simulated);
     let steps: [(&str, &str, bool); 4] = [

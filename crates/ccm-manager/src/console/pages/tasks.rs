@@ -9,14 +9,14 @@ use maud::{Markup, html};
 use serde::Deserialize;
 use uuid::Uuid;
 
-use super::{chrome, split_page};
+use super::chrome;
 use crate::AppState;
 use crate::console::form::FieldErrors;
 use crate::console::html::{
     Nav, badge, csrf_input, empty, error_summary, facts, page, pager, time,
 };
 use crate::console::session::{InAccount, Posted, safe_next};
-use crate::console::{ConsoleError, PAGE_SIZE, PageResult, done};
+use crate::console::{ConsoleError, PageResult, done};
 use crate::extract::{Path, Query};
 use crate::service;
 
@@ -67,7 +67,7 @@ pub(crate) async fn list(
     ia: InAccount,
     Query(q): Query<TasksQuery>,
 ) -> PageResult<Markup> {
-    let (page_no, offset) = super::PageQuery { page: q.page }.page()?;
+    let (page_no, list) = super::PageQuery { page: q.page }.list()?;
     let tab = q.status.as_deref().unwrap_or("INPROGRESS");
     let status = match tab {
         "ALL" => None,
@@ -79,19 +79,12 @@ pub(crate) async fn list(
         })?),
     };
     let chrome = chrome(&s, &ia, Nav::Tasks).await?;
-    let (tasks, more) = split_page(
-        service::tasks::list(
-            &s,
-            &ia.acct,
-            service::tasks::TaskQuery {
-                status,
-                limit: Some(PAGE_SIZE + 1),
-                offset: Some(offset),
-                ..Default::default()
-            },
-        )
-        .await?,
-    );
+    let filter = ccm_store::TaskFilter {
+        status,
+        ..Default::default()
+    };
+    let listed = service::tasks::list(&s, &ia.acct, &filter, &list).await?;
+    let (tasks, more) = (listed.items, listed.next.is_some());
     let manager = ia.acct.role >= AccessRole::Manager;
     let base = format!("/console/tasks?status={tab}");
     let back = if page_no > 1 {

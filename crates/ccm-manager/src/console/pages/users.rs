@@ -4,13 +4,14 @@ use axum::extract::State;
 use maud::{Markup, html};
 use uuid::Uuid;
 
-use super::chrome_user;
+use super::{chrome_user, first};
 use crate::AppState;
 use crate::console::PageResult;
 use crate::console::html::{Nav, csrf_input, facts, page, time};
 use crate::console::session::{Authed, Posted};
 use crate::extract::Path;
 use crate::service::{self, ServiceError};
+use ccm_api::list::MAX_LIMIT;
 
 fn require_admin(a: &Authed) -> Result<(), ServiceError> {
     if a.caller.is_sysadmin {
@@ -26,7 +27,9 @@ fn require_admin(a: &Authed) -> Result<(), ServiceError> {
 pub(crate) async fn list(State(s): State<AppState>, a: Authed) -> PageResult<Markup> {
     require_admin(&a)?;
     let chrome = chrome_user(&s, &a, Nav::Accounts).await?;
-    let users = s.store.list_users().await?;
+    let users = service::users::list(&s, a.caller.clone(), &first(MAX_LIMIT))
+        .await?
+        .items;
     let content = html! {
         p.lead { "A user who lost their password gets a single-use reset token from here; pass the link on (it is e-mailed too when the manager has SMTP)." }
         div.table-wrap { table {
