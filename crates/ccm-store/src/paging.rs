@@ -65,23 +65,29 @@ pub struct Page<T> {
 }
 
 impl<T> Page<T> {
-    /// The same page with each item converted.
-    pub fn try_map<U, E>(
-        self,
-        f: impl FnMut(T) -> std::result::Result<U, E>,
-    ) -> std::result::Result<Page<U>, E> {
-        Ok(Page {
-            items: self
-                .items
-                .into_iter()
-                .map(f)
-                .collect::<std::result::Result<_, E>>()?,
+    /// The same page (counts, cursor) holding `items` instead, converted from its own.
+    pub fn with_items<U>(self, items: Vec<U>) -> Page<U> {
+        Page {
+            items,
             total_count: self.total_count,
             filtered_count: self.filtered_count,
             offset: self.offset,
             limit: self.limit,
             next: self.next,
-        })
+        }
+    }
+
+    /// The same page with each item converted.
+    pub fn try_map<U, E>(
+        mut self,
+        f: impl FnMut(T) -> std::result::Result<U, E>,
+    ) -> std::result::Result<Page<U>, E> {
+        let items = std::mem::take(&mut self.items);
+        let items = items
+            .into_iter()
+            .map(f)
+            .collect::<std::result::Result<_, E>>()?;
+        Ok(self.with_items(items))
     }
 }
 

@@ -70,25 +70,16 @@ pub async fn view(s: &AppState, rec: AccountRecord, role: AccessRole) -> Service
 /// The caller's accounts (an API key's: its own).
 pub async fn list(s: &AppState, caller: &Caller, q: &PageQuery) -> ServiceResult<Page<Account>> {
     let req = paging::page_request(q)?;
-    let only = match &caller.auth {
-        CallerAuth::ApiKey(k) => Some(k.acct_id),
-        CallerAuth::Session { .. } => None,
-    };
-    let page = s
+    let mut page = s
         .store
-        .accounts_for_user(caller.user_id, only, &req)
+        .accounts_for_user(caller.user_id, caller.key_account(), &req)
         .await?;
     let mut accounts = Vec::with_capacity(page.items.len());
-    for (rec, role) in &page.items {
-        let role = effective_role(&caller.auth, *role);
-        accounts.push(view(s, rec.clone(), role).await?);
+    for (rec, role) in std::mem::take(&mut page.items) {
+        let role = effective_role(&caller.auth, role);
+        accounts.push(view(s, rec, role).await?);
     }
-    let mut accounts = accounts.into_iter();
-    page.try_map(|_| {
-        accounts
-            .next()
-            .ok_or_else(|| ServiceError::internal("account page"))
-    })
+    Ok(page.with_items(accounts))
 }
 
 /// An account the caller belongs to.

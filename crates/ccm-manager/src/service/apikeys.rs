@@ -6,7 +6,7 @@ use ccm_api::list::PageQuery;
 use ccm_store::{NewApiKey, Page};
 use uuid::Uuid;
 
-use super::caller::{self, Acct, Caller, CallerAuth};
+use super::caller::{self, Acct, Caller};
 use super::validate::Checker;
 use super::{ServiceError, ServiceResult, paging};
 use crate::AppState;
@@ -68,16 +68,8 @@ pub async fn create(s: &AppState, acct: &Acct, req: ApiKeyRequest) -> ServiceRes
 pub async fn visible(s: &AppState, caller: &Caller, q: &PageQuery) -> ServiceResult<Page<ApiKey>> {
     let req = paging::page_request(q)?;
     Ok(s.store
-        .list_api_keys(caller.user_id, key_account(caller), &req)
+        .list_api_keys(caller.user_id, caller.key_account(), &req)
         .await?)
-}
-
-/// The one account whose keys an API key caller may see and delete (a session: all its own).
-fn key_account(caller: &Caller) -> Option<Uuid> {
-    match &caller.auth {
-        CallerAuth::Session { .. } => None,
-        CallerAuth::ApiKey(k) => Some(k.acct_id),
-    }
 }
 
 /// Deletes one of the keys the caller may see; it stops working at once. Others: not found.
@@ -86,7 +78,7 @@ pub async fn delete(s: &AppState, caller: &Caller, api_key_id: Uuid) -> ServiceR
         .delete_api_key(
             caller.user_id,
             api_key_id,
-            key_account(caller),
+            caller.key_account(),
             &caller.actor(),
             s.clock.now(),
         )

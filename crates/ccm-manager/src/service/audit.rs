@@ -5,7 +5,7 @@ use ccm_api::audit::AuditPage;
 
 use crate::AppState;
 use crate::service::ServiceResult;
-use crate::service::caller::{Acct, Caller, CallerAuth};
+use crate::service::caller::{Acct, Caller};
 use crate::service::validate::Checker;
 
 /// Most entries one page holds.
@@ -21,7 +21,7 @@ enum Scope {
 /// A system administrator signed in with a session reads the whole chain; anyone else reads the
 /// selected account's entries, as its MANAGER.
 async fn scope(s: &AppState, caller: Caller) -> ServiceResult<Scope> {
-    if caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. }) {
+    if caller.administers() {
         return Ok(Scope::Everything);
     }
     let acct = Acct::of(caller, s).await?;
@@ -75,7 +75,7 @@ pub(crate) async fn newest(
     }
     c.finish()?;
     let scope = if everything {
-        if !(acct.caller.is_sysadmin && matches!(acct.caller.auth, CallerAuth::Session { .. })) {
+        if !acct.caller.administers() {
             return Err(crate::service::ServiceError::Forbidden(
                 "the whole manager's audit log is for system administrators".into(),
             ));

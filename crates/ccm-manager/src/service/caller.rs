@@ -266,6 +266,20 @@ impl Caller {
         }
     }
 
+    /// Whether the caller administers the manager: a system administrator signed in with a
+    /// session (an API key never does, whoever made it).
+    pub fn administers(&self) -> bool {
+        self.is_sysadmin && matches!(self.auth, CallerAuth::Session { .. })
+    }
+
+    /// The one account an API key caller may reach; `None` for a session (all its accounts).
+    pub fn key_account(&self) -> Option<Uuid> {
+        match &self.auth {
+            CallerAuth::ApiKey(k) => Some(k.acct_id),
+            CallerAuth::Session { .. } => None,
+        }
+    }
+
     /// The session, or 403 for API keys (which have none).
     pub fn session(&self) -> ServiceResult<(&SessionRecord, &str)> {
         match &self.auth {

@@ -104,7 +104,7 @@ pub async fn issue_reset_token(
     caller: &Caller,
     user_id: Uuid,
 ) -> ServiceResult<ResetTokenResponse> {
-    if !(caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. })) {
+    if !caller.administers() {
         return Err(ServiceError::Forbidden(
             "issuing a password reset token needs a system administrator's login session".into(),
         ));

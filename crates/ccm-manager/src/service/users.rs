@@ -280,7 +280,7 @@ pub async fn get(s: &AppState, caller: &Caller, user_id: Uuid) -> ServiceResult<
     if user_id == caller.user_id {
         return me(s, caller).await;
     }
-    let sysadmin = caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. });
+    let sysadmin = caller.administers();
     if let Ok(acct) = Acct::of(caller.clone(), s).await
         && let Some(u) = member(s, &acct, user_id).await?
     {
@@ -313,7 +313,7 @@ async fn member(s: &AppState, acct: &Acct, user_id: Uuid) -> ServiceResult<Optio
 /// selected account's members with their roles.
 pub async fn list(s: &AppState, caller: Caller, q: &PageQuery) -> ServiceResult<Page<User>> {
     let req = paging::page_request(q)?;
-    if caller.is_sysadmin && matches!(caller.auth, CallerAuth::Session { .. }) {
+    if caller.administers() {
         return Ok(s.store.list_users(&req).await?);
     }
     let acct = Acct::of(caller, s).await?;
