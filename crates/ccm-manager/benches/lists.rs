@@ -16,9 +16,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod support;
+
 use ccm_manager::{Config, SystemClock};
 use serde_json::{Value, json};
 use sqlx::Connection as _;
+use support::sign_up_with_account;
 
 fn percentile(sorted: &[Duration], q: f64) -> f64 {
     let i = ((sorted.len() as f64 * q) as usize).min(sorted.len().saturating_sub(1));
@@ -187,38 +190,20 @@ async fn bench_backend(
         .pool_max_idle_per_host(16)
         .build()
         .expect("client");
-    let email = "lists@example.com";
-    http.post(format!("{base}/v1/users"))
-        .json(&json!({"user_email": email, "user_password": "benchmark-password"}))
-        .send()
-        .await
-        .expect("signup");
-    let auth: Value = http
-        .post(format!("{base}/v1/sys/auth"))
-        .basic_auth(email, Some("benchmark-password"))
-        .send()
-        .await
-        .expect("login")
-        .json()
-        .await
-        .expect("json");
-    let token = auth["access_token"].as_str().expect("token").to_string();
-    let acct: Value = http
-        .post(format!("{base}/v1/accounts"))
-        .bearer_auth(&token)
-        .json(&json!({"name": "lists"}))
-        .send()
-        .await
-        .expect("account")
-        .json()
-        .await
-        .expect("json");
-    let acct_id = acct["acct_id"].as_str().expect("id").to_string();
-    http.post(format!("{base}/v1/sys/session/select_account/{acct_id}"))
+    let token = sign_up_with_account(&http, &base, "lists@example.com", "lists").await;
+    let accounts: Value = http
+        .get(format!("{base}/v1/accounts"))
         .bearer_auth(&token)
         .send()
         .await
-        .expect("select");
+        .expect("accounts")
+        .json()
+        .await
+        .expect("json");
+    let acct_id = accounts["items"][0]["acct_id"]
+        .as_str()
+        .expect("id")
+        .to_string();
     // One app with an allowed domain: one app and one task to copy.
     http.post(format!("{base}/v1/apps"))
         .bearer_auth(&token)

@@ -34,6 +34,19 @@ async fn audit_len(m: &Manager) -> i64 {
         .map_or(0, |e| e.seq)
 }
 
+/// The account's images (this file's accounts hold a few).
+async fn builds(m: &Manager, acct: uuid::Uuid) -> Vec<ccm_api::builds::Build> {
+    m.store()
+        .list_builds(
+            acct,
+            &Default::default(),
+            &ccm_store::PageRequest::first(1000),
+        )
+        .await
+        .unwrap()
+        .items
+}
+
 async fn pending_tasks(m: &Manager, acct: uuid::Uuid) -> Vec<ccm_api::tasks::Task> {
     m.store()
         .list_tasks(
@@ -845,18 +858,7 @@ async fn images_and_task_approval_and_denial() {
         .await;
     p.assert_redirect("/console/tasks");
     assert!(pending_tasks(&m, acct).await.is_empty());
-    let b = m
-        .store()
-        .list_builds(
-            acct,
-            &Default::default(),
-            &ccm_store::PageRequest::first(1000),
-        )
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .unwrap();
+    let b = builds(&m, acct).await.pop().unwrap();
     assert_eq!(
         b.status.status,
         ccm_api::builds::BuildStatusType::Whitelisted
@@ -892,18 +894,7 @@ async fn images_and_task_approval_and_denial() {
     )
     .await
     .assert_redirect("/console/images");
-    assert!(
-        m.store()
-            .list_builds(
-                acct,
-                &Default::default(),
-                &ccm_store::PageRequest::first(1000)
-            )
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(builds(&m, acct).await.is_empty());
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -1372,18 +1363,7 @@ async fn conversion_form_queues_a_job_with_live_progress() {
         .await;
     assert_eq!(p.status, StatusCode::UNPROCESSABLE_ENTITY);
     assert_eq!(p.field_error("docker-version").unwrap(), "is required");
-    assert!(
-        m.store()
-            .list_builds(
-                acct,
-                &Default::default(),
-                &ccm_store::PageRequest::first(1000)
-            )
-            .await
-            .unwrap()
-            .items
-            .is_empty()
-    );
+    assert!(builds(&m, acct).await.is_empty());
     let p = c
         .submit(
             "/console/images/new",
@@ -1403,18 +1383,7 @@ async fn conversion_form_queues_a_job_with_live_progress() {
     page.assert_contains("python-flask-sgx:1.0 queued.");
     page.assert_contains("id=\"conversion\"");
     assert!(!page.body.contains("s3cret-password"));
-    let b = m
-        .store()
-        .list_builds(
-            acct,
-            &Default::default(),
-            &ccm_store::PageRequest::first(1000),
-        )
-        .await
-        .unwrap()
-        .items
-        .pop()
-        .unwrap();
+    let b = builds(&m, acct).await.pop().unwrap();
     assert!(b.conversion.is_some());
     // The progress fragment is the panel alone; it keeps polling until the job is over.
     let frag = c.get(&format!("{image_path}/progress")).await;
