@@ -256,6 +256,7 @@ impl Store {
                 only,
             ),
             filters: Vec::new(),
+            counts: Some(&crate::counts::ACCOUNTS),
         };
         let page = spec
             .fetch::<RoleRow>(&self.pool, req, |r| {

@@ -436,6 +436,7 @@ impl Store {
             desc: false,
             scope: vec![("acct_id", Bind::Text(acct_id.to_string()))],
             filters: Vec::new(),
+            counts: Some(&crate::counts::APPS),
         };
         let page = spec
             .fetch::<AppRow>(&self.pool, req, |r| {

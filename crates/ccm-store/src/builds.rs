@@ -244,6 +244,7 @@ impl Store {
             desc: true,
             scope: vec![("b.acct_id", Bind::Text(acct_id.to_string()))],
             filters,
+            counts: Some(&crate::counts::BUILDS),
         };
         let page = spec
             .fetch::<BuildRow>(&self.pool, req, |r| {

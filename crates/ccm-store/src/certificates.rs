@@ -724,6 +724,7 @@ impl Store {
             desc: true,
             scope: vec![("c.acct_id", Bind::Text(acct_id.to_string()))],
             filters,
+            counts: Some(&crate::counts::CERTIFICATES),
         };
         let page = spec
             .fetch::<CertRow>(&self.pool, req, |r| {

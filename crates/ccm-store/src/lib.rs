@@ -27,6 +27,10 @@
 //! - **Statuses are enums on both sides.** Every status-like column accepts only the wire
 //!   spellings of its `ccm-api` enum: CHECK constraints on PostgreSQL, aborting triggers on SQLite,
 //!   generated from the enums after the migrations (`domains`).
+//! - **List counts are kept, not counted.** A page's `total_count` and `filtered_count` come
+//!   from `list_counts`, which triggers (generated per database after the migrations, `counts`)
+//!   update in the transaction that adds, removes or moves a counted row; shapes without a kept
+//!   count are counted from the rows (`paging`).
 //! - **Time is an input.** Methods take `now` (Unix seconds); the store never reads the clock.
 #![deny(missing_docs)]
 
@@ -36,6 +40,7 @@ mod audit;
 mod builds;
 mod certificates;
 mod conversions;
+mod counts;
 mod domains;
 mod effects;
 mod error;
@@ -407,6 +412,9 @@ impl Store {
             .map_err(Error::from);
         if result.is_ok() {
             result = domains::apply(&mut conn, self.backend).await;
+        }
+        if result.is_ok() {
+            result = counts::apply(&mut conn, self.backend).await;
         }
         if self.backend == Backend::Postgres {
             if result.is_ok() {

@@ -456,6 +456,7 @@ impl Store {
             desc: false,
             scope: vec![("acct_id", Bind::Text(acct_id.to_string()))],
             filters,
+            counts: Some(&crate::counts::NODES),
         };
         let page = spec
             .fetch::<NodeRow>(&self.pool, req, |r| {

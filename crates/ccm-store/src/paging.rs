@@ -13,6 +13,7 @@ use serde::{Deserialize, Serialize};
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, FromRow};
 
+use crate::counts::{self, Counted};
 use crate::{Error, Result};
 
 /// The largest page a list returns.
@@ -173,6 +174,11 @@ pub(crate) struct ListSpec {
     pub scope: Vec<(&'static str, Bind)>,
     /// Filters on top of the scope: counted as `filtered_count`.
     pub filters: Vec<(&'static str, Bind)>,
+    /// The counts the database keeps for this list ([`counts`]): read instead of counting rows
+    /// when the scope is the counter's (one condition, or none for a whole-table counter) and
+    /// the filters are none or one counted facet (matched by column name, without a table
+    /// alias). Other shapes are counted.
+    pub counts: Option<&'static Counted>,
 }
 
 /// `scope` narrowed to one account when `only` names one.
@@ -215,6 +221,9 @@ macro_rules! bind_all {
 
 impl ListSpec {
     async fn count(&self, pool: &AnyPool, with_filters: bool) -> Result<i64> {
+        if let Some((counted, scope, facet)) = self.kept_count(with_filters) {
+            return counts::read(pool, counted, &scope, facet.as_deref()).await;
+        }
         let (mut conds, mut binds) = (Vec::new(), Vec::new());
         let filters = if with_filters { &self.filters[..] } else { &[] };
         for (c, v) in self.scope.iter().chain(filters) {
@@ -227,6 +236,27 @@ impl ListSpec {
         );
         let q = bind_all!(sqlx::query_scalar::<_, i64>(&sql), &binds);
         Ok(q.fetch_one(pool).await?)
+    }
+
+    /// The kept count that answers this count, if one does: its list, scope value and facet.
+    fn kept_count(&self, with_filters: bool) -> Option<(&'static Counted, String, Option<String>)> {
+        let counted = self.counts?;
+        let scope = match (counted.scope, self.scope.as_slice()) {
+            (None, []) => String::new(),
+            (Some(_), [(_, Bind::Text(v))]) => v.clone(),
+            _ => return None,
+        };
+        let filters = if with_filters { &self.filters[..] } else { &[] };
+        let facet = match filters {
+            [] => None,
+            [(column, Bind::Text(v))] => {
+                let column = column.rsplit('.').next().unwrap_or(column);
+                counted.facets.contains(&column).then_some(())?;
+                Some(counts::facet(column, v))
+            }
+            _ => return None,
+        };
+        Some((counted, scope, facet))
     }
 
     async fn rows<R>(&self, pool: &AnyPool, limit: i64, start: &Start) -> Result<Vec<R>>

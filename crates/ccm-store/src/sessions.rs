@@ -359,6 +359,7 @@ impl Store {
                 only,
             ),
             filters: Vec::new(),
+            counts: None,
         };
         let page = spec
             .fetch::<ApiKeyRow>(&self.pool, req, |r| {

@@ -301,6 +301,7 @@ impl Store {
             desc: true,
             scope: vec![("acct_id", Bind::Text(acct_id.to_string()))],
             filters,
+            counts: Some(&crate::counts::TASKS),
         };
         let page = spec
             .fetch::<TaskRow>(&self.pool, req, |r| {

@@ -267,6 +267,7 @@ impl Store {
             desc: false,
             scope: Vec::new(),
             filters: Vec::new(),
+            counts: Some(&crate::counts::USERS),
         };
         let page = spec
             .fetch::<Row>(&self.pool, req, |r| {
@@ -298,6 +299,7 @@ impl Store {
             desc: false,
             scope: vec![("memberships.acct_id", Bind::Text(acct_id.to_string()))],
             filters: Vec::new(),
+            counts: Some(&crate::counts::MEMBERS),
         };
         let page = spec
             .fetch::<RoleRow>(&self.pool, req, |r| {
