@@ -474,6 +474,62 @@ pub enum CollateralError {
     },
 }
 
+/// Why a PCS or PCCS request did not give what the API promises (`pcs`). Each names the
+/// endpoint (`path`) it is about.
+#[non_exhaustive]
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum PcsError {
+    /// A base or CRL URL that is not http(s).
+    #[error("not an http(s) URL: {0:?}")]
+    BaseUrl(String),
+    /// The HTTP client could not be built.
+    #[error("building the HTTP client: {0}")]
+    Client(String),
+    /// The request failed (connection refused, timeout, TLS, a body cut short).
+    #[error("{path}: {reason}")]
+    Request {
+        /// The endpoint.
+        path: String,
+        /// What failed.
+        reason: String,
+    },
+    /// An answer other than 200.
+    #[error("{path}: HTTP {status}{}", error.as_ref().map(|e| format!(" ({e})")).unwrap_or_default())]
+    Status {
+        /// The endpoint.
+        path: String,
+        /// The status code.
+        status: u16,
+        /// The service's `Error-Code` or `Error-Message` header, if any.
+        error: Option<String>,
+    },
+    /// A missing or malformed issuer-chain header.
+    #[error("{path}: issuer chain header: {reason}")]
+    Header {
+        /// The endpoint.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// A body that is not what the endpoint serves.
+    #[error("{path}: body: {reason}")]
+    Body {
+        /// The endpoint.
+        path: String,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The root CA CRL's location could not be found.
+    #[error("root CA CRL: {0}")]
+    RootCrl(String),
+    /// The parts do not make a collateral set.
+    #[error("collateral: {0}")]
+    Collateral(CollateralError),
+    /// A quote whose collateral cannot be named (no PCK chain, no SGX extension).
+    #[error("quote: {0}")]
+    Quote(String),
+}
+
 /// Why the simulated quoting enclave refused a request. Each maps to an AESM error code
 /// ([`QeError::aesm_code`]) so the quote helper can answer as Intel's AESM would.
 #[non_exhaustive]

@@ -37,6 +37,8 @@
 
 pub mod collateral;
 mod error;
+#[cfg(feature = "pcs-client")]
+pub mod pcs;
 pub mod policy;
 mod roots;
 #[cfg(feature = "sim")]
@@ -47,9 +49,9 @@ mod x509;
 
 pub use collateral::{Collateral, CollateralParts, TcbStatus};
 pub use error::{
-    CertError, CertRole, CollateralError, CollateralItem, CrlKind, Error, PolicyError,
+    CertError, CertRole, CollateralError, CollateralItem, CrlKind, Error, PcsError, PolicyError,
     PolicyViolation, QeError, QeIdentityField, VerifyError,
 };
 pub use policy::Policy;
 pub use roots::{INTEL_SGX_ROOT_CA_DER, INTEL_SGX_ROOT_CA_SHA256, RootKind, TrustRoot, TrustRoots};
-pub use verify::{CacheLimits, CacheStats, VerifiedQuote, Verifier};
+pub use verify::{CacheLimits, CacheStats, CollateralSummary, VerifiedQuote, Verifier};

@@ -12,6 +12,7 @@ pub mod aesmd;
 pub mod browser;
 pub mod enclave;
 pub mod flask;
+pub mod pccs;
 pub mod postgres;
 pub mod registry;
 pub mod runc;

@@ -36,6 +36,9 @@ enum Command {
     /// Generate (simulated), fetch and verify DCAP quotes.
     #[command(subcommand)]
     Quote(cmd::quote::QuoteCommand),
+    /// Verification collateral from a PCS or PCCS.
+    #[command(subcommand)]
+    Collateral(cmd::collateral::CollateralCommand),
     /// Convert a container image into an enclave image (measured, signed, pushed).
     Convert(Box<cmd::convert::ConvertArgs>),
     /// Pull an image and run it with runc (as `docker run` would).
@@ -78,6 +81,7 @@ fn main() -> std::process::ExitCode {
         Command::Aesmd(args) => cmd::aesmd::run(args),
         Command::Sim(command) => cmd::sim::run(command),
         Command::Quote(command) => cmd::quote::run(command),
+        Command::Collateral(command) => cmd::collateral::run(command),
         Command::Convert(args) => cmd::convert::run(*args),
         Command::Run(args) => cmd::run::run(*args),
         Command::Manager(args) => cmd::manager::run(args),

@@ -134,6 +134,24 @@ struct VerifiedCollateral {
     item_windows: Vec<(CollateralItem, u64, Option<u64>)>,
 }
 
+/// What verified collateral says about itself ([`Verifier::check_collateral`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CollateralSummary {
+    /// The FMSPC its TCB info is for.
+    pub fmspc: [u8; 6],
+    /// The TCB info's evaluation data number (higher: after a later TCB recovery).
+    pub tcb_evaluation_data_number: u32,
+    /// The TCB info's issue date (Unix seconds).
+    pub tcb_info_issued: u64,
+    /// Whether it rests on a simulated root.
+    pub simulated: bool,
+    /// SHA-256 of the root certificate it chains to.
+    pub root_fingerprint: [u8; 32],
+    /// The earliest `nextUpdate` or certificate expiry of its parts (Unix seconds): fetch
+    /// again before then.
+    pub valid_until: u64,
+}
+
 /// The outcome of a successful verification: who the enclave is, and how current its platform is.
 ///
 /// Any TCB status, including `Revoked`, is a *successful* verification: the quote is genuine and
@@ -368,6 +386,30 @@ impl Verifier {
             root_fingerprint: *root.fingerprint(),
             tcb_evaluation_data_number: coll.tcb_info.evaluation_data_number,
             valid_until: valid_until(&pck, &coll),
+        })
+    }
+
+    /// Verifies `collateral` alone at time `now`: the CRLs', TCB info's and QE identity's
+    /// signatures and signing chains up to a trusted root, and that every part is in its
+    /// validity window. What a fetched or uploaded collateral set must pass before it is stored.
+    pub fn check_collateral(
+        &self,
+        collateral: &Collateral,
+        now: u64,
+    ) -> Result<CollateralSummary, VerifyError> {
+        let coll = self.collateral(collateral)?;
+        check_collateral_validity(&coll, now)?;
+        let root = self
+            .roots
+            .get(coll.root)
+            .ok_or(VerifyError::CollateralRootMismatch)?;
+        Ok(CollateralSummary {
+            fmspc: coll.tcb_info.fmspc,
+            tcb_evaluation_data_number: coll.tcb_info.evaluation_data_number,
+            tcb_info_issued: coll.tcb_info.issue_date,
+            simulated: root.is_simulated(),
+            root_fingerprint: *root.fingerprint(),
+            valid_until: collateral_valid_until(&coll),
         })
     }
 
@@ -945,6 +987,16 @@ pub(crate) fn platform_status_for(
 }
 
 /// The earliest expiry of anything the verification relied on.
+/// The earliest expiry of the collateral's dated items and signing certificates.
+fn collateral_valid_until(coll: &VerifiedCollateral) -> u64 {
+    let certs = coll.cert_windows.iter().map(|(_, _, not_after)| *not_after);
+    let items = coll
+        .item_windows
+        .iter()
+        .filter_map(|(_, _, next_update)| *next_update);
+    certs.chain(items).min().unwrap_or(0)
+}
+
 fn valid_until(pck: &VerifiedPck, coll: &VerifiedCollateral) -> u64 {
     let certs = pck
         .windows

@@ -7,6 +7,7 @@ pub mod app;
 pub mod audit;
 pub mod cert;
 pub mod client;
+pub mod collateral;
 pub mod convert;
 pub mod image;
 pub mod manager;

@@ -58,8 +58,16 @@ pub struct VerifyArgs {
     #[arg(long, value_name = "FILE")]
     quote: PathBuf,
     /// The collateral (QuoteCollateralV3 JSON, as `collateral.json` of a simulated platform).
-    #[arg(long, value_name = "FILE")]
-    collateral: PathBuf,
+    #[arg(
+        long,
+        value_name = "FILE",
+        required_unless_present = "pccs",
+        conflicts_with = "pccs"
+    )]
+    collateral: Option<PathBuf>,
+    /// Fetch the collateral from a PCS or PCCS instead.
+    #[command(flatten)]
+    source: super::collateral::PccsArgs,
     /// Verification time in Unix seconds (default: now).
     #[arg(long, value_name = "UNIX_SECONDS")]
     at: Option<u64>,
@@ -116,7 +124,7 @@ fn generate(args: GenerateArgs) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn read(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
+pub(super) fn read(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
     let len = std::fs::metadata(path)
         .with_context(|| format!("read {}", path.display()))?
         .len();
@@ -129,7 +137,7 @@ fn read(path: &Path, limit: u64) -> anyhow::Result<Vec<u8>> {
     std::fs::read(path).with_context(|| format!("read {}", path.display()))
 }
 
-fn roots(root: Option<&Path>) -> anyhow::Result<TrustRoots> {
+pub(super) fn roots(root: Option<&Path>) -> anyhow::Result<TrustRoots> {
     let Some(path) = root else {
         return Ok(TrustRoots::intel());
     };
@@ -153,11 +161,14 @@ fn verify(args: VerifyArgs) -> anyhow::Result<()> {
     };
     let roots = roots(args.root.as_deref())?;
     let quote = read(&args.quote, 16 << 20)?;
-    let collateral = Collateral::from_json(&read(
-        &args.collateral,
-        ccm_attest::collateral::MAX_COLLATERAL_FILE_LEN as u64,
-    )?)
-    .with_context(|| format!("parse the collateral {}", args.collateral.display()))?;
+    let collateral = match &args.collateral {
+        Some(path) => Collateral::from_json(&read(
+            path,
+            ccm_attest::collateral::MAX_COLLATERAL_FILE_LEN as u64,
+        )?)
+        .with_context(|| format!("parse the collateral {}", path.display()))?,
+        None => super::collateral::fetch_for_quote(&args.source, &quote)?,
+    };
     let verified = Verifier::new(roots)
         .verify(&quote, &collateral, now)
         .context("the quote does not verify")?;

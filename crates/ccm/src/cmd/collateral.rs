@@ -1,0 +1,125 @@
+//! `ccm collateral`: verification collateral from a PCS or PCCS.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::Context;
+use ccm_attest::pcs::{PcsClient, PcsOptions, Update, quote_collateral_key};
+use ccm_attest::{Collateral, TrustRoots, Verifier};
+
+/// The environment variable holding the API key sent to the service, if it wants one (kept out
+/// of the command line, where other users of the machine could read it).
+pub const API_KEY_ENV: &str = "CCM_PCS_API_KEY";
+
+/// Verification collateral.
+#[derive(Debug, clap::Subcommand)]
+pub enum CollateralCommand {
+    /// Fetch the collateral a quote is verified with from a PCS or PCCS, verify it, and write it
+    /// as QuoteCollateralV3 JSON.
+    Fetch(FetchArgs),
+}
+
+/// Where collateral comes from.
+#[derive(Debug, Clone, clap::Args)]
+pub struct PccsArgs {
+    /// Base URL of Intel's PCS (https://api.trustedservices.intel.com), a PCCS, a ccm manager or
+    /// `ccm sim pcs`. The API key, if the service wants one, is read from $CCM_PCS_API_KEY.
+    #[arg(long, value_name = "URL")]
+    pub pccs: Option<String>,
+    /// Fetch the early TCB evaluation data set (the next TCB recovery's) instead of the standard.
+    #[arg(long, requires = "pccs")]
+    pub early: bool,
+}
+
+/// `ccm collateral fetch`.
+#[derive(Debug, clap::Args)]
+pub struct FetchArgs {
+    #[command(flatten)]
+    source: PccsArgs,
+    /// The quote whose collateral to fetch (FMSPC and PCK CA from its PCK certificate).
+    #[arg(long, value_name = "FILE")]
+    quote: PathBuf,
+    /// Where to write the collateral (QuoteCollateralV3 JSON).
+    #[arg(long, value_name = "FILE")]
+    out: PathBuf,
+    /// Check the collateral at this time in Unix seconds (default: now).
+    #[arg(long, value_name = "UNIX_SECONDS")]
+    at: Option<u64>,
+    /// Trust this root certificate (PEM) instead of Intel's SGX Root CA (any other root is a
+    /// simulated platform's).
+    #[arg(long, value_name = "PEM")]
+    root: Option<PathBuf>,
+}
+
+fn tls() -> anyhow::Result<rustls::ClientConfig> {
+    let mut roots = rustls::RootCertStore::empty();
+    let native = rustls_native_certs::load_native_certs();
+    roots.add_parsable_certificates(native.certs);
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
+/// Fetches the collateral of `quote` from the service `source` names (which must be set).
+pub fn fetch_for_quote(source: &PccsArgs, quote: &[u8]) -> anyhow::Result<Collateral> {
+    let url = source.pccs.as_deref().context("no --pccs URL")?;
+    let (fmspc, ca) = quote_collateral_key(quote).context("read the quote's PCK certificate")?;
+    let mut options = PcsOptions::new(url);
+    options.api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
+    let client = PcsClient::new(options, tls()?)?;
+    let update = if source.early {
+        Update::Early
+    } else {
+        Update::Standard
+    };
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    rt.block_on(client.sgx_collateral(&fmspc, ca, update))
+        .with_context(|| {
+            format!(
+                "fetch collateral for FMSPC {} from {url}",
+                hex::encode_upper(fmspc)
+            )
+        })
+}
+
+fn fetch(args: FetchArgs) -> anyhow::Result<()> {
+    let now = match args.at {
+        Some(at) => at,
+        None => super::sim::unix_now()?,
+    };
+    let roots: TrustRoots = super::quote::roots(args.root.as_deref())?;
+    let quote = super::quote::read(&args.quote, 16 << 20)?;
+    let collateral = fetch_for_quote(&args.source, &quote)?;
+    let summary = Verifier::new(roots)
+        .check_collateral(&collateral, now)
+        .context("the fetched collateral does not verify; nothing written")?;
+    write(&args.out, &collateral)?;
+    eprintln!(
+        "collateral for FMSPC {} (TCB evaluation {}{}) valid until {} written to {}",
+        hex::encode_upper(summary.fmspc),
+        summary.tcb_evaluation_data_number,
+        if summary.simulated {
+            ", SIMULATED root"
+        } else {
+            ""
+        },
+        summary.valid_until,
+        args.out.display()
+    );
+    Ok(())
+}
+
+fn write(path: &Path, collateral: &Collateral) -> anyhow::Result<()> {
+    std::fs::write(path, collateral.to_json()).with_context(|| format!("write {}", path.display()))
+}
+
+/// Runs a `ccm collateral` subcommand.
+pub fn run(command: CollateralCommand) -> anyhow::Result<()> {
+    match command {
+        CollateralCommand::Fetch(args) => fetch(args),
+    }
+}
