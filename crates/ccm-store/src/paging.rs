@@ -251,7 +251,9 @@ impl ListSpec {
             [] => None,
             [(column, Bind::Text(v))] => {
                 let column = column.rsplit('.').next().unwrap_or(column);
-                counted.facets.contains(&column).then_some(())?;
+                if !counted.facets.contains(&column) {
+                    return None;
+                }
                 Some(counts::facet(column, v))
             }
             _ => return None,
