@@ -87,6 +87,8 @@ pub const QE_FLAGS: u64 = 0x15;
 pub const QE_XFRM: u64 = 0xe7;
 /// FMSPC given to platforms unless another is asked for (not an Intel FMSPC).
 pub const DEFAULT_FMSPC: [u8; 6] = [0x00, 0xcc, 0x51, 0x00, 0x00, 0x00];
+/// The PCE ID of every simulated platform.
+const SIM_PCE_ID: [u8; 2] = [0; 2];
 /// TCB evaluation data number written into the simulated TCB info and QE identity.
 pub const TCB_EVALUATION_DATA_NUMBER: u32 = 1;
 
@@ -320,6 +322,102 @@ fn collateral_json_error(what: &'static str) -> impl Fn(serde_json::Error) -> Er
     }
 }
 
+/// A collateral set issued by the simulated CA at one time, with the signed texts it holds.
+struct SignedCollateral {
+    collateral: Collateral,
+    tcb_info: TcbInfo,
+    tcb_info_text: String,
+    tcb_info_signature: [u8; 64],
+    qe_identity_text: String,
+    qe_identity_signature: [u8; 64],
+    next_update: u64,
+}
+
+impl SignedCollateral {
+    /// CRLs, TCB info for `fmspc` and QE identity, issued at `now` (backdated a little, valid
+    /// for [`ca::COLLATERAL_VALIDITY`]) as Intel issues them.
+    fn issue(ca: &mut ca::SimCa, fmspc: &[u8; 6], now: u64) -> Result<SignedCollateral, Error> {
+        let issued = now.saturating_sub(ca::BACKDATE);
+        let next_update = now.saturating_add(ca::COLLATERAL_VALIDITY);
+        let pce_id = SIM_PCE_ID;
+        let root_crl = ca.root_crl(now)?;
+        let pck_crl = ca.pck_crl(now)?;
+        let tcb_info = TcbInfo {
+            id: "SGX".into(),
+            version: 3,
+            issue_date: date_text(issued)?,
+            next_update: date_text(next_update)?,
+            fmspc: hex::encode_upper(fmspc),
+            pce_id: hex::encode_upper(pce_id),
+            tcb_type: 0,
+            tcb_evaluation_data_number: TCB_EVALUATION_DATA_NUMBER,
+            tcb_levels: tcb::tcb_levels(),
+        };
+        let tcb_info_text =
+            serde_json::to_string(&tcb_info).map_err(collateral_json_error("TCB info"))?;
+        let tcb_info_signature = ca.sign_collateral(&tcb_info_text)?;
+        let mask_attributes: [u8; 16] = [
+            0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
+        ];
+        let mut expected_attributes = [0u8; 16];
+        if let Some(flags) = expected_attributes.get_mut(..8) {
+            flags.copy_from_slice(&QE_FLAGS.to_le_bytes());
+        }
+        let qe_identity = QeIdentity {
+            id: "QE".into(),
+            version: 2,
+            issue_date: date_text(issued)?,
+            next_update: date_text(next_update)?,
+            tcb_evaluation_data_number: TCB_EVALUATION_DATA_NUMBER,
+            miscselect: hex::encode_upper(QE_MISCSELECT.to_le_bytes()),
+            miscselect_mask: "FFFFFFFF".into(),
+            attributes: hex::encode_upper(expected_attributes),
+            attributes_mask: hex::encode_upper(mask_attributes),
+            mrsigner: hex::encode_upper(qe_mrsigner().0),
+            isvprodid: QE_ISVPRODID,
+            tcb_levels: tcb::qe_levels(),
+        };
+        let qe_identity_text =
+            serde_json::to_string(&qe_identity).map_err(collateral_json_error("QE identity"))?;
+        let qe_identity_signature = ca.sign_collateral(&qe_identity_text)?;
+        let signer_chain = format!("{}{}", ca.tcb_signing_pem(), ca.root_pem());
+        let collateral = Collateral::new(CollateralParts {
+            pck_crl_issuer_chain: format!("{}{}", ca.pck_ca_pem(), ca.root_pem()),
+            root_ca_crl: root_crl,
+            pck_crl,
+            tcb_info_issuer_chain: signer_chain.clone(),
+            tcb_info: tcb_info_text.clone(),
+            tcb_info_signature: tcb_info_signature.to_vec(),
+            qe_identity_issuer_chain: signer_chain,
+            qe_identity: qe_identity_text.clone(),
+            qe_identity_signature: qe_identity_signature.to_vec(),
+        })?;
+        Ok(SignedCollateral {
+            collateral,
+            tcb_info,
+            tcb_info_text,
+            tcb_info_signature,
+            qe_identity_text,
+            qe_identity_signature,
+            next_update,
+        })
+    }
+}
+
+/// Issues fresh collateral for `fmspc` at `now` under the simulated root in `root_dir` (made by
+/// [`init`]), as Intel's PCS re-issues it: new CRLs (their numbers recorded in the root's CA
+/// state, so each is newer than the last) and TCB info and QE identity dated `now`. What
+/// `ccm sim pcs` serves. SIMULATED.
+pub fn issue_collateral(root_dir: &Path, fmspc: &[u8; 6], now: u64) -> Result<Collateral, Error> {
+    if format_rfc3339(now.saturating_add(ca::COLLATERAL_VALIDITY)).is_none() {
+        return Err(Error::TimeOutOfRange(now));
+    }
+    let mut ca = ca::SimCa::load(root_dir)?;
+    let signed = SignedCollateral::issue(&mut ca, fmspc, now)?;
+    ca.save(root_dir)?;
+    Ok(signed.collateral)
+}
+
 /// Issues everything of one platform under `ca` and writes the platform directory.
 fn create_platform(
     ca: &mut ca::SimCa,
@@ -327,8 +425,6 @@ fn create_platform(
     options: &PlatformOptions,
 ) -> Result<PlatformInfo, Error> {
     let now = options.now;
-    let issued = now.saturating_sub(ca::BACKDATE);
-    let next_update = now.saturating_add(ca::COLLATERAL_VALIDITY);
 
     // Platform identity and TCB.
     let (components, pce_svn) = options
@@ -341,7 +437,7 @@ fn create_platform(
     let secret = ca::random::<32>()?;
     let ppid = ca::random::<16>()?;
     let instance_id = ca::random::<16>()?;
-    let pce_id = [0u8; 2];
+    let pce_id = SIM_PCE_ID;
     let cpu_svn = CpuSvn(components);
 
     // PCK certificate with the SGX extension, as a Platform CA issues it.
@@ -401,58 +497,15 @@ fn create_platform(
     qe_report_file.extend_from_slice(&qe_report_sig);
 
     // Collateral: CRLs, TCB info and QE identity signed over their exact JSON text.
-    let root_crl = ca.root_crl(now)?;
-    let pck_crl = ca.pck_crl(now)?;
-    let tcb_info = TcbInfo {
-        id: "SGX".into(),
-        version: 3,
-        issue_date: date_text(issued)?,
-        next_update: date_text(next_update)?,
-        fmspc: hex::encode_upper(options.fmspc),
-        pce_id: hex::encode_upper(pce_id),
-        tcb_type: 0,
-        tcb_evaluation_data_number: TCB_EVALUATION_DATA_NUMBER,
-        tcb_levels: tcb::tcb_levels(),
-    };
-    let tcb_info_text =
-        serde_json::to_string(&tcb_info).map_err(collateral_json_error("TCB info"))?;
-    let tcb_info_sig = ca.sign_collateral(&tcb_info_text)?;
-    let mask_attributes: [u8; 16] = [
-        0xfb, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0, 0, 0, 0, 0, 0, 0, 0,
-    ];
-    let mut expected_attributes = [0u8; 16];
-    if let Some(flags) = expected_attributes.get_mut(..8) {
-        flags.copy_from_slice(&QE_FLAGS.to_le_bytes());
-    }
-    let qe_identity = QeIdentity {
-        id: "QE".into(),
-        version: 2,
-        issue_date: date_text(issued)?,
-        next_update: date_text(next_update)?,
-        tcb_evaluation_data_number: TCB_EVALUATION_DATA_NUMBER,
-        miscselect: hex::encode_upper(QE_MISCSELECT.to_le_bytes()),
-        miscselect_mask: "FFFFFFFF".into(),
-        attributes: hex::encode_upper(expected_attributes),
-        attributes_mask: hex::encode_upper(mask_attributes),
-        mrsigner: hex::encode_upper(qe_mrsigner().0),
-        isvprodid: QE_ISVPRODID,
-        tcb_levels: tcb::qe_levels(),
-    };
-    let qe_identity_text =
-        serde_json::to_string(&qe_identity).map_err(collateral_json_error("QE identity"))?;
-    let qe_identity_sig = ca.sign_collateral(&qe_identity_text)?;
-    let signer_chain = format!("{}{}", ca.tcb_signing_pem(), ca.root_pem());
-    let collateral = Collateral::new(CollateralParts {
-        pck_crl_issuer_chain: format!("{}{}", ca.pck_ca_pem(), ca.root_pem()),
-        root_ca_crl: root_crl,
-        pck_crl,
-        tcb_info_issuer_chain: signer_chain.clone(),
-        tcb_info: tcb_info_text.clone(),
-        tcb_info_signature: tcb_info_sig.to_vec(),
-        qe_identity_issuer_chain: signer_chain,
-        qe_identity: qe_identity_text.clone(),
-        qe_identity_signature: qe_identity_sig.to_vec(),
-    })?;
+    let SignedCollateral {
+        collateral,
+        tcb_info,
+        tcb_info_text,
+        tcb_info_signature: tcb_info_sig,
+        qe_identity_text,
+        qe_identity_signature: qe_identity_sig,
+        next_update,
+    } = SignedCollateral::issue(ca, &options.fmspc, now)?;
 
     let platform_status = crate::verify::platform_status_for(&tcb_info, &components, pce_svn);
     let qe_status = tcb::QE_TABLE

@@ -18,6 +18,7 @@ pub mod registry;
 pub mod run;
 pub mod sgx;
 pub mod sim;
+pub mod sim_pcs;
 pub mod task;
 pub mod user;
 pub mod version;

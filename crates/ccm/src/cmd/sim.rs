@@ -15,6 +15,9 @@ pub enum SimCommand {
     Init(InitArgs),
     /// Create another platform in DIR under the root made by `ccm sim init --dir ROOT`.
     AddPlatform(AddPlatformArgs),
+    /// Serve the root's collateral over the PCS API v4 (as a PCCS), re-issued fresh for every
+    /// request.
+    Pcs(super::sim_pcs::PcsArgs),
 }
 
 /// What kind of platform to create.
@@ -129,5 +132,6 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
                 })?;
             report(&args.dir, &info)
         }
+        SimCommand::Pcs(args) => super::sim_pcs::run(args),
     }
 }
