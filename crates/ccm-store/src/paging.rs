@@ -287,16 +287,38 @@ impl ListSpec {
             }
         }
         let dir = if self.desc { "DESC" } else { "ASC" };
-        let sql = format!(
-            "{}{} ORDER BY {} {dir}, {} {dir} LIMIT {} OFFSET {offset}",
-            self.select,
-            where_clause(&conds),
-            self.key,
-            self.id,
-            limit + 1
-        );
+        let order = format!("ORDER BY {} {dir}, {} {dir}", self.key, self.id);
+        let window = format!("{order} LIMIT {} OFFSET {offset}", limit + 1);
+        let sql = if offset > 0 && self.key_in_count_from() {
+            // Skip the offset's rows in the (covering) index of the key and id alone, then
+            // read whole rows only for the page.
+            format!(
+                "{} WHERE {} IN (SELECT {} FROM {}{} {window}) {order}",
+                self.select,
+                self.id,
+                self.id,
+                self.count_from,
+                where_clause(&conds)
+            )
+        } else {
+            format!("{}{} {window}", self.select, where_clause(&conds))
+        };
         let q = bind_all!(sqlx::query_as::<_, R>(&sql), &binds);
         Ok(q.fetch_all(pool).await?)
+    }
+
+    /// Whether the sort key is a column of `count_from` (its table or alias), so that ids can
+    /// be paged there without the page's joins.
+    fn key_in_count_from(&self) -> bool {
+        let alias = self
+            .count_from
+            .split_whitespace()
+            .last()
+            .unwrap_or_default();
+        match self.key.split_once('.') {
+            None => true,
+            Some((table, _)) => table == alias,
+        }
     }
 
     /// Reads one page: the rows (one more than asked, to know whether a next page exists) and
