@@ -10,9 +10,10 @@ mod common;
 use std::collections::BTreeMap;
 
 use ccm_api::accounts::ApprovalPolicy;
+use ccm_api::apps::App;
 use ccm_api::builds::BuildStatusType;
 use ccm_api::tasks::{ApprovalStatus, TaskStatusType, TaskType};
-use ccm_store::{BuildFilter, PageRequest, Store, TaskFilter};
+use ccm_store::{Actor, BuildFilter, PageRequest, Store, TaskFilter};
 use common::{
     Db, NOW, app, approve_domains, build, connect, denied, domain_effect, setup, verdict,
     whitelist_image,
@@ -88,10 +89,33 @@ async fn kept(conn: &mut sqlx::AnyConnection) -> Counts {
         .collect()
 }
 
+/// A connection of its own to the test's database, for SQL the store does not run.
+async fn raw(db: &Db) -> sqlx::AnyConnection {
+    sqlx::any::install_default_drivers();
+    sqlx::AnyConnection::connect(&db.url()).await.unwrap()
+}
+
+/// Adds apps named `names`, each allowed `x.example` (so each raises a domain task).
+async fn add_apps(store: &Store, actor: &Actor, acct: Uuid, names: &[&str]) -> Vec<App> {
+    let mut apps = Vec::new();
+    for name in names {
+        let a = store
+            .create_app(
+                &app(acct, name, &["x.example"]),
+                &approve_domains(),
+                actor,
+                NOW,
+            )
+            .await
+            .unwrap();
+        apps.push(a);
+    }
+    apps
+}
+
 /// The kept counts equal the rows' counts, and the pages of `acct` report them.
 async fn check(db: &Db, store: &Store, acct: Uuid, step: &str) {
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    let mut conn = raw(db).await;
     let truth = truth(&mut conn).await;
     assert_eq!(kept(&mut conn).await, truth, "after {step}");
     let key = |list: &str, facet: String| (list.to_string(), acct.to_string(), facet);
@@ -142,19 +166,7 @@ async fn check(db: &Db, store: &Store, acct: Uuid, step: &str) {
 async fn counts_follow_every_write(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
     check(&db, &store, acct, "setup").await;
-    let mut apps = Vec::new();
-    for name in ["one", "two", "three"] {
-        let a = store
-            .create_app(
-                &app(acct, name, &["x.example"]),
-                &approve_domains(),
-                &actor,
-                NOW,
-            )
-            .await
-            .unwrap();
-        apps.push(a);
-    }
+    let apps = add_apps(&store, &actor, acct, &["one", "two", "three"]).await;
     for (i, a) in apps.iter().enumerate() {
         store
             .create_build(
@@ -190,8 +202,7 @@ async fn counts_follow_every_write(db: Db) {
     check(&db, &store, acct, "issuances").await;
 
     // SQL written by hand is counted as well.
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    let mut conn = raw(&db).await;
     sqlx::query("UPDATE tasks SET status = 'FAILED' WHERE acct_id = $1 AND status = 'INPROGRESS'")
         .bind(acct.to_string())
         .execute(&mut conn)
@@ -227,20 +238,9 @@ async fn counts_follow_every_write(db: Db) {
 /// version: the next start replaces the triggers and recounts every list from its rows.
 async fn counts_are_rebuilt_with_new_triggers(db: Db) {
     let (store, actor, acct) = setup(&db, ApprovalPolicy::Manual).await;
-    for name in ["one", "two"] {
-        store
-            .create_app(
-                &app(acct, name, &["x.example"]),
-                &approve_domains(),
-                &actor,
-                NOW,
-            )
-            .await
-            .unwrap();
-    }
+    add_apps(&store, &actor, acct, &["one", "two"]).await;
     store.close().await;
-    sqlx::any::install_default_drivers();
-    let mut conn = sqlx::AnyConnection::connect(&db.url()).await.unwrap();
+    let mut conn = raw(&db).await;
     sqlx::query("UPDATE list_counts SET n = n + 7")
         .execute(&mut conn)
         .await

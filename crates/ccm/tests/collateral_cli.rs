@@ -1,224 +1,165 @@
-//! `ccm collateral fetch` and `ccm quote verify --pccs` through the built binary, against a PCCS
-//! on loopback (`ccm_testkit::pccs`) serving a simulated platform's collateral.
+//! `ccm collateral fetch`, `ccm quote verify --pccs` and `ccm sim pcs` through the built binary,
+//! against a PCCS on loopback (`ccm_testkit::pccs`) or `ccm sim pcs` serving a simulated
+//! platform's collateral.
 
 // Helpers outside #[test] functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::path::Path;
+mod cli;
+
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output};
 
 use ccm_attest::Collateral;
 use ccm_testkit::pccs::{self, Fault};
+use cli::{ccm, ok, p};
+use tokio::task::block_in_place;
 
 /// 2025-01-01T00:00:00Z, and an hour later.
 const T0: &str = "1735689600";
 const NOW: &str = "1735693200";
 
-fn ccm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ccm"))
-        .args(args)
-        .output()
-        .expect("run ccm")
+/// A simulated platform made at `at` and a quote of it.
+struct Platform {
+    _tmp: tempfile::TempDir,
+    dir: PathBuf,
 }
 
-fn ok(args: &[&str]) -> Output {
-    let out = ccm(args);
-    assert!(
-        out.status.success(),
-        "ccm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
+impl Platform {
+    fn new(at: &str) -> Platform {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().to_path_buf();
+        ok(&["sim", "init", "--dir", p(&dir), "--at", at]);
+        ok(&[
+            "quote",
+            "generate",
+            "--platform",
+            p(&dir),
+            "--mrenclave",
+            &"1".repeat(64),
+            "--mrsigner",
+            &"2".repeat(64),
+            "--isvprodid",
+            "1",
+            "--isvsvn",
+            "1",
+            "--report-data",
+            "c0ffee",
+            "--out",
+            p(&dir.join("quote.bin")),
+        ]);
+        Platform { _tmp: tmp, dir }
+    }
+
+    fn path(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    /// The platform's own collateral file.
+    fn collateral(&self) -> Collateral {
+        read_collateral(&self.path("collateral.json"))
+    }
+
+    /// `ccm quote verify` of the platform's quote under its root, with the collateral from
+    /// `source` (`--pccs URL` or `--collateral FILE`), at `at` (default: now).
+    fn verify(&self, source: &[&str], at: Option<&str>) -> Output {
+        let (quote, root) = (self.path("quote.bin"), self.path("root-ca.pem"));
+        let mut args = vec!["quote", "verify", "--quote", p(&quote), "--root", p(&root)];
+        args.extend_from_slice(source);
+        args.extend(at.iter().flat_map(|at| ["--at", *at]));
+        ccm(&args)
+    }
+
+    /// `ccm collateral fetch` for the platform's quote from `url` into `fetched.json`.
+    fn fetch(&self, url: &str, at: Option<&str>) -> Output {
+        let (quote, root, out) = (
+            self.path("quote.bin"),
+            self.path("root-ca.pem"),
+            self.path("fetched.json"),
+        );
+        let mut args = vec![
+            "collateral",
+            "fetch",
+            "--pccs",
+            url,
+            "--quote",
+            p(&quote),
+            "--root",
+            p(&root),
+            "--out",
+            p(&out),
+        ];
+        args.extend(at.iter().flat_map(|at| ["--at", *at]));
+        ccm(&args)
+    }
 }
 
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
+fn read_collateral(path: &Path) -> Collateral {
+    Collateral::from_json(&std::fs::read(path).unwrap()).unwrap()
 }
 
-/// A simulated platform in `dir` and a quote of it at `dir/quote.bin`.
-fn platform(dir: &Path) {
-    ok(&["sim", "init", "--dir", p(dir), "--at", T0]);
-    let quote = dir.join("quote.bin");
-    ok(&[
-        "quote",
-        "generate",
-        "--platform",
-        p(dir),
-        "--mrenclave",
-        &"1".repeat(64),
-        "--mrsigner",
-        &"2".repeat(64),
-        "--isvprodid",
-        "1",
-        "--isvsvn",
-        "1",
-        "--report-data",
-        "c0ffee",
-        "--out",
-        p(&quote),
-    ]);
-}
-
-fn collateral_of(dir: &Path) -> Collateral {
-    Collateral::from_json(&std::fs::read(dir.join("collateral.json")).unwrap()).unwrap()
+fn stderr(out: &Output) -> String {
+    String::from_utf8_lossy(&out.stderr).into_owned()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn fetch_writes_verified_collateral_and_verify_uses_the_pccs() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    platform(dir);
-    let (url, server) = pccs::serve(collateral_of(dir).into_parts(), Fault::None)
+    let pf = block_in_place(|| Platform::new(T0));
+    let (url, server) = pccs::serve(pf.collateral().into_parts(), Fault::None)
         .await
         .unwrap();
-    let (quote, root, out) = (
-        dir.join("quote.bin"),
-        dir.join("root-ca.pem"),
-        dir.join("fetched.json"),
-    );
-    let fetched = tokio::task::spawn_blocking({
-        let (url, quote, root, out) = (url.clone(), quote.clone(), root.clone(), out.clone());
-        move || {
-            ok(&[
-                "collateral",
-                "fetch",
-                "--pccs",
-                &url,
-                "--quote",
-                p(&quote),
-                "--root",
-                p(&root),
-                "--at",
-                NOW,
-                "--out",
-                p(&out),
-            ])
-        }
-    })
-    .await
-    .unwrap();
-    let note = String::from_utf8_lossy(&fetched.stderr);
-    assert!(note.contains("SIMULATED root"), "{note}");
-    let written = Collateral::from_json(&std::fs::read(&out).unwrap()).unwrap();
-    assert_eq!(written, collateral_of(dir));
+    let fetched = block_in_place(|| pf.fetch(&url, Some(NOW)));
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    assert!(stderr(&fetched).contains("SIMULATED root"));
+    assert_eq!(read_collateral(&pf.path("fetched.json")), pf.collateral());
     // The PCK CA of the simulated platform is a Platform CA, as the quote's certificate says.
+    let seen = server.seen.lock().unwrap().clone();
     assert!(
-        server
-            .seen
-            .lock()
-            .unwrap()
-            .iter()
-            .any(|s| s == "pckcrl?ca=platform&encoding=der"),
-        "{:?}",
-        server.seen.lock().unwrap()
+        seen.iter().any(|s| s == "pckcrl?ca=platform&encoding=der"),
+        "{seen:?}"
     );
 
     // Verifying through the PCCS gives the same answer as with the collateral file.
-    let (by_pccs, by_file) = tokio::task::spawn_blocking({
-        let (url, quote, root) = (url.clone(), quote.clone(), root.clone());
-        let file = dir.join("collateral.json");
-        move || {
-            let a = ok(&[
-                "quote",
-                "verify",
-                "--quote",
-                p(&quote),
-                "--pccs",
-                &url,
-                "--root",
-                p(&root),
-                "--at",
-                NOW,
-            ]);
-            let b = ok(&[
-                "quote",
-                "verify",
-                "--quote",
-                p(&quote),
-                "--collateral",
-                p(&file),
-                "--root",
-                p(&root),
-                "--at",
-                NOW,
-            ]);
-            (a.stdout, b.stdout)
-        }
-    })
-    .await
-    .unwrap();
-    assert_eq!(by_pccs, by_file);
+    let file = pf.path("collateral.json");
+    let (by_pccs, by_file) = block_in_place(|| {
+        let a = pf.verify(&["--pccs", &url], Some(NOW));
+        let b = pf.verify(&["--collateral", p(&file)], Some(NOW));
+        (a, b)
+    });
+    assert!(by_pccs.status.success(), "{}", stderr(&by_pccs));
+    assert!(by_file.status.success(), "{}", stderr(&by_file));
+    assert_eq!(by_pccs.stdout, by_file.stdout);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn collateral_that_does_not_verify_is_not_written() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path();
-    platform(dir);
-    let (url, _server) = pccs::serve(collateral_of(dir).into_parts(), Fault::TcbInfoTampered)
+    let pf = block_in_place(|| Platform::new(T0));
+    let (url, _server) = pccs::serve(pf.collateral().into_parts(), Fault::TcbInfoTampered)
         .await
         .unwrap();
-    let (quote, root, out) = (
-        dir.join("quote.bin"),
-        dir.join("root-ca.pem"),
-        dir.join("fetched.json"),
-    );
-    let (fetch, verify) = tokio::task::spawn_blocking({
-        let (quote, root, out) = (quote.clone(), root.clone(), out.clone());
-        move || {
-            let fetch = ccm(&[
-                "collateral",
-                "fetch",
-                "--pccs",
-                &url,
-                "--quote",
-                p(&quote),
-                "--root",
-                p(&root),
-                "--at",
-                NOW,
-                "--out",
-                p(&out),
-            ]);
-            let verify = ccm(&[
-                "quote",
-                "verify",
-                "--quote",
-                p(&quote),
-                "--pccs",
-                &url,
-                "--root",
-                p(&root),
-                "--at",
-                NOW,
-            ]);
-            (fetch, verify)
-        }
-    })
-    .await
-    .unwrap();
-    let err = String::from_utf8_lossy(&fetch.stderr);
+    let (fetch, verify) = block_in_place(|| {
+        (
+            pf.fetch(&url, Some(NOW)),
+            pf.verify(&["--pccs", &url], Some(NOW)),
+        )
+    });
+    let err = stderr(&fetch);
     assert!(!fetch.status.success());
     assert!(err.contains("does not verify; nothing written"), "{err}");
     assert!(err.contains("TCB info signature"), "{err}");
-    assert!(!out.exists());
+    assert!(!pf.path("fetched.json").exists());
     assert_eq!(verify.status.code(), Some(1));
-    let err = String::from_utf8_lossy(&verify.stderr);
+    let err = stderr(&verify);
     assert!(err.contains("TCB info signature"), "{err}");
 
     // --collateral and --pccs together, or neither, is a usage error.
-    let both = ccm(&[
-        "quote",
-        "verify",
-        "--quote",
-        p(&quote),
-        "--pccs",
-        "http://127.0.0.1:9",
-        "--collateral",
-        p(&dir.join("collateral.json")),
-    ]);
+    let file = pf.path("collateral.json");
+    let both = pf.verify(
+        &["--pccs", "http://127.0.0.1:9", "--collateral", p(&file)],
+        None,
+    );
     assert_eq!(both.status.code(), Some(2));
-    let neither = ccm(&["quote", "verify", "--quote", p(&quote)]);
+    let neither = pf.verify(&[], None);
     assert_eq!(neither.status.code(), Some(2));
 }
 
@@ -260,92 +201,31 @@ impl Drop for SimPcs {
 /// collateral issued now, as Intel's PCS would, so the quote verifies through it.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sim_pcs_serves_fresh_collateral() {
-    let tmp = tempfile::tempdir().unwrap();
-    let dir = tmp.path().to_path_buf();
     let now = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .unwrap()
         .as_secs();
     let made = (now - 40 * 86_400).to_string();
-    let pcs = tokio::task::spawn_blocking({
-        let dir = dir.clone();
-        move || {
-            ok(&["sim", "init", "--dir", p(&dir), "--at", &made]);
-            ok(&[
-                "quote",
-                "generate",
-                "--platform",
-                p(&dir),
-                "--mrenclave",
-                &"1".repeat(64),
-                "--mrsigner",
-                &"2".repeat(64),
-                "--isvprodid",
-                "1",
-                "--isvsvn",
-                "1",
-                "--report-data",
-                "c0ffee",
-                "--out",
-                p(&dir.join("quote.bin")),
-            ]);
-            SimPcs::start(&dir)
-        }
-    })
-    .await
-    .unwrap();
-    let (quote, root) = (dir.join("quote.bin"), dir.join("root-ca.pem"));
-    let (stale, fresh, out) = tokio::task::spawn_blocking({
-        let (url, dir) = (pcs.url.clone(), dir.clone());
-        move || {
-            let stale = ccm(&[
-                "quote",
-                "verify",
-                "--quote",
-                p(&quote),
-                "--collateral",
-                p(&dir.join("collateral.json")),
-                "--root",
-                p(&root),
-            ]);
-            let fresh = ccm(&[
-                "quote",
-                "verify",
-                "--quote",
-                p(&quote),
-                "--pccs",
-                &url,
-                "--root",
-                p(&root),
-            ]);
-            let out = dir.join("fetched.json");
-            ok(&[
-                "collateral",
-                "fetch",
-                "--pccs",
-                &url,
-                "--quote",
-                p(&quote),
-                "--root",
-                p(&root),
-                "--out",
-                p(&out),
-            ]);
-            (stale, fresh, out)
-        }
-    })
-    .await
-    .unwrap();
+    let (pf, pcs) = block_in_place(|| {
+        let pf = Platform::new(&made);
+        let pcs = SimPcs::start(&pf.dir);
+        (pf, pcs)
+    });
+    let file = pf.path("collateral.json");
+    let (stale, fresh, fetched) = block_in_place(|| {
+        (
+            pf.verify(&["--collateral", p(&file)], None),
+            pf.verify(&["--pccs", &pcs.url], None),
+            pf.fetch(&pcs.url, None),
+        )
+    });
     assert_eq!(stale.status.code(), Some(1));
-    assert!(String::from_utf8_lossy(&stale.stderr).contains("expired"));
-    assert!(
-        fresh.status.success(),
-        "{}",
-        String::from_utf8_lossy(&fresh.stderr)
-    );
-    let fetched = Collateral::from_json(&std::fs::read(&out).unwrap()).unwrap();
+    assert!(stderr(&stale).contains("expired"));
+    assert!(fresh.status.success(), "{}", stderr(&fresh));
+    assert!(fetched.status.success(), "{}", stderr(&fetched));
+    let fetched = read_collateral(&pf.path("fetched.json"));
     let verifier = ccm_attest::Verifier::new(
-        ccm_attest::TrustRoots::empty().with(ccm_attest::sim::load_root(&dir).unwrap()),
+        ccm_attest::TrustRoots::empty().with(ccm_attest::sim::load_root(&pf.dir).unwrap()),
     );
     let summary = verifier.check_collateral(&fetched, now).unwrap();
     assert!(summary.simulated);

@@ -3,23 +3,18 @@
 // Helpers outside #[test] functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
+
 use std::path::PathBuf;
-use std::process::{Command, Output};
 
 use ccm_sgx::{
     AttributeFlags, Attributes, Measurement, MrEnclaveBuilder, SecInfo, SecInfoFlags, SigningKey,
     Sigstruct,
 };
+use cli::ccm;
 use serde_json::Value;
 
 const KEY: &str = include_str!("../../ccm-sgx/tests/data/test-signing-key-e3.pkcs1.pem");
-
-fn ccm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ccm"))
-        .args(args)
-        .output()
-        .expect("run ccm")
-}
 
 /// A fresh file path under Cargo's per-target temporary directory.
 fn temp_file(name: &str, contents: &[u8]) -> PathBuf {

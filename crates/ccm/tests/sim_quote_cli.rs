@@ -3,10 +3,13 @@
 // Helpers outside #[test] functions may panic on setup failures.
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod cli;
+
 use std::os::unix::fs::PermissionsExt;
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
+use cli::{ccm, ok, p};
 use serde_json::Value;
 
 const MRENCLAVE: &str = "1111111111111111111111111111111111111111111111111111111111111111";
@@ -15,29 +18,8 @@ const MRSIGNER: &str = "22222222222222222222222222222222222222222222222222222222
 const T0: &str = "1735689600";
 const NOW: &str = "1735693200";
 
-fn ccm(args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_ccm"))
-        .args(args)
-        .output()
-        .expect("run ccm")
-}
-
-fn ok(args: &[&str]) -> Output {
-    let out = ccm(args);
-    assert!(
-        out.status.success(),
-        "ccm {args:?} failed: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    out
-}
-
 fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).into_owned()
-}
-
-fn p(path: &Path) -> &str {
-    path.to_str().unwrap()
 }
 
 fn init(dir: &Path, extra: &[&str]) -> Value {
