@@ -28,6 +28,7 @@ pub mod audit;
 pub mod auth;
 pub mod builds;
 pub mod certificates;
+pub mod collateral;
 pub mod compat;
 pub mod error;
 pub mod list;

@@ -245,6 +245,7 @@ pub(crate) struct CheckedTcbInfo {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) struct CheckedQeIdentity {
     pub(crate) issue_date: u64,
+    pub(crate) evaluation_data_number: u32,
     pub(crate) next_update: u64,
     pub(crate) miscselect: [u8; 4],
     pub(crate) miscselect_mask: [u8; 4],
@@ -395,6 +396,7 @@ impl QeIdentity {
             attributes_mask: hex_array("enclaveIdentity.attributesMask", &self.attributes_mask)?,
             mrsigner: hex_array("enclaveIdentity.mrsigner", &self.mrsigner)?,
             isvprodid: self.isvprodid,
+            evaluation_data_number: self.tcb_evaluation_data_number,
             levels,
         })
     }
@@ -748,5 +750,82 @@ mod tests {
             assert_eq!(serde_json::to_string(&s).unwrap(), format!("\"{s}\""));
         }
         assert!("Fine".parse::<TcbStatus>().is_err());
+    }
+}
+
+/// Which PCK CA issued a platform's PCK certificate, and so which PCK CRL its collateral holds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum CaType {
+    /// The Intel SGX PCK Processor CA.
+    Processor,
+    /// The Intel SGX PCK Platform CA.
+    Platform,
+}
+
+impl CaType {
+    /// The PCS API's spelling (`ca=`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CaType::Processor => "processor",
+            CaType::Platform => "platform",
+        }
+    }
+
+    /// The CA type of the API spelling (`processor`, `platform`, any case).
+    pub fn parse(text: &str) -> Option<CaType> {
+        match text.to_ascii_lowercase().as_str() {
+            "processor" => Some(CaType::Processor),
+            "platform" => Some(CaType::Platform),
+            _ => None,
+        }
+    }
+
+    /// The CA type of a PCK CA certificate's common name ("Intel SGX PCK Processor CA" or
+    /// "... Platform CA"; the simulated CA names follow Intel's).
+    pub fn from_issuer_cn(cn: &str) -> Option<CaType> {
+        let cn = cn.to_ascii_lowercase();
+        if cn.contains("processor") {
+            Some(CaType::Processor)
+        } else if cn.contains("platform") {
+            Some(CaType::Platform)
+        } else {
+            None
+        }
+    }
+}
+
+/// The trusted execution environment a collateral set is for.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub enum Tee {
+    /// SGX enclaves (`sgx/certification/v4`).
+    Sgx,
+    /// TDX trust domains (`tdx/certification/v4`).
+    Tdx,
+}
+
+impl Tee {
+    /// The lower-case name (`sgx`, `tdx`).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tee::Sgx => "sgx",
+            Tee::Tdx => "tdx",
+        }
+    }
+
+    /// The TEE of its lower-case name.
+    pub fn parse(text: &str) -> Option<Tee> {
+        match text {
+            "sgx" => Some(Tee::Sgx),
+            "tdx" => Some(Tee::Tdx),
+            _ => None,
+        }
+    }
+
+    /// The PCS API path of its certification endpoints, without slashes at either end.
+    pub fn api_path(self) -> &'static str {
+        match self {
+            Tee::Sgx => "sgx/certification/v4",
+            Tee::Tdx => "tdx/certification/v4",
+        }
     }
 }

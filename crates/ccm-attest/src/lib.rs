@@ -47,11 +47,14 @@ mod time;
 pub mod verify;
 mod x509;
 
-pub use collateral::{Collateral, CollateralParts, TcbStatus};
+pub use collateral::{CaType, Collateral, CollateralParts, TcbStatus, Tee};
 pub use error::{
     CertError, CertRole, CollateralError, CollateralItem, CrlKind, Error, PcsError, PolicyError,
     PolicyViolation, QeError, QeIdentityField, VerifyError,
 };
 pub use policy::Policy;
 pub use roots::{INTEL_SGX_ROOT_CA_DER, INTEL_SGX_ROOT_CA_SHA256, RootKind, TrustRoot, TrustRoots};
-pub use verify::{CacheLimits, CacheStats, CollateralSummary, VerifiedQuote, Verifier};
+pub use verify::{
+    CacheLimits, CacheStats, CollateralPart, CollateralSummary, Recency, VerifiedQuote, Verifier,
+    newest_parts,
+};

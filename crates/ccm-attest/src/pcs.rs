@@ -18,6 +18,7 @@
 
 use std::time::Duration;
 
+pub use crate::collateral::{CaType, Tee};
 use crate::collateral::{Collateral, CollateralParts, split_signed_json};
 use crate::error::PcsError;
 
@@ -26,38 +27,6 @@ pub const MAX_BODY_LEN: usize = 4 << 20;
 
 /// Intel's PCS, the default base URL.
 pub const INTEL_PCS_URL: &str = "https://api.trustedservices.intel.com";
-
-/// Which CA issued the PCK certificates whose CRL is asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum CaType {
-    /// The Intel SGX PCK Processor CA.
-    Processor,
-    /// The Intel SGX PCK Platform CA.
-    Platform,
-}
-
-impl CaType {
-    /// The API's spelling (`ca=`).
-    pub fn as_str(self) -> &'static str {
-        match self {
-            CaType::Processor => "processor",
-            CaType::Platform => "platform",
-        }
-    }
-
-    /// The CA type of a PCK CA certificate's common name ("Intel SGX PCK Processor CA" or
-    /// "... Platform CA"; the simulated CA names follow Intel's).
-    pub fn from_issuer_cn(cn: &str) -> Option<CaType> {
-        let cn = cn.to_ascii_lowercase();
-        if cn.contains("processor") {
-            Some(CaType::Processor)
-        } else if cn.contains("platform") {
-            Some(CaType::Platform)
-        } else {
-            None
-        }
-    }
-}
 
 /// Which TCB evaluation data set to fetch.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -75,24 +44,6 @@ impl Update {
         match self {
             Update::Standard => "standard",
             Update::Early => "early",
-        }
-    }
-}
-
-/// The trusted execution environment whose TCB info or QE identity is asked for.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Tee {
-    /// SGX enclaves (`sgx/certification/v4`).
-    Sgx,
-    /// TDX trust domains (`tdx/certification/v4`).
-    Tdx,
-}
-
-impl Tee {
-    fn path(self) -> &'static str {
-        match self {
-            Tee::Sgx => "sgx/certification/v4",
-            Tee::Tdx => "tdx/certification/v4",
         }
     }
 }
@@ -215,7 +166,7 @@ impl PcsClient {
     ) -> Result<SignedJson, PcsError> {
         let path = format!(
             "{}/tcb?fmspc={}&update={}",
-            tee.path(),
+            tee.api_path(),
             hex::encode_upper(fmspc),
             update.as_str()
         );
@@ -225,7 +176,7 @@ impl PcsClient {
 
     /// The QE identity for `tee` (the QE of SGX, the TD QE of TDX).
     pub async fn qe_identity(&self, tee: Tee, update: Update) -> Result<SignedJson, PcsError> {
-        let path = format!("{}/qe/identity?update={}", tee.path(), update.as_str());
+        let path = format!("{}/qe/identity?update={}", tee.api_path(), update.as_str());
         let names = ["SGX-Enclave-Identity-Issuer-Chain"];
         self.signed_json(&path, &names, "enclaveIdentity").await
     }

@@ -360,3 +360,51 @@ fn quote_fmspc_is_the_same_before_and_after_the_pck_chain_is_cached() {
     assert_eq!(verifier.quote_fmspc(&quote[..100]), None);
     assert_eq!(verifier.quote_fmspc(b"not a quote"), None);
 }
+
+#[test]
+fn collateral_sets_order_part_by_part_and_lend_their_newer_parts() {
+    use ccm_attest::{CaType, Collateral, CollateralParts, Recency, newest_parts};
+    let p = platform_with(TcbStatus::UpToDate, TcbStatus::UpToDate);
+    let verifier = p.verifier();
+    let issue = |t: u64| sim::issue_collateral(p.dir.path(), &sim::DEFAULT_FMSPC, t).unwrap();
+    let (old, new) = (issue(T0), issue(T0 + 86_400));
+    let at = T0 + 2 * 86_400;
+    let summary = |c: &Collateral| verifier.check_collateral(c, at).unwrap();
+    let (s_old, s_new) = (summary(&old), summary(&new));
+    assert_eq!(s_old.ca_type, Some(CaType::Platform));
+    assert_eq!(s_new.compare_age(&s_old), Recency::Newer);
+    assert_eq!(s_old.compare_age(&s_new), Recency::Older);
+    assert_eq!(s_old.compare_age(&s_old), Recency::Same);
+    assert!(s_old.same_platform(&s_new));
+
+    // The newer PCK CRL with the older TCB info: pieced together, newer nowhere in full.
+    let mixed = Collateral::new(CollateralParts {
+        pck_crl: new.parts().pck_crl.clone(),
+        pck_crl_issuer_chain: new.parts().pck_crl_issuer_chain.clone(),
+        ..old.parts().clone()
+    })
+    .unwrap();
+    let s_mixed = summary(&mixed);
+    assert_eq!(s_mixed.compare_age(&s_old), Recency::Newer);
+    assert_eq!(s_mixed.compare_age(&s_new), Recency::Older);
+    let other = Collateral::new(CollateralParts {
+        tcb_info: new.parts().tcb_info.clone(),
+        tcb_info_signature: new.parts().tcb_info_signature.clone(),
+        ..old.parts().clone()
+    })
+    .unwrap();
+    let s_other = summary(&other);
+    assert_eq!(s_other.compare_age(&s_mixed), Recency::Mixed);
+
+    // Lending: the current set takes the offer's newer parts only, and the result verifies.
+    let merged = newest_parts((&mixed, &s_mixed), (&other, &s_other)).unwrap();
+    let s_merged = summary(&merged);
+    assert_eq!(s_merged.compare_age(&s_mixed), Recency::Newer);
+    assert_eq!(s_merged.compare_age(&s_other), Recency::Newer);
+    assert_eq!(merged.parts().pck_crl, new.parts().pck_crl);
+    assert_eq!(merged.parts().tcb_info, new.parts().tcb_info);
+    assert_eq!(merged.parts().qe_identity, old.parts().qe_identity);
+    verifier.verify(&p.quote(), &merged, at).unwrap();
+    // Nothing newer to lend.
+    assert!(newest_parts((&new, &s_new), (&old, &s_old)).is_none());
+}

@@ -50,6 +50,14 @@
 //! | `smtp_from` | `CCM_SMTP_FROM` | `ccm@<smtp_host>` |
 //! | `smtp_username` | `CCM_SMTP_USERNAME` | none (no SMTP authentication) |
 //! | `smtp_password_file` | `CCM_SMTP_PASSWORD_FILE` | none (the SMTP password, read at start) |
+//! | `pccs_url` | `CCM_PCCS_URL` | none: offline, collateral only from node uploads and `ccm collateral import` (Intel's PCS is `https://api.trustedservices.intel.com`) |
+//! | `pccs_api_key_file` | `CCM_PCCS_API_KEY_FILE` | none (the PCS subscription key, read at start) |
+//! | `pccs_ca_file` | `CCM_PCCS_CA_FILE` | none: the system's CA certificates only (for a PCCS with its own CA) |
+//! | `pccs_timeout_secs` | `CCM_PCCS_TIMEOUT_SECS` | `30` (per request) |
+//! | `collateral_refresh_interval_secs` | `CCM_COLLATERAL_REFRESH_INTERVAL_SECS` | `86400` (each set is fetched again at least this often; Intel re-signs the PCK CRL daily) |
+//! | `collateral_refresh_margin_secs` | `CCM_COLLATERAL_REFRESH_MARGIN_SECS` | `604800` (and when it expires within this) |
+//! | `pccs_api_requests_per_second` | `CCM_PCCS_API_REQUESTS_PER_SECOND` | `100` per client address on the PCCS API the manager serves (`/sgx/certification/v4/...`), burst twice that, then 429 |
+//! | `collateral_check_interval_secs` | `CCM_COLLATERAL_CHECK_INTERVAL_SECS` | `60` (how often the refresher looks) |
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -171,6 +179,22 @@ pub struct Config {
     pub smtp_username: Option<String>,
     /// File holding the SMTP password.
     pub smtp_password_file: Option<PathBuf>,
+    /// Base URL of the PCS or PCCS collateral is fetched from (`None`: offline).
+    pub pccs_url: Option<String>,
+    /// File holding the PCS API key (sent as `Ocp-Apim-Subscription-Key`).
+    pub pccs_api_key_file: Option<PathBuf>,
+    /// PEM CA certificates that authenticate the PCCS's TLS certificate, besides the system's.
+    pub pccs_ca_file: Option<PathBuf>,
+    /// Limit of each request to the PCS or PCCS.
+    pub pccs_timeout_secs: u64,
+    /// Each collateral set is fetched again at least this often.
+    pub collateral_refresh_interval_secs: i64,
+    /// ... and when it expires within this.
+    pub collateral_refresh_margin_secs: i64,
+    /// How often the refresher looks for sets to fetch.
+    pub collateral_check_interval_secs: u64,
+    /// Requests per second per client address on the PCCS API the manager serves.
+    pub pccs_api_requests_per_second: u32,
 }
 
 /// How the manager secures its SMTP connection.
@@ -236,11 +260,60 @@ impl Default for Config {
             smtp_from: None,
             smtp_username: None,
             smtp_password_file: None,
+            pccs_url: None,
+            pccs_api_key_file: None,
+            pccs_ca_file: None,
+            pccs_timeout_secs: 30,
+            collateral_refresh_interval_secs: 86_400,
+            collateral_refresh_margin_secs: 7 * 86_400,
+            collateral_check_interval_secs: 60,
+            pccs_api_requests_per_second: 100,
         }
     }
 }
 
 impl Config {
+    fn validate_collateral(&self) -> Result<(), Error> {
+        if let Some(u) = &self.pccs_url
+            && !((u.starts_with("https://") || u.starts_with("http://"))
+                && u.len() <= 512
+                && !u.chars().any(|c| c.is_whitespace() || c.is_control()))
+        {
+            return Err(invalid(
+                "pccs_url",
+                "must be an http:// or https:// URL without spaces (at most 512 characters)",
+            ));
+        }
+        if !(1..=300).contains(&self.pccs_timeout_secs) {
+            return Err(invalid("pccs_timeout_secs", "must be between 1 and 300"));
+        }
+        if !(60..=86_400 * 7).contains(&self.collateral_refresh_interval_secs) {
+            return Err(invalid(
+                "collateral_refresh_interval_secs",
+                "must be between 60 and 604800",
+            ));
+        }
+        if !(0..=86_400 * 29).contains(&self.collateral_refresh_margin_secs) {
+            return Err(invalid(
+                "collateral_refresh_margin_secs",
+                "must be between 0 and 2505600 (29 days)",
+            ));
+        }
+        if self.pccs_api_requests_per_second == 0 {
+            return Err(invalid(
+                "pccs_api_requests_per_second",
+                "must be at least 1",
+            ));
+        }
+        if !(1..=3600).contains(&self.collateral_check_interval_secs) {
+            return Err(invalid(
+                "collateral_check_interval_secs",
+                "must be between 1 and 3600",
+            ));
+        }
+        Ok(())
+    }
+
     /// The manager's base URL without a trailing slash: `public_url`, or
     /// `https://<first TLS name>:<port>` (`http://` when serving plain HTTP; the listening IP
     /// address when there is no TLS name).
@@ -429,6 +502,22 @@ impl Config {
             "CCM_SMTP_FROM" => self.smtp_from = Some(v.trim().to_string()),
             "CCM_SMTP_USERNAME" => self.smtp_username = Some(v.to_string()),
             "CCM_SMTP_PASSWORD_FILE" => self.smtp_password_file = Some(PathBuf::from(v)),
+            "CCM_PCCS_URL" => self.pccs_url = Some(v.trim().to_string()).filter(|u| !u.is_empty()),
+            "CCM_PCCS_API_KEY_FILE" => self.pccs_api_key_file = Some(PathBuf::from(v)),
+            "CCM_PCCS_CA_FILE" => self.pccs_ca_file = Some(PathBuf::from(v)),
+            "CCM_PCCS_TIMEOUT_SECS" => self.pccs_timeout_secs = parse(key, v)?,
+            "CCM_COLLATERAL_REFRESH_INTERVAL_SECS" => {
+                self.collateral_refresh_interval_secs = parse(key, v)?
+            }
+            "CCM_COLLATERAL_REFRESH_MARGIN_SECS" => {
+                self.collateral_refresh_margin_secs = parse(key, v)?
+            }
+            "CCM_PCCS_API_REQUESTS_PER_SECOND" => {
+                self.pccs_api_requests_per_second = parse(key, v)?
+            }
+            "CCM_COLLATERAL_CHECK_INTERVAL_SECS" => {
+                self.collateral_check_interval_secs = parse(key, v)?
+            }
             _ => {}
         }
         Ok(())
@@ -446,6 +535,7 @@ impl Config {
                 "must be an http:// or https:// URL without spaces (at most 512 characters)",
             ));
         }
+        self.validate_collateral()?;
         if !(300..=86_400 * 30).contains(&self.invitation_ttl_secs) {
             return Err(invalid(
                 "invitation_ttl_secs",

@@ -88,6 +88,8 @@ pub struct StateInner {
     pub auth_limits: ratelimit::AuthLimits,
     /// Rate limit per node of the agent-facing routes.
     pub node_limit: ratelimit::NodeLimit,
+    /// Rate limit per client address of the PCCS API.
+    pub pccs_limit: ratelimit::PccsLimit,
     /// Simulated intermediate CAs and signed zone CRLs.
     pub zone_cas: service::zones::ZoneCaches,
     /// Sends invitation and reset e-mails (SMTP configured).
@@ -129,6 +131,7 @@ impl AppState {
             passwords: auth::PasswordWorker::start(config.password_queue_capacity),
             auth_limits: ratelimit::AuthLimits::new(&config),
             node_limit: ratelimit::NodeLimit::new(&config),
+            pccs_limit: ratelimit::PccsLimit::new(&config),
             conversions,
             zone_cas: service::zones::ZoneCaches::default(),
             mailer: mail::Mailer::from_config(&config)?,
@@ -160,6 +163,7 @@ pub fn app(state: AppState) -> Router {
             }),
         )
         .merge(console::router(&state))
+        .merge(routes::pccs::router())
         .fallback(routes::not_found)
         .method_not_allowed_fallback(routes::method_not_allowed)
         .layer(axum::middleware::from_fn_with_state(
@@ -275,6 +279,8 @@ pub async fn start(config: Config, clock: Arc<dyn Clock>) -> Result<RunningManag
     let router = app(state.clone());
     let (shutdown, rx) = watch::channel(false);
     service::issuance::spawn_background(state.clone(), rx.clone());
+    service::collateral::load_at_start(&state).await;
+    service::collateral::spawn_refresher(state.clone(), rx.clone());
     let conversions = conversion::spawn(state.clone(), rx.clone())?;
     let acceptor = tls.map(|t| tokio_rustls::TlsAcceptor::from(t.server_config));
     let limits = ServeLimits {

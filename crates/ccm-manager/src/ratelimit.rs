@@ -270,6 +270,26 @@ impl AuthLimits {
 /// How many keys each limiter remembers.
 pub const MAX_KEYS: usize = 10_000;
 
+/// The per-address limit of the PCCS API the manager serves.
+#[derive(Debug)]
+pub struct PccsLimit(KeyedLimiter<IpAddr>);
+
+impl PccsLimit {
+    /// The limit from the configuration (`pccs_api_requests_per_second`, burst twice that).
+    pub fn new(config: &crate::Config) -> Self {
+        let n = config.pccs_api_requests_per_second;
+        Self(KeyedLimiter::new(
+            Rate::per_second(n, n.saturating_mul(2)),
+            MAX_KEYS,
+        ))
+    }
+
+    /// Takes a token for `ip`, or says when one will be there.
+    pub fn check(&self, ip: &IpAddr, now: Instant) -> Result<(), Limited> {
+        self.0.check(ip, now)
+    }
+}
+
 /// The per-node limit of the agent-facing routes, keyed by SHA-256 of the node's client
 /// certificate.
 #[derive(Debug, Clone)]

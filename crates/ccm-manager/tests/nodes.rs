@@ -36,10 +36,22 @@ struct World {
     pin: [u8; 32],
     token: String,
     dir: tempfile::TempDir,
+    /// The test PCCS the manager fetches collateral from ([`world_with_pccs`]).
+    pccs: Option<ccm_testkit::pccs::Shared>,
     _db: Option<ccm_testkit::postgres::TestDatabase>,
 }
 
 async fn world(backend: Backend) -> World {
+    world_of(backend, false).await
+}
+
+/// A world whose manager fetches collateral from a test PCCS serving the simulated root's,
+/// issued at T0 (and nodes upload none).
+async fn world_with_pccs(backend: Backend) -> World {
+    world_of(backend, true).await
+}
+
+async fn world_of(backend: Backend, with_pccs: bool) -> World {
     let dir = tempfile::tempdir().unwrap();
     let platform = dir.path().join("platform");
     sim::init(&platform, &PlatformOptions::new(T0 as u64)).unwrap();
@@ -47,11 +59,22 @@ async fn world(backend: Backend) -> World {
         Backend::Sqlite => None,
         Backend::Postgres => Some(ccm_testkit::postgres::database().expect("PostgreSQL")),
     };
+    let pccs = if with_pccs {
+        let parts = sim::issue_collateral(&platform, &sim::DEFAULT_FMSPC, T0 as u64).unwrap();
+        let (url, server) =
+            ccm_testkit::pccs::serve(parts.into_parts(), ccm_testkit::pccs::Fault::None)
+                .await
+                .unwrap();
+        Some((url, server))
+    } else {
+        None
+    };
     let config = Config {
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("data"),
         database_url: db.as_ref().map(|d| d.url.clone()),
         trusted_simulated_roots: vec![platform.join(sim::ROOT_CA_FILE)],
+        pccs_url: pccs.as_ref().map(|(url, _)| url.clone()),
         ..Config::default()
     };
     let clock = ManualClock::new(T0);
@@ -93,6 +116,7 @@ async fn world(backend: Backend) -> World {
         pin,
         token,
         dir,
+        pccs: pccs.map(|(_, server)| server),
         _db: db,
     };
     let acct = w
@@ -173,13 +197,36 @@ impl World {
     }
 
     /// Enrolls with `token` and `nonce` using the platform in `platform` (REPORTDATA binding
-    /// the key and `bind_nonce`).
+    /// the key and `bind_nonce`), uploading the platform's collateral file unless the world
+    /// has a PCCS.
     async fn enroll(
         &self,
         token: &str,
         nonce: &str,
         bind_nonce: &str,
         platform: &Path,
+    ) -> (StatusCode, Value, rcgen::KeyPair) {
+        let collateral = match self.pccs {
+            Some(_) => None,
+            None => Some(
+                serde_json::from_slice(
+                    &std::fs::read(platform.join(sim::COLLATERAL_FILE)).unwrap(),
+                )
+                .unwrap(),
+            ),
+        };
+        self.enroll_with(token, nonce, bind_nonce, platform, collateral)
+            .await
+    }
+
+    /// [`World::enroll`] uploading `collateral` (none: `None`).
+    async fn enroll_with(
+        &self,
+        token: &str,
+        nonce: &str,
+        bind_nonce: &str,
+        platform: &Path,
+        collateral: Option<Value>,
     ) -> (StatusCode, Value, rcgen::KeyPair) {
         let key = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256).unwrap();
         let csr = rcgen::CertificateParams::default()
@@ -200,9 +247,6 @@ impl World {
         };
         let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
         let (quote, _) = qe.get_quote(&report, None).unwrap();
-        let collateral: Value =
-            serde_json::from_slice(&std::fs::read(platform.join(sim::COLLATERAL_FILE)).unwrap())
-                .unwrap();
         let r = self
             .http
             .post(format!("{}/v1/nodes", self.base))
@@ -1398,3 +1442,6 @@ both_backends!(
     concurrent_task_id,
     simulated_trust_and_chain,
 );
+
+#[path = "nodes/collateral.rs"]
+mod collateral;

@@ -23,6 +23,7 @@ use ccm_api::accounts::{AccessRole, ApprovalPolicy, ZoneCaKeyType};
 use ccm_api::apps::TcbStatus;
 use ccm_api::builds::{BuildStatusType, ConversionStatus};
 use ccm_api::certificates::CertificateStatusType;
+use ccm_api::collateral::{CollateralSource, PckCaType, TcbUpdate, TeeType};
 use ccm_api::nodes::NodeStatusType;
 use ccm_api::tasks::{ApprovalStatus, RequesterType, TaskStatusType, TaskType};
 use sha2::{Digest, Sha256};
@@ -184,6 +185,22 @@ pub(crate) fn domains() -> Vec<Domain> {
             "conversions",
             "status",
             every!(ConversionStatus: Queued, Running, Succeeded, Failed),
+        ),
+        Domain::new(
+            "collateral_sets",
+            "ca_type",
+            every!(PckCaType: Processor, Platform),
+        ),
+        Domain::new("collateral_sets", "tee", every!(TeeType: Sgx, Tdx)),
+        Domain::new(
+            "collateral_sets",
+            "tcb_update",
+            every!(TcbUpdate: Standard, Early),
+        ),
+        Domain::new(
+            "collateral_sets",
+            "source",
+            every!(CollateralSource: Pccs, Upload, Import),
         ),
     ]
 }

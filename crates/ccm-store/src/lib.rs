@@ -39,6 +39,7 @@ mod apps;
 mod audit;
 mod builds;
 mod certificates;
+mod collateral;
 mod conversions;
 mod counts;
 mod domains;
@@ -72,6 +73,7 @@ pub use certificates::{
     EnclaveFacts, ImageMatch, IssuanceLookup, IssuanceRecord, LookupKey, MAX_ISSUANCE_BATCH,
     PendingCertificate, PendingOutcome,
 };
+pub use collateral::{CollateralAges, CollateralKey, CollateralRecord, NewCollateral};
 pub use conversions::{
     ClaimedConversion, ConversionResult, INTERRUPTED_REASON, Interrupted, NewConversion,
     ProgressUpdate, Recovery, SigningKeyRecord, log_line,

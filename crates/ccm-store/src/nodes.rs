@@ -1,5 +1,5 @@
 //! Compute nodes: enrollment (nonces, join-token use), status, heartbeats, deactivation, node
-//! certificates, zone node policy and verified platform collateral.
+//! certificates and zone node policy.
 
 use ccm_api::nodes::{Node, NodeStatus, NodeStatusType, SgxInfo};
 use ccm_api::tasks::TaskType;
@@ -869,43 +869,5 @@ impl Store {
         )
         .await?;
         w.commit().await
-    }
-
-    /// Stores verified collateral for a platform family unless newer collateral (a higher TCB
-    /// evaluation data number) is already stored.
-    pub async fn put_collateral(
-        &self,
-        fmspc: &str,
-        root_fingerprint: &str,
-        collateral_json: &str,
-        tcb_evaluation_data_number: i64,
-        now: i64,
-    ) -> Result<()> {
-        let mut w = self.begin_write().await?;
-        sqlx::query(
-            "INSERT INTO platform_collateral (fmspc, root_fingerprint, collateral, tcb_evaluation_data_number, updated_at) \
-             VALUES ($1, $2, $3, $4, $5) ON CONFLICT (fmspc, root_fingerprint) DO UPDATE \
-             SET collateral = $3, tcb_evaluation_data_number = $4, updated_at = $5 \
-             WHERE platform_collateral.tcb_evaluation_data_number <= $4",
-        )
-        .bind(fmspc)
-        .bind(root_fingerprint)
-        .bind(collateral_json)
-        .bind(tcb_evaluation_data_number)
-        .bind(now)
-        .execute(&mut *w.tx)
-        .await?;
-        w.commit().await
-    }
-
-    /// Stored collateral for a platform family under every root (JSON texts).
-    pub async fn collateral_for(&self, fmspc: &str) -> Result<Vec<(String, String)>> {
-        Ok(sqlx::query_as(
-            "SELECT root_fingerprint, collateral FROM platform_collateral WHERE fmspc = $1 \
-             ORDER BY tcb_evaluation_data_number DESC",
-        )
-        .bind(fmspc)
-        .fetch_all(&self.pool)
-        .await?)
     }
 }

@@ -12,8 +12,11 @@ mod common;
 use ccm_api::accounts::ApprovalPolicy;
 use ccm_api::audit::{GENESIS_HASH, verify_chain};
 use ccm_api::builds::BuildStatusType;
+use ccm_api::collateral::{CollateralSource, PckCaType, TcbUpdate, TeeType};
 use ccm_api::tasks::ApprovalStatus;
-use ccm_store::{IssuanceRecord, Store, StoreOptions};
+use ccm_store::{
+    CollateralAges, CollateralKey, IssuanceRecord, NewCollateral, Store, StoreOptions,
+};
 use common::{
     Db, NOW, app, approve_domains, build, denied, image_effect, setup, verdict, whitelist_image,
 };
@@ -604,6 +607,25 @@ fn assert_wal_bounded(largest: u64) {
     );
 }
 
+const AGES: CollateralAges = CollateralAges {
+    tcb_evaluation_data_number: 17,
+    qe_evaluation_data_number: 17,
+    tcb_info_issued: NOW,
+    qe_identity_issued: NOW,
+    pck_crl_issued: NOW,
+    root_crl_issued: NOW,
+};
+
+fn collateral_key(fmspc: &str) -> CollateralKey {
+    CollateralKey {
+        root_fingerprint: "00".into(),
+        fmspc: fmspc.into(),
+        ca_type: PckCaType::Processor,
+        tee: TeeType::Sgx,
+        update: TcbUpdate::Standard,
+    }
+}
+
 /// SQLite's automatic checkpoints are off (they stall the commit that triggers them); the
 /// store's background checkpoints must still keep the write-ahead log bounded while writes keep
 /// coming.
@@ -614,15 +636,27 @@ async fn sqlite_wal_stays_bounded_under_sustained_writes() {
     let blob = "x".repeat(64 * 1024);
     let mut largest = 0;
     for i in 0..800u32 {
-        store
-            .put_collateral(&format!("{i:012x}"), "00", &blob, 1, NOW)
-            .await
-            .unwrap();
+        let key = collateral_key(&format!("{i:012x}"));
+        let offered = NewCollateral {
+            key: &key,
+            collateral: &blob,
+            ages: AGES,
+            valid_until: NOW + 86_400,
+            simulated: true,
+            source: CollateralSource::Upload,
+            now: NOW,
+        };
+        assert!(store.put_collateral_if_newer(&offered).await.unwrap());
         largest = largest.max(wal_size(&db));
     }
     assert_wal_bounded(largest);
     // Everything written is there.
-    assert_eq!(store.collateral_for("00000000031f").await.unwrap().len(), 1);
+    let last = store
+        .collateral_set(&collateral_key("00000000031f"))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(last.collateral.len(), blob.len());
     store.close().await;
 }
 

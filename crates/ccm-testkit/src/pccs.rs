@@ -33,14 +33,41 @@ pub enum Fault {
     Slow,
     /// CRLs (PCK and root) as PEM.
     PemCrls,
+    /// 503 for every request (the service is down).
+    Unavailable,
 }
 
 /// What a running server serves and has seen.
 pub struct Server {
-    parts: CollateralParts,
-    fault: Fault,
+    serving: Mutex<(CollateralParts, Fault)>,
     /// Every request's endpoint and sorted query (`tcb?fmspc=...&update=standard`), in order.
     pub seen: Mutex<Vec<String>>,
+}
+
+impl Server {
+    /// Serves `parts` from now on (as a PCCS does after Intel re-signed).
+    pub fn set_parts(&self, parts: CollateralParts) {
+        self.lock().0 = parts;
+    }
+
+    /// Misbehaves as `fault` says from now on.
+    pub fn set_fault(&self, fault: Fault) {
+        self.lock().1 = fault;
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, (CollateralParts, Fault)> {
+        // A handler that panicked while holding the lock left a value that is still whole.
+        self.serving.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// What one request is answered from.
+    fn snapshot(&self) -> (CollateralParts, Fault) {
+        self.lock().clone()
+    }
+}
+
+fn unavailable() -> Response {
+    (StatusCode::SERVICE_UNAVAILABLE, "down for maintenance").into_response()
 }
 
 /// A running server, shared with its handlers.
@@ -52,8 +79,8 @@ fn chain_header(pem: &str) -> HeaderValue {
         .unwrap_or_else(|_| HeaderValue::from_static(""))
 }
 
-fn crl_body(s: &Server, der: &[u8]) -> Vec<u8> {
-    if s.fault == Fault::PemCrls {
+fn crl_body(fault: Fault, der: &[u8]) -> Vec<u8> {
+    if fault == Fault::PemCrls {
         pem::encode(&pem::Pem::new("X509 CRL", der.to_vec())).into_bytes()
     } else {
         der.to_vec()
@@ -70,17 +97,23 @@ fn note(s: &Server, what: &str, q: &HashMap<String, String>) {
 
 async fn pck_crl(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     note(&s, "pckcrl", &q);
+    let (parts, fault) = s.snapshot();
+    if fault == Fault::Unavailable {
+        return unavailable();
+    }
     let mut h = HeaderMap::new();
     h.insert(
         "SGX-PCK-CRL-Issuer-Chain",
-        chain_header(&s.parts.pck_crl_issuer_chain),
+        chain_header(&parts.pck_crl_issuer_chain),
     );
-    (h, crl_body(&s, &s.parts.pck_crl)).into_response()
+    (h, crl_body(fault, &parts.pck_crl)).into_response()
 }
 
 async fn tcb(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     note(&s, "tcb", &q);
-    match s.fault {
+    let (parts, fault) = s.snapshot();
+    match fault {
+        Fault::Unavailable => return unavailable(),
         Fault::NotFound => {
             return (StatusCode::NOT_FOUND, [("Error-Code", "NotFound")]).into_response();
         }
@@ -88,24 +121,24 @@ async fn tcb(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) 
         _ => {}
     }
     let mut h = HeaderMap::new();
-    if s.fault != Fault::NoTcbChainHeader {
+    if fault != Fault::NoTcbChainHeader {
         h.insert(
             "TCB-Info-Issuer-Chain",
-            chain_header(&s.parts.tcb_info_issuer_chain),
+            chain_header(&parts.tcb_info_issuer_chain),
         );
     }
-    let body = match s.fault {
+    let body = match fault {
         Fault::GarbageTcbBody => "<html>maintenance</html>".to_string(),
         Fault::HugeBody => " ".repeat(5 << 20),
         Fault::TcbInfoTampered => {
-            let tampered = s.parts.tcb_info.replacen(
+            let tampered = parts.tcb_info.replacen(
                 "\"tcbEvaluationDataNumber\":",
                 "\"tcbEvaluationDataNumber\":9",
                 1,
             );
-            join_signed_json("tcbInfo", &tampered, &s.parts.tcb_info_signature)
+            join_signed_json("tcbInfo", &tampered, &parts.tcb_info_signature)
         }
-        _ => join_signed_json("tcbInfo", &s.parts.tcb_info, &s.parts.tcb_info_signature),
+        _ => join_signed_json("tcbInfo", &parts.tcb_info, &parts.tcb_info_signature),
     };
     (h, body).into_response()
 }
@@ -115,33 +148,38 @@ async fn qe_identity(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     note(&s, "qe/identity", &q);
+    let (parts, fault) = s.snapshot();
+    if fault == Fault::Unavailable {
+        return unavailable();
+    }
     let mut h = HeaderMap::new();
     h.insert(
         "SGX-Enclave-Identity-Issuer-Chain",
-        chain_header(&s.parts.qe_identity_issuer_chain),
+        chain_header(&parts.qe_identity_issuer_chain),
     );
     let body = join_signed_json(
         "enclaveIdentity",
-        &s.parts.qe_identity,
-        &s.parts.qe_identity_signature,
+        &parts.qe_identity,
+        &parts.qe_identity_signature,
     );
     (h, body).into_response()
 }
 
 async fn root_crl(State(s): State<Shared>) -> Response {
     note(&s, "rootcacrl", &HashMap::new());
-    if s.fault == Fault::PemCrls {
-        return crl_body(&s, &s.parts.root_ca_crl).into_response();
+    let (parts, fault) = s.snapshot();
+    match fault {
+        Fault::Unavailable => unavailable(),
+        Fault::PemCrls => crl_body(fault, &parts.root_ca_crl).into_response(),
+        _ => hex::encode(&parts.root_ca_crl).into_response(),
     }
-    hex::encode(&s.parts.root_ca_crl).into_response()
 }
 
 /// Serves `parts` at a loopback address until the runtime ends; answers the base URL
 /// (`http://127.0.0.1:PORT`) and the server.
 pub async fn serve(parts: CollateralParts, fault: Fault) -> std::io::Result<(String, Shared)> {
     let state = Arc::new(Server {
-        parts,
-        fault,
+        serving: Mutex::new((parts, fault)),
         seen: Mutex::new(Vec::new()),
     });
     let app = axum::Router::new()

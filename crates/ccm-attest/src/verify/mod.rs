@@ -46,8 +46,8 @@ use ccm_sgx::{
 };
 use serde_json::json;
 
+use crate::collateral::{CaType, CheckedTcbLevel, TcbStatus};
 use crate::collateral::{CheckedQeIdentity, CheckedTcbInfo, Collateral, QeIdentity, TcbInfo};
-use crate::collateral::{CheckedTcbLevel, TcbStatus};
 use crate::error::{
     CertRole, CollateralError, CollateralItem, CrlKind, QeIdentityField, VerifyError,
 };
@@ -114,6 +114,7 @@ struct VerifiedPck {
     ca_subject: Vec<u8>,
     ca_key: P256Point,
     ca_serial: Vec<u8>,
+    ca_type: Option<CaType>,
     /// (role, notBefore, notAfter) of the leaf, the CA and the root.
     windows: Vec<(CertRole, u64, u64)>,
     extension: SgxExtension,
@@ -128,6 +129,8 @@ struct VerifiedCollateral {
     pck_crl: Crl,
     pck_crl_issuer_subject: Vec<u8>,
     pck_crl_issuer_key: P256Point,
+    /// The PCK CA type, from the CRL issuer's common name (`None`: neither of Intel's names).
+    pck_ca_type: Option<CaType>,
     /// (role, notBefore, notAfter) of the signing certificates.
     cert_windows: Vec<(CertRole, u64, u64)>,
     /// (item, issued, nextUpdate) of the dated items.
@@ -139,10 +142,20 @@ struct VerifiedCollateral {
 pub struct CollateralSummary {
     /// The FMSPC its TCB info is for.
     pub fmspc: [u8; 6],
+    /// The PCK CA whose CRL it holds (`None`: an issuer named neither Processor nor Platform CA).
+    pub ca_type: Option<CaType>,
     /// The TCB info's evaluation data number (higher: after a later TCB recovery).
     pub tcb_evaluation_data_number: u32,
+    /// The QE identity's evaluation data number.
+    pub qe_identity_evaluation_data_number: u32,
     /// The TCB info's issue date (Unix seconds).
     pub tcb_info_issued: u64,
+    /// The QE identity's issue date (Unix seconds).
+    pub qe_identity_issued: u64,
+    /// The PCK CRL's `thisUpdate` (Unix seconds).
+    pub pck_crl_issued: u64,
+    /// The root CA CRL's `thisUpdate` (Unix seconds).
+    pub root_crl_issued: u64,
     /// Whether it rests on a simulated root.
     pub simulated: bool,
     /// SHA-256 of the root certificate it chains to.
@@ -150,6 +163,129 @@ pub struct CollateralSummary {
     /// The earliest `nextUpdate` or certificate expiry of its parts (Unix seconds): fetch
     /// again before then.
     pub valid_until: u64,
+}
+
+/// How one collateral set's age compares with another's for the same platform
+/// ([`CollateralSummary::compare_age`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Recency {
+    /// No part is older and at least one is newer: it may replace the other.
+    Newer,
+    /// Every part is as old as the other's.
+    Same,
+    /// No part is newer and at least one is older.
+    Older,
+    /// Some parts are newer, some older (pieced together from two fetches): it replaces nothing.
+    Mixed,
+}
+
+/// The four parts of a collateral set, each ordered on its own.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum CollateralPart {
+    /// The TCB info, ordered by (evaluation data number, issue date).
+    TcbInfo,
+    /// The QE identity, ordered by (evaluation data number, issue date).
+    QeIdentity,
+    /// The PCK CRL, ordered by `thisUpdate`.
+    PckCrl,
+    /// The root CA CRL, ordered by `thisUpdate`.
+    RootCrl,
+}
+
+impl CollateralPart {
+    /// Every part.
+    pub const ALL: [CollateralPart; 4] = [
+        CollateralPart::TcbInfo,
+        CollateralPart::QeIdentity,
+        CollateralPart::PckCrl,
+        CollateralPart::RootCrl,
+    ];
+}
+
+impl CollateralSummary {
+    /// The age of one part, compared as a tuple (larger: newer).
+    pub fn part_age(&self, part: CollateralPart) -> (u64, u64) {
+        match part {
+            CollateralPart::TcbInfo => (
+                u64::from(self.tcb_evaluation_data_number),
+                self.tcb_info_issued,
+            ),
+            CollateralPart::QeIdentity => (
+                u64::from(self.qe_identity_evaluation_data_number),
+                self.qe_identity_issued,
+            ),
+            CollateralPart::PckCrl => (self.pck_crl_issued, 0),
+            CollateralPart::RootCrl => (self.root_crl_issued, 0),
+        }
+    }
+
+    /// How this set compares with `other`, part by part. A set may replace another only when
+    /// it is [`Recency::Newer`]: no part goes back in time, so nobody can bring back collateral
+    /// from before a TCB recovery or a revocation by offering it again.
+    pub fn compare_age(&self, other: &CollateralSummary) -> Recency {
+        let (mut newer, mut older) = (false, false);
+        for part in CollateralPart::ALL {
+            let (mine, theirs) = (self.part_age(part), other.part_age(part));
+            newer |= mine > theirs;
+            older |= mine < theirs;
+        }
+        match (newer, older) {
+            (true, false) => Recency::Newer,
+            (false, false) => Recency::Same,
+            (false, true) => Recency::Older,
+            (true, true) => Recency::Mixed,
+        }
+    }
+
+    /// Whether `other` is collateral for the same platform: FMSPC, PCK CA type and root.
+    pub fn same_platform(&self, other: &CollateralSummary) -> bool {
+        self.fmspc == other.fmspc
+            && self.ca_type == other.ca_type
+            && self.root_fingerprint == other.root_fingerprint
+    }
+}
+
+/// The newest of each part of two verified sets for the same platform: `current` with every
+/// part that `offered` has newer. `None` when `offered` has no newer part or is for another
+/// platform. Each part is signed on its own under the root, so the result is genuine when both
+/// were; verify it again ([`Verifier::check_collateral`]) for its summary before use.
+pub fn newest_parts(
+    current: (&Collateral, &CollateralSummary),
+    offered: (&Collateral, &CollateralSummary),
+) -> Option<Collateral> {
+    if !current.1.same_platform(offered.1) {
+        return None;
+    }
+    let mut parts = current.0.parts().clone();
+    let theirs = offered.0.parts();
+    let mut changed = false;
+    for part in CollateralPart::ALL {
+        if offered.1.part_age(part) <= current.1.part_age(part) {
+            continue;
+        }
+        changed = true;
+        match part {
+            CollateralPart::TcbInfo => {
+                parts.tcb_info_issuer_chain = theirs.tcb_info_issuer_chain.clone();
+                parts.tcb_info = theirs.tcb_info.clone();
+                parts.tcb_info_signature = theirs.tcb_info_signature.clone();
+            }
+            CollateralPart::QeIdentity => {
+                parts.qe_identity_issuer_chain = theirs.qe_identity_issuer_chain.clone();
+                parts.qe_identity = theirs.qe_identity.clone();
+                parts.qe_identity_signature = theirs.qe_identity_signature.clone();
+            }
+            CollateralPart::PckCrl => {
+                parts.pck_crl_issuer_chain = theirs.pck_crl_issuer_chain.clone();
+                parts.pck_crl = theirs.pck_crl.clone();
+            }
+            CollateralPart::RootCrl => parts.root_ca_crl = theirs.root_ca_crl.clone(),
+        }
+    }
+    if !changed {
+        return None;
+    }
+    Collateral::new(parts).ok()
 }
 
 /// The outcome of a successful verification: who the enclave is, and how current its platform is.
@@ -405,8 +541,13 @@ impl Verifier {
             .ok_or(VerifyError::CollateralRootMismatch)?;
         Ok(CollateralSummary {
             fmspc: coll.tcb_info.fmspc,
+            ca_type: coll.pck_ca_type,
             tcb_evaluation_data_number: coll.tcb_info.evaluation_data_number,
+            qe_identity_evaluation_data_number: coll.qe_identity.evaluation_data_number,
             tcb_info_issued: coll.tcb_info.issue_date,
+            qe_identity_issued: coll.qe_identity.issue_date,
+            pck_crl_issued: coll.pck_crl.this_update,
+            root_crl_issued: coll.root_crl.this_update,
             simulated: root.is_simulated(),
             root_fingerprint: *root.fingerprint(),
             valid_until: collateral_valid_until(&coll),
@@ -418,20 +559,33 @@ impl Verifier {
     /// verified here: when the PCK chain was verified before, the FMSPC comes from that result
     /// (the same leaf certificate, so the same value), otherwise from parsing the leaf.
     pub fn quote_fmspc(&self, quote: &[u8]) -> Option<[u8; 6]> {
+        self.quote_platform(quote).map(|(fmspc, _)| fmspc)
+    }
+
+    /// The FMSPC and PCK CA type of a quote's PCK certificate: what its collateral is for.
+    /// `None` as for [`Verifier::quote_fmspc`], or when the PCK certificate's issuer is neither
+    /// a Processor nor a Platform CA. Nothing is verified here either.
+    pub fn quote_collateral_key(&self, quote: &[u8]) -> Option<([u8; 6], CaType)> {
+        match self.quote_platform(quote)? {
+            (fmspc, Some(ca)) => Some((fmspc, ca)),
+            (_, None) => None,
+        }
+    }
+
+    fn quote_platform(&self, quote: &[u8]) -> Option<([u8; 6], Option<CaType>)> {
         let parsed = Quote::parse(quote).ok()?;
         let cert_data = &parsed.signature_data.certification_data;
         if cert_data.cert_type != CertDataType::PCK_CERT_CHAIN {
             return None;
         }
         if let Some(hit) = self.pck_chains.get(&sha256(&[&cert_data.data])) {
-            return Some(hit.extension.fmspc);
+            return Some((hit.extension.fmspc, hit.ca_type));
         }
         let chain = cert_data.pck_cert_chain().ok()?;
-        Some(
-            SgxExtension::from_certificate_der(chain.first()?)
-                .ok()?
-                .fmspc,
-        )
+        let leaf = chain.first()?;
+        let fmspc = SgxExtension::from_certificate_der(leaf).ok()?.fmspc;
+        let issuer = Cert::from_der(leaf).ok()?.issuer_cn;
+        Some((fmspc, CaType::from_issuer_cn(&issuer)))
     }
 
     /// Step 2: the PCK chain, verified once per distinct certification data.
@@ -588,6 +742,7 @@ fn verify_pck_chain(
         ca_subject: ca.subject.clone(),
         ca_key: ca.public_key,
         ca_serial: ca.serial.clone(),
+        ca_type: CaType::from_issuer_cn(&ca.subject_cn),
         windows: vec![
             (CertRole::PckLeaf, leaf.not_before, leaf.not_after),
             (CertRole::PckCa, ca.not_before, ca.not_after),
@@ -803,6 +958,7 @@ fn verify_collateral(
         qe_identity,
         root_crl,
         pck_crl,
+        pck_ca_type: CaType::from_issuer_cn(&pck_ca.subject_cn),
         pck_crl_issuer_subject: pck_ca.subject,
         pck_crl_issuer_key: pck_ca.public_key,
         cert_windows,

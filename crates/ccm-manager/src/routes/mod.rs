@@ -6,9 +6,11 @@ pub(crate) mod apps;
 mod audit;
 pub(crate) mod builds;
 mod certificates;
+mod collateral;
 mod conversions;
 mod node_agent;
 mod nodes;
+pub(crate) mod pccs;
 mod registries;
 pub(crate) mod sys;
 pub(crate) mod tasks;
@@ -89,6 +91,7 @@ pub(crate) fn router() -> OpenApiRouter<AppState> {
             node_agent::router().route_layer(axum::middleware::from_fn(crate::ratelimit::per_node)),
         )
         .merge(certificates::router())
+        .merge(collateral::router())
 }
 
 /// Whether a request asks for a certificate as PEM (`Accept: application/x-pem-file` or

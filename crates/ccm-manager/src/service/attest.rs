@@ -2,15 +2,7 @@
 //! collateral and the zone CAs in memory. The issuance decision that uses them is
 //! [`crate::service::issuance`].
 //!
-//! # Collateral
-//!
-//! A node uploads its platform's `QuoteCollateralV3` at enrollment. That is safe: the verifier
-//! authenticates every part (CRLs, TCB info, QE identity) under the *same* trusted root as the
-//! quote's PCK chain before using any of it, and the enrollment quote is verified with it. Verified
-//! collateral is kept per FMSPC (in the database, so replicas and restarts share it, and in
-//! memory) and used for the quotes of applications on platforms of that family. A newer upload
-//! (higher TCB evaluation data number) replaces it. Hardware deployments may later add a PCCS
-//! URL; the verifier does not care where collateral comes from.
+//! Collateral (where it comes from, which set is current) is [`crate::service::collateral`].
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
@@ -18,21 +10,24 @@ use std::sync::{Arc, RwLock};
 use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 use ccm_api::apps::TcbStatus as ApiTcbStatus;
+use ccm_api::collateral::{CollateralSource, TcbUpdate};
 use ccm_attest::{
-    Collateral, Policy, RootKind, TrustRoot, TrustRoots, VerifiedQuote, Verifier, VerifyError,
+    Collateral, Policy, RootKind, Tee, TrustRoot, TrustRoots, VerifiedQuote, Verifier, VerifyError,
 };
 use ccm_pki::ZoneCa;
 use sha2::{Digest, Sha256};
 use uuid::Uuid;
 
 use crate::secrets::zone_key_context;
+use crate::service::collateral::{self, CollateralError, CollateralServices, Platform};
 use crate::service::{ServiceError, ServiceResult};
 use crate::{AppState, Config, Error};
 
 /// Attestation services shared by the handlers.
 pub struct AttestServices {
     verifier: Verifier,
-    collateral: RwLock<HashMap<[u8; 6], Vec<Arc<Collateral>>>>,
+    /// Platform collateral.
+    pub collateral: CollateralServices,
     cas: RwLock<HashMap<Uuid, Arc<ZoneCa>>>,
 }
 
@@ -104,7 +99,7 @@ impl AttestServices {
         }
         Ok(Self {
             verifier: Verifier::new(roots),
-            collateral: RwLock::new(HashMap::new()),
+            collateral: CollateralServices::new(config)?,
             cas: RwLock::new(HashMap::new()),
         })
     }
@@ -113,40 +108,26 @@ impl AttestServices {
     pub fn verifier(&self) -> &Verifier {
         &self.verifier
     }
-
-    fn cached_collateral(&self, fmspc: &[u8; 6]) -> Vec<Arc<Collateral>> {
-        self.collateral
-            .read()
-            .map(|m| m.get(fmspc).cloned().unwrap_or_default())
-            .unwrap_or_default()
-    }
-
-    fn remember_collateral(&self, fmspc: [u8; 6], c: Arc<Collateral>) {
-        if let Ok(mut m) = self.collateral.write() {
-            let list = m.entry(fmspc).or_default();
-            if !list.iter().any(|x| x.digest() == c.digest()) {
-                list.insert(0, c);
-                list.truncate(4);
-            }
-        }
-    }
 }
 
 /// Why [`verify_quote`] did not verify a quote.
 #[derive(Debug, thiserror::Error)]
 pub enum QuoteError {
-    /// The quote does not parse, or carries no PCK certificate with an SGX extension.
+    /// The quote does not parse, or carries no PCK certificate with an SGX extension and a
+    /// Processor or Platform CA issuer.
     #[error("the quote does not parse or carries no PCK certificate with an SGX extension")]
     Malformed,
-    /// No collateral is known for the quote's platform family.
-    #[error(
-        "no collateral for platform FMSPC {fmspc}: a node of this platform must enroll with its collateral first"
-    )]
+    /// No collateral is known for the quote's platform, and none could be fetched.
+    #[error("no collateral for platform FMSPC {fmspc} (PCK {ca} CA): {reason}")]
     NoCollateral {
         /// The FMSPC (hex).
         fmspc: String,
+        /// The PCK CA type.
+        ca: &'static str,
+        /// Why none could be had.
+        reason: String,
     },
-    /// The quote does not verify with any known collateral (the last verifier error).
+    /// The quote does not verify with the current collateral (the last verifier error).
     #[error("the quote does not verify: {0}")]
     Invalid(VerifyError),
     /// Reading stored collateral failed: an internal failure, not a verdict on the quote.
@@ -154,74 +135,67 @@ pub enum QuoteError {
     Store(#[source] ccm_store::Error),
 }
 
-/// Verifies a quote with the collateral known for its FMSPC (and `extra`, collateral that came
-/// with the request). Returns the verified quote and the collateral that verified it.
+/// Verifies a quote with the current collateral of its platform (fetched on demand when there
+/// is none). `hint` is collateral that came with the request: it is offered like any upload
+/// (current only if newer) and never used unless it became current.
 pub async fn verify_quote(
     s: &AppState,
     quote: &[u8],
-    extra: Option<Collateral>,
-) -> Result<(VerifiedQuote, Arc<Collateral>), QuoteError> {
-    let fmspc = s
+    hint: Option<Collateral>,
+) -> Result<VerifiedQuote, QuoteError> {
+    let (fmspc, ca) = s
         .attest
         .verifier
-        .quote_fmspc(quote)
+        .quote_collateral_key(quote)
         .ok_or(QuoteError::Malformed)?;
-    let mut candidates: Vec<Arc<Collateral>> = Vec::new();
-    if let Some(c) = extra {
-        candidates.push(Arc::new(c));
+    if let Some(c) = hint {
+        offer_hint(s, c).await?;
     }
-    let mut cached = s.attest.cached_collateral(&fmspc);
-    if cached.is_empty() {
-        let stored = s
-            .store
-            .collateral_for(&hex::encode(fmspc))
-            .await
-            .map_err(QuoteError::Store)?;
-        for (_, json) in stored {
-            match Collateral::from_json(json.as_bytes()) {
-                Ok(c) => {
-                    let c = Arc::new(c);
-                    s.attest.remember_collateral(fmspc, c.clone());
-                    cached.push(c);
-                }
-                Err(e) => tracing::warn!(error = %e, "stored collateral does not parse"),
-            }
-        }
-    }
-    candidates.extend(cached);
+    let platform = Platform {
+        fmspc,
+        ca,
+        tee: Tee::Sgx,
+    };
+    let no_collateral = |reason: String| QuoteError::NoCollateral {
+        fmspc: hex::encode(fmspc),
+        ca: ca.as_str(),
+        reason,
+    };
+    let sets = match collateral::current_sets(s, platform).await {
+        Ok(sets) => sets,
+        Err(CollateralError::Store(e)) => return Err(QuoteError::Store(e)),
+        Err(e) => return Err(no_collateral(e.to_string())),
+    };
     let now = u64::try_from(s.clock.now()).unwrap_or(0);
     let mut last = None;
-    for c in candidates {
-        match s.attest.verifier.verify(quote, &c, now) {
-            Ok(v) => return Ok((v, c)),
+    for set in sets {
+        match s.attest.verifier.verify(quote, &set.collateral, now) {
+            Ok(v) => return Ok(v),
             Err(e) => last = Some(e),
         }
     }
     Err(match last {
         Some(e) => QuoteError::Invalid(e),
-        None => QuoteError::NoCollateral {
-            fmspc: hex::encode(fmspc),
-        },
+        None => no_collateral(match s.attest.collateral.pccs_url() {
+            Some(_) => "the PCS or PCCS has none for it".into(),
+            None => "none was uploaded or imported, and no PCS or PCCS is configured \
+                     (pccs_url)"
+                .into(),
+        }),
     })
 }
 
-/// Remembers collateral that verified an enrollment quote (memory and database).
-pub async fn keep_collateral(
-    s: &AppState,
-    v: &VerifiedQuote,
-    c: &Arc<Collateral>,
-) -> ServiceResult<()> {
-    s.attest.remember_collateral(v.fmspc, c.clone());
-    s.store
-        .put_collateral(
-            &hex::encode(v.fmspc),
-            &hex::encode(v.root_fingerprint),
-            &c.to_json(),
-            i64::from(v.tcb_evaluation_data_number),
-            s.clock.now(),
-        )
-        .await?;
-    Ok(())
+/// Offers collateral a node brought: a hint, current only if newer. One that does not verify
+/// is ignored (the quote is judged with the current set whatever the hint says).
+async fn offer_hint(s: &AppState, c: Collateral) -> Result<(), QuoteError> {
+    match collateral::offer(s, c, CollateralSource::Upload, TcbUpdate::Standard).await {
+        Ok(_) => Ok(()),
+        Err(CollateralError::Store(e)) => Err(QuoteError::Store(e)),
+        Err(e) => {
+            tracing::info!(reason = %e, "uploaded collateral not used");
+            Ok(())
+        }
+    }
 }
 
 /// The loaded CA of a zone (cached).

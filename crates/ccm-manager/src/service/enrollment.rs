@@ -2,10 +2,11 @@
 //!
 //! [`enroll`] runs, in order: the join token ([`token_step`]), the request's fields
 //! ([`parse_request`]), the enrollment nonce ([`nonce_step`]), the quote's verification (with the
-//! collateral the node brings), the REPORTDATA binding of the node key and the nonce
+//! current collateral of its platform, fetched on demand; collateral the node brings is only
+//! offered, see [`crate::service::collateral`]), the REPORTDATA binding of the node key and the nonce
 //! ([`binding_step`]), simulated trust ([`trust_step`]: a quote resting on a simulated root needs
 //! the account's `allow_simulated`), the zone's node policy ([`node_policy_step`]: the platform's
-//! TCB status among the accepted ones), and then the grant: the collateral is kept, the node
+//! TCB status among the accepted ones), and then the grant: the node
 //! certificate issued (by the zone's simulated intermediate for simulated platforms) and the node
 //! stored. Every step but the quote's verification and the grant is a pure function over data.
 //!
@@ -323,7 +324,7 @@ pub async fn enroll(
             .enroll_nonce_state(token.token_id, &nonce_hash, now)
             .await?,
     )?;
-    let (verified, used) = attest::verify_quote(s, &parsed.quote, parsed.collateral)
+    let verified = attest::verify_quote(s, &parsed.quote, parsed.collateral)
         .await
         .map_err(|e| match e {
             attest::QuoteError::Store(cause) => ServiceError::internal(cause),
@@ -344,9 +345,6 @@ pub async fn enroll(
     node_policy_step(&policy, verified.status)?;
 
     // The grant.
-    attest::keep_collateral(s, &verified, &used)
-        .await
-        .map_err(|e| ServiceError::internal(format!("keeping collateral: {e:?}")))?;
     let node_id = Uuid::new_v4();
     let issuing =
         super::zones::issuing_ca(s, rec.acct_id, rec.info.zone_id, verified.simulated).await?;

@@ -19,6 +19,7 @@ pub mod auth;
 pub mod caller;
 pub mod cascade;
 pub mod certificates;
+pub mod collateral;
 pub mod conversions;
 pub mod enrollment;
 mod error;

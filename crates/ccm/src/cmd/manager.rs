@@ -52,6 +52,11 @@ pub struct ManagerArgs {
     /// CCM_PUBLIC_URL).
     #[arg(long, value_name = "URL")]
     public_url: Option<String>,
+    /// Fetch platform collateral from this PCS or PCCS (Intel's PCS is
+    /// https://api.trustedservices.intel.com; `pccs_url` / CCM_PCCS_URL). Without it the
+    /// manager is offline: collateral comes only from node uploads and `ccm collateral import`.
+    #[arg(long, value_name = "URL")]
+    pccs: Option<String>,
     /// Log as JSON lines instead of text.
     #[arg(long)]
     log_json: bool,
@@ -88,6 +93,9 @@ pub fn run(args: ManagerArgs) -> anyhow::Result<()> {
     }
     if args.open_signup {
         config.open_signup = true;
+    }
+    if let Some(u) = args.pccs {
+        config.pccs_url = Some(u);
     }
     config.validate()?;
     let runtime = tokio::runtime::Builder::new_multi_thread()

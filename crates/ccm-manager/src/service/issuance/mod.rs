@@ -295,7 +295,7 @@ async fn decide(
     record.domains = csr.requested_names();
     let names = steps::csr_names_dns(&csr)?;
     steps::quote_present(quote)?;
-    let (verified, _) = attest::verify_quote(s, quote, None)
+    let verified = attest::verify_quote(s, quote, None)
         .await
         .map_err(steps::quote_refusal)?;
     let report = &verified.report;

@@ -442,6 +442,8 @@ mod tests {
         );
         let r = quote_refusal(QuoteError::NoCollateral {
             fmspc: "00906ed50000".into(),
+            ca: "platform",
+            reason: "the PCS or PCCS has none for it".into(),
         });
         assert_eq!(r.code, RefusalCode::NoCollateral);
         assert!(r.code.is_transient());

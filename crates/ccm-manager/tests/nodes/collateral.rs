@@ -1,0 +1,360 @@
+//! Collateral in the manager against a test PCCS and uploads, time driven by the manual clock:
+//! enrollment with the join token alone (collateral fetched on demand), the refresher replacing
+//! a set before it expires, an upstream outage served from the current set until it expires and
+//! then refused with the reason, older uploads and imports changing nothing, and the PCCS API
+//! the manager serves read back by ccm's own PCS client.
+
+use ccm_attest::pcs::{CaType, PcsClient, PcsOptions, Update};
+use ccm_attest::sim;
+use ccm_manager::service::collateral::{Refreshed, refresh_due};
+use ccm_testkit::pccs::Fault;
+use reqwest::{Method, StatusCode};
+use serde_json::{Value, json};
+
+use super::{Backend, T0, World, code, world, world_with_pccs};
+
+const DAY: i64 = 86_400;
+
+/// The issue date of collateral the simulated root issues at `t` (dated five minutes back, as
+/// against clock skew).
+fn issued(t: i64) -> i64 {
+    t - 300
+}
+
+/// Moves the clock to `t` and logs in again (sessions expire).
+async fn set_clock(w: &mut World, t: i64) {
+    w.clock.set(t);
+    let r: Value = w
+        .http
+        .post(format!("{}/v1/sys/auth", w.base))
+        .basic_auth("ops@example.com", Some("correct horse battery"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    w.token = r["access_token"].as_str().unwrap().to_string();
+    let accounts = w.ok(Method::GET, "/v1/accounts", json!(null)).await;
+    let acct = accounts["items"][0]["acct_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    w.ok(
+        Method::POST,
+        &format!("/v1/sys/session/select_account/{acct}"),
+        json!({}),
+    )
+    .await;
+}
+
+/// Enrolls a node (fresh join token and nonce): the status and body.
+async fn enroll(w: &World, collateral: Option<Value>) -> (StatusCode, Value) {
+    let platform = w.dir.path().join("platform");
+    let (token, _) = w.join_token(json!({})).await;
+    let (st, n) = w.nonce(&token).await;
+    assert_eq!(st, StatusCode::OK, "{n}");
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w
+        .enroll_with(&token, &nonce, &nonce, &platform, collateral)
+        .await;
+    (st, v)
+}
+
+/// The simulated root's collateral issued at `t`, as the JSON a node would upload.
+fn collateral_at(w: &World, t: i64) -> Value {
+    let c = sim::issue_collateral(
+        &w.dir.path().join("platform"),
+        &sim::DEFAULT_FMSPC,
+        t as u64,
+    )
+    .unwrap();
+    serde_json::from_str(&c.to_json()).unwrap()
+}
+
+/// The manager's current sets (`GET /v1/collateral`).
+async fn sets(w: &World) -> Vec<Value> {
+    w.ok(Method::GET, "/v1/collateral", json!(null))
+        .await
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+async fn standard_set(w: &World) -> Value {
+    let all = sets(w).await;
+    let standard: Vec<&Value> = all.iter().filter(|s| s["update"] == "standard").collect();
+    assert_eq!(standard.len(), 1, "{all:?}");
+    standard[0].clone()
+}
+
+async fn refresh(w: &World) -> Refreshed {
+    refresh_due(&w.m.state).await.unwrap()
+}
+
+fn pccs(w: &World) -> &ccm_testkit::pccs::Server {
+    w.pccs.as_deref().unwrap()
+}
+
+async fn fetched_on_demand_refreshed_and_outlived(backend: Backend) {
+    let mut w = world_with_pccs(backend).await;
+    let platform = w.dir.path().join("platform");
+
+    // The join token alone: the manager fetches the platform's collateral to verify the quote.
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let set = standard_set(&w).await;
+    assert_eq!(set["source"], "pccs", "{set}");
+    assert_eq!(set["ca_type"], "platform", "{set}");
+    assert_eq!(set["fmspc"], hex::encode(sim::DEFAULT_FMSPC), "{set}");
+    assert_eq!(set["tcb_info_issued"], issued(T0), "{set}");
+    assert_eq!(set["simulated"], true, "{set}");
+
+    // Nothing is due yet: the refresher fetches only the early set it has not seen.
+    let r = refresh(&w).await;
+    assert_eq!((r.fetched, r.failed), (1, 0), "{r:?}");
+    assert_eq!(sets(&w).await.len(), 2);
+    assert_eq!(refresh(&w).await, Refreshed::default());
+
+    // Intel re-signs; a day later the refresher fetches again and the newer set is current.
+    let later = sim::issue_collateral(&platform, &sim::DEFAULT_FMSPC, (T0 + DAY) as u64).unwrap();
+    pccs(&w).set_parts(later.into_parts());
+    set_clock(&mut w, T0 + DAY).await;
+    let r = refresh(&w).await;
+    assert_eq!((r.fetched, r.changed, r.failed), (2, 2, 0), "{r:?}");
+    let set = standard_set(&w).await;
+    assert_eq!(set["tcb_info_issued"], issued(T0 + DAY), "{set}");
+    assert_eq!(set["valid_until"], T0 + 31 * DAY, "{set}");
+    assert_eq!(set["last_error"], Value::Null, "{set}");
+
+    // The PCCS goes away: the refresher notes why (once per platform: the early set waits for
+    // the backoff too), and quotes still verify with the current set until it expires.
+    pccs(&w).set_fault(Fault::Unavailable);
+    set_clock(&mut w, T0 + 26 * DAY).await;
+    let r = refresh(&w).await;
+    assert_eq!((r.fetched, r.failed), (0, 1), "{r:?}");
+    let set = standard_set(&w).await;
+    assert!(set["last_error"].as_str().unwrap().contains("503"), "{set}");
+    // Backing off: the next run a minute later does not ask again.
+    set_clock(&mut w, T0 + 26 * DAY + 60).await;
+    assert_eq!(refresh(&w).await.failed, 0);
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+
+    // Past its expiry the quote is refused with the reason.
+    set_clock(&mut w, T0 + 31 * DAY + 1).await;
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "quote_rejected"),
+        "{v}"
+    );
+    let message = v["message"].as_str().unwrap();
+    assert!(
+        message.contains("expired") && message.contains("503"),
+        "{message}"
+    );
+
+    // The PCCS is back with fresh collateral: the next quote fetches it on demand.
+    let fresh =
+        sim::issue_collateral(&platform, &sim::DEFAULT_FMSPC, (T0 + 31 * DAY) as u64).unwrap();
+    pccs(&w).set_parts(fresh.into_parts());
+    pccs(&w).set_fault(Fault::None);
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(
+        standard_set(&w).await["tcb_info_issued"],
+        issued(T0 + 31 * DAY)
+    );
+    w.m.shutdown().await;
+}
+
+async fn older_uploads_and_imports_change_nothing(backend: Backend) {
+    let mut w = world(backend).await;
+    set_clock(&mut w, T0 + DAY).await;
+    let newer = collateral_at(&w, T0 + DAY);
+    let (st, v) = enroll(&w, Some(newer.clone())).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    let before = standard_set(&w).await;
+    assert_eq!(before["source"], "upload", "{before}");
+    assert_eq!(before["tcb_info_issued"], issued(T0 + DAY), "{before}");
+
+    // A tenant uploads the older set (issued at T0, still valid): ignored, the quote verified
+    // with the current set.
+    let older: Value = serde_json::from_slice(
+        &std::fs::read(w.dir.path().join("platform").join(sim::COLLATERAL_FILE)).unwrap(),
+    )
+    .unwrap();
+    let (st, v) = enroll(&w, Some(older.clone())).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(standard_set(&w).await, before);
+
+    // Imports: the older set is unchanged; a tampered one refuses the whole import.
+    let v = w
+        .ok(
+            Method::POST,
+            "/v1/collateral",
+            json!({"collateral": [older.clone()]}),
+        )
+        .await;
+    assert_eq!(v, json!({"results": ["unchanged"]}));
+    let mut tampered = collateral_at(&w, T0 + DAY + 60);
+    let tcb = tampered["tcb_info"]
+        .as_str()
+        .unwrap()
+        .replacen("\"version\":3", "\"version\":3 ", 1);
+    tampered["tcb_info"] = json!(tcb);
+    let newest = collateral_at(&w, T0 + DAY + 120);
+    let (st, v) = w
+        .call(
+            Method::POST,
+            "/v1/collateral",
+            Some(json!({"collateral": [newest.clone(), tampered]})),
+        )
+        .await;
+    assert_eq!(st, StatusCode::UNPROCESSABLE_ENTITY, "{v}");
+    assert!(v.to_string().contains("collateral[1]"), "{v}");
+    assert_eq!(standard_set(&w).await, before);
+
+    // A newer import becomes current, and export returns it.
+    set_clock(&mut w, T0 + DAY + 120).await;
+    let v = w
+        .ok(
+            Method::POST,
+            "/v1/collateral",
+            json!({"collateral": [newest.clone()]}),
+        )
+        .await;
+    assert_eq!(v, json!({"results": ["current"]}));
+    let set = standard_set(&w).await;
+    assert_eq!(set["source"], "import", "{set}");
+    let exported = w
+        .ok(Method::GET, "/v1/collateral/export", json!(null))
+        .await;
+    assert_eq!(exported, json!({"collateral": [newest]}));
+    w.m.shutdown().await;
+}
+
+/// ccm's PCS client, pointed at the manager as its PCCS, gets the current set.
+async fn serves_the_pccs_api(backend: Backend) {
+    let w = world_with_pccs(backend).await;
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+
+    let tls = ccm_pki::pinning::pinned_client_config(w.pin).unwrap();
+    let client = PcsClient::new(PcsOptions::new(&w.base), tls).unwrap();
+    let fetched = client
+        .sgx_collateral(&sim::DEFAULT_FMSPC, CaType::Platform, Update::Standard)
+        .await
+        .unwrap();
+    let exported = w
+        .ok(Method::GET, "/v1/collateral/export", json!(null))
+        .await;
+    let current: Value = serde_json::from_str(&fetched.to_json()).unwrap();
+    assert_eq!(exported["collateral"][0], current);
+
+    // Cacheable: the same ETag answers 304.
+    let url = format!(
+        "{}/sgx/certification/v4/tcb?fmspc={}",
+        w.base,
+        hex::encode(sim::DEFAULT_FMSPC)
+    );
+    let r = w.http.get(&url).send().await.unwrap();
+    assert_eq!(r.status(), StatusCode::OK);
+    let etag = r.headers()["etag"].clone();
+    assert!(
+        r.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .starts_with("public, max-age="),
+    );
+    assert!(r.headers().contains_key("tcb-info-issuer-chain"));
+    let r = w
+        .http
+        .get(&url)
+        .header("If-None-Match", etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::NOT_MODIFIED);
+
+    // Bad and unknown requests.
+    for (path, status) in [
+        (
+            "/sgx/certification/v4/tcb?fmspc=zz",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/sgx/certification/v4/tcb", StatusCode::BAD_REQUEST),
+        (
+            "/sgx/certification/v4/tcb?fmspc=00112233aabb",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/sgx/certification/v4/pckcrl?ca=nobody",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/sgx/certification/v4/pckcrl?ca=processor",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/sgx/certification/v4/qe/identity?update=later",
+            StatusCode::BAD_REQUEST,
+        ),
+        ("/tdx/certification/v4/qe/identity", StatusCode::NOT_FOUND),
+    ] {
+        let r = w
+            .http
+            .get(format!("{}{path}", w.base))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), status, "{path}");
+    }
+    // PEM by default, DER when asked.
+    let pck = |q: &'static str| {
+        let url = format!("{}/sgx/certification/v4/pckcrl?ca=platform{q}", w.base);
+        let http = w.http.clone();
+        async move { http.get(url).send().await.unwrap().bytes().await.unwrap() }
+    };
+    assert!(pck("").await.starts_with(b"-----BEGIN X509 CRL-----"));
+    assert_eq!(pck("&encoding=der").await.first(), Some(&0x30));
+    w.m.shutdown().await;
+}
+
+/// Only a system administrator's session sees or changes collateral: not an API key, not a
+/// member of an account.
+async fn collateral_is_for_administrators(backend: Backend) {
+    let w = world(backend).await;
+    let key = w
+        .ok(
+            Method::POST,
+            "/v1/apikeys",
+            json!({"name": "ci", "role": "MANAGER"}),
+        )
+        .await;
+    let secret = key["secret"].as_str().unwrap();
+    for (method, path) in [
+        (Method::GET, "/v1/collateral"),
+        (Method::GET, "/v1/collateral/export"),
+        (Method::POST, "/v1/collateral"),
+    ] {
+        let r = w
+            .http
+            .request(method, format!("{}{path}", w.base))
+            .bearer_auth(secret)
+            .json(&json!({"collateral": []}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), StatusCode::FORBIDDEN, "{path}");
+    }
+    w.m.shutdown().await;
+}
+
+both_backends!(
+    fetched_on_demand_refreshed_and_outlived,
+    older_uploads_and_imports_change_nothing,
+    serves_the_pccs_api,
+    collateral_is_for_administrators,
+);
