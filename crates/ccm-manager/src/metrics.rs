@@ -9,6 +9,7 @@ use axum::response::Response;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
 use prometheus_client::metrics::family::Family;
+use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::{Histogram, exponential_buckets};
 use prometheus_client::registry::Registry;
 
@@ -48,6 +49,16 @@ struct ConversionLabels {
     result: &'static str,
 }
 
+/// One collateral set: its platform, TEE, TCB evaluation set and root kind.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct CollateralLabels {
+    fmspc: String,
+    ca_type: &'static str,
+    tee: &'static str,
+    update: &'static str,
+    root: &'static str,
+}
+
 /// The manager's metrics.
 pub struct Metrics {
     registry: Registry,
@@ -55,6 +66,10 @@ pub struct Metrics {
     latency: Family<RouteLabels, Histogram>,
     conversions: Family<ConversionLabels, Counter>,
     conversion_seconds: Histogram,
+    collateral_valid_until: Family<CollateralLabels, Gauge>,
+    collateral_updated_at: Family<CollateralLabels, Gauge>,
+    collateral_evaluation: Family<CollateralLabels, Gauge>,
+    collateral_refresh_failures: Counter,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -93,13 +108,66 @@ impl Metrics {
             "Wall time of image conversion attempts that succeeded or failed",
             conversion_seconds.clone(),
         );
+        let collateral_valid_until = Family::<CollateralLabels, Gauge>::default();
+        let collateral_updated_at = Family::<CollateralLabels, Gauge>::default();
+        let collateral_evaluation = Family::<CollateralLabels, Gauge>::default();
+        let collateral_refresh_failures = Counter::default();
+        registry.register(
+            "collateral_valid_until_seconds",
+            "When each current collateral set expires (Unix seconds)",
+            collateral_valid_until.clone(),
+        );
+        registry.register(
+            "collateral_updated_at_seconds",
+            "When each current collateral set became current (Unix seconds)",
+            collateral_updated_at.clone(),
+        );
+        registry.register(
+            "collateral_tcb_evaluation_data_number",
+            "The TCB evaluation data number of each current collateral set",
+            collateral_evaluation.clone(),
+        );
+        registry.register(
+            "collateral_refresh_failures",
+            "Collateral fetches by the refresher that failed",
+            collateral_refresh_failures.clone(),
+        );
         Arc::new(Self {
             registry,
             requests,
             latency,
             conversions,
             conversion_seconds,
+            collateral_valid_until,
+            collateral_updated_at,
+            collateral_evaluation,
+            collateral_refresh_failures,
         })
+    }
+
+    /// Records a current collateral set's expiry, age and evaluation number.
+    pub fn collateral_set(&self, r: &ccm_store::CollateralRecord) {
+        let labels = CollateralLabels {
+            fmspc: r.key.fmspc.clone(),
+            ca_type: r.key.ca_type.as_str(),
+            tee: r.key.tee.as_str(),
+            update: r.key.update.as_str(),
+            root: if r.simulated { "simulated" } else { "intel" },
+        };
+        self.collateral_valid_until
+            .get_or_create(&labels)
+            .set(r.valid_until);
+        self.collateral_updated_at
+            .get_or_create(&labels)
+            .set(r.updated_at);
+        self.collateral_evaluation
+            .get_or_create(&labels)
+            .set(r.ages.tcb_evaluation_data_number);
+    }
+
+    /// Counts a failed refresh.
+    pub fn collateral_refresh_failed(&self) {
+        self.collateral_refresh_failures.inc();
     }
 
     /// Counts an ended conversion attempt; `seconds` is its wall time when it ran to an end.

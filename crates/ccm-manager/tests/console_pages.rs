@@ -1503,6 +1503,15 @@ async fn reset_links_and_invitation_links() {
     let users = admin.get("/console/users").await;
     assert_eq!(users.status, StatusCode::OK);
     users.assert_contains("bob@example.com");
+    // The collateral page likewise (an offline manager without any yet).
+    assert_eq!(
+        bob.get("/console/collateral").await.status,
+        StatusCode::FORBIDDEN
+    );
+    let collateral = admin.get("/console/collateral").await;
+    assert_eq!(collateral.status, StatusCode::OK);
+    collateral.assert_contains("Offline (no");
+    collateral.assert_contains("No collateral yet");
     let issued = admin
         .submit(
             "/console/users",

@@ -25,6 +25,7 @@ struct Ports {
     manager: u16,
     registry: u16,
     agent: u16,
+    pcs: u16,
 }
 
 fn quickstart(dir: &std::path::Path, ports: &Ports, extra_env: &[(&str, &str)]) -> Command {
@@ -34,6 +35,7 @@ fn quickstart(dir: &std::path::Path, ports: &Ports, extra_env: &[(&str, &str)]) 
         .env("CCM_QUICKSTART_MANAGER_PORT", ports.manager.to_string())
         .env("CCM_QUICKSTART_REGISTRY_PORT", ports.registry.to_string())
         .env("CCM_QUICKSTART_AGENT_PORT", ports.agent.to_string())
+        .env("CCM_QUICKSTART_PCS_PORT", ports.pcs.to_string())
         .env("CCM_QUICKSTART_CCM", ccm_bin())
         .env_remove("CCM_CREDENTIALS");
     for (k, v) in extra_env {
@@ -62,6 +64,7 @@ fn quickstart_then_demo_then_ctrl_c_then_rerun() {
         manager: free_port(),
         registry: free_port(),
         agent: free_port(),
+        pcs: free_port(),
     };
 
     // 1. The quickstart, in the foreground, following its logs.
@@ -82,7 +85,9 @@ fn quickstart_then_demo_then_ctrl_c_then_rerun() {
     }
     let login = std::fs::read_to_string(state.join("first-login.txt")).unwrap();
     assert!(login.contains("email: admin@example.com"), "{login}");
-    assert!(listening(ports.manager) && listening(ports.registry) && listening(ports.agent));
+    for port in [ports.manager, ports.registry, ports.agent, ports.pcs] {
+        assert!(listening(port), "port {port} not served");
+    }
 
     // 2. The demo against it: the seed tutorial with the CLI.
     let mut demo = Command::new(repo_root().join("scripts/demo"));
@@ -142,7 +147,7 @@ fn quickstart_then_demo_then_ctrl_c_then_rerun() {
         );
     }
     assert!(!state.join("quickstart.pid").exists());
-    for port in [ports.manager, ports.registry, ports.agent] {
+    for port in [ports.manager, ports.registry, ports.agent, ports.pcs] {
         assert!(!listening(port), "port {port} still served after Ctrl-C");
     }
 

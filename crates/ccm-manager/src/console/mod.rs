@@ -45,7 +45,9 @@ pub(crate) const PAGE_SIZE: i64 = 50;
 
 /// The console's routes (`/`, `/console/...`), ready to merge into the manager's router.
 pub(crate) fn router(state: &AppState) -> Router<AppState> {
-    use pages::{accounts, apps, audit, auth, certs, images, nodes, overview, tasks, users};
+    use pages::{
+        accounts, apps, audit, auth, certs, collateral, images, nodes, overview, tasks, users,
+    };
     let pages = Router::new()
         .route("/console", get(overview::show))
         .route("/console/signup", get(auth::signup_form).post(auth::signup))
@@ -105,6 +107,7 @@ pub(crate) fn router(state: &AppState) -> Router<AppState> {
         .route("/console/zone/certificate", get(certs::zone_ca))
         .route("/console/audit", get(audit::list))
         .route("/console/users", get(users::list))
+        .route("/console/collateral", get(collateral::list))
         .route("/console/users/{id}/reset-token", post(users::reset_token))
         .route("/console/{*rest}", get(not_found).post(not_found))
         .layer(axum::middleware::from_fn_with_state(

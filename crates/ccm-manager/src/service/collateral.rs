@@ -442,6 +442,9 @@ async fn reload_platform(s: &AppState, platform: Platform) -> Result<(), Collate
 /// set another replica stored is used here too).
 pub async fn reload(s: &AppState) -> Result<usize, CollateralError> {
     let records = s.store.collateral_sets().await?;
+    for r in &records {
+        s.metrics.collateral_set(r);
+    }
     let mut n = 0;
     for rec in records
         .iter()
@@ -692,6 +695,7 @@ async fn record_outcome(
         Err(CollateralError::Store(e)) => return Err(CollateralError::Store(e)),
         Err(e) => {
             report.failed += 1;
+            s.metrics.collateral_refresh_failed();
             note_outcome(s, platform, t, false);
             let reason = e.to_string();
             tracing::warn!(fmspc = %key.fmspc, update = key.update.as_str(), reason = %reason,

@@ -6,7 +6,7 @@
 
 use ccm_attest::pcs::{CaType, PcsClient, PcsOptions, Update};
 use ccm_attest::sim;
-use ccm_manager::service::collateral::{Refreshed, refresh_due};
+use ccm_manager::service::collateral::{Refreshed, refresh_due, reload};
 use ccm_testkit::pccs::Fault;
 use reqwest::{Method, StatusCode};
 use serde_json::{Value, json};
@@ -126,6 +126,24 @@ async fn fetched_on_demand_refreshed_and_outlived(backend: Backend) {
     assert_eq!(set["tcb_info_issued"], issued(T0 + DAY), "{set}");
     assert_eq!(set["valid_until"], T0 + 31 * DAY, "{set}");
     assert_eq!(set["last_error"], Value::Null, "{set}");
+    // Its freshness is on /metrics once the refresher's reload ran.
+    reload(&w.m.state).await.unwrap();
+    let metrics = w
+        .http
+        .get(format!("{}/metrics", w.base))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let series = format!(
+        "ccm_collateral_valid_until_seconds{{fmspc=\"{}\",ca_type=\"platform\",tee=\"sgx\",\
+         update=\"standard\",root=\"simulated\"}} {}",
+        hex::encode(sim::DEFAULT_FMSPC),
+        T0 + 31 * DAY
+    );
+    assert!(metrics.contains(&series), "{series} not in {metrics}");
 
     // The PCCS goes away: the refresher notes why (once per platform: the early set waits for
     // the backoff too), and quotes still verify with the current set until it expires.

@@ -3,8 +3,12 @@
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
+use ccm_api::collateral::{CollateralBundle, CollateralSet, ImportOutcome, ImportResponse};
 use ccm_attest::pcs::{PcsClient, PcsOptions, Update, quote_collateral_key};
 use ccm_attest::{Collateral, TrustRoots, Verifier};
+use reqwest::Method;
+
+use super::client::{Client, Output, OutputOpts, print_json, print_table};
 
 /// The environment variable holding the API key sent to the service, if it wants one (kept out
 /// of the command line, where other users of the machine could read it).
@@ -16,6 +20,25 @@ pub enum CollateralCommand {
     /// Fetch the collateral a quote is verified with from a PCS or PCCS, verify it, and write it
     /// as QuoteCollateralV3 JSON.
     Fetch(FetchArgs),
+    /// List the collateral the manager holds: per platform, its TCB evaluation number, age,
+    /// expiry, source and last refresh (system administrators).
+    Status {
+        #[command(flatten)]
+        out: OutputOpts,
+    },
+    /// Import collateral into the manager (an air-gapped site's): a QuoteCollateralV3 JSON file
+    /// or a bundle (`{"collateral": [...]}`, what `export` writes). Each set becomes current
+    /// only if newer; one that does not verify refuses the whole import.
+    Import {
+        /// The file.
+        file: PathBuf,
+    },
+    /// Write every current collateral set the manager holds as a bundle `import` takes.
+    Export {
+        /// Where to write it.
+        #[arg(long, value_name = "FILE")]
+        out: PathBuf,
+    },
 }
 
 /// Where collateral comes from.
@@ -121,5 +144,90 @@ fn write(path: &Path, collateral: &Collateral) -> anyhow::Result<()> {
 pub fn run(command: CollateralCommand) -> anyhow::Result<()> {
     match command {
         CollateralCommand::Fetch(args) => fetch(args),
+        CollateralCommand::Status { out } => status(out.output),
+        CollateralCommand::Import { file } => import(&file),
+        CollateralCommand::Export { out } => export(&out),
     }
+}
+
+fn status(out: Output) -> anyhow::Result<()> {
+    let sets: Vec<CollateralSet> = Client::connect()?.get("/v1/collateral")?;
+    if out == Output::Json {
+        return print_json(&sets);
+    }
+    let rows: Vec<Vec<String>> = sets
+        .iter()
+        .map(|s| {
+            vec![
+                s.fmspc.clone(),
+                format!("{}/{}", s.tee.as_str(), s.ca_type.as_str()),
+                s.update.as_str().to_string(),
+                s.tcb_evaluation_data_number.to_string(),
+                s.tcb_info_issued.to_string(),
+                s.valid_until.to_string(),
+                format!(
+                    "{}{}",
+                    s.source.as_str(),
+                    if s.simulated { " (SIMULATED)" } else { "" }
+                ),
+                s.last_error.clone().unwrap_or_default(),
+            ]
+        })
+        .collect();
+    print_table(
+        &[
+            "FMSPC",
+            "TEE/CA",
+            "SET",
+            "EVALUATION",
+            "ISSUED",
+            "VALID_UNTIL",
+            "SOURCE",
+            "LAST_ERROR",
+        ],
+        &rows,
+    );
+    Ok(())
+}
+
+/// The sets of a file: a bundle, or one QuoteCollateralV3 object.
+fn read_bundle(file: &Path) -> anyhow::Result<CollateralBundle> {
+    let text = std::fs::read(file).with_context(|| format!("read {}", file.display()))?;
+    let v: serde_json::Value =
+        serde_json::from_slice(&text).with_context(|| format!("{} is not JSON", file.display()))?;
+    if v.get("collateral").is_some() {
+        return serde_json::from_value(v)
+            .with_context(|| format!("{} is not a collateral bundle", file.display()));
+    }
+    Collateral::from_json(&text)
+        .with_context(|| format!("{} is not QuoteCollateralV3 JSON", file.display()))?;
+    Ok(CollateralBundle {
+        collateral: vec![v],
+    })
+}
+
+fn import(file: &Path) -> anyhow::Result<()> {
+    let bundle = read_bundle(file)?;
+    let c = Client::connect()?;
+    let r: ImportResponse = c.call(Method::POST, "/v1/collateral", Some(&bundle))?;
+    for (i, outcome) in r.results.iter().enumerate() {
+        let what = match outcome {
+            ImportOutcome::Current => "now current",
+            ImportOutcome::Unchanged => "no newer than the current set: unchanged",
+        };
+        println!("set {i}: {what}");
+    }
+    Ok(())
+}
+
+fn export(out: &Path) -> anyhow::Result<()> {
+    let bundle: CollateralBundle = Client::connect()?.get("/v1/collateral/export")?;
+    let text = serde_json::to_string_pretty(&bundle)?;
+    std::fs::write(out, text).with_context(|| format!("write {}", out.display()))?;
+    eprintln!(
+        "{} collateral sets written to {}",
+        bundle.collateral.len(),
+        out.display()
+    );
+    Ok(())
 }

@@ -3,9 +3,11 @@
 //!
 //! * a simulated SGX platform (`ccm sim init`) and the quote helper `ccm aesmd` serving it on a
 //!   socket in its own directory (mounted into containers at `/var/run/aesmd`, as the seed does);
+//! * the platform's collateral service `ccm sim pcs` (the PCS API v4);
 //! * Debian's `docker-registry` with htpasswd authentication (ccm-testkit);
 //! * `ccm manager` (SQLite, HTTPS with its self-signed certificate, the simulated root trusted
-//!   with `--trust-simulated-root`, the registry named insecure, the static launcher);
+//!   with `--trust-simulated-root`, collateral fetched from `ccm sim pcs` with `--pccs`, the
+//!   registry named insecure, the static launcher);
 //! * the operator: the `ccm` CLI with its own credentials file (`CCM_CREDENTIALS`);
 //! * `ccm agent`, enrolled with a join token made by the CLI (or with the command the console
 //!   shows);
@@ -305,6 +307,8 @@ pub struct World {
     pub fingerprint: String,
     /// The quote helper.
     pub aesmd: Proc,
+    /// The simulated collateral service (`ccm sim pcs`).
+    pub pcs: Proc,
     /// The registry (htpasswd auth).
     pub registry: Registry,
     /// The simulated platform directory.
@@ -375,6 +379,14 @@ impl World {
             std::thread::sleep(Duration::from_millis(20));
         }
 
+        let mut cmd = Command::new(ccm_bin());
+        cmd.args(["sim", "pcs", "--dir"])
+            .arg(&platform)
+            .args(["--listen", "127.0.0.1:0"]);
+        let mut pcs = Proc::spawn("ccm sim pcs", cmd, &d.join("pcs.log"));
+        let line = pcs.wait_for("http://", START_TIMEOUT);
+        let pcs_url = line.rsplit(' ').next().unwrap().trim().to_string();
+
         let registry = Registry::start_with_auth(REGISTRY_USER, REGISTRY_PASSWORD).unwrap();
 
         let mut cmd = Command::new(ccm_bin());
@@ -387,6 +399,7 @@ impl World {
                 "--trust-simulated-root",
             ])
             .arg(platform.join("root-ca.pem"))
+            .args(["--pccs", &pcs_url])
             .env("CCM_INSECURE_REGISTRIES", registry.host())
             .env("CCM_LAUNCHER", &launcher)
             .env("RUST_LOG", "info");
@@ -404,6 +417,7 @@ impl World {
             manager_url,
             fingerprint,
             aesmd,
+            pcs,
             registry,
             platform,
             aesmd_dir,
@@ -624,15 +638,13 @@ impl World {
     }
 
     /// Adds the node's settings to an agent command (API on an ephemeral port, the world's quote
-    /// helper, state directory and simulated collateral, `name`) and starts it.
+    /// helper and state directory, `name`; no collateral: the manager fetches it) and starts it.
     fn spawn_agent(&mut self, mut cmd: Command, name: &str) {
         cmd.args(["--listen", "127.0.0.1:0"])
             .arg("--aesm-socket")
             .arg(self.socket())
             .arg("--state-dir")
             .arg(self.path().join("agent"))
-            .arg("--collateral")
-            .arg(self.platform.join("collateral.json"))
             .args(["--name", name])
             .env_remove("CCM_MANAGER_URL")
             .env("RUST_LOG", "info");

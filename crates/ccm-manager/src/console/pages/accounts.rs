@@ -82,7 +82,7 @@ async fn list_page(
             } }
         }
         @if a.caller.is_sysadmin {
-            p { "As system administrator you can also see every user and issue password reset tokens: " a href="/console/users" { "Users" } "." }
+            p { "As system administrator you can also see every user and issue password reset tokens: " a href="/console/users" { "Users" } ", and the platform collateral quotes are verified with: " a href="/console/collateral" { "Collateral" } "." }
         }
         h2 #new { "Add an account" }
         (error_summary(errors))

@@ -5,6 +5,7 @@ pub(crate) mod apps;
 pub(crate) mod audit;
 pub(crate) mod auth;
 pub(crate) mod certs;
+pub(crate) mod collateral;
 pub(crate) mod images;
 pub(crate) mod nodes;
 pub(crate) mod overview;
