@@ -3,7 +3,7 @@
 //! signing, store batches) and the idle RSS of a real `ccm agent` process.
 //!
 //! ```text
-//! cargo bench -p ccm-agent --bench issuance -- [--db sqlite|postgres] [--requests N] [--concurrency C | --rate R] [--evidence-ahead]
+//! cargo bench -p ccm-agent --bench issuance -- [--db sqlite|postgres] [--requests N] [--concurrency C | --rate R] [--evidence-ahead] [--pccs-load]
 //! CCM_BIN=target/release/ccm cargo bench -p ccm-agent --bench issuance   # adds the agent RSS
 //! ```
 //!
@@ -15,6 +15,12 @@
 //! the agent until the certificate comes back. With `--evidence-ahead` the nonces and quotes are
 //! taken before the clock starts too, so the timed part is the issuance request alone (what the
 //! bench timed before issuance needed a fresh nonce; the nonces stay valid for the run).
+//!
+//! With `--pccs-load` the manager also fetches collateral from a test PCCS, its refresher looks
+//! every second, and during the timed run the PCCS re-issues the collateral and the manager
+//! fetches it again every second (each time a newer set becomes current) while two clients read
+//! the manager's own PCCS API over HTTPS as fast as they can: what collateral work costs
+//! issuance. Compare with a run without it.
 #![allow(
     clippy::unwrap_used,
     clippy::expect_used,
@@ -214,6 +220,93 @@ fn per_op(label: &str, n: u32, mut f: impl FnMut()) -> f64 {
     us
 }
 
+/// Collateral work beside issuance (`--pccs-load`): the PCCS re-issues and the manager fetches
+/// every second; two clients read the manager's PCCS API.
+struct CollateralLoad {
+    stop: Arc<std::sync::atomic::AtomicBool>,
+    fetches: tokio::task::JoinHandle<usize>,
+    readers: Vec<tokio::task::JoinHandle<usize>>,
+}
+
+impl CollateralLoad {
+    fn start(
+        state: &ccm_manager::AppState,
+        server: ccm_testkit::pccs::Shared,
+        platform: &std::path::Path,
+        base: &str,
+        pin: [u8; 32],
+    ) -> CollateralLoad {
+        use ccm_manager::service::collateral::{Platform, fetch_and_offer};
+        let stop = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (s, st, dir) = (state.clone(), stop.clone(), platform.to_path_buf());
+        let fetches = tokio::spawn(async move {
+            let mut n = 0;
+            while !st.load(Ordering::Relaxed) {
+                let now = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .unwrap()
+                    .as_secs();
+                let d = dir.clone();
+                let fresh = tokio::task::spawn_blocking(move || {
+                    sim::issue_collateral(&d, &sim::DEFAULT_FMSPC, now).unwrap()
+                })
+                .await
+                .unwrap();
+                server.set_parts(fresh.into_parts());
+                let target = Platform {
+                    fmspc: sim::DEFAULT_FMSPC,
+                    ca: ccm_attest::CaType::Platform,
+                    tee: ccm_attest::Tee::Sgx,
+                };
+                let done = fetch_and_offer(&s, target, ccm_api::collateral::TcbUpdate::Standard)
+                    .await
+                    .unwrap();
+                n += usize::from(done == ccm_manager::service::collateral::Offered::Current);
+                tokio::time::sleep(Duration::from_secs(1)).await;
+            }
+            n
+        });
+        let http = reqwest::Client::builder()
+            .tls_backend_preconfigured(ccm_pki::pinning::pinned_client_config(pin).unwrap())
+            .build()
+            .unwrap();
+        let url = format!(
+            "{base}/sgx/certification/v4/tcb?fmspc={}",
+            hex::encode(sim::DEFAULT_FMSPC)
+        );
+        let readers = (0..2)
+            .map(|_| {
+                let (http, url, st) = (http.clone(), url.clone(), stop.clone());
+                tokio::spawn(async move {
+                    let mut n = 0;
+                    while !st.load(Ordering::Relaxed) {
+                        let r = http.get(&url).send().await.unwrap();
+                        assert!(r.status().is_success());
+                        r.bytes().await.unwrap();
+                        n += 1;
+                    }
+                    n
+                })
+            })
+            .collect();
+        CollateralLoad {
+            stop,
+            fetches,
+            readers,
+        }
+    }
+
+    /// Stops; answers (fetches made current, PCCS API reads).
+    async fn stop(self) -> (usize, usize) {
+        self.stop.store(true, Ordering::Relaxed);
+        let mut reads = 0;
+        for r in self.readers {
+            reads += r.await.unwrap();
+        }
+        (self.fetches.await.unwrap(), reads)
+    }
+}
+
 fn main() {
     if std::env::var_os("RUST_LOG").is_some() {
         tracing_subscriber::fmt()
@@ -226,6 +319,7 @@ fn main() {
     let n: usize = arg("--requests", "4000").parse().unwrap();
     let concurrency: usize = arg("--concurrency", "32").parse().unwrap();
     let evidence_ahead = std::env::args().any(|a| a == "--evidence-ahead");
+    let pccs_load = std::env::args().any(|a| a == "--pccs-load");
     let rate: Option<f64> = Some(arg("--rate", ""))
         .filter(|r| !r.is_empty())
         .map(|r| r.parse().unwrap());
@@ -290,7 +384,20 @@ fn main() {
     }
 
     let pg = (db == "postgres").then(|| ccm_testkit::postgres::database().expect("PostgreSQL"));
+    let pccs = pccs_load.then(|| {
+        let parts = sim::issue_collateral(&platform, &sim::DEFAULT_FMSPC, now)
+            .unwrap()
+            .into_parts();
+        rt.block_on(ccm_testkit::pccs::serve(
+            parts,
+            ccm_testkit::pccs::Fault::None,
+        ))
+        .unwrap()
+    });
     let config = Config {
+        pccs_url: pccs.as_ref().map(|(url, _)| url.clone()),
+        collateral_check_interval_secs: 1,
+        pccs_api_requests_per_second: 10_000_000,
         listen: "127.0.0.1:0".parse().unwrap(),
         data_dir: dir.path().join("manager"),
         database_url: pg.as_ref().map(|d| d.url.clone()),
@@ -422,6 +529,9 @@ fn main() {
             }
         }
         let bodies = Arc::new(bodies);
+        let collateral_load = pccs
+            .as_ref()
+            .map(|(_, server)| CollateralLoad::start(&m.state, server.clone(), &platform, &base, pin));
         let cpu_before = thread_cpu();
         let start = Instant::now();
         // (latency, when it was sent) of every timed request.
@@ -483,6 +593,13 @@ fn main() {
         }
         let elapsed = start.elapsed();
         let cpu_after = thread_cpu();
+        if let Some(l) = collateral_load {
+            let (fetches, reads) = l.stop().await;
+            println!(
+                "  during the run: {fetches} collateral fetches made current, {reads} reads of the manager's PCCS API ({:.0}/s)",
+                reads as f64 / elapsed.as_secs_f64()
+            );
+        }
         lat.sort();
         // The slowest requests and when they were sent: stalls show up as a cluster.
         let slowest: Vec<String> = lat

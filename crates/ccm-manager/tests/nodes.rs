@@ -239,14 +239,7 @@ impl World {
         h.update(STANDARD.decode(bind_nonce).unwrap());
         let mut rd = [0u8; 64];
         rd[..32].copy_from_slice(&h.finalize());
-        let qe = SimQuotingEnclave::load(platform).unwrap();
-        let cpu: SimCpu = sim::load_sim_cpu(platform).unwrap();
-        let id = EnclaveIdentity {
-            mr_enclave: Measurement([9; 32]),
-            ..EnclaveIdentity::default()
-        };
-        let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
-        let (quote, _) = qe.get_quote(&report, None).unwrap();
+        let quote = sim_quote(platform, rd);
         let r = self
             .http
             .post(format!("{}/v1/nodes", self.base))
@@ -277,6 +270,18 @@ impl World {
             .build()
             .unwrap()
     }
+}
+
+/// A quote of the simulated platform in `platform` with REPORTDATA `rd`.
+fn sim_quote(platform: &Path, rd: [u8; 64]) -> Vec<u8> {
+    let qe = SimQuotingEnclave::load(platform).unwrap();
+    let cpu: SimCpu = sim::load_sim_cpu(platform).unwrap();
+    let id = EnclaveIdentity {
+        mr_enclave: Measurement([9; 32]),
+        ..EnclaveIdentity::default()
+    };
+    let report = cpu.ereport(&qe.target_info(), &id, &ReportData(rd));
+    qe.get_quote(&report, None).unwrap().0
 }
 
 fn code(v: &Value) -> &str {

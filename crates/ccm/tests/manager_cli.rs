@@ -118,7 +118,15 @@ impl Cli {
 
 fn operator_workflow(database: Option<&str>) {
     let dir = tempfile::tempdir().unwrap();
-    let mut extra = Vec::new();
+    let sim = dir.path().join("sim");
+    let status = ccm()
+        .args(["sim", "init", "--dir"])
+        .arg(&sim)
+        .output()
+        .unwrap();
+    assert!(status.status.success(), "{status:?}");
+    let root = sim.join("root-ca.pem").to_string_lossy().into_owned();
+    let mut extra = vec!["--trust-simulated-root", root.as_str()];
     if let Some(db) = database {
         extra.extend(["--database", db]);
     }
@@ -321,6 +329,35 @@ fn operator_workflow(database: Option<&str>) {
     assert!(
         cli.ok(&["zone", "certificate"])
             .starts_with("-----BEGIN CERTIFICATE-----")
+    );
+
+    // Collateral (the system administrator's): an import becomes current, the status lists it,
+    // the export imports again without changing anything, and junk is refused.
+    let collateral = sim.join("collateral.json").to_string_lossy().into_owned();
+    assert!(
+        cli.ok(&["collateral", "import", &collateral])
+            .contains("set 0: now current")
+    );
+    let sets = cli.json(&["collateral", "status"]);
+    assert_eq!(sets[0]["source"], "import", "{sets}");
+    assert_eq!(sets[0]["simulated"], true, "{sets}");
+    assert!(
+        cli.ok(&["collateral", "status"])
+            .contains("import (SIMULATED)")
+    );
+    let bundle = dir.path().join("bundle.json");
+    cli.ok(&["collateral", "export", "--out", bundle.to_str().unwrap()]);
+    assert!(
+        cli.ok(&["collateral", "import", bundle.to_str().unwrap()])
+            .contains("set 0: no newer than the current set: unchanged")
+    );
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, r#"{"tcb_info": "x"}"#).unwrap();
+    let out = cli.run(&["collateral", "import", junk.to_str().unwrap()]);
+    assert!(!out.status.success());
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("is not QuoteCollateralV3 JSON"),
+        "{out:?}"
     );
 
     // The first user is system administrator: the whole chain verifies.

@@ -370,9 +370,60 @@ async fn collateral_is_for_administrators(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// dcap-qvl's transport: the test's HTTP client (which pins the manager's certificate).
+struct PinnedHttp(reqwest::Client);
+
+impl dcap_qvl::http::HttpClient for PinnedHttp {
+    async fn get(&self, url: &str) -> anyhow::Result<dcap_qvl::http::HttpResponse> {
+        let r = self.0.get(url).send().await?;
+        let status = r.status().as_u16();
+        let headers = r
+            .headers()
+            .iter()
+            .filter_map(|(k, v)| Some((k.as_str().to_string(), v.to_str().ok()?.to_string())))
+            .collect();
+        let body = r.bytes().await?.to_vec();
+        Ok(dcap_qvl::http::HttpResponse {
+            status,
+            headers,
+            body,
+        })
+    }
+}
+
+/// dcap-qvl's `CollateralClient`, with the manager's base URL as its PCCS, fetches collateral
+/// (standard and early sets) with which dcap-qvl's verifier accepts a simulated quote.
+async fn dcap_qvl_fetches_from_the_manager(backend: Backend) {
+    use dcap_qvl::collateral::{CollateralClient, TcbEvaluationDataSet};
+    let w = world_with_pccs(backend).await;
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    // The refresher fetches the early set beside the standard one.
+    assert_eq!(refresh(&w).await.fetched, 1);
+    let platform = w.dir.path().join("platform");
+    let quote = super::sim_quote(&platform, [7; 64]);
+    let root_pem = std::fs::read(platform.join(sim::ROOT_CA_FILE)).unwrap();
+    let root_der = pem::parse(&root_pem).unwrap().into_contents();
+    for set in [TcbEvaluationDataSet::Standard, TcbEvaluationDataSet::Early] {
+        let client = CollateralClient::<dcap_qvl::configs::RustCryptoConfig, _>::new(
+            PinnedHttp(w.http.clone()),
+            &w.base,
+        )
+        .with_evaluation_data_set(set);
+        let collateral = client.fetch(&quote).await.unwrap();
+        let verified = dcap_qvl::verify::QuoteVerifier::new(root_der.clone())
+            .with_config::<dcap_qvl::configs::RustCryptoConfig>()
+            .verify(&quote, &collateral, (T0 + 60) as u64)
+            .unwrap_or_else(|e| panic!("{set:?}: {e:#}"));
+        assert_eq!(verified.status, "UpToDate", "{set:?}");
+    }
+    w.m.shutdown().await;
+}
+
 both_backends!(
     fetched_on_demand_refreshed_and_outlived,
     older_uploads_and_imports_change_nothing,
     serves_the_pccs_api,
     collateral_is_for_administrators,
+    dcap_qvl_fetches_from_the_manager,
 );
