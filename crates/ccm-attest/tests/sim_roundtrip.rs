@@ -408,3 +408,36 @@ fn collateral_sets_order_part_by_part_and_lend_their_newer_parts() {
     // Nothing newer to lend.
     assert!(newest_parts((&new, &s_new), (&old, &s_old)).is_none());
 }
+
+#[test]
+fn a_tcb_recovery_is_announced_early_then_put_in_force() {
+    let p = platform_with(TcbStatus::UpToDate, TcbStatus::UpToDate);
+    let verifier = p.verifier();
+    let quote = p.quote();
+    let verdict = |early: bool| {
+        let c = sim::issue_collateral_set(p.dir.path(), &sim::DEFAULT_FMSPC, NOW, early).unwrap();
+        let v = verifier.verify(&quote, &c, NOW).unwrap();
+        (v.status, v.tcb_evaluation_data_number)
+    };
+    assert_eq!(verdict(false), (TcbStatus::UpToDate, 1));
+    let announced = sim::tcb_recovery(p.dir.path(), true).unwrap();
+    assert_eq!((announced.standard, announced.early), (1, 2));
+    assert_eq!(verdict(false), (TcbStatus::UpToDate, 1));
+    assert_eq!(verdict(true), (TcbStatus::OutOfDate, 2));
+    // Announcing again announces the same one.
+    assert_eq!(sim::tcb_recovery(p.dir.path(), true).unwrap().early, 2);
+    let in_force = sim::tcb_recovery(p.dir.path(), false).unwrap();
+    assert_eq!((in_force.standard, in_force.early), (2, 2));
+    assert_eq!(verdict(false), (TcbStatus::OutOfDate, 2));
+    // A second recovery, straight into force.
+    assert_eq!(sim::tcb_recovery(p.dir.path(), false).unwrap().standard, 3);
+    let v = verifier
+        .verify(
+            &quote,
+            &sim::issue_collateral(p.dir.path(), &sim::DEFAULT_FMSPC, NOW).unwrap(),
+            NOW,
+        )
+        .unwrap();
+    assert_eq!(v.status, TcbStatus::OutOfDate);
+    assert!(v.advisory_ids.iter().any(|a| a == sim::SA_TCB_RECOVERY));
+}

@@ -37,32 +37,53 @@ pub enum Fault {
     Unavailable,
 }
 
+/// What a running server serves: the standard set, the early set if it differs, the fault.
+#[derive(Clone)]
+struct Serving {
+    parts: CollateralParts,
+    early: Option<CollateralParts>,
+    fault: Fault,
+}
+
 /// What a running server serves and has seen.
 pub struct Server {
-    serving: Mutex<(CollateralParts, Fault)>,
+    serving: Mutex<Serving>,
     /// Every request's endpoint and sorted query (`tcb?fmspc=...&update=standard`), in order.
     pub seen: Mutex<Vec<String>>,
 }
 
 impl Server {
-    /// Serves `parts` from now on (as a PCCS does after Intel re-signed).
+    /// Serves `parts` from now on (as a PCCS does after Intel re-signed), for the early TCB
+    /// evaluation data set too unless [`Server::set_early_parts`] says otherwise.
     pub fn set_parts(&self, parts: CollateralParts) {
-        self.lock().0 = parts;
+        self.lock().parts = parts;
+    }
+
+    /// Serves `parts` for `update=early` (TCB info and QE identity) from now on; `None`: the
+    /// standard set.
+    pub fn set_early_parts(&self, parts: Option<CollateralParts>) {
+        self.lock().early = parts;
     }
 
     /// Misbehaves as `fault` says from now on.
     pub fn set_fault(&self, fault: Fault) {
-        self.lock().1 = fault;
+        self.lock().fault = fault;
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, (CollateralParts, Fault)> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Serving> {
         // A handler that panicked while holding the lock left a value that is still whole.
         self.serving.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    /// What one request is answered from.
-    fn snapshot(&self) -> (CollateralParts, Fault) {
-        self.lock().clone()
+    /// What one request is answered from: the parts of the set `query` asks for, the fault.
+    fn snapshot(&self, query: &HashMap<String, String>) -> (CollateralParts, Fault) {
+        let s = self.lock();
+        let early = query.get("update").map(String::as_str) == Some("early");
+        let parts = match (&s.early, early) {
+            (Some(e), true) => e.clone(),
+            _ => s.parts.clone(),
+        };
+        (parts, s.fault)
     }
 }
 
@@ -97,7 +118,7 @@ fn note(s: &Server, what: &str, q: &HashMap<String, String>) {
 
 async fn pck_crl(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     note(&s, "pckcrl", &q);
-    let (parts, fault) = s.snapshot();
+    let (parts, fault) = s.snapshot(&HashMap::new());
     if fault == Fault::Unavailable {
         return unavailable();
     }
@@ -111,7 +132,7 @@ async fn pck_crl(State(s): State<Shared>, Query(q): Query<HashMap<String, String
 
 async fn tcb(State(s): State<Shared>, Query(q): Query<HashMap<String, String>>) -> Response {
     note(&s, "tcb", &q);
-    let (parts, fault) = s.snapshot();
+    let (parts, fault) = s.snapshot(&q);
     match fault {
         Fault::Unavailable => return unavailable(),
         Fault::NotFound => {
@@ -148,7 +169,7 @@ async fn qe_identity(
     Query(q): Query<HashMap<String, String>>,
 ) -> Response {
     note(&s, "qe/identity", &q);
-    let (parts, fault) = s.snapshot();
+    let (parts, fault) = s.snapshot(&q);
     if fault == Fault::Unavailable {
         return unavailable();
     }
@@ -167,7 +188,7 @@ async fn qe_identity(
 
 async fn root_crl(State(s): State<Shared>) -> Response {
     note(&s, "rootcacrl", &HashMap::new());
-    let (parts, fault) = s.snapshot();
+    let (parts, fault) = s.snapshot(&HashMap::new());
     match fault {
         Fault::Unavailable => unavailable(),
         Fault::PemCrls => crl_body(fault, &parts.root_ca_crl).into_response(),
@@ -179,7 +200,11 @@ async fn root_crl(State(s): State<Shared>) -> Response {
 /// (`http://127.0.0.1:PORT`) and the server.
 pub async fn serve(parts: CollateralParts, fault: Fault) -> std::io::Result<(String, Shared)> {
     let state = Arc::new(Server {
-        serving: Mutex::new((parts, fault)),
+        serving: Mutex::new(Serving {
+            parts,
+            early: None,
+            fault,
+        }),
         seen: Mutex::new(Vec::new()),
     });
     let app = axum::Router::new()

@@ -267,3 +267,57 @@ async fn sim_pcs_serves_fresh_collateral() {
         assert_eq!(resp.headers()["ccm-simulated"], "true", "{path}");
     }
 }
+
+/// The verdict `ccm quote verify --pccs` gives (TCB status, evaluation number), which must
+/// verify.
+fn verdict(out: &Output) -> (String, u64) {
+    assert!(out.status.success(), "{}", stderr(out));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    (
+        v["status"].as_str().unwrap().to_string(),
+        v["tcb_evaluation_data_number"].as_u64().unwrap(),
+    )
+}
+
+/// `ccm sim tcb-recovery`: announced in the early set first (the standard verdict stays), then
+/// in force: the platform made before it is OutOfDate under the new evaluation number.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tcb_recovery_is_announced_then_in_force() {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    block_in_place(|| {
+        let pf = Platform::new(&now);
+        let pcs = SimPcs::start(&pf.dir);
+        let pccs = ["--pccs", pcs.url.as_str()];
+        assert_eq!(verdict(&pf.verify(&pccs, None)), ("UpToDate".into(), 1));
+
+        let out = ok(&["sim", "tcb-recovery", "--dir", p(&pf.dir), "--early"]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("1 in force (standard), 2 published (early)"),
+            "{said}"
+        );
+        assert_eq!(verdict(&pf.verify(&pccs, None)), ("UpToDate".into(), 1));
+        let early = ["--pccs", pcs.url.as_str(), "--early"];
+        assert_eq!(verdict(&pf.verify(&early, None)), ("OutOfDate".into(), 2));
+
+        let out = ok(&["sim", "tcb-recovery", "--dir", p(&pf.dir)]);
+        let said = String::from_utf8_lossy(&out.stdout);
+        assert!(
+            said.contains("2 in force (standard), 2 published (early)"),
+            "{said}"
+        );
+        let out = pf.verify(&pccs, None);
+        assert_eq!(verdict(&out), ("OutOfDate".into(), 2));
+        assert!(String::from_utf8_lossy(&out.stdout).contains(ccm_attest::sim::SA_TCB_RECOVERY));
+        // The platform's own collateral file still says what it said when it was made.
+        let file = pf.path("collateral.json");
+        assert_eq!(
+            verdict(&pf.verify(&["--collateral", p(&file)], None)),
+            ("UpToDate".into(), 1)
+        );
+    });
+}

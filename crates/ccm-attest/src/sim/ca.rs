@@ -190,6 +190,12 @@ struct CaState {
     next_crl_number: u64,
     /// Serial numbers (hex) of revoked PCK certificates.
     revoked_pck_serials: Vec<String>,
+    /// TCB recoveries in force (the standard TCB evaluation data set).
+    #[serde(default)]
+    recoveries: u32,
+    /// TCB recoveries published, in force or announced ahead (the early set).
+    #[serde(default)]
+    early_recoveries: u32,
 }
 
 fn name(cn: &str) -> DistinguishedName {
@@ -323,7 +329,7 @@ impl SimCa {
             tcb_key,
             state: CaState {
                 next_crl_number: 1,
-                revoked_pck_serials: Vec::new(),
+                ..CaState::default()
             },
         })
     }
@@ -426,6 +432,32 @@ impl SimCa {
         let hex = hex::encode(serial);
         if !self.state.revoked_pck_serials.contains(&hex) {
             self.state.revoked_pck_serials.push(hex);
+        }
+    }
+
+    /// The TCB recoveries of a TCB evaluation data set: in force, or published (`early`).
+    pub(crate) fn recoveries(&self, early: bool) -> u32 {
+        if early {
+            self.state.early_recoveries.max(self.state.recoveries)
+        } else {
+            self.state.recoveries
+        }
+    }
+
+    /// Publishes a TCB recovery: announced in the early set only (`early`), or in force in both
+    /// (an announced one is put in force; with none announced, a new one).
+    pub(crate) fn publish_recovery(&mut self, early: bool) {
+        let published = self.recoveries(true);
+        if early {
+            self.state.early_recoveries = self.state.recoveries.saturating_add(1).max(published);
+        } else {
+            let next = if published > self.state.recoveries {
+                published
+            } else {
+                published.saturating_add(1)
+            };
+            self.state.recoveries = next;
+            self.state.early_recoveries = next;
         }
     }
 

@@ -46,7 +46,8 @@ pub use ca::{PCK_CA_CN, PCK_CERT_CN, ROOT_CA_CN, TCB_SIGNING_CN};
 pub use cpu::{EnclaveIdentity, SimCpu};
 pub use qe::SimQuotingEnclave;
 pub use tcb::{
-    SA_CONFIGURATION, SA_OUT_OF_DATE, SA_QE_OUT_OF_DATE, SA_QE_REVOKED, SA_REVOKED, SA_SW_HARDENING,
+    SA_CONFIGURATION, SA_OUT_OF_DATE, SA_QE_OUT_OF_DATE, SA_QE_REVOKED, SA_REVOKED,
+    SA_SW_HARDENING, SA_TCB_RECOVERY,
 };
 
 /// The trust anchor of a platform directory.
@@ -335,8 +336,16 @@ struct SignedCollateral {
 
 impl SignedCollateral {
     /// CRLs, TCB info for `fmspc` and QE identity, issued at `now` (backdated a little, valid
-    /// for [`ca::COLLATERAL_VALIDITY`]) as Intel issues them.
-    fn issue(ca: &mut ca::SimCa, fmspc: &[u8; 6], now: u64) -> Result<SignedCollateral, Error> {
+    /// for [`ca::COLLATERAL_VALIDITY`]) as Intel issues them, of the standard TCB evaluation data
+    /// set or the `early` one.
+    fn issue(
+        ca: &mut ca::SimCa,
+        fmspc: &[u8; 6],
+        now: u64,
+        early: bool,
+    ) -> Result<SignedCollateral, Error> {
+        let recoveries = ca.recoveries(early);
+        let evaluation = TCB_EVALUATION_DATA_NUMBER.saturating_add(recoveries);
         let issued = now.saturating_sub(ca::BACKDATE);
         let next_update = now.saturating_add(ca::COLLATERAL_VALIDITY);
         let pce_id = SIM_PCE_ID;
@@ -350,8 +359,8 @@ impl SignedCollateral {
             fmspc: hex::encode_upper(fmspc),
             pce_id: hex::encode_upper(pce_id),
             tcb_type: 0,
-            tcb_evaluation_data_number: TCB_EVALUATION_DATA_NUMBER,
-            tcb_levels: tcb::tcb_levels(),
+            tcb_evaluation_data_number: evaluation,
+            tcb_levels: tcb::tcb_levels(recoveries),
         };
         let tcb_info_text =
             serde_json::to_string(&tcb_info).map_err(collateral_json_error("TCB info"))?;
@@ -368,7 +377,7 @@ impl SignedCollateral {
             version: 2,
             issue_date: date_text(issued)?,
             next_update: date_text(next_update)?,
-            tcb_evaluation_data_number: TCB_EVALUATION_DATA_NUMBER,
+            tcb_evaluation_data_number: evaluation,
             miscselect: hex::encode_upper(QE_MISCSELECT.to_le_bytes()),
             miscselect_mask: "FFFFFFFF".into(),
             attributes: hex::encode_upper(expected_attributes),
@@ -409,13 +418,54 @@ impl SignedCollateral {
 /// state, so each is newer than the last) and TCB info and QE identity dated `now`. What
 /// `ccm sim pcs` serves. SIMULATED.
 pub fn issue_collateral(root_dir: &Path, fmspc: &[u8; 6], now: u64) -> Result<Collateral, Error> {
+    issue_collateral_set(root_dir, fmspc, now, false)
+}
+
+/// [`issue_collateral`] of the standard TCB evaluation data set or the `early` one (which holds
+/// a TCB recovery announced with [`tcb_recovery`] before it is in force).
+pub fn issue_collateral_set(
+    root_dir: &Path,
+    fmspc: &[u8; 6],
+    now: u64,
+    early: bool,
+) -> Result<Collateral, Error> {
     if format_rfc3339(now.saturating_add(ca::COLLATERAL_VALIDITY)).is_none() {
         return Err(Error::TimeOutOfRange(now));
     }
     let mut ca = ca::SimCa::load(root_dir)?;
-    let signed = SignedCollateral::issue(&mut ca, fmspc, now)?;
+    let signed = SignedCollateral::issue(&mut ca, fmspc, now, early)?;
     ca.save(root_dir)?;
     Ok(signed.collateral)
+}
+
+/// The TCB evaluation data numbers of the simulated root's standard and early sets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct EvaluationNumbers {
+    /// The set in force.
+    pub standard: u32,
+    /// The set published ahead (equal to `standard` when nothing is announced).
+    pub early: u32,
+}
+
+/// Publishes a TCB recovery under the simulated root in `root_dir`, as Intel does: a new TCB
+/// evaluation data number whose TCB info requires a higher microcode SVN (components 0 and 1)
+/// for UpToDate, so that every platform made before it is OutOfDate (or OutOfDate and
+/// ConfigurationNeeded) under it. With `early` it is only announced (the early set); without,
+/// it is in force (an announced one becomes standard, or a new one is published in both).
+/// Collateral issued from then on carries it; collateral issued before stays as it was.
+/// SIMULATED.
+pub fn tcb_recovery(root_dir: &Path, early: bool) -> Result<EvaluationNumbers, Error> {
+    let mut ca = ca::SimCa::load(root_dir)?;
+    ca.publish_recovery(early);
+    ca.save(root_dir)?;
+    Ok(evaluation_numbers(&ca))
+}
+
+fn evaluation_numbers(ca: &ca::SimCa) -> EvaluationNumbers {
+    EvaluationNumbers {
+        standard: TCB_EVALUATION_DATA_NUMBER.saturating_add(ca.recoveries(false)),
+        early: TCB_EVALUATION_DATA_NUMBER.saturating_add(ca.recoveries(true)),
+    }
 }
 
 /// Issues everything of one platform under `ca` and writes the platform directory.
@@ -505,7 +555,7 @@ fn create_platform(
         qe_identity_text,
         qe_identity_signature: qe_identity_sig,
         next_update,
-    } = SignedCollateral::issue(ca, &options.fmspc, now)?;
+    } = SignedCollateral::issue(ca, &options.fmspc, now, false)?;
 
     let platform_status = crate::verify::platform_status_for(&tcb_info, &components, pce_svn);
     let qe_status = tcb::QE_TABLE

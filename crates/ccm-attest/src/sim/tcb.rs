@@ -19,6 +19,8 @@ pub const SA_REVOKED: &str = "CCM-SIM-SA-00004";
 pub const SA_QE_OUT_OF_DATE: &str = "CCM-SIM-SA-00005";
 /// Advisory: revoked quoting enclave (simulated).
 pub const SA_QE_REVOKED: &str = "CCM-SIM-SA-00006";
+/// Advisory: microcode below a simulated TCB recovery's (simulated).
+pub const SA_TCB_RECOVERY: &str = "CCM-SIM-SA-00007";
 
 /// One row of the platform TCB table.
 pub(crate) struct TcbRow {
@@ -120,28 +122,109 @@ pub(crate) fn qe_isvsvn(status: TcbStatus) -> Option<u16> {
         .map(|(svn, _, _, _)| *svn)
 }
 
-/// The TCB info levels in Intel's JSON shape.
-pub(crate) fn tcb_levels() -> Vec<TcbLevel> {
-    TCB_TABLE
-        .iter()
-        .map(|row| TcbLevel {
-            tcb: Tcb {
-                sgxtcbcomponents: row
-                    .components
-                    .iter()
-                    .map(|svn| TcbComponent {
-                        svn: *svn,
-                        category: None,
-                        kind: None,
-                    })
-                    .collect(),
-                pcesvn: row.pcesvn,
-            },
-            tcb_date: row.date.into(),
-            tcb_status: row.status,
-            advisory_ids: row.advisories.iter().map(|s| (*s).to_owned()).collect(),
-        })
-        .collect()
+fn level(
+    components: [u8; 16],
+    pcesvn: u16,
+    date: &str,
+    status: TcbStatus,
+    advisories: &[&str],
+) -> TcbLevel {
+    TcbLevel {
+        tcb: Tcb {
+            sgxtcbcomponents: components
+                .iter()
+                .map(|svn| TcbComponent {
+                    svn: *svn,
+                    category: None,
+                    kind: None,
+                })
+                .collect(),
+            pcesvn,
+        },
+        tcb_date: date.into(),
+        tcb_status: status,
+        advisory_ids: advisories.iter().map(|s| (*s).to_owned()).collect(),
+    }
+}
+
+/// What a TCB recovery makes of a level below its new top: OutOfDate, keeping whether the
+/// configuration is behind too; OutOfDate and Revoked levels stay.
+fn after_recovery(status: TcbStatus) -> TcbStatus {
+    match status {
+        TcbStatus::UpToDate | TcbStatus::SWHardeningNeeded => TcbStatus::OutOfDate,
+        TcbStatus::ConfigurationNeeded | TcbStatus::ConfigurationAndSWHardeningNeeded => {
+            TcbStatus::OutOfDateConfigurationNeeded
+        }
+        other => other,
+    }
+}
+
+/// The microcode SVN (components 0 and 1) UpToDate requires after `recoveries` TCB recoveries.
+pub(crate) fn required_microcode(recoveries: u32) -> u8 {
+    8u8.saturating_add(u8::try_from(recoveries).unwrap_or(u8::MAX))
+}
+
+/// The TCB info levels in Intel's JSON shape, after `recoveries` TCB recoveries. Each recovery
+/// raises the microcode SVN UpToDate requires by one: the levels of older microcode are
+/// OutOfDate from then on.
+pub(crate) fn tcb_levels(recoveries: u32) -> Vec<TcbLevel> {
+    if recoveries == 0 {
+        return TCB_TABLE
+            .iter()
+            .map(|row| {
+                level(
+                    row.components,
+                    row.pcesvn,
+                    row.date,
+                    row.status,
+                    row.advisories,
+                )
+            })
+            .collect();
+    }
+    let date = "2025-08-12T00:00:00Z";
+    let top = required_microcode(recoveries);
+    let mut levels = vec![
+        level(comps(top, 12), 13, date, TcbStatus::UpToDate, &[]),
+        level(
+            comps(top, 0),
+            13,
+            date,
+            TcbStatus::ConfigurationNeeded,
+            &[SA_CONFIGURATION],
+        ),
+    ];
+    for cpu in (9..top).rev() {
+        levels.push(level(
+            comps(cpu, 12),
+            13,
+            date,
+            TcbStatus::OutOfDate,
+            &[SA_TCB_RECOVERY],
+        ));
+        levels.push(level(
+            comps(cpu, 0),
+            13,
+            date,
+            TcbStatus::OutOfDateConfigurationNeeded,
+            &[SA_CONFIGURATION, SA_TCB_RECOVERY],
+        ));
+    }
+    for row in &TCB_TABLE {
+        let status = after_recovery(row.status);
+        let mut advisories: Vec<&str> = row.advisories.to_vec();
+        if status != row.status {
+            advisories.push(SA_TCB_RECOVERY);
+        }
+        levels.push(level(
+            row.components,
+            row.pcesvn,
+            row.date,
+            status,
+            &advisories,
+        ));
+    }
+    levels
 }
 
 /// The QE identity levels in Intel's JSON shape.
@@ -177,6 +260,48 @@ mod tests {
                 .find(|row| row.components.iter().zip(&c).all(|(n, h)| h >= n) && p >= row.pcesvn)
                 .unwrap();
             assert_eq!(first.status, status);
+        }
+    }
+
+    #[test]
+    fn a_recovery_puts_a_new_level_on_top_and_everything_below_out_of_date() {
+        for recoveries in 1..4 {
+            let levels = tcb_levels(recoveries);
+            let key = |l: &TcbLevel| {
+                let c: Vec<u8> = l.tcb.sgxtcbcomponents.iter().map(|c| c.svn).collect();
+                (c, l.tcb.pcesvn)
+            };
+            for pair in levels.windows(2) {
+                assert!(
+                    key(&pair[0]) > key(&pair[1]),
+                    "levels must be strictly descending"
+                );
+            }
+            assert_eq!(levels[0].tcb_status, TcbStatus::UpToDate);
+            assert_eq!(
+                levels[0].tcb.sgxtcbcomponents[0].svn,
+                required_microcode(recoveries)
+            );
+            // The platform that was UpToDate before is OutOfDate, with the recovery's advisory.
+            let (c, p) = platform_tcb(TcbStatus::UpToDate);
+            let met = levels
+                .iter()
+                .find(|l| {
+                    l.tcb
+                        .sgxtcbcomponents
+                        .iter()
+                        .zip(&c)
+                        .all(|(n, h)| *h >= n.svn)
+                        && p >= l.tcb.pcesvn
+                })
+                .unwrap();
+            assert_eq!(met.tcb_status, TcbStatus::OutOfDate);
+            assert!(met.advisory_ids.iter().any(|a| a == SA_TCB_RECOVERY));
+            assert!(
+                levels
+                    .iter()
+                    .all(|l| l.tcb_status != TcbStatus::SWHardeningNeeded)
+            );
         }
     }
 }

@@ -370,6 +370,57 @@ async fn collateral_is_for_administrators(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// A TCB recovery Intel publishes (here the simulated root) reaches the manager through the
+/// refresher: the new evaluation number is current, and the next quote of a platform made
+/// before it is OutOfDate, which the zone's default policy refuses. The early set announces it
+/// a refresh ahead without changing any verdict.
+async fn a_tcb_recovery_changes_the_next_verdict(backend: Backend) {
+    let mut w = world_with_pccs(backend).await;
+    let platform = w.dir.path().join("platform");
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert_eq!(v["node"]["sgx_info"]["tcb_status"], "UpToDate", "{v}");
+    let evaluation = |sets: &[Value], update: &str| {
+        sets.iter()
+            .find(|s| s["update"] == update)
+            .map(|s| s["tcb_evaluation_data_number"].clone())
+    };
+
+    // Announced: the early set moves, the standard one and the verdict stay.
+    sim::tcb_recovery(&platform, true).unwrap();
+    set_clock(&mut w, T0 + DAY).await;
+    let issue = |t: i64, early: bool| {
+        sim::issue_collateral_set(&platform, &sim::DEFAULT_FMSPC, t as u64, early)
+            .unwrap()
+            .into_parts()
+    };
+    pccs(&w).set_parts(issue(T0 + DAY, false));
+    pccs(&w).set_early_parts(Some(issue(T0 + DAY, true)));
+    let r = refresh(&w).await;
+    assert_eq!((r.fetched, r.failed), (2, 0), "{r:?}");
+    let all = sets(&w).await;
+    assert_eq!(evaluation(&all, "early"), Some(json!(2)), "{all:?}");
+    assert_eq!(evaluation(&all, "standard"), Some(json!(1)), "{all:?}");
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+
+    // In force: the refresher fetches it and the next enrollment is judged by it.
+    sim::tcb_recovery(&platform, false).unwrap();
+    pccs(&w).set_parts(issue(T0 + 2 * DAY, false));
+    pccs(&w).set_early_parts(None);
+    set_clock(&mut w, T0 + 2 * DAY).await;
+    assert!(refresh(&w).await.changed >= 1);
+    assert_eq!(evaluation(&sets(&w).await, "standard"), Some(json!(2)));
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "node_policy"),
+        "{v}"
+    );
+    assert!(v["message"].as_str().unwrap().contains("OutOfDate"), "{v}");
+    w.m.shutdown().await;
+}
+
 /// dcap-qvl's transport: the test's HTTP client (which pins the manager's certificate).
 struct PinnedHttp(reqwest::Client);
 
@@ -426,4 +477,5 @@ both_backends!(
     serves_the_pccs_api,
     collateral_is_for_administrators,
     dcap_qvl_fetches_from_the_manager,
+    a_tcb_recovery_changes_the_next_verdict,
 );

@@ -18,6 +18,22 @@ pub enum SimCommand {
     /// Serve the root's collateral over the PCS API v4 (as a PCCS), re-issued fresh for every
     /// request.
     Pcs(super::sim_pcs::PcsArgs),
+    /// Publish a TCB recovery under the root, as Intel does: a new TCB evaluation data number
+    /// whose TCB info requires a higher microcode SVN, so that platforms made before it are
+    /// OutOfDate. Collateral issued from then on (`ccm sim pcs`) carries it.
+    TcbRecovery(TcbRecoveryArgs),
+}
+
+/// `ccm sim tcb-recovery`.
+#[derive(Debug, clap::Args)]
+pub struct TcbRecoveryArgs {
+    /// A directory created by `ccm sim init` (holds the root CA and its keys).
+    #[arg(long, value_name = "DIR")]
+    dir: PathBuf,
+    /// Only announce it: publish it in the early TCB evaluation data set (`update=early`); a
+    /// later run without --early puts it in force.
+    #[arg(long)]
+    early: bool,
 }
 
 /// What kind of platform to create.
@@ -133,5 +149,15 @@ pub fn run(command: SimCommand) -> anyhow::Result<()> {
             report(&args.dir, &info)
         }
         SimCommand::Pcs(args) => super::sim_pcs::run(args),
+        SimCommand::TcbRecovery(args) => {
+            let n = sim::tcb_recovery(&args.dir, args.early)
+                .with_context(|| format!("publish a TCB recovery under {}", args.dir.display()))?;
+            println!(
+                "SIMULATED TCB recovery published: TCB evaluation data number {} in force \
+                 (standard), {} published (early)",
+                n.standard, n.early
+            );
+            Ok(())
+        }
     }
 }

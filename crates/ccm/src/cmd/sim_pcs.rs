@@ -7,8 +7,9 @@
 //! `qe/identity` and `rootcacrl` under `/sgx/certification/v4`, with Intel's issuer-chain
 //! headers. Each response is issued at the time of the request, dated and signed as Intel dates
 //! and signs its collateral, with new CRL numbers. Every response carries `CCM-Simulated: true`.
-//! The simulated platform has one TCB evaluation data set: `update=early` answers the standard
-//! set. TDX paths are 404.
+//! `update=early` answers the early TCB evaluation data set, which holds a TCB recovery announced
+//! with `ccm sim tcb-recovery --early` before it is in force (otherwise it equals the standard
+//! set). TDX paths are 404.
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -98,23 +99,26 @@ fn simulated(chain: Option<(&'static str, &str)>, body: impl IntoResponse) -> Ap
     Ok((h, body).into_response())
 }
 
-fn check_update(update: Option<&str>) -> Result<(), ApiError> {
+/// Whether `update=` asks for the early set.
+fn check_update(update: Option<&str>) -> Result<bool, ApiError> {
     match update {
-        None | Some("standard") | Some("early") => Ok(()),
+        None | Some("standard") => Ok(false),
+        Some("early") => Ok(true),
         Some(other) => Err(ApiError::invalid(format!(
             "update must be standard or early, not {other:?}"
         ))),
     }
 }
 
-/// Issues collateral for `fmspc` now.
-async fn issue(pcs: &Pcs, fmspc: [u8; 6]) -> Result<CollateralParts, ApiError> {
+/// Issues collateral for `fmspc` now, of the standard or the `early` TCB evaluation data set.
+async fn issue(pcs: &Pcs, fmspc: [u8; 6], early: bool) -> Result<CollateralParts, ApiError> {
     let _one_at_a_time = pcs.lock.lock().await;
     let now = super::sim::unix_now().map_err(ApiError::internal)?;
     let dir = pcs.dir.clone();
-    let issued = tokio::task::spawn_blocking(move || sim::issue_collateral(&dir, &fmspc, now))
-        .await
-        .map_err(ApiError::internal)?;
+    let issued =
+        tokio::task::spawn_blocking(move || sim::issue_collateral_set(&dir, &fmspc, now, early))
+            .await
+            .map_err(ApiError::internal)?;
     issued.map(Collateral::into_parts).map_err(|e| {
         tracing::warn!(error = %e, "issuing simulated collateral failed");
         ApiError::internal(e)
@@ -140,7 +144,7 @@ async fn pck_crl(State(s): State<Shared>, Query(q): Query<CrlQuery>) -> ApiResul
             )));
         }
     }
-    let parts = issue(&s, sim::DEFAULT_FMSPC).await?;
+    let parts = issue(&s, sim::DEFAULT_FMSPC, false).await?;
     let body = match q.encoding.as_deref() {
         Some("der") => parts.pck_crl,
         _ => pem::encode(&pem::Pem::new("X509 CRL", parts.pck_crl)).into_bytes(),
@@ -159,14 +163,14 @@ struct TcbQuery {
 }
 
 async fn tcb(State(s): State<Shared>, Query(q): Query<TcbQuery>) -> ApiResult {
-    check_update(q.update.as_deref())?;
+    let early = check_update(q.update.as_deref())?;
     let fmspc = q
         .fmspc
         .as_deref()
         .and_then(|f| hex::decode(f).ok())
         .and_then(|b| <[u8; 6]>::try_from(b).ok())
         .ok_or_else(|| ApiError::invalid("fmspc must be 6 bytes of hex".into()))?;
-    let parts = issue(&s, fmspc).await?;
+    let parts = issue(&s, fmspc, early).await?;
     let body = join_signed_json("tcbInfo", &parts.tcb_info, &parts.tcb_info_signature);
     let chain = (
         "TCB-Info-Issuer-Chain",
@@ -181,8 +185,8 @@ struct UpdateQuery {
 }
 
 async fn qe_identity(State(s): State<Shared>, Query(q): Query<UpdateQuery>) -> ApiResult {
-    check_update(q.update.as_deref())?;
-    let parts = issue(&s, sim::DEFAULT_FMSPC).await?;
+    let early = check_update(q.update.as_deref())?;
+    let parts = issue(&s, sim::DEFAULT_FMSPC, early).await?;
     let body = join_signed_json(
         "enclaveIdentity",
         &parts.qe_identity,
@@ -197,7 +201,7 @@ async fn qe_identity(State(s): State<Shared>, Query(q): Query<UpdateQuery>) -> A
 
 /// As a PCCS answers: the DER, hex-encoded.
 async fn root_crl(State(s): State<Shared>) -> ApiResult {
-    let parts = issue(&s, sim::DEFAULT_FMSPC).await?;
+    let parts = issue(&s, sim::DEFAULT_FMSPC, false).await?;
     simulated(None, hex::encode(&parts.root_ca_crl))
 }
 
