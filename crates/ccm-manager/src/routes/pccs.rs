@@ -19,7 +19,7 @@ use sha2::{Digest, Sha256};
 use crate::AppState;
 use crate::error::{ApiError, ApiResult};
 use crate::ratelimit::ClientIp;
-use crate::service::collateral::{PccsAnswer, PccsItem, pccs_answer};
+use crate::service::collateral::{EvaluationSet, PccsAnswer, PccsItem, pccs_answer};
 
 /// The routes (plain axum: they are Intel's API, documented by Intel, not in ccm's OpenAPI).
 pub(crate) fn router() -> axum::Router<AppState> {
@@ -37,14 +37,14 @@ pub(crate) fn router() -> axum::Router<AppState> {
 struct TcbQuery {
     fmspc: Option<String>,
     update: Option<String>,
-    /// Accepted and ignored: ccm serves the current set of the asked evaluation set only.
-    #[allow(dead_code)]
     tcb_evaluation_data_number: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
+#[serde(rename_all = "camelCase")]
 struct UpdateQuery {
     update: Option<String>,
+    tcb_evaluation_data_number: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -66,11 +66,25 @@ fn limit(s: &AppState, ip: ClientIp) -> ApiResult<()> {
     Ok(())
 }
 
-fn update(text: Option<&str>) -> ApiResult<TcbUpdate> {
-    match text {
-        None => Ok(TcbUpdate::Standard),
-        Some(t) => TcbUpdate::parse(&t.to_ascii_lowercase())
-            .ok_or_else(|| bad("invalid_update", "update must be standard or early")),
+/// The set asked for: `tcbEvaluationDataNumber=N` or `update=standard|early` (not both).
+fn evaluation_set(update: Option<&str>, number: Option<&str>) -> ApiResult<EvaluationSet> {
+    match (update, number) {
+        (Some(_), Some(_)) => Err(bad(
+            "invalid_update",
+            "give update or tcbEvaluationDataNumber, not both",
+        )),
+        (_, Some(n)) => n.parse().map(EvaluationSet::Number).map_err(|_| {
+            bad(
+                "invalid_update",
+                "tcbEvaluationDataNumber must be a non-negative integer",
+            )
+        }),
+        (None, None) => Ok(EvaluationSet::Standard),
+        (Some(t), None) => match TcbUpdate::parse(&t.to_ascii_lowercase()) {
+            Some(TcbUpdate::Standard) => Ok(EvaluationSet::Standard),
+            Some(TcbUpdate::Early) => Ok(EvaluationSet::Early),
+            None => Err(bad("invalid_update", "update must be standard or early")),
+        },
     }
 }
 
@@ -92,7 +106,8 @@ async fn tcb(
     let item = PccsItem::TcbInfo {
         fmspc: fmspc(q.fmspc.as_deref())?,
     };
-    let answer = pccs_answer(&s, item, update(q.update.as_deref())?).await?;
+    let set = evaluation_set(q.update.as_deref(), q.tcb_evaluation_data_number.as_deref())?;
+    let answer = pccs_answer(&s, item, set).await?;
     Ok(render(&s, &headers, answer, "TCB-Info-Issuer-Chain", false))
 }
 
@@ -103,7 +118,8 @@ async fn qe_identity(
     Query(q): Query<UpdateQuery>,
 ) -> ApiResult<Response> {
     limit(&s, ip)?;
-    let answer = pccs_answer(&s, PccsItem::QeIdentity, update(q.update.as_deref())?).await?;
+    let set = evaluation_set(q.update.as_deref(), q.tcb_evaluation_data_number.as_deref())?;
+    let answer = pccs_answer(&s, PccsItem::QeIdentity, set).await?;
     Ok(render(
         &s,
         &headers,
@@ -134,7 +150,7 @@ async fn pck_crl(
         Some("der") => true,
         Some(_) => return Err(bad("invalid_encoding", "encoding must be der or pem")),
     };
-    let answer = pccs_answer(&s, PccsItem::PckCrl { ca }, TcbUpdate::Standard).await?;
+    let answer = pccs_answer(&s, PccsItem::PckCrl { ca }, EvaluationSet::Standard).await?;
     Ok(render(
         &s,
         &headers,
@@ -150,7 +166,7 @@ async fn root_ca_crl(
     headers: HeaderMap,
 ) -> ApiResult<Response> {
     limit(&s, ip)?;
-    let answer = pccs_answer(&s, PccsItem::RootCaCrl, TcbUpdate::Standard).await?;
+    let answer = pccs_answer(&s, PccsItem::RootCaCrl, EvaluationSet::Standard).await?;
     // A PCCS answers the root CA CRL as hex-encoded DER text.
     let answer = match answer {
         PccsAnswer::Crl {

@@ -22,7 +22,9 @@ use std::time::Duration;
 
 use ccm_api::collateral::{CollateralSet, CollateralSource, PckCaType, TcbUpdate, TeeType};
 use ccm_attest::pcs::{PcsClient, PcsOptions, Update};
-use ccm_attest::{CaType, Collateral, CollateralSummary, Recency, Tee, VerifyError, newest_parts};
+use ccm_attest::{
+    CaType, Collateral, CollateralPart, CollateralSummary, Recency, Tee, VerifyError, newest_parts,
+};
 use ccm_store::{CollateralAges, CollateralKey, CollateralRecord, NewCollateral};
 
 use crate::service::caller::Caller;
@@ -896,23 +898,53 @@ pub enum PccsAnswer {
 pub async fn pccs_answer(
     s: &AppState,
     item: PccsItem,
-    update: TcbUpdate,
+    set: EvaluationSet,
 ) -> ServiceResult<PccsAnswer> {
-    let sets = sets_for_pccs(s, update).await?;
+    let sets = match set {
+        EvaluationSet::Standard => sets_for_pccs(s, TcbUpdate::Standard).await?,
+        EvaluationSet::Early => sets_for_pccs(s, TcbUpdate::Early).await?,
+        EvaluationSet::Number(_) => {
+            let mut all = sets_for_pccs(s, TcbUpdate::Standard).await?;
+            all.extend(sets_for_pccs(s, TcbUpdate::Early).await?);
+            all
+        }
+    };
+    let part = match item {
+        PccsItem::TcbInfo { .. } => CollateralPart::TcbInfo,
+        PccsItem::QeIdentity => CollateralPart::QeIdentity,
+        PccsItem::PckCrl { .. } => CollateralPart::PckCrl,
+        PccsItem::RootCaCrl => CollateralPart::RootCrl,
+    };
     let best = sets
         .iter()
-        .filter(|set| holds(set, item))
-        .max_by_key(|set| {
-            let part = match item {
-                PccsItem::TcbInfo { .. } => ccm_attest::CollateralPart::TcbInfo,
-                PccsItem::QeIdentity => ccm_attest::CollateralPart::QeIdentity,
-                PccsItem::PckCrl { .. } => ccm_attest::CollateralPart::PckCrl,
-                PccsItem::RootCaCrl => ccm_attest::CollateralPart::RootCrl,
-            };
-            (!set.summary.simulated, set.summary.part_age(part))
-        })
+        .filter(|c| holds(c, item) && has_number(c, part, set))
+        .max_by_key(|c| (!c.summary.simulated, c.summary.part_age(part)))
         .ok_or(ServiceError::NotFound("collateral"))?;
     Ok(answer_from(best, item))
+}
+
+/// Which TCB evaluation data set a PCCS API request asks for (`update=`, or
+/// `tcbEvaluationDataNumber=`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EvaluationSet {
+    /// The set in force.
+    Standard,
+    /// The set published ahead of a TCB recovery.
+    Early,
+    /// The set with this evaluation data number, if ccm holds it (standard or early).
+    Number(u32),
+}
+
+/// Whether `c`'s `part` has the evaluation data number `set` asks for (any, unless a number).
+fn has_number(c: &CurrentSet, part: CollateralPart, set: EvaluationSet) -> bool {
+    let EvaluationSet::Number(n) = set else {
+        return true;
+    };
+    match part {
+        CollateralPart::TcbInfo => c.summary.tcb_evaluation_data_number == n,
+        CollateralPart::QeIdentity => c.summary.qe_identity_evaluation_data_number == n,
+        CollateralPart::PckCrl | CollateralPart::RootCrl => true,
+    }
 }
 
 /// The sets the PCCS API serves from: memory for the standard sets, the database for early.

@@ -320,6 +320,22 @@ async fn serves_the_pccs_api(backend: Backend) {
             StatusCode::BAD_REQUEST,
         ),
         ("/tdx/certification/v4/qe/identity", StatusCode::NOT_FOUND),
+        (
+            "/sgx/certification/v4/qe/identity?tcbEvaluationDataNumber=1",
+            StatusCode::OK,
+        ),
+        (
+            "/sgx/certification/v4/qe/identity?tcbEvaluationDataNumber=7",
+            StatusCode::NOT_FOUND,
+        ),
+        (
+            "/sgx/certification/v4/qe/identity?tcbEvaluationDataNumber=x",
+            StatusCode::BAD_REQUEST,
+        ),
+        (
+            "/sgx/certification/v4/qe/identity?tcbEvaluationDataNumber=1&update=early",
+            StatusCode::BAD_REQUEST,
+        ),
     ] {
         let r = w
             .http
@@ -443,7 +459,8 @@ impl dcap_qvl::http::HttpClient for PinnedHttp {
 }
 
 /// dcap-qvl's `CollateralClient`, with the manager's base URL as its PCCS, fetches collateral
-/// (standard and early sets) with which dcap-qvl's verifier accepts a simulated quote.
+/// (standard and early sets, and the set by its evaluation number) with which dcap-qvl's
+/// verifier accepts a simulated quote.
 async fn dcap_qvl_fetches_from_the_manager(backend: Backend) {
     use dcap_qvl::collateral::{CollateralClient, TcbEvaluationDataSet};
     let w = world_with_pccs(backend).await;
@@ -455,7 +472,11 @@ async fn dcap_qvl_fetches_from_the_manager(backend: Backend) {
     let quote = super::sim_quote(&platform, [7; 64]);
     let root_pem = std::fs::read(platform.join(sim::ROOT_CA_FILE)).unwrap();
     let root_der = pem::parse(&root_pem).unwrap().into_contents();
-    for set in [TcbEvaluationDataSet::Standard, TcbEvaluationDataSet::Early] {
+    for set in [
+        TcbEvaluationDataSet::Standard,
+        TcbEvaluationDataSet::Early,
+        TcbEvaluationDataSet::Number(1),
+    ] {
         let client = CollateralClient::<dcap_qvl::configs::RustCryptoConfig, _>::new(
             PinnedHttp(w.http.clone()),
             &w.base,
