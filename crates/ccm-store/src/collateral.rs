@@ -9,8 +9,10 @@
 
 use ccm_api::collateral::{CollateralSource, PckCaType, TcbUpdate, TeeType};
 
+use serde_json::json;
+
 use crate::util::enum_value;
-use crate::{Result, Store};
+use crate::{Actor, Result, Store, audit};
 
 /// Which collateral set: the root it chains to, the platform family, the PCK CA whose CRL it
 /// holds, the TEE and the TCB evaluation set.
@@ -62,6 +64,8 @@ pub struct NewCollateral<'a> {
     pub simulated: bool,
     /// Where it came from.
     pub source: CollateralSource,
+    /// Who offers it (the audit entry's actor when it becomes current).
+    pub actor: &'a Actor,
     /// Now.
     pub now: i64,
 }
@@ -217,8 +221,9 @@ const SELECT: &str = "SELECT root_fingerprint, fmspc, ca_type, tee, tcb_update, 
 
 impl Store {
     /// Makes `new` the current set of its key when there is none, or when the current one is
-    /// older: no part of `new` is older and one is newer ([`CollateralAges`]). Returns whether it became current;
-    /// an equal, older or mixed set changes nothing.
+    /// older: no part of `new` is older and one is newer ([`CollateralAges`]), with an audit
+    /// entry (`collateral.current`). Returns whether it became current; an equal, older or
+    /// mixed set changes nothing.
     pub async fn put_collateral_if_newer(&self, new: &NewCollateral<'_>) -> Result<bool> {
         let a = new.ages;
         let mut w = self.begin_write().await?;
@@ -241,8 +246,29 @@ impl Store {
             .bind(new.now)
             .execute(&mut *w.tx)
             .await?;
+        let became_current = done.rows_affected() == 1;
+        if became_current {
+            let k = new.key;
+            audit::append(
+                &mut w.tx,
+                new.now,
+                new.actor,
+                None,
+                "collateral.current",
+                "collateral",
+                None,
+                json!({
+                    "fmspc": k.fmspc, "root_fingerprint": k.root_fingerprint,
+                    "ca_type": k.ca_type, "tee": k.tee, "update": k.update,
+                    "tcb_evaluation_data_number": a.tcb_evaluation_data_number,
+                    "tcb_info_issued": a.tcb_info_issued, "valid_until": new.valid_until,
+                    "source": new.source,
+                }),
+            )
+            .await?;
+        }
         w.commit().await?;
-        Ok(done.rows_affected() == 1)
+        Ok(became_current)
     }
 
     /// The current set of a key.

@@ -6,7 +6,7 @@
 mod common;
 
 use ccm_api::collateral::{CollateralSource, PckCaType, TcbUpdate, TeeType};
-use ccm_store::{CollateralAges, CollateralKey, NewCollateral, Store};
+use ccm_store::{Actor, CollateralAges, CollateralKey, NewCollateral, Store};
 use common::{Db, NOW, connect};
 
 both!(
@@ -49,6 +49,7 @@ async fn offer(store: &Store, key: &CollateralKey, text: &str, ages: CollateralA
             valid_until: ages.tcb_info_issued + 30 * 86_400,
             simulated: true,
             source: CollateralSource::Pccs,
+            actor: &Actor::system(),
             now: NOW,
         })
         .await

@@ -644,6 +644,7 @@ async fn sqlite_wal_stays_bounded_under_sustained_writes() {
             valid_until: NOW + 86_400,
             simulated: true,
             source: CollateralSource::Upload,
+            actor: &ccm_store::Actor::system(),
             now: NOW,
         };
         assert!(store.put_collateral_if_newer(&offered).await.unwrap());

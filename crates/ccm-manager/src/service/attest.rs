@@ -188,7 +188,11 @@ pub async fn verify_quote(
 /// Offers collateral a node brought: a hint, current only if newer. One that does not verify
 /// is ignored (the quote is judged with the current set whatever the hint says).
 async fn offer_hint(s: &AppState, c: Collateral) -> Result<(), QuoteError> {
-    match collateral::offer(s, c, CollateralSource::Upload, TcbUpdate::Standard).await {
+    let node = ccm_store::Actor {
+        user_id: None,
+        name: "node-agent".into(),
+    };
+    match collateral::offer(s, c, CollateralSource::Upload, TcbUpdate::Standard, &node).await {
         Ok(_) => Ok(()),
         Err(CollateralError::Store(e)) => Err(QuoteError::Store(e)),
         Err(e) => {

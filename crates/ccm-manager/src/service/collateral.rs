@@ -25,7 +25,7 @@ use ccm_attest::pcs::{PcsClient, PcsOptions, Update};
 use ccm_attest::{
     CaType, Collateral, CollateralPart, CollateralSummary, Recency, Tee, VerifyError, newest_parts,
 };
-use ccm_store::{CollateralAges, CollateralKey, CollateralRecord, NewCollateral};
+use ccm_store::{Actor, CollateralAges, CollateralKey, CollateralRecord, NewCollateral};
 
 use crate::service::caller::Caller;
 use crate::service::{ServiceError, ServiceResult};
@@ -318,12 +318,14 @@ fn now(s: &AppState) -> i64 {
 }
 
 /// Offers a collateral set as the TCB evaluation set `update` of its platform: verified now,
-/// then current if it (or some of its parts) is newer than the current set.
+/// then current if it (or some of its parts) is newer than the current set, audited as
+/// `actor`'s change.
 pub async fn offer(
     s: &AppState,
     collateral: Collateral,
     source: CollateralSource,
     update: TcbUpdate,
+    actor: &Actor,
 ) -> Result<Offered, CollateralError> {
     let t = now(s);
     let summary = s
@@ -359,6 +361,7 @@ pub async fn offer(
             valid_until: i64::try_from(summary.valid_until).unwrap_or(i64::MAX),
             simulated: summary.simulated,
             source,
+            actor,
             now: t,
         })
         .await?;
@@ -541,7 +544,7 @@ pub async fn fetch_and_offer(
             url: client.base_url().to_string(),
             source,
         })?;
-    offer(s, fetched, CollateralSource::Pccs, update).await
+    offer(s, fetched, CollateralSource::Pccs, update, &Actor::system()).await
 }
 
 /// What one refresher run did.
@@ -718,7 +721,10 @@ pub async fn adopt_legacy(s: &AppState) -> Result<(), CollateralError> {
     }
     for text in &texts {
         let outcome = match Collateral::from_json(text.as_bytes()) {
-            Ok(c) => offer(s, c, CollateralSource::Upload, TcbUpdate::Standard).await,
+            Ok(c) => {
+                let system = Actor::system();
+                offer(s, c, CollateralSource::Upload, TcbUpdate::Standard, &system).await
+            }
             Err(e) => {
                 tracing::warn!(error = %e, "legacy collateral does not parse; dropped");
                 continue;
@@ -833,8 +839,9 @@ pub async fn import(
         }
     }
     let mut out = Vec::with_capacity(sets.len());
+    let actor = caller.actor();
     for (i, c) in sets.into_iter().enumerate() {
-        match offer(s, c, CollateralSource::Import, TcbUpdate::Standard).await {
+        match offer(s, c, CollateralSource::Import, TcbUpdate::Standard, &actor).await {
             Ok(o) => out.push(o),
             Err(CollateralError::Store(e)) => return Err(e.into()),
             Err(e) => return Err(invalid_set(i, &e)),

@@ -250,6 +250,26 @@ async fn older_uploads_and_imports_change_nothing(backend: Backend) {
         .ok(Method::GET, "/v1/collateral/export", json!(null))
         .await;
     assert_eq!(exported, json!({"collateral": [newest]}));
+    // Each set that became current is in the audit log, with who brought it; nothing else.
+    let audit = w.ok(Method::GET, "/v1/audit?limit=1000", json!(null)).await;
+    let changes: Vec<(String, String)> = audit["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|e| e["action"] == "collateral.current")
+        .map(|e| {
+            let source = e["details"]["source"].as_str().unwrap().to_string();
+            (e["actor"].as_str().unwrap().to_string(), source)
+        })
+        .collect();
+    assert_eq!(
+        changes,
+        [
+            ("node-agent".to_string(), "upload".to_string()),
+            ("ops@example.com".to_string(), "import".to_string()),
+        ],
+        "{audit}"
+    );
     w.m.shutdown().await;
 }
 
