@@ -457,6 +457,43 @@ async fn a_tcb_recovery_changes_the_next_verdict(backend: Backend) {
     w.m.shutdown().await;
 }
 
+/// Collateral a manager before schema version 15 stored (`platform_collateral`) is offered once
+/// at the next start: current if it still verifies, and the old rows are gone.
+async fn collateral_of_the_previous_schema_is_adopted(backend: Backend) {
+    let w = world(backend).await;
+    let config = w.m.state.config.clone();
+    let url = config.database_url();
+    let old = collateral_at(&w, T0);
+    let World { m, clock, .. } = w;
+    m.shutdown().await;
+    let mut db = <sqlx::AnyConnection as sqlx::Connection>::connect(&url)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO platform_collateral (fmspc, root_fingerprint, collateral, \
+         tcb_evaluation_data_number, updated_at) VALUES ($1, $2, $3, 1, $4)",
+    )
+    .bind(hex::encode(sim::DEFAULT_FMSPC))
+    .bind("00")
+    .bind(old.to_string())
+    .bind(T0)
+    .execute(&mut db)
+    .await
+    .unwrap();
+    let m = ccm_manager::start(config, std::sync::Arc::new(clock))
+        .await
+        .unwrap();
+    let sets = m.state.store.collateral_sets().await.unwrap();
+    assert_eq!(sets.len(), 1, "{sets:?}");
+    assert_eq!(sets[0].ages.tcb_info_issued, issued(T0));
+    let (left,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM platform_collateral")
+        .fetch_one(&mut db)
+        .await
+        .unwrap();
+    assert_eq!(left, 0);
+    m.shutdown().await;
+}
+
 /// dcap-qvl's transport: the test's HTTP client (which pins the manager's certificate).
 struct PinnedHttp(reqwest::Client);
 
@@ -519,4 +556,5 @@ both_backends!(
     collateral_is_for_administrators,
     dcap_qvl_fetches_from_the_manager,
     a_tcb_recovery_changes_the_next_verdict,
+    collateral_of_the_previous_schema_is_adopted,
 );
