@@ -572,6 +572,23 @@ impl Verifier {
         }
     }
 
+    /// The FMSPC and PCK CA type (`None`: neither Processor nor Platform CA) of a quote whose
+    /// PCK certificate chain verifies under a trusted root and is valid at `now`: which
+    /// collateral to fetch for it. Only the chain is checked (and cached, as by
+    /// [`Verifier::verify`]), so a made-up certificate cannot make anyone fetch collateral for a
+    /// made-up platform.
+    pub fn verified_collateral_key(
+        &self,
+        quote: &[u8],
+        now: u64,
+    ) -> Result<([u8; 6], Option<CaType>), VerifyError> {
+        let parsed = Quote::parse(quote).map_err(VerifyError::Quote)?;
+        check_header(&parsed)?;
+        let pck = self.pck_chain(&parsed.signature_data.certification_data.data)?;
+        check_pck_validity(&pck, now)?;
+        Ok((pck.extension.fmspc, pck.ca_type))
+    }
+
     fn quote_platform(&self, quote: &[u8]) -> Option<([u8; 6], Option<CaType>)> {
         let parsed = Quote::parse(quote).ok()?;
         let cert_data = &parsed.signature_data.certification_data;

@@ -161,9 +161,10 @@ pub async fn verify_quote(
         ca: ca.as_str(),
         reason,
     };
-    let sets = match collateral::current_sets(s, platform).await {
+    let sets = match collateral::current_sets(s, platform, quote).await {
         Ok(sets) => sets,
         Err(CollateralError::Store(e)) => return Err(QuoteError::Store(e)),
+        Err(CollateralError::PckChain(e)) => return Err(QuoteError::Invalid(e)),
         Err(e) => return Err(no_collateral(e.to_string())),
     };
     let now = u64::try_from(s.clock.now()).unwrap_or(0);

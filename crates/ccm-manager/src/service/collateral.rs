@@ -74,6 +74,9 @@ pub enum CollateralError {
         #[source]
         source: ccm_attest::PcsError,
     },
+    /// The quote's PCK certificate chain does not verify, so nothing is fetched for it.
+    #[error("{0}")]
+    PckChain(#[source] VerifyError),
     /// The current set expired and no newer one could be had.
     #[error(
         "the current collateral expired at {valid_until} (Unix seconds) and no newer set could be had: {cause}"
@@ -467,12 +470,15 @@ fn is_valid_at(set: &CurrentSet, t: i64) -> bool {
     i64::try_from(set.summary.valid_until).unwrap_or(i64::MAX) >= t
 }
 
-/// The current sets (one per root) for quotes of `platform`: from memory; from the database
+/// The current sets (one per root) for `quote`, of `platform`: from memory; from the database
 /// when memory has none valid now; fetched from the PCS or PCCS when neither has (one fetch
-/// per platform at a time). May return expired sets (verification then says so) or none.
+/// per platform at a time, and only for a quote whose PCK chain verifies, so that nobody makes
+/// the manager ask the PCS about made-up platforms). May return expired sets (verification
+/// then says so) or none.
 pub async fn current_sets(
     s: &AppState,
     platform: Platform,
+    quote: &[u8],
 ) -> Result<Vec<Arc<CurrentSet>>, CollateralError> {
     let t = now(s);
     let cached = s.attest.collateral.cached(&platform);
@@ -484,6 +490,10 @@ pub async fn current_sets(
     if stored.iter().any(|c| is_valid_at(c, t)) || s.attest.collateral.client.is_none() {
         return Ok(stored);
     }
+    s.attest
+        .verifier()
+        .verified_collateral_key(quote, u64::try_from(t).unwrap_or(0))
+        .map_err(CollateralError::PckChain)?;
     match fetch_once(s, platform).await {
         Ok(()) => Ok(s.attest.collateral.cached(&platform)),
         Err(e @ CollateralError::Store(_)) => Err(e),

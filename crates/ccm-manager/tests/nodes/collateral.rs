@@ -494,6 +494,31 @@ async fn collateral_of_the_previous_schema_is_adopted(backend: Backend) {
     m.shutdown().await;
 }
 
+/// A quote whose PCK chain does not verify (a simulated root the manager does not trust) is
+/// refused without asking the PCCS anything: made-up certificates cannot make the manager query
+/// the PCS about made-up platforms.
+async fn an_untrusted_pck_chain_fetches_nothing(backend: Backend) {
+    let w = world_with_pccs(backend).await;
+    let other = w.dir.path().join("other-root");
+    sim::init(&other, &sim::PlatformOptions::new(T0 as u64)).unwrap();
+    let (token, _) = w.join_token(json!({})).await;
+    let (_, n) = w.nonce(&token).await;
+    let nonce = n["nonce"].as_str().unwrap().to_string();
+    let (st, v, _) = w.enroll_with(&token, &nonce, &nonce, &other, None).await;
+    assert_eq!(
+        (st, code(&v)),
+        (StatusCode::FORBIDDEN, "quote_rejected"),
+        "{v}"
+    );
+    let seen = pccs(&w).seen.lock().unwrap().clone();
+    assert!(seen.is_empty(), "{seen:?}");
+    // A genuine one fetches.
+    let (st, v) = enroll(&w, None).await;
+    assert_eq!(st, StatusCode::CREATED, "{v}");
+    assert!(!pccs(&w).seen.lock().unwrap().is_empty());
+    w.m.shutdown().await;
+}
+
 /// dcap-qvl's transport: the test's HTTP client (which pins the manager's certificate).
 struct PinnedHttp(reqwest::Client);
 
@@ -557,4 +582,5 @@ both_backends!(
     dcap_qvl_fetches_from_the_manager,
     a_tcb_recovery_changes_the_next_verdict,
     collateral_of_the_previous_schema_is_adopted,
+    an_untrusted_pck_chain_fetches_nothing,
 );
