@@ -96,6 +96,32 @@ impl PcsOptions {
     }
 }
 
+/// The TLS configuration for reaching a PCS or PCCS (ring provider): the system's CA
+/// certificates, plus those in `extra_ca_pem` (PEM text) for a PCCS with a CA of its own, as
+/// Intel's PCCS makes one. The collateral is authenticated by its signatures whatever the
+/// transport; this only authenticates the service.
+pub fn system_tls(extra_ca_pem: Option<&[u8]>) -> Result<rustls::ClientConfig, PcsError> {
+    let mut roots = rustls::RootCertStore::empty();
+    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
+    if let Some(text) = extra_ca_pem {
+        let certs = pem::parse_many(text)
+            .map_err(|e| PcsError::Client(format!("CA certificates: {e}")))?
+            .into_iter()
+            .filter(|p| p.tag() == "CERTIFICATE")
+            .map(|p| p.into_contents().into());
+        let (added, _) = roots.add_parsable_certificates(certs);
+        if added == 0 {
+            return Err(PcsError::Client("the file holds no CA certificate".into()));
+        }
+    }
+    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
+    Ok(rustls::ClientConfig::builder_with_provider(provider)
+        .with_safe_default_protocol_versions()
+        .map_err(|e| PcsError::Client(e.to_string()))?
+        .with_root_certificates(roots)
+        .with_no_client_auth())
+}
+
 /// A client of one PCS or PCCS.
 #[derive(Clone, Debug)]
 pub struct PcsClient {

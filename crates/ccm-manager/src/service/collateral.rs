@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
 
 use ccm_api::collateral::{CollateralSet, CollateralSource, PckCaType, TcbUpdate, TeeType};
-use ccm_attest::pcs::{PcsClient, PcsOptions, Update};
+use ccm_attest::pcs::{PcsClient, PcsOptions, Update, system_tls};
 use ccm_attest::{
     CaType, Collateral, CollateralPart, CollateralSummary, Recency, Tee, VerifyError, newest_parts,
 };
@@ -183,32 +183,17 @@ fn pcs_client(config: &Config, url: &str) -> Result<PcsClient, Error> {
         field: "pccs_url".into(),
         message,
     };
-    let mut roots = rustls::RootCertStore::empty();
-    roots.add_parsable_certificates(rustls_native_certs::load_native_certs().certs);
-    if let Some(path) = &config.pccs_ca_file {
-        let text = std::fs::read(path).map_err(|e| Error::Io {
+    let extra = match &config.pccs_ca_file {
+        Some(path) => Some(std::fs::read(path).map_err(|e| Error::Io {
             path: path.clone(),
             source: e,
-        })?;
-        let certs = pem::parse_many(&text)
-            .map_err(|e| bad(format!("{}: {e}", path.display())))?
-            .into_iter()
-            .filter(|p| p.tag() == "CERTIFICATE")
-            .map(|p| rustls_pki_types::CertificateDer::from(p.into_contents()));
-        let (added, _) = roots.add_parsable_certificates(certs);
-        if added == 0 {
-            return Err(bad(format!(
-                "{} holds no CA certificate (pccs_ca_file)",
-                path.display()
-            )));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let tls = rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| bad(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth();
+        })?),
+        None => None,
+    };
+    let tls = system_tls(extra.as_deref()).map_err(|e| match &config.pccs_ca_file {
+        Some(path) => bad(format!("{} (pccs_ca_file): {e}", path.display())),
+        None => bad(e.to_string()),
+    })?;
     let mut options = PcsOptions::new(url);
     options.timeout = Duration::from_secs(config.pccs_timeout_secs);
     if let Some(path) = &config.pccs_api_key_file {

@@ -4,7 +4,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::Context;
 use ccm_api::collateral::{CollateralBundle, CollateralSet, ImportOutcome, ImportResponse};
-use ccm_attest::pcs::{PcsClient, PcsOptions, Update, quote_collateral_key};
+use ccm_attest::pcs::{PcsClient, PcsOptions, Update, quote_collateral_key, system_tls};
 use ccm_attest::{Collateral, TrustRoots, Verifier};
 use reqwest::Method;
 
@@ -73,24 +73,13 @@ pub struct FetchArgs {
     root: Option<PathBuf>,
 }
 
-fn tls() -> anyhow::Result<rustls::ClientConfig> {
-    let mut roots = rustls::RootCertStore::empty();
-    let native = rustls_native_certs::load_native_certs();
-    roots.add_parsable_certificates(native.certs);
-    let provider = std::sync::Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 /// Fetches the collateral of `quote` from the service `source` names (which must be set).
 pub fn fetch_for_quote(source: &PccsArgs, quote: &[u8]) -> anyhow::Result<Collateral> {
     let url = source.pccs.as_deref().context("no --pccs URL")?;
     let (fmspc, ca) = quote_collateral_key(quote).context("read the quote's PCK certificate")?;
     let mut options = PcsOptions::new(url);
     options.api_key = std::env::var(API_KEY_ENV).ok().filter(|k| !k.is_empty());
-    let client = PcsClient::new(options, tls()?)?;
+    let client = PcsClient::new(options, system_tls(None)?)?;
     let update = if source.early {
         Update::Early
     } else {
